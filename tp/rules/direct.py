@@ -1,0 +1,180 @@
+"""Direct feedback from the output to every hidden layer: the DDTP family and DFA (SPEC §4.2, §4.5–4.8).
+
+Every hidden layer i = 1…L−1 has a feedback map g_i from the output space,
+
+    g_i(z; h_i) = ψ(Q_i · u_i(z; h_i) + d_i),
+
+whose input features u_i are z itself (DFA, DDTP-linear, DDTP-control, the last hidden layer of DDTP-RHL),
+the fixed random hidden layer s(z) = tanh(R z + r) (DDTP-RHL) or [s(z); h_i] with the *clean* h_i
+(DDTP-RHL (rec), paper eq. 63–66).  Targets use the difference correction (paper eq. 8)
+
+    ĥ_i = g_i(ĥ_L) + h_i − g_i(h_L),
+
+and the forward update is the local-loss gradient of SPEC §2.2.  The feedback losses (one block per
+hidden layer i, noise ε on h_i, ỹ = F_{i→L}(h_i + ε)):
+
+* DRL (paper eq. 10, SPEC §4.5(d)):  (1/σ²) · mean_{b,units} (g_i(ỹ) + h_i − g_i(h_L) − (h_i + ε))²
+* control (SPEC §4.6(d)):           mean_{b,units} (g_i(ỹ) − (h_i + ε))²
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from ..activations import get_activation
+from ..network import MLP, Forward, Params, xavier_normal
+from ..random import Generators, rand_uniform
+from ..targets import local_loss_gradients, output_target
+from .base import HyperparameterError, Rule, StepResult
+
+__all__ = ["DirectFeedbackRule"]
+
+
+class DirectFeedbackRule(Rule):
+    """Shared implementation of the direct-feedback rules; subclasses choose the features, the
+    feedback activation, the loss (``"drl"``, ``"control"`` or ``None`` for fixed feedback) and
+    the bias layout."""
+
+    has_feedback = True
+    #: feedback reconstruction loss: "drl", "control" or None (feedback fixed: DFA)
+    feedback_loss: ClassVar[str | None] = "drl"
+    #: the last hidden layer has a forward bias (and its feedback map a bias d_{L-1})
+    last_hidden_bias: ClassVar[bool] = True
+    #: hidden layers i ≤ L−2 read the random hidden feedback layer s(z) (DDTP-RHL)
+    random_layer: ClassVar[bool] = False
+    #: hidden layers i ≤ L−2 also read their own clean activation h_i (DDTP-RHL (rec))
+    recurrent_input: ClassVar[bool] = False
+
+    def _validate(self) -> None:
+        super()._validate()
+        get_activation(self.fb_activation_name)
+        if "size_hidden_fb" in self.hp and not (isinstance(self.hp["size_hidden_fb"], int)
+                                                and self.hp["size_hidden_fb"] > 0):
+            raise HyperparameterError(f"rule {self.name!r}: size_hidden_fb must be a positive integer, "
+                                      f"got {self.hp['size_hidden_fb']!r}")
+
+    @property
+    def fb_activation_name(self) -> str:
+        return self.hp.get("fb_activation", "linear")
+
+    # ------------------------------------------------------------------------------------ structure
+    def forward_bias(self, num_layers: int) -> tuple[bool, ...]:
+        bias = [True] * num_layers
+        if not self.last_hidden_bias and num_layers >= 2:
+            bias[num_layers - 2] = False  # layer L−1 (SPEC §12.4)
+        return tuple(bias)
+
+    def _uses_random_layer(self, net: MLP, i: int) -> bool:
+        return self.random_layer and i <= net.L - 2  # layer L−1 bypasses it (SPEC §12.5)
+
+    def _feature_size(self, net: MLP, i: int) -> int:
+        if not self._uses_random_layer(net, i):
+            return net.sizes[-1]
+        m = self.hp["size_hidden_fb"]
+        return m + net.sizes[i] if self.recurrent_input else m
+
+    def init_feedback(self, net: MLP, generator: Generators, device=None) -> Params:
+        """Q_i Xavier normal on the full (n_i × features) matrix, d_i = 0; DDTP-RHL's random layer
+        R, r ~ U(−1/√n_L, 1/√n_L) (PyTorch's ``nn.Linear`` default, SPEC §1)."""
+        fb: Params = {}
+        n_L = net.sizes[-1]
+        if self.random_layer:
+            m, bound = self.hp["size_hidden_fb"], n_L ** -0.5
+            fb["R"] = rand_uniform((m, n_L), -bound, bound, generator, net.dtype, device)
+            fb["r"] = rand_uniform((m,), -bound, bound, generator, net.dtype, device)
+        for i in range(1, net.L):
+            Q = xavier_normal((net.sizes[i], self._feature_size(net, i)), generator, net.dtype, device)
+            fb[f"Q{i}"] = Q
+            if self._has_fb_bias(net, i):
+                fb[f"d{i}"] = torch.zeros(Q.shape[:-1], dtype=net.dtype, device=Q.device)
+        return fb
+
+    def _has_fb_bias(self, net: MLP, i: int) -> bool:
+        return self.last_hidden_bias or i != net.L - 1
+
+    def trainable_feedback(self, feedback) -> list[str]:
+        return [k for k in feedback if k[0] in "Qd"] if self.trains_feedback else []
+
+    def noise_layers(self, net: MLP) -> dict[int, int]:
+        return {i: i for i in range(1, net.L)} if self.trains_feedback else {}
+
+    # ------------------------------------------------------------------------------- feedback maps
+    def _shared(self, feedback: Params, z: Tensor) -> Tensor | None:
+        """s(z) = tanh(R z + r), the fixed random hidden feedback layer (DDTP-RHL), else None."""
+        if not self.random_layer:
+            return None
+        return torch.tanh(z @ feedback["R"].mT + feedback["r"].unsqueeze(-2))  # (..., B, m)
+
+    def _features(self, net: MLP, i: int, z: Tensor, s: Tensor | None, h_i: Tensor) -> Tensor:
+        """u_i(z; h_i): the input of Q_i."""
+        if not self._uses_random_layer(net, i):
+            return z  # (..., B, n_L)
+        if self.recurrent_input:
+            return torch.cat([s, h_i.expand(*s.shape[:-1], h_i.shape[-1])], dim=-1)  # (..., B, m+n_i)
+        return s  # (..., B, m)
+
+    def _g(self, net: MLP, feedback: Params, i: int, feat: Tensor) -> tuple[Tensor, Tensor]:
+        """(pre-activation, output) of g_i given its features."""
+        u = feat @ feedback[f"Q{i}"].mT  # (..., B, n_i)
+        if self._has_fb_bias(net, i):
+            u = u + feedback[f"d{i}"].unsqueeze(-2)
+        return u, get_activation(self.fb_activation_name)(u)
+
+    def feedback_map(self, net: MLP, feedback: Params, i: int, z: Tensor, h_i: Tensor) -> Tensor:
+        """g_i(z; h_i) for a batch of output-space values z (..., B, n_L)."""
+        return self._g(net, feedback, i, self._features(net, i, z, self._shared(feedback, z), h_i))[1]
+
+    # ------------------------------------------------------------------------------------- targets
+    def _clean(self, net, feedback, fwd: Forward) -> dict[int, tuple[Tensor, Tensor, Tensor]]:
+        """(features, pre-activation, output) of g_i(h_L) for every hidden layer."""
+        s = self._shared(feedback, fwd.output)
+        out = {}
+        for i in range(1, net.L):
+            feat = self._features(net, i, fwd.output, s, fwd.h[i])
+            out[i] = (feat, *self._g(net, feedback, i, feat))
+        return out
+
+    def _forward_update(self, net, params, feedback, fwd, y) -> StepResult:
+        h_hat_L, _ = output_target(net, fwd, y, self.hp["target_stepsize"])
+        s_hat = self._shared(feedback, h_hat_L)
+        clean = self._clean(net, feedback, fwd)
+        targets = {}
+        for i in range(1, net.L):
+            g_hat = self._g(net, feedback, i, self._features(net, i, h_hat_L, s_hat, fwd.h[i]))[1]
+            targets[i] = g_hat + fwd.h[i] - clean[i][2]  # ĥ_i = g_i(ĥ_L) + h_i − g_i(h_L)
+        targets[net.L] = h_hat_L
+        return StepResult(forward_grads=local_loss_gradients(net, params, fwd, targets), targets=targets,
+                          loss=net.loss_value(fwd.output, y), output=fwd.output)
+
+    # ----------------------------------------------------------------------------- feedback losses
+    def _feedback_gradients(self, net, params, feedback, fwd, noise):
+        dfb = get_activation(self.fb_activation_name).derivative
+        clean = self._clean(net, feedback, fwd) if self.feedback_loss == "drl" else None
+        grads, losses = {}, {}
+        for i in range(1, net.L):
+            h_i = fwd.h[i]
+            h_noisy = h_i + noise[i]  # h̃_i
+            y_noisy = net.forward_from(params, i, h_noisy)  # ỹ = F_{i→L}(h̃_i)
+            feat_n = self._features(net, i, y_noisy, self._shared(feedback, y_noisy), h_i)
+            u_n, g_n = self._g(net, feedback, i, feat_n)
+            count = h_i.shape[-2] * h_i.shape[-1]  # mean over B × n_i
+            if self.feedback_loss == "drl":
+                feat_c, u_c, g_c = clean[i]
+                resid = g_n + h_i - g_c - h_noisy  # r − h̃_i
+                scale = 1.0 / self.hp["sigma"] ** 2
+                G = 2.0 * scale * resid / count  # ∂L/∂r
+                dU_n, dU_c = G * dfb(u_n, g_n), -G * dfb(u_c, g_c)
+                gQ = dU_n.mT @ feat_n + dU_c.mT @ feat_c
+                gd = (dU_n + dU_c).sum(-2)
+            else:  # control: no difference correction, no 1/σ²
+                resid, scale = g_n - h_noisy, 1.0
+                dU_n = 2.0 * resid / count * dfb(u_n, g_n)
+                gQ, gd = dU_n.mT @ feat_n, dU_n.sum(-2)
+            grads[f"Q{i}"] = gQ
+            if self._has_fb_bias(net, i):
+                grads[f"d{i}"] = gd
+            losses[i] = scale * (resid ** 2).mean(dim=(-2, -1))
+        return grads, losses
