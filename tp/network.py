@@ -167,16 +167,21 @@ class MLP:
         return h
 
     # ------------------------------------------------------------------------------------------- loss
-    def loss_value(self, output: Tensor, y: Tensor) -> Tensor:
-        """ℒ per replica: shape ``output.shape[:-2]`` (a scalar without replicas).
-
-        cross-entropy: (1/B) Σ_b −log softmax(h_L^b)_{y_b};  mse: mean over B·n_L of (h_L − y)².
-        """
+    def per_sample_loss(self, output: Tensor, y: Tensor) -> Tensor:
+        """Loss of each sample, (..., B): −log softmax(h_L^b)_{y_b}, or the mean of (h_L^b − y^b)²."""
         if self.loss == "cross_entropy":
             logp = torch.log_softmax(output, dim=-1)
             idx = y.expand(output.shape[:-1]).unsqueeze(-1)
-            return -logp.gather(-1, idx).squeeze(-1).mean(-1)
-        return ((output - y) ** 2).mean(dim=(-2, -1))
+            return -logp.gather(-1, idx).squeeze(-1)
+        return ((output - y) ** 2).mean(-1)
+
+    def loss_value(self, output: Tensor, y: Tensor) -> Tensor:
+        """ℒ per replica: shape ``output.shape[:-2]`` (a scalar without replicas).
+
+        cross-entropy: (1/B) Σ_b −log softmax(h_L^b)_{y_b};  mse: mean over B·n_L of (h_L − y)²
+        (PyTorch ``CrossEntropyLoss`` / ``MSELoss`` with their default mean reduction).
+        """
+        return self.per_sample_loss(output, y).mean(-1)
 
     def output_gradient(self, output: Tensor, y: Tensor) -> Tensor:
         """∂ℒ/∂h_L of the minibatch-mean loss, per sample: (..., B, n_L).

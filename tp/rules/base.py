@@ -131,9 +131,12 @@ class Rule:
 
     # ---------------------------------------------------------------------------------- computation
     @torch.no_grad()
-    def forward_update(self, net: MLP, params: Params, feedback: Params, x: Tensor, y: Tensor) -> StepResult:
-        """Forward pass, targets and the forward-parameter update of one minibatch (no feedback grads)."""
-        fwd = net.forward(params, x)
+    def forward_update(self, net: MLP, params: Params, feedback: Params, x: Tensor | Forward,
+                       y: Tensor) -> StepResult:
+        """Targets and the forward-parameter update of one minibatch (no feedback grads).
+
+        ``x`` is the input batch or an existing forward pass of it."""
+        fwd = x if isinstance(x, Forward) else net.forward(params, x)
         return self._forward_update(net, params, feedback, fwd, y)
 
     @torch.no_grad()

@@ -1,0 +1,236 @@
+"""A slow, per-sample, obviously-correct twin of the SPEC formulas (tests only).
+
+Everything here is written straight from /work/shared/spec/SPEC.md, one sample at a time, with column
+vectors (a_i = W_i h_{i-1} + b_i) and autograd / torch.func for every derivative.  Nothing is imported
+from ``tp``: inputs are plain dicts of tensors (forward parameters ``W1, b1, …``, feedback parameters
+``Q1, d1, …, R, r``, noise ``{block: ε}`` already scaled by σ) plus the network description below.
+
+Speed is irrelevant (tiny networks, a handful of samples); readability is the point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# φ of the forward layers and ψ of the feedback maps.  leaky_tanh is the project's invertible variant
+# φ(a) = tanh(a) + 0.1·a.
+LEAKY_TANH_SLOPE = 0.1
+ACTIVATIONS = {
+    "tanh": torch.tanh,
+    "linear": lambda a: a,
+    "leaky_tanh": lambda a: torch.tanh(a) + LEAKY_TANH_SLOPE * a,
+    "relu": torch.relu,
+}
+
+DIRECT_RULES = ("dfa", "ddtp-linear", "ddtp-control", "ddtp-rhl", "ddtp-rhl-rec")
+LAYERWISE_RULES = ("dtp", "dtpdrl")
+# the feedback nonlinearity ψ each rule uses unless told otherwise (SPEC §4)
+DEFAULT_FB_ACTIVATION = {"dfa": "linear", "ddtp-linear": "linear", "ddtp-control": "linear",
+                         "ddtp-rhl": "tanh", "ddtp-rhl-rec": "tanh", "dtp": "tanh", "dtpdrl": "tanh"}
+DTP_SIGMA_FLOOR = 0.02  # c(σ) = 1/max(σ, 0.02)²  (SPEC §4.3 (d))
+
+
+# ------------------------------------------------------------------------------------------- network
+@dataclass
+class Net:
+    """sizes (n_0…n_L), the activation name of each layer 1…L and the minibatch loss.
+    A layer has a bias iff ``b{i}`` is in the parameter dict."""
+
+    sizes: list
+    activations: list
+    loss: str = "cross_entropy"
+
+    @property
+    def L(self) -> int:
+        return len(self.sizes) - 1
+
+    def layer(self, params, i, h_prev):
+        """f_i for one sample: h_i = φ_i(W_i h_{i-1} + b_i)."""
+        a = params[f"W{i}"] @ h_prev
+        if f"b{i}" in params:
+            a = a + params[f"b{i}"]
+        return ACTIVATIONS[self.activations[i - 1]](a)
+
+    def forward(self, params, x):
+        """[h_0, h_1, …, h_L] of one sample."""
+        h = [x]
+        for i in range(1, self.L + 1):
+            h.append(self.layer(params, i, h[-1]))
+        return h
+
+    def forward_from(self, params, i, h_i):
+        """F_{i→L}: feed h_i through layers i+1…L (identity for i = L)."""
+        h = h_i
+        for k in range(i + 1, self.L + 1):
+            h = self.layer(params, k, h)
+        return h
+
+    def minibatch_loss(self, outputs, y):
+        """ℒ of the stacked outputs (B, n_L): PyTorch CrossEntropyLoss / MSELoss, mean reduction."""
+        if self.loss == "cross_entropy":
+            return F.cross_entropy(outputs, y)
+        return F.mse_loss(outputs, y)
+
+
+def forward_all(net, params, x):
+    """Per-sample forward passes: a list (over samples b) of [h_0^b … h_L^b]."""
+    return [net.forward(params, x[b]) for b in range(x.shape[0])]
+
+
+def output_gradients(net, params, x, y):
+    """∂ℒ/∂h_L^b of the minibatch-mean loss, by autograd on the stacked outputs: (B, n_L)."""
+    outputs = torch.stack([hs[-1] for hs in forward_all(net, params, x)]).detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(net.minibatch_loss(outputs, y), outputs)
+    return grad
+
+
+def stack(per_sample: list[dict]) -> dict:
+    """[{i: v^b}]_b -> {i: (B, …)}."""
+    return {i: torch.stack([d[i] for d in per_sample]) for i in per_sample[0]}
+
+
+# ------------------------------------------------------------------------------------- feedback maps
+def direct_feedback_map(rule, fb, L, i, z, h_i, fb_activation):
+    """g_i(z; h_i) from the output space to hidden layer i (SPEC §4.2, §4.5–4.8), one sample."""
+    psi = ACTIVATIONS[fb_activation]
+    features = z
+    if rule in ("ddtp-rhl", "ddtp-rhl-rec") and i <= L - 2:  # layer L−1 bypasses the random layer
+        s = torch.tanh(fb["R"] @ z + fb["r"])  # fixed random hidden layer
+        features = torch.cat([s, h_i]) if rule == "ddtp-rhl-rec" else s
+    u = fb[f"Q{i}"] @ features
+    if f"d{i}" in fb:
+        u = u + fb[f"d{i}"]
+    return psi(u)
+
+
+def layerwise_feedback_map(fb, i, z, fb_activation):
+    """g_i: layer i -> layer i−1 (DTP, DTPDRL; SPEC §4.3 (a)), one sample."""
+    return ACTIVATIONS[fb_activation](fb[f"Q{i}"] @ z + fb[f"d{i}"])
+
+
+# ------------------------------------------------------------------------------------------- targets
+def tp_targets(rule, net, params, fb, x, y, beta, fb_activation=None):
+    """{i: ĥ_i} (B, n_i) for every layer 1…L of a TP-family rule or DFA (SPEC §2.1, §4 (b))."""
+    psi = fb_activation or DEFAULT_FB_ACTIVATION[rule]
+    L = net.L
+    dL_dhL = output_gradients(net, params, x, y)
+    per_sample = []
+    for b, h in enumerate(forward_all(net, params, x)):
+        t = {L: h[L] - beta * dL_dhL[b]}  # ĥ_L = h_L − β ∂ℒ/∂h_L
+        if rule in DIRECT_RULES:
+            for i in range(1, L):  # ĥ_i = g_i(ĥ_L) + h_i − g_i(h_L)
+                g = lambda z: direct_feedback_map(rule, fb, L, i, z, h[i], psi)  # noqa: E731
+                t[i] = g(t[L]) + h[i] - g(h[L])
+        elif rule in LAYERWISE_RULES:
+            for i in range(L, 1, -1):  # ĥ_{i−1} = g_i(ĥ_i) + h_{i−1} − g_i(h_i)
+                t[i - 1] = (layerwise_feedback_map(fb, i, t[i], psi) + h[i - 1]
+                            - layerwise_feedback_map(fb, i, h[i], psi))
+        else:
+            raise ValueError(f"not a target-propagation rule: {rule!r}")
+        per_sample.append(t)
+    return stack(per_sample)
+
+
+def gnt_targets(net, params, x, y, damping):
+    """{i: ĥ_i = h_i − Δ_i} for every layer 1…L with Gauss–Newton displacements (SPEC §4.9, §15):
+    J_i^b = ∂h_L/∂h_i by torch.func.jacrev, Δ = J⁺g (λ = 0, explicit pinv) or Jᵀ(JJᵀ + λI)⁻¹g.
+    ``damping``: one λ, or a list with one λ per layer 1…L."""
+    L = net.L
+    lams = [damping] * L if isinstance(damping, (int, float)) else list(damping)
+    g_all = output_gradients(net, params, x, y)
+    per_sample = []
+    for b, h in enumerate(forward_all(net, params, x)):
+        g = g_all[b]
+        t = {}
+        for i in range(1, L + 1):
+            J = torch.func.jacrev(lambda hi: net.forward_from(params, i, hi))(h[i])  # (n_L, n_i)
+            lam = lams[i - 1]
+            if lam == 0:
+                delta = torch.linalg.pinv(J) @ g
+            else:
+                eye = torch.eye(J.shape[0], dtype=J.dtype)
+                delta = J.T @ torch.linalg.solve(J @ J.T + lam * eye, g)
+            t[i] = h[i] - delta
+        per_sample.append(t)
+    return stack(per_sample)
+
+
+# ------------------------------------------------------------------------------ forward-parameter update
+def local_loss_gradients(net, params, x, targets):
+    """Autograd of Σ_i ℒ_i^loc, ℒ_i^loc = (1/B) Σ_b ‖h_i^b − ĥ_i^b‖² with ĥ_i and h_{i−1} constants
+    (SPEC §2.2).  Each ℒ_i only reaches W_i, b_i, so one sum gives every layer's gradient."""
+    B = x.shape[0]
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    total = 0.0
+    for b, h in enumerate(forward_all(net, params, x)):
+        for i, h_hat in targets.items():
+            h_i = net.layer(leaves, i, h[i - 1].detach())
+            total = total + ((h_i - h_hat[b].detach()) ** 2).sum() / B
+    keys = [k for k in leaves if int(k[1:]) in targets]
+    grads = torch.autograd.grad(total, [leaves[k] for k in keys])
+    return dict(zip(keys, grads))
+
+
+def bp_gradients(net, params, x, y):
+    """∂ℒ/∂θ of the minibatch loss by autograd through the per-sample forward passes."""
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    outputs = torch.stack([hs[-1] for hs in forward_all(net, leaves, x)])
+    grads = torch.autograd.grad(net.minibatch_loss(outputs, y), list(leaves.values()))
+    return dict(zip(leaves, grads))
+
+
+# --------------------------------------------------------------------------------- feedback losses
+def feedback_gradients(rule, net, params, fb, x, noise, sigma, fb_activation=None):
+    """Per block k: the SPEC loss (a mean over B × width) and its gradient w.r.t. (Q_k, d_k) by autograd,
+    every other tensor held constant.  Returns ``(grads, losses)``.
+
+    * dtp     (§4.3 d): c(σ)·mean(g_i(f_i(h̃_{i−1})) − h̃_{i−1})², c(σ) = 1/max(σ, 0.02)²
+    * dtpdrl  (§4.4 d): ỹ = F_{i−1→L}(h̃), z_L = ỹ, z_{k−1} = g_k(z_k) + h_{k−1} − g_k(h_k) (k = L…i+1),
+                         r = g_i(z_i) + h_{i−1} − g_i(h_i), (1/σ²)·mean(r − h̃)²
+    * DRL     (§4.5 d, §4.7 d): ỹ = F_{i→L}(h̃_i), r = g_i(ỹ) + h_i − g_i(h_L), (1/σ²)·mean(r − h̃_i)²
+    * control (§4.6 d): mean(g_i(ỹ) − h̃_i)²
+    """
+    psi = fb_activation or DEFAULT_FB_ACTIVATION[rule]
+    L, B = net.L, x.shape[0]
+    fixed = {k: v.detach() for k, v in fb.items()}
+    hs = forward_all(net, params, x)
+    blocks = range(2, L + 1) if rule in LAYERWISE_RULES else range(1, L)
+    grads, losses = {}, {}
+    for k in blocks:
+        own = {n: fixed[n].clone().requires_grad_(True) for n in (f"Q{k}", f"d{k}") if n in fixed}
+        fbk = {**fixed, **own}  # only block k's parameters are variables
+        loss = 0.0
+        for b, h in enumerate(hs):
+            eps = noise[k][b]
+            if rule == "dtp":
+                h_noisy = h[k - 1] + eps
+                rec = layerwise_feedback_map(fbk, k, net.layer(params, k, h_noisy), psi)
+                width = net.sizes[k - 1]
+                loss = loss + ((rec - h_noisy) ** 2).sum() / max(sigma, DTP_SIGMA_FLOOR) ** 2 / (B * width)
+            elif rule == "dtpdrl":
+                h_noisy = h[k - 1] + eps
+                z = net.forward_from(params, k - 1, h_noisy)
+                for j in range(L, k, -1):
+                    z = layerwise_feedback_map(fbk, j, z, psi) + h[j - 1] - layerwise_feedback_map(fbk, j, h[j], psi)
+                r = layerwise_feedback_map(fbk, k, z, psi) + h[k - 1] - layerwise_feedback_map(fbk, k, h[k], psi)
+                width = net.sizes[k - 1]
+                loss = loss + ((r - h_noisy) ** 2).sum() / sigma ** 2 / (B * width)
+            else:
+                h_noisy = h[k] + eps
+                y_noisy = net.forward_from(params, k, h_noisy)
+                g = lambda z: direct_feedback_map(rule, fbk, L, k, z, h[k], psi)  # noqa: E731
+                width = net.sizes[k]
+                if rule == "ddtp-control":
+                    loss = loss + ((g(y_noisy) - h_noisy) ** 2).sum() / (B * width)
+                elif rule in ("ddtp-linear", "ddtp-rhl", "ddtp-rhl-rec"):
+                    r = g(y_noisy) + h[k] - g(h[L])
+                    loss = loss + ((r - h_noisy) ** 2).sum() / sigma ** 2 / (B * width)
+                else:
+                    raise ValueError(f"rule {rule!r} has no feedback loss")
+        block_grads = torch.autograd.grad(loss, list(own.values()))
+        grads.update(zip(own, block_grads))
+        losses[k] = loss.detach()
+    return grads, losses

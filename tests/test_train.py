@@ -1,0 +1,191 @@
+"""Training runs (SPEC §5, §6): learning, schedules, Frozen-MNIST, resume, divergence, pruning, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from tp import cli
+from tp.config import METHODS, resolve_config
+from tp.data import DataSplits, student_teacher, synthetic_classification
+from tp.train import CHECKPOINT, run_generators, train
+
+SMALL = {"num_hidden": 2, "size_hidden": 16, "size_hidden_fb": 24, "batch_size": 32}
+
+
+def small_data(seed=0, n_train=256, n_test=64, n_val=64, dim=12) -> DataSplits:
+    x, y, tx, ty = synthetic_classification(n_train + n_val, n_test, dim, 10, seed)
+    return DataSplits(x[:n_train], y[:n_train], tx, ty, x[n_train:], y[n_train:])
+
+
+def quiet(msg):
+    pass
+
+
+def config(method, dataset="mnist", tuning="test", **overrides):
+    return resolve_config(method, dataset, tuning, {**SMALL, **overrides})
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_lowers_the_training_loss(method, tmp_path):
+    cfg = config(method, epochs=4, epochs_fb=1, normalize_lr=False, lr=1e-2, lr_fb=1e-3, extra_fb_epochs=0)
+    s = train(cfg, small_data(), seed=1, out_dir=tmp_path, progress=False, log=quiet)
+    assert s["status"] == "finished" and s["epochs_run"] == 4
+    losses = [float(r["train_loss"]) for r in csv.DictReader(open(tmp_path / "metrics.csv"))]
+    assert losses[-1] < losses[0] - 0.1, losses  # the online training loss of epoch 4 vs epoch 1
+
+
+def test_regression_on_student_teacher_data():
+    data = student_teacher(6, 2, num_train=256, num_test=64, num_val=64, seed=3, hidden=(32, 32))
+    cfg = config("ddtp-linear", epochs=6, epochs_fb=1, normalize_lr=False, lr=1e-2)
+    cfg["num_hidden"], cfg["size_hidden"] = 2, 6
+    s = train(cfg, data, seed=0, loss="mse", progress=False, log=quiet)
+    assert s["status"] == "finished" and s["test_error_at_best_val"] is None
+    cfg0 = dict(cfg, epochs=1)
+    s0 = train(cfg0, data, seed=0, loss="mse", progress=False, log=quiet)
+    assert s["train_loss_last"] < 0.8 * s0["train_loss_last"]
+
+
+@pytest.mark.parametrize("method,epochs_fb,extra,minibatches", [
+    ("ddtp-rhl-extrafb", 2, 3, 0), ("dtp-pretrained", 1, 1, 2), ("dtp", 0, 0, 0), ("bp", 3, 3, 0)])
+def test_schedule_counts_feedback_steps(method, epochs_fb, extra, minibatches):
+    n_train, B, epochs = 200, 32, 2
+    nb = math.ceil(n_train / B)  # drop_last=False: 7 minibatches
+    cfg = config(method, epochs=epochs, epochs_fb=epochs_fb, extra_fb_epochs=extra, extra_fb_minibatches=minibatches)
+    s = train(cfg, small_data(n_train=n_train), seed=0, progress=False, log=quiet)
+    trains_fb = method != "bp"
+    expected = (epochs_fb * nb + epochs * (nb * (1 + minibatches) + extra * nb)) if trains_fb else 0
+    assert s["feedback_steps"] == expected
+
+
+def test_frozen_mnist_trains_only_the_first_layer(tmp_path):
+    cfg = config("ddtp-linear", dataset="frozen-mnist", epochs=2, epochs_fb=1)
+    assert cfg["only_train_first_layer"] is True
+    train(cfg, small_data(), seed=4, out_dir=tmp_path, progress=False, log=quiet, keep_checkpoint=True)
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    from tp.rules import make_rule
+    from tp.config import rule_hyperparameters
+    rule = make_rule(cfg["rule"], **rule_hyperparameters(cfg))
+    net = rule.build_network([12, 16, 16, 10])
+    init = net.init_params(run_generators(4)["init"])
+    init_fb = rule.init_feedback(net, run_generators(4)["init"])  # drawn after params: redo in order
+    g = run_generators(4)["init"]
+    init, init_fb = net.init_params(g), rule.init_feedback(net, g)
+    for k, v in init.items():
+        if k in ("W1", "b1"):
+            assert not torch.equal(state["params"][k], v), k
+        else:
+            assert torch.equal(state["params"][k], v), f"{k} changed in Frozen-MNIST"
+    assert all(not torch.equal(state["feedback"][k], init_fb[k]) for k in ("Q1", "Q2"))  # feedback trains
+
+
+@pytest.mark.parametrize("method", ["ddtp-rhl", "dtpdrl", "bp"])
+def test_kill_and_resume_equals_uninterrupted(tmp_path, method):
+    cfg = config(method, epochs=4, epochs_fb=1, extra_fb_epochs=1)
+    data = small_data()
+    full = train(cfg, data, seed=5, out_dir=tmp_path / "full", progress=False, log=quiet, keep_checkpoint=True)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_2(epoch):
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(cfg, data, seed=5, out_dir=tmp_path / "cut", progress=False, log=quiet, on_epoch_end=kill_after_2)
+    assert (tmp_path / "cut" / CHECKPOINT).exists()
+    resumed = train(cfg, data, seed=5, out_dir=tmp_path / "cut", progress=False, log=quiet, keep_checkpoint=True)
+
+    def rows(folder):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(folder / "metrics.csv"))]
+
+    assert rows(tmp_path / "full") == rows(tmp_path / "cut")
+    a = torch.load(tmp_path / "full" / CHECKPOINT, weights_only=True)
+    b = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)
+    for k in a["params"]:
+        assert torch.equal(a["params"][k], b["params"][k])
+    for k in a["feedback"]:
+        assert torch.equal(a["feedback"][k], b["feedback"][k])
+    assert resumed["feedback_steps"] == full["feedback_steps"]
+    assert resumed["test_error_at_best_val"] == full["test_error_at_best_val"]
+    # a finished folder is not trained again
+    again = train(cfg, data, seed=5, out_dir=tmp_path / "full", progress=False, log=quiet)
+    assert again["wall_time_s"] == full["wall_time_s"]
+
+
+def test_resume_refuses_another_configuration(tmp_path):
+    cfg = config("dtp", epochs=2)
+    train(cfg, small_data(), seed=0, out_dir=tmp_path, progress=False, log=quiet)
+    with pytest.raises(ValueError, match="another configuration"):
+        train(dict(cfg, lr=1.0), small_data(), seed=0, out_dir=tmp_path, progress=False, log=quiet)
+
+
+def test_divergent_run_is_reported_not_written_as_a_number(tmp_path):
+    cfg = config("ddtp-linear", epochs=3, normalize_lr=False, lr=1e300, lr_fb=1e300)
+    s = train(cfg, small_data(), seed=0, out_dir=tmp_path, progress=False, log=quiet)
+    assert s["status"] == "diverged" and "non-finite" in s["message"]
+    assert s["train_loss_last"] is None and s["test_error_at_best_val"] is None
+    for name in ("metrics.csv", "summary.json"):
+        text = (tmp_path / name).read_text().lower()
+        assert "nan" not in text and "inf" not in text.replace("info", "")
+    json.loads((tmp_path / "summary.json").read_text())  # strict JSON
+
+
+def test_pruned_run_is_flagged():
+    cfg = config("bp", epochs=7, normalize_lr=False, lr=1e-12)
+    s = train(cfg, small_data(), seed=0, progress=False, log=quiet)
+    assert s["status"] == "pruned" and s["epochs_run"] == 6
+
+
+def test_no_validation_set_mode_reports_test_error_last():
+    cfg = config("bp", tuning="train", epochs=2)
+    assert cfg["no_val_set"] is True
+    d = small_data()
+    s = train(cfg, DataSplits(d.train_x, d.train_y, d.test_x, d.test_y), seed=0, progress=False, log=quiet)
+    assert s["test_error_at_best_val"] is None and s["test_error_last"] is not None
+
+
+def test_cli_train_on_synthetic_data(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli.main(["train", "--method", "dfa", "--dataset", "fashion-mnist", "--source", "synthetic",
+                     "--epochs", "1", "--seed", "3", "--out", str(out),
+                     "--set", "num_hidden=1", "--set", "size_hidden=8"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["seed"] == 3
+    assert summary["config"]["size_hidden"] == 8 and summary["config"]["method"] == "dfa"
+    for key in ("wall_time_s", "device", "torch_version", "code_version"):
+        assert summary[key]
+    assert (out / "config.yaml").exists() and not (out / CHECKPOINT).exists()
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header == ["epoch", "train_loss", "train_error", "val_loss", "val_error", "test_loss", "test_error",
+                      "reconstruction_loss", "seconds"]
+
+
+def test_cli_divergence_exit_code(tmp_path):
+    code = cli.main(["train", "--method", "bp", "--dataset", "mnist", "--source", "synthetic", "--epochs", "2",
+                     "--out", str(tmp_path), "--set", "lr=1e308", "--set", "normalize_lr=False",
+                     "--set", "num_hidden=1", "--set", "size_hidden=8", "--set", "double_precision=true"])
+    assert code == cli.EXIT_DIVERGED
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--set", "learning_rate=1"], "valid keys"),
+    (["--set", "epochs=-1"], "epochs"),
+])
+def test_cli_bad_input_names_the_value(tmp_path, capsys, argv, needle):
+    code = cli.main(["train", "--method", "bp", "--dataset", "mnist", "--source", "synthetic",
+                     "--out", str(tmp_path)] + argv)
+    assert code == cli.EXIT_BAD_INPUT
+    assert needle in capsys.readouterr().err
+
+
+def test_cli_unknown_method_lists_choices(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--method", "ddtp", "--dataset", "mnist"])
+    assert "ddtp-linear" in capsys.readouterr().err

@@ -1,0 +1,117 @@
+"""Command line: ``tp train …`` (also ``python -m tp train …``), ``tp configs``.
+
+    tp train --method ddtp-linear --dataset mnist --seed 0 --epochs 3 --data-root data --download
+    tp train --method bp --dataset cifar10 --tuning train --set lr=1e-4 --device cuda
+
+Exit status: 0 for a finished (or pruned) run, 2 for bad input, 3 for a diverged run, 4 for a missing
+dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from .config import DATASETS, METHODS, TUNINGS, ConfigError, available_configs, parse_override, resolve_config
+from .data import DatasetNotFoundError, load_dataset
+from .train import run_generators, train
+
+EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_NO_DATA = 2, 3, 4
+
+
+def default_out(method: str, dataset: str, tuning: str, seed: int) -> Path:
+    return Path("runs") / tuning / method / dataset / f"seed{seed}"
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {name!r}; valid examples: cpu, cuda, cuda:1") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+        # TF32 silently lowers float32 matmul precision (SPEC §12.1); float64 is unaffected
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return device
+
+
+def cmd_train(args) -> int:
+    overrides = dict(parse_override(s) for s in args.set)
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    cfg = resolve_config(args.method, args.dataset, args.tuning, overrides)
+    device = _device(args.device)
+    out = Path(args.out) if args.out else default_out(args.method, args.dataset, args.tuning, args.seed)
+    dtype = torch.float64 if cfg["double_precision"] else torch.float32
+    data = load_dataset(args.dataset, args.data_root, download=args.download, source=args.source,
+                        no_val_set=cfg["no_val_set"], split_generator=run_generators(args.seed)["split"],
+                        dtype=dtype, device=device)
+    summary = train(cfg, data, args.seed, out, device, progress=args.progress, keep_checkpoint=args.keep_checkpoint)
+    best = summary.get("test_error_at_best_val")
+    print(f"{out}: {summary['status']} after {summary['epochs_run']} epochs; "
+          f"test error at best validation epoch: {'n/a' if best is None else f'{best:.2f}%'}; "
+          f"last training loss: {summary['train_loss_last']}; wall time {summary['wall_time_s']:.1f} s")
+    return EXIT_DIVERGED if summary["status"] == "diverged" else 0
+
+
+def cmd_configs(args) -> int:
+    for (dataset, method), tunings in sorted(available_configs().items()):
+        print(f"{dataset:<14} {method:<22} {' '.join(tunings)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tp", description="Target propagation toolkit (Meulemans et al., 2020).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one method on one dataset",
+                       description="Train one method on one dataset with the paper's final configuration.")
+    t.add_argument("--method", required=True, choices=list(METHODS), metavar="METHOD",
+                   help="one of: " + ", ".join(METHODS))
+    t.add_argument("--dataset", required=True, choices=list(DATASETS), metavar="DATASET",
+                   help="one of: " + ", ".join(DATASETS))
+    t.add_argument("--tuning", default="test", choices=TUNINGS,
+                   help="test: tuned for validation error (Table 1); train: for training loss (Table 2)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=None, help="override the configured number of epochs")
+    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    t.add_argument("--data-root", default="data", help="torchvision root folder of the datasets")
+    t.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
+                   help="let torchvision download missing datasets")
+    t.add_argument("--source", choices=["real", "synthetic"], default="real",
+                   help="synthetic: data of the right shapes generated from a seed (offline checks)")
+    t.add_argument("--out", default=None, help="output folder (default runs/TUNING/METHOD/DATASET/seedSEED)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a configuration value (repeatable), e.g. --set lr=1e-4")
+    t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: only on a terminal)")
+    t.add_argument("--keep-checkpoint", action="store_true", help="keep checkpoint.pt after the run ends")
+    t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("configs", help="list the available (dataset, method, tuning) configurations")
+    c.set_defaults(func=cmd_configs)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"tp: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except DatasetNotFoundError as exc:
+        print(f"tp: error: {exc}", file=sys.stderr)
+        return EXIT_NO_DATA
+    except KeyboardInterrupt:
+        print("tp: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Run configurations: (method, dataset, tuning) + overrides → one resolved, validated dictionary.
+
+Methods are the paper's table rows: a learning rule plus, for some, another schedule (DTP (pre-trained),
+the "extra FB" variants).  Their final hyperparameters live in ``config/`` (``defaults.yaml`` and one file
+per dataset); see ``config/defaults.yaml`` for the resolution order.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .rules import REGISTRY
+
+__all__ = ["Method", "METHODS", "DATASETS", "TUNINGS", "ConfigError", "config_dir", "resolve_config",
+           "available_configs", "parse_override", "rule_hyperparameters"]
+
+
+class ConfigError(ValueError):
+    """An unknown method, dataset, tuning or key, or an invalid value."""
+
+
+@dataclass(frozen=True)
+class Method:
+    slug: str  # wildcard / CLI name
+    rule: str  # name in tp.rules.REGISTRY
+    paper_name: str  # as printed in the paper's tables
+
+
+METHODS: dict[str, Method] = {m.slug: m for m in [
+    Method("bp", "bp", "BP"),
+    Method("ddtp-linear", "ddtp-linear", "DDTP-linear"),
+    Method("ddtp-rhl", "ddtp-rhl", "DDTP-RHL"),
+    Method("dtpdrl", "dtpdrl", "DTPDRL"),
+    Method("ddtp-control", "ddtp-control", "DDTP-control"),
+    Method("dtp", "dtp", "DTP"),
+    Method("dtp-pretrained", "dtp", "DTP (pre-trained)"),
+    Method("dfa", "dfa", "DFA"),
+    Method("ddtp-rhl-extrafb", "ddtp-rhl", "DDTP-RHL (extra FB)"),
+    Method("ddtp-rhl-rec", "ddtp-rhl-rec", "DDTP-RHL (rec)"),
+    Method("ddtp-rhl-rec-extrafb", "ddtp-rhl-rec", "DDTP-RHL (rec. and extra FB)"),
+]}
+
+#: dataset slug -> paper name
+DATASETS: dict[str, str] = {
+    "mnist": "MNIST",
+    "frozen-mnist": "Frozen-MNIST",
+    "fashion-mnist": "Fashion-MNIST",
+    "cifar10": "CIFAR10",
+}
+TUNINGS = ("test", "train")
+
+#: keys a run configuration may hold besides the ones of config/defaults.yaml
+IDENTITY_KEYS = ("method", "dataset", "tuning", "rule")
+#: keys passed to the rule when it takes them
+RULE_KEYS = ("target_stepsize", "sigma", "size_hidden_fb", "fb_activation", "gn_damping")
+
+
+def config_dir() -> Path:
+    """The project's ``config/`` folder (beside the ``tp`` package in a checkout)."""
+    return Path(__file__).resolve().parent.parent / "config"
+
+
+def _load(path: Path) -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
+
+
+def _choice(kind: str, value: str, valid) -> None:
+    if value not in valid:
+        raise ConfigError(f"unknown {kind} {value!r}; valid choices: {', '.join(valid)}")
+
+
+def available_configs(root: Path | None = None) -> dict[tuple[str, str], list[str]]:
+    """``{(dataset, method): [tunings]}`` of the configurations in ``config/hyperparameters``."""
+    root = root or config_dir()
+    out = {}
+    for ds in DATASETS:
+        path = root / "hyperparameters" / f"{ds}.yaml"
+        if path.exists():
+            for method, tunings in (_load(path).get("methods") or {}).items():
+                out[(ds, method)] = list(tunings)
+    return out
+
+
+def rule_hyperparameters(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of a resolved configuration that the rule ``cfg['rule']`` takes."""
+    takes = REGISTRY[cfg["rule"]].hyperparameters
+    out = {k: cfg[k] for k in RULE_KEYS if k in takes and cfg.get(k) is not None}
+    if "fb_activation" in takes and cfg.get("fb_activation") is None:
+        out.pop("fb_activation", None)
+    return out
+
+
+def resolve_config(method: str, dataset: str, tuning: str = "test",
+                   overrides: Mapping[str, Any] | None = None, root: Path | None = None) -> dict[str, Any]:
+    """The full configuration of one run; unknown names or keys are errors listing the valid ones."""
+    _choice("method", method, list(METHODS))
+    _choice("dataset", dataset, list(DATASETS))
+    _choice("tuning", tuning, list(TUNINGS))
+    root = root or config_dir()
+    defaults = _load(root / "defaults.yaml")
+    cfg: dict[str, Any] = dict(defaults["run"])
+    cfg["fb_activation"] = None
+    valid_keys = sorted(cfg)
+    cfg.update(defaults.get("tunings", {}).get(tuning) or {})
+    ds_file = _load(root / "hyperparameters" / f"{dataset}.yaml")
+    cfg.update(ds_file.get("dataset") or {})
+    per_method = (ds_file.get("methods") or {}).get(method)
+    if per_method is None or tuning not in per_method:
+        have = sorted(f"{m}/{t}" for (d, m), ts in available_configs(root).items() if d == dataset for t in ts)
+        raise ConfigError(f"no {tuning!r} configuration of method {method!r} on dataset {dataset!r}; "
+                          f"available on {dataset}: {', '.join(have)}")
+    cfg.update(per_method[tuning] or {})
+    for key, value in (overrides or {}).items():
+        if key not in valid_keys:
+            raise ConfigError(f"unknown configuration key {key!r}; valid keys: {', '.join(valid_keys)}")
+        cfg[key] = value
+    cfg.update(method=method, dataset=dataset, tuning=tuning, rule=METHODS[method].rule)
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: Mapping[str, Any]) -> None:
+    def positive_int(key, allow_zero=False):
+        v = cfg[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v < (0 if allow_zero else 1):
+            raise ConfigError(f"{key} must be an integer {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+
+    for key in ("num_hidden", "size_hidden", "size_hidden_fb", "batch_size", "log_interval"):
+        positive_int(key)
+    for key in ("epochs", "epochs_fb", "extra_fb_epochs", "extra_fb_minibatches"):
+        positive_int(key, allow_zero=True)
+    lr = cfg["lr"]
+    if lr is None or not isinstance(lr, (int, float)) or lr <= 0:
+        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+    if REGISTRY[cfg["rule"]].trains_feedback:
+        for key in ("lr_fb", "sigma"):
+            v = cfg[key]
+            if v is None or not isinstance(v, (int, float)) or v <= 0:
+                raise ConfigError(f"{key} must be a positive number for method {cfg['method']!r}, got {v!r}")
+    for key in ("double_precision", "normalize_lr", "no_val_set", "only_train_first_layer"):
+        if not isinstance(cfg[key], bool):
+            raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with a Python/YAML literal value (``lr=1e-4``, ``double_precision=false``)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    value: Any = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            pass
+    return key.strip(), value

@@ -1,0 +1,227 @@
+"""Datasets as tensors on the training device (SPEC §5.3, §9.1, §10).
+
+Image datasets are read once through ``torchvision.datasets`` (MNIST, Fashion-MNIST, CIFAR-10),
+preprocessed as in the paper (SPEC §10) and kept as flat tensors; minibatches are index selections
+from a shuffled permutation, so no per-sample transform runs during training.
+
+* MNIST / Frozen-MNIST: x/255 then (x − 0.1307)/0.3081;  Fashion-MNIST: x/255 only;
+  CIFAR-10: x/255 then (x − 0.5)/0.5, flattened channel-major (C, H, W).
+  The arithmetic is done in float32 (as ``ToTensor``/``Normalize`` do) and then cast to the run's dtype.
+* Validation: 5,000 training samples held out by a seeded random permutation (``random_split``
+  semantics: the last 5,000 of the permutation), or none (``no_val_set``).
+* ``source="synthetic"``: inputs and learnable labels of the right shapes, generated from a seed,
+  no files: everything downstream runs offline.
+* :func:`student_teacher`: the synthetic regression data of the toy experiments (SPEC §9.1).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .network import MLP
+from .random import randn, rand_uniform
+
+__all__ = ["DataSplits", "load_dataset", "student_teacher", "DatasetNotFoundError", "IMAGE_DATASETS",
+           "VALIDATION_SIZE", "synthetic_classification"]
+
+VALIDATION_SIZE = 5000
+
+
+class DatasetNotFoundError(RuntimeError):
+    """The dataset's files are missing (downloads off) or the download failed."""
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    name: str
+    torchvision_class: str
+    shape: tuple[int, int, int]  # (C, H, W)
+    mean: float | None  # normalisation (None: ToTensor only)
+    std: float | None
+    num_train: int
+    num_test: int
+
+
+IMAGE_DATASETS: dict[str, ImageDataset] = {
+    "mnist": ImageDataset("mnist", "MNIST", (1, 28, 28), 0.1307, 0.3081, 60000, 10000),
+    "fashion-mnist": ImageDataset("fashion-mnist", "FashionMNIST", (1, 28, 28), None, None, 60000, 10000),
+    "cifar10": ImageDataset("cifar10", "CIFAR10", (3, 32, 32), 0.5, 0.5, 50000, 10000),
+}
+#: Frozen-MNIST is the MNIST data (SPEC §6); the difference is in which parameters train
+ALIASES = {"frozen-mnist": "mnist"}
+
+
+@dataclass
+class DataSplits:
+    """Flat inputs (N, n_0) in the run's dtype and int64 labels (N,) (or targets (N, n_out))."""
+
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    val_x: Tensor | None = None
+    val_y: Tensor | None = None
+
+    @property
+    def input_size(self) -> int:
+        return self.train_x.shape[-1]
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "DataSplits":
+        """Move to ``device``; cast the floating-point tensors (inputs, regression targets) to ``dtype``."""
+        def move(t):
+            if t is None:
+                return None
+            return t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None)
+
+        return DataSplits(*(move(t) for t in (
+            self.train_x, self.train_y, self.test_x, self.test_y, self.val_x, self.val_y)))
+
+
+# ------------------------------------------------------------------------------------ torchvision
+def _torchvision_class(spec: ImageDataset, verify_integrity: bool):
+    from torchvision import datasets
+
+    cls = getattr(datasets, spec.torchvision_class)
+    if verify_integrity or spec.torchvision_class != "CIFAR10":
+        return cls
+
+    class CIFAR10Unverified(cls):
+        """CIFAR-10 without the MD5 sums of its files (a test hook): torchvision then only checks that
+        the files exist; reading and parsing are unchanged."""
+
+        train_list = [[name, None] for name, _ in cls.train_list]
+        test_list = [[name, None] for name, _ in cls.test_list]
+        meta = {**cls.meta, "md5": None}
+
+    return CIFAR10Unverified
+
+
+def _where(spec: ImageDataset, root: Path) -> tuple[Path, str]:
+    """(folder to fill, URL torchvision downloads from)."""
+    from torchvision import datasets
+
+    cls = getattr(datasets, spec.torchvision_class)
+    if spec.torchvision_class == "CIFAR10":
+        return root / cls.base_folder, cls.url
+    return root / spec.torchvision_class / "raw", cls.mirrors[0]
+
+
+def _gunzip_in_place(folder: Path) -> None:
+    """Pre-downloaded MNIST-style ``*.gz`` files: decompress those whose plain file is missing."""
+    if not folder.is_dir():
+        return
+    for gz in folder.glob("*.gz"):
+        plain = gz.with_suffix("")
+        if not plain.exists():
+            try:
+                with gzip.open(gz, "rb") as src, open(plain, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except OSError:
+                plain.unlink(missing_ok=True)
+
+
+def _read_torchvision(spec: ImageDataset, root: Path, download: bool, verify_integrity: bool):
+    cls = _torchvision_class(spec, verify_integrity)
+    folder, url = _where(spec, root)
+    if spec.torchvision_class != "CIFAR10":
+        _gunzip_in_place(folder)
+    try:
+        train = cls(str(root), train=True, download=download)
+        test = cls(str(root), train=False, download=download)
+    except RuntimeError as exc:
+        if download:
+            raise DatasetNotFoundError(
+                f"downloading {spec.name} failed ({exc}); download it by hand from {url} into {folder} "
+                f"(or point --data-root at a folder that holds it)") from exc
+        raise DatasetNotFoundError(
+            f"{spec.name} not found in {folder} (downloads are off). Put the dataset files there "
+            f"(torchvision downloads them from {url}), or allow downloads (--download)") from exc
+    except Exception as exc:  # network errors of the download
+        raise DatasetNotFoundError(
+            f"downloading {spec.name} from {url} into {folder} failed: {exc}") from exc
+    return train, test
+
+
+def _to_flat(spec: ImageDataset, data, dtype: torch.dtype) -> Tensor:
+    x = torch.as_tensor(data)
+    if x.ndim == 4 and x.shape[-1] == 3:  # CIFAR numpy (N, H, W, C) -> (N, C, H, W)
+        x = x.permute(0, 3, 1, 2)
+    x = x.reshape(x.shape[0], -1).to(torch.float32) / 255.0  # ToTensor (float32)
+    if spec.mean is not None:
+        x = (x - spec.mean) / spec.std  # Normalize (float32)
+    return x.to(dtype)
+
+
+def synthetic_classification(num_train: int, num_test: int, input_size: int, num_classes: int = 10,
+                             seed: int = 0, dtype=torch.float64) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gaussian inputs labelled by a fixed random linear teacher (argmax): learnable, no files."""
+    g = torch.Generator().manual_seed(seed)
+    teacher = randn((input_size, num_classes), g, dtype)
+    x = randn((num_train + num_test, input_size), g, dtype)
+    y = (x @ teacher).argmax(-1)
+    return x[:num_train], y[:num_train], x[num_train:], y[num_train:]
+
+
+def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool = False,
+                 source: str = "real", no_val_set: bool = False, split_generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float64, device=None, verify_integrity: bool = True,
+                 synthetic_sizes: tuple[int, int] = (1200, 400), synthetic_seed: int = 0,
+                 val_size: int | None = None) -> DataSplits:
+    """Load an image dataset as flat tensors on ``device``.
+
+    Args:
+        name: ``mnist``, ``frozen-mnist``, ``fashion-mnist`` or ``cifar10``.
+        root: torchvision root folder.  download: let torchvision download missing files.
+        source: ``real`` (torchvision) or ``synthetic`` (no files; ``synthetic_sizes`` train/test samples).
+        no_val_set: train on the whole training set (the ``train`` tuning).
+        split_generator: generator of the validation split permutation (required with a validation set).
+        verify_integrity: CIFAR-10's MD5 check of the batch files; ``False`` is a test hook only.
+        val_size: validation samples (default 5,000 for real data, 1/6 of the synthetic training set).
+    """
+    key = ALIASES.get(name, name)
+    if key not in IMAGE_DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid choices: "
+                         f"{', '.join(list(IMAGE_DATASETS) + list(ALIASES))}")
+    if source not in ("real", "synthetic"):
+        raise ValueError(f"unknown data source {source!r}; valid choices: real, synthetic")
+    spec = IMAGE_DATASETS[key]
+    if source == "synthetic":
+        n0 = spec.shape[0] * spec.shape[1] * spec.shape[2]
+        train_x, train_y, test_x, test_y = synthetic_classification(*synthetic_sizes, n0, 10, synthetic_seed, dtype)
+        val_size = val_size or max(1, synthetic_sizes[0] // 6)
+    else:
+        train, test = _read_torchvision(spec, Path(root), download, verify_integrity)
+        train_x, test_x = _to_flat(spec, train.data, dtype), _to_flat(spec, test.data, dtype)
+        train_y, test_y = torch.as_tensor(train.targets).long(), torch.as_tensor(test.targets).long()
+        val_size = val_size or VALIDATION_SIZE
+    val_x = val_y = None
+    if not no_val_set:
+        if split_generator is None:
+            raise ValueError("a validation split needs a split_generator (seeded from the run's seed)")
+        n = train_x.shape[0]
+        if val_size >= n:
+            raise ValueError(f"validation split of {val_size} samples needs more than {n} training samples")
+        perm = torch.randperm(n, generator=split_generator)  # random_split: last val_size are validation
+        train_idx, val_idx = perm[: n - val_size], perm[n - val_size:]
+        train_x, train_y, val_x, val_y = train_x[train_idx], train_y[train_idx], train_x[val_idx], train_y[val_idx]
+    return DataSplits(train_x, train_y, test_x, test_y, val_x, val_y).to(device)
+
+
+def student_teacher(num_in: int, num_out: int, num_train: int, num_test: int, num_val: int, seed: int,
+                    dtype: torch.dtype = torch.float64, hidden: tuple[int, ...] = (1000,) * 4) -> DataSplits:
+    """Student–teacher regression data (SPEC §9.1): x ~ U(−1, 1)^{n_0}, drawn train, test, val in this
+    order; y = teacher(x) with a ReLU teacher n_0 → 1000 ×4 → n_out (Xavier normal, gain 3, zero biases)."""
+    g = torch.Generator().manual_seed(seed)
+    xs = [rand_uniform((n, num_in), -1.0, 1.0, g, dtype) for n in (num_train, num_test, num_val)]
+    teacher = MLP.build([num_in, *hidden, num_out], hidden_activation="relu", loss="mse", dtype=dtype)
+    params = teacher.init_params(g, init="teacher")
+    with torch.no_grad():
+        ys = [teacher.forward(params, x).output for x in xs]
+    return DataSplits(xs[0], ys[0], xs[1], ys[1], xs[2] if num_val else None, ys[2] if num_val else None)
