@@ -3,6 +3,8 @@
     tp train --method ddtp-linear --dataset mnist --seed 0 --epochs 3 --data-root data --download
     tp train --method bp --dataset cifar10 --tuning train --set lr=1e-4 --device cuda
 
+    tp download --dataset mnist cifar10 --data-root data
+
 Exit status: 0 for a finished (or pruned) run, 2 for bad input, 3 for a diverged run, 4 for a missing
 dataset.
 """
@@ -27,6 +29,8 @@ def default_out(method: str, dataset: str, tuning: str, seed: int) -> Path:
 
 
 def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError as exc:
@@ -59,6 +63,13 @@ def cmd_train(args) -> int:
     return EXIT_DIVERGED if summary["status"] == "diverged" else 0
 
 
+def cmd_download(args) -> int:
+    for name in args.dataset:
+        d = load_dataset(name, args.data_root, download=args.download, no_val_set=True, dtype=torch.float32)
+        print(f"{name}: {d.train_x.shape[0]} training and {d.test_x.shape[0]} test samples in {args.data_root}")
+    return 0
+
+
 def cmd_configs(args) -> int:
     for (dataset, method), tunings in sorted(available_configs().items()):
         print(f"{dataset:<14} {method:<22} {' '.join(tunings)}")
@@ -79,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test: tuned for validation error (Table 1); train: for training loss (Table 2)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--epochs", type=int, default=None, help="override the configured number of epochs")
-    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (cuda when available)")
     t.add_argument("--data-root", default="data", help="torchvision root folder of the datasets")
     t.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
                    help="let torchvision download missing datasets")
@@ -92,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress bar (default: only on a terminal)")
     t.add_argument("--keep-checkpoint", action="store_true", help="keep checkpoint.pt after the run ends")
     t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("download", help="download (or check) datasets into the data root")
+    d.add_argument("--dataset", nargs="+", required=True, choices=list(DATASETS), metavar="DATASET",
+                   help="one or more of: " + ", ".join(DATASETS))
+    d.add_argument("--data-root", default="data")
+    d.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                   help="--no-download only checks that the files are there")
+    d.set_defaults(func=cmd_download)
 
     c = sub.add_parser("configs", help="list the available (dataset, method, tuning) configurations")
     c.set_defaults(func=cmd_configs)

@@ -37,6 +37,7 @@ from . import __version__
 from .config import rule_hyperparameters
 from .data import DataSplits
 from .network import MLP
+from .optim import Adam
 from .rules import make_rule
 
 __all__ = ["train", "run_generators", "code_version", "METRIC_COLUMNS", "PRUNE_THRESHOLDS", "RunDiverged",
@@ -101,8 +102,8 @@ class _Run:
     rule: Any
     params: dict
     feedback: dict
-    fwd_opt: torch.optim.Optimizer
-    fb_opt: torch.optim.Optimizer | None
+    fwd_opt: Adam
+    fb_opt: Adam | None
     gens: dict[str, torch.Generator]
     pre_epochs_done: int = 0
     epochs_done: int = 0
@@ -159,14 +160,14 @@ def _build(cfg: dict, seed: int, data: DataSplits, device: torch.device, loss: s
     # forward optimiser: lr/β when normalize_lr (SPEC §2.4); Frozen-MNIST trains W1, b1 only (SPEC §6)
     lr = cfg["lr"] / cfg["target_stepsize"] if cfg["normalize_lr"] else cfg["lr"]
     names = [k for k in params if not cfg["only_train_first_layer"] or k in ("W1", "b1")]
-    fwd_opt = torch.optim.Adam([params[k] for k in names], lr=lr, betas=(cfg["beta1"], cfg["beta2"]),
-                               eps=cfg["epsilon"], weight_decay=cfg["forward_wd"])
+    fwd_opt = Adam({k: params[k] for k in names}, lr=lr, betas=(cfg["beta1"], cfg["beta2"]),
+                   eps=cfg["epsilon"], weight_decay=cfg["forward_wd"])
     fb_opt = None
     trainable = rule.trainable_feedback(feedback)
     if trainable:
-        fb_opt = torch.optim.Adam([feedback[k] for k in trainable], lr=cfg["lr_fb"],
-                                  betas=(cfg["beta1_fb"], cfg["beta2_fb"]), eps=cfg["epsilon_fb"],
-                                  weight_decay=cfg["feedback_wd"])
+        fb_opt = Adam({k: feedback[k] for k in trainable}, lr=cfg["lr_fb"],
+                      betas=(cfg["beta1_fb"], cfg["beta2_fb"]), eps=cfg["epsilon_fb"],
+                      weight_decay=cfg["feedback_wd"])
     return _Run(cfg, seed, device, net, rule, params, feedback, fwd_opt, fb_opt, gens, metrics=[])
 
 
@@ -179,9 +180,7 @@ def _batches(run: _Run, n: int):
 
 def _feedback_step(run: _Run, fwd_or_x, generator) -> Tensor:
     grads, losses = run.rule.feedback_gradients(run.net, run.params, run.feedback, fwd_or_x, generator=generator)
-    for k, g in grads.items():
-        run.feedback[k].grad = g
-    run.fb_opt.step()
+    run.fb_opt.step(grads)
     run.fb_steps += 1
     return sum(losses.values())
 
@@ -212,9 +211,8 @@ def _train_epoch(run: _Run, data: DataSplits) -> dict[str, Tensor]:
                 extra = _batches(run, data.train_x.shape[0])[: cfg["extra_fb_minibatches"]]
                 for e_idx in extra:
                     _feedback_step(run, data.train_x[e_idx], run.gens["noise"])
-        for k, g in result.forward_grads.items():
-            run.params[k].grad = g
-        run.fwd_opt.step()  # only the parameters it holds move (Frozen-MNIST: W1, b1)
+        # only the parameters the optimiser holds move (Frozen-MNIST: W1, b1)
+        run.fwd_opt.step({k: g for k, g in result.forward_grads.items() if k in run.fwd_opt.params})
     n = len(batches)
     return {"loss": loss_sum / n, "acc": acc_sum / n, "rec": rec_sum / n}
 

@@ -1,0 +1,84 @@
+# Configuration validation, the job matrix and helpers shared by the rules.  No learning logic here.
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+from snakemake.utils import validate
+
+
+def _parse_strings(value):
+    """Values given with --config or a profile arrive as strings: read them as YAML scalars/lists."""
+    if isinstance(value, str):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    if isinstance(value, dict):
+        return {k: _parse_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_parse_strings(v) for v in value]
+    return value
+
+
+for _key in ("seeds", "epochs", "data", "slurm", "overrides", "launcher", "device"):
+    if _key in config:
+        config[_key] = _parse_strings(config[_key])
+
+validate(config, "../schemas/config.schema.yaml")
+
+from tp.config import DATASETS, METHODS, ConfigError, available_configs, resolve_config  # noqa: E402
+
+RESULTS = config["results"].rstrip("/")
+PYTHON = sys.executable
+LAUNCH = str(Path(workflow.basedir) / "workflow" / "scripts" / "launch.py")
+CONFIGS = available_configs()  # {(dataset, method): [tunings]} of config/hyperparameters
+#: the dataset whose files a dataset needs (Frozen-MNIST is MNIST)
+DATA_OF = {"mnist": "mnist", "frozen-mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10"}
+
+
+def has_config(tuning, method, dataset):
+    return tuning in CONFIGS.get((dataset, method), [])
+
+
+def table_cells(spec):
+    """(method, dataset) cells of a table that have an official configuration."""
+    return [(m, d) for m in spec["rows"] for d in spec["columns"] if has_config(spec["tuning"], m, d)]
+
+
+# every (tuning, method, dataset) that some table needs, each trained for every seed
+RUN_CELLS = sorted({(spec["tuning"], m, d) for spec in config["tables"].values() for m, d in table_cells(spec)})
+
+# check the per-run overrides once, on every cell, before anything runs
+for _tuning, _method, _dataset in RUN_CELLS:
+    try:
+        resolve_config(_method, _dataset, _tuning, config.get("overrides") or {})
+    except ConfigError as exc:
+        raise ValueError(f"config: overrides: {exc}") from None
+
+
+def run_dir(tuning, method, dataset, seed):
+    return f"{RESULTS}/runs/{tuning}/{method}/{dataset}/seed{seed}"
+
+
+def run_summaries(cells):
+    return [f"{run_dir(t, m, d, s)}/summary.json" for t, m, d in cells for s in config["seeds"]]
+
+
+def table_inputs(wildcards):
+    spec = config["tables"][wildcards.table]
+    return run_summaries([(spec["tuning"], m, d) for m, d in table_cells(spec)])
+
+
+def table_outputs():
+    return expand(f"{RESULTS}/tables/{{table}}.{{ext}}", table=list(config["tables"]), ext=["csv", "md", "tex"])
+
+
+wildcard_constraints:
+    tuning="|".join(sorted({t for t, _, _ in RUN_CELLS})) or "test",
+    method="|".join(sorted({m for _, m, _ in RUN_CELLS}, key=len, reverse=True)) or "bp",
+    dataset="|".join(sorted(DATASETS, key=len, reverse=True)),
+    data="|".join(sorted(set(DATA_OF.values()))),
+    seed="|".join(str(s) for s in config["seeds"]),
+    table="|".join(config["tables"]),

@@ -1,0 +1,43 @@
+"""Write RESULTS/README.md: an index of every table with the code version and configuration behind it."""
+
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+
+def main(sm) -> None:
+    results = Path(sm.params.results)
+    cfg = sm.params.config
+    versions, devices, runs = set(), set(), 0
+    for path in results.glob("runs/*/*/*/seed*/summary.json"):
+        s = json.loads(path.read_text())
+        runs += 1
+        versions.add(s.get("code_version"))
+        devices.add(s.get("device_name"))
+    lines = ["# Results", "",
+             f"Written by the Snakemake workflow on {time.strftime('%Y-%m-%d %H:%M %Z')} from {runs} run summaries "
+             f"under `runs/` (one folder per tuning/method/dataset/seed: `metrics.csv`, `summary.json`, "
+             f"`config.yaml`).", "",
+             f"* code version(s): {', '.join(sorted(v for v in versions if v)) or 'unknown'}",
+             f"* device(s): {', '.join(sorted(d for d in devices if d)) or 'unknown'}",
+             f"* data source: {cfg['data']['source']}; seeds: {cfg['seeds']}; "
+             f"epochs: {'as configured' if cfg.get('epochs') is None else cfg['epochs']}; "
+             f"overrides: {cfg.get('overrides') or 'none'}",
+             "* run hyperparameters: `config/hyperparameters/` of that code version (the paper's final "
+             "configurations); the pipeline configuration is below.", "", "## Tables", ""]
+    for name, spec in sm.params.tables.items():
+        tidy = pd.read_csv(results / "tables" / f"{name}.csv")
+        counts = {k: int(tidy[k].sum()) for k in ("n", "diverged", "pruned", "missing")}
+        lines.append(f"* **{spec['title']}** — `tables/{name}.csv` (tidy), `tables/{name}.md`, `tables/{name}.tex`; "
+                     f"{counts['n']} finished runs, {counts['diverged']} diverged, {counts['pruned']} pruned, "
+                     f"{counts['missing']} missing.")
+    lines += ["", "## Pipeline configuration", "", "```yaml", yaml.safe_dump(dict(cfg), sort_keys=False).rstrip(),
+              "```", ""]
+    Path(sm.output[0]).write_text("\n".join(lines))
+
+
+main(snakemake)  # noqa: F821
