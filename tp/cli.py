@@ -55,7 +55,8 @@ def cmd_train(args) -> int:
     data = load_dataset(args.dataset, args.data_root, download=args.download, source=args.source,
                         no_val_set=cfg["no_val_set"], split_generator=run_generators(args.seed)["split"],
                         dtype=dtype, device=device)
-    summary = train(cfg, data, args.seed, out, device, progress=args.progress, keep_checkpoint=args.keep_checkpoint)
+    summary = train(cfg, data, args.seed, out, device, progress=args.progress, keep_checkpoint=args.keep_checkpoint,
+                    prune=args.source == "real")  # the early-stop thresholds are those of the real datasets
     best = summary.get("test_error_at_best_val")
     print(f"{out}: {summary['status']} after {summary['epochs_run']} epochs; "
           f"test error at best validation epoch: {'n/a' if best is None else f'{best:.2f}%'}; "

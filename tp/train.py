@@ -290,13 +290,15 @@ def _pct_error(acc: float) -> float:
 def train(cfg: Mapping[str, Any], data: DataSplits, seed: int, out_dir: str | os.PathLike | None = None,
           device="cpu", *, loss: str = "cross_entropy", progress: bool | None = None,
           log: Callable[[str], None] | None = None,
-          on_epoch_end: Callable[[int], None] | None = None, keep_checkpoint: bool = False) -> dict:
+          on_epoch_end: Callable[[int], None] | None = None, keep_checkpoint: bool = False,
+          prune: bool = True) -> dict:
     """Train one run and return its summary (also written to ``out_dir`` when given).
 
     ``cfg`` is a resolved configuration (:func:`tp.config.resolve_config`); ``data`` holds the splits in
     the run's dtype.  With an ``out_dir`` that holds a checkpoint of the same configuration and seed, the
     run resumes from it; one that holds a finished summary returns it without training.
     ``on_epoch_end(epoch)`` is called after each training epoch's checkpoint (a test hook).
+    ``prune``: apply the official early stop (its thresholds are calibrated for the real datasets).
     """
     cfg = dict(cfg)
     device = torch.device(device)
@@ -338,7 +340,7 @@ def train(cfg: Mapping[str, Any], data: DataSplits, seed: int, out_dir: str | os
         bar = tqdm(total=total, initial=run.pre_epochs_done + run.epochs_done, unit="epoch",
                    desc=f"{cfg.get('method', cfg['rule'])}/{cfg.get('dataset', '')} seed {seed}")
     t_start = time.perf_counter() - run.elapsed
-    threshold = PRUNE_THRESHOLDS.get(cfg.get("dataset"))
+    threshold = PRUNE_THRESHOLDS.get(cfg.get("dataset")) if prune else None
 
     def stop(status: str, message: str):
         run.status, run.message = status, message

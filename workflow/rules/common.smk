@@ -11,6 +11,8 @@ from snakemake.utils import validate
 def _parse_strings(value):
     """Values given with --config or a profile arrive as strings: read them as YAML scalars/lists."""
     if isinstance(value, str):
+        if value == "None":  # a profile's null arrives as the string "None"
+            return None
         try:
             return yaml.safe_load(value)
         except yaml.YAMLError:

@@ -86,6 +86,19 @@ def squeue_state(job_id: str) -> str | None:
     return state[0] if res.returncode == 0 and state else None
 
 
+def wait(job, poll_seconds: float, status_seconds: float) -> None:
+    """Until the job is over: a cheap look for submitit's result file every ``poll_seconds``, and a SLURM
+    status query (sacct) only every ``status_seconds`` (hundreds of launchers must not flood slurmdbd),
+    which catches jobs that died without a result (killed, out of memory, cancelled)."""
+    last_status = time.monotonic()
+    while not job.paths.result_pickle.exists():
+        if time.monotonic() - last_status >= status_seconds:
+            last_status = time.monotonic()
+            if job.done(force_check=True):
+                return
+        time.sleep(poll_seconds)
+
+
 def run_slurm(tp_argv: list[str], opts) -> int:
     import submitit
 
@@ -100,11 +113,12 @@ def run_slurm(tp_argv: list[str], opts) -> int:
             print(f"re-attaching to SLURM job {previous['job_id']} ({state})", flush=True)
             job = submitit.SlurmJob(folder=folder, job_id=str(previous["job_id"]))
     if job is None:
-        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
+                                         slurm_max_num_timeout=opts.slurm_max_num_timeout)
         params = dict(name=f"tp-{run.parent.parent.name}-{run.parent.name}-{run.name}",
                       timeout_min=opts.slurm_timeout_min, mem_gb=opts.slurm_mem_gb,
                       gpus_per_node=opts.slurm_gpus_per_node, cpus_per_task=opts.slurm_cpus_per_task,
-                      slurm_max_num_timeout=opts.slurm_max_num_timeout, slurm_wckey="",
+                      slurm_wckey="",
                       slurm_additional_parameters=json.loads(opts.slurm_additional_parameters))
         for key in ("partition", "account", "qos"):
             value = getattr(opts, f"slurm_{key}")
@@ -119,8 +133,7 @@ def run_slurm(tp_argv: list[str], opts) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_interrupt)
     try:
-        while not job.done():
-            time.sleep(opts.slurm_poll_seconds)
+        wait(job, opts.slurm_poll_seconds, opts.slurm_status_seconds)
     except Interrupted as why:
         print(f"launcher interrupted ({why}): cancelling SLURM job {job.job_id}", flush=True)
         job.cancel(check=False)
@@ -151,7 +164,8 @@ def main(argv=None) -> int:
     p.add_argument("--slurm-timeout-min", type=int, default=240)
     p.add_argument("--slurm-max-num-timeout", type=int, default=20)
     p.add_argument("--slurm-additional-parameters", default="{}", help="JSON object of extra sbatch options")
-    p.add_argument("--slurm-poll-seconds", type=float, default=30)
+    p.add_argument("--slurm-poll-seconds", type=float, default=5, help="look for the job's result file")
+    p.add_argument("--slurm-status-seconds", type=float, default=120, help="ask SLURM (sacct) about the job")
     opts = p.parse_args(argv[:split])
     tp_argv = argv[split + 1:]
     if opts.launcher == "local":

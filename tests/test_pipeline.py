@@ -1,0 +1,242 @@
+"""The Snakemake pipeline: the default DAG, validation, the smoke run, interruption, and SLURM.
+
+The SLURM tests need a reachable cluster (``.ci/run`` starts a single-node one with accounting and a fake
+GPU); they skip without one, except under CI (``CI=true``), where a missing cluster is a failure.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TABLES = ("table1", "table2", "tableS6", "tableS8")
+
+
+def snakemake(*args, cwd=None, directory=None, check=True, timeout=900, env=None):
+    cmd = list(SNAKEMAKE)
+    if directory is not None:
+        cmd += ["--snakefile", str(REPO / "Snakefile"), "--directory", str(directory)]
+    cmd += [str(a) for a in args]
+    res = subprocess.run(cmd, cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and res.returncode != 0:
+        raise AssertionError(f"snakemake failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
+    return res
+
+
+def overlay(tmp_path, name="overlay.yaml", **values) -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path
+
+
+# ------------------------------------------------------------------------------------------ dry run
+def test_dry_run_of_the_default_matrix_lists_700_training_jobs(tmp_path):
+    t0 = time.monotonic()
+    res = snakemake("-n", directory=tmp_path)
+    elapsed = time.monotonic() - t0
+    out = res.stdout + res.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
+    assert int(counts["train"]) == 700 and int(counts["download"]) == 3 and int(counts["table"]) == 4
+    tunings = re.findall(r"wildcards: tuning=(\w+), method=[\w-]+, dataset=[\w-]+, seed=\d+", out)
+    assert tunings.count("test") == 390 and tunings.count("train") == 310
+    assert elapsed < 60
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"tables": {"table1": {"rows": ["bp", "ddtp-lin"]}}}, "ddtp-lin"),
+    ({"tables": {"table1": {"columns": ["mnist", "svhn"]}}}, "svhn"),
+    ({"seeds": ["a", "b"]}, "'a' is not of type 'integer'"),
+    ({"colour": "blue"}, "colour"),
+    ({"overrides": {"learning_rate": 0.1}}, "learning_rate"),
+])
+def test_invalid_configuration_fails_validation_naming_the_entry(tmp_path, change, needle):
+    res = snakemake("-n", "--configfile", overlay(tmp_path, **change), directory=tmp_path, check=False)
+    assert res.returncode != 0
+    assert needle in res.stdout + res.stderr
+
+
+# ---------------------------------------------------------------------------------------- smoke run
+def test_smoke_configuration_runs_end_to_end(tmp_path):
+    snakemake("--cores", "2", "--configfile", REPO / "config" / "smoke.yaml", directory=tmp_path)
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    results = tmp_path / "results" / "smoke"
+    from tp.config import DATASETS, METHODS
+
+    for table in TABLES:
+        spec = cfg["tables"][table]
+        for ext in ("csv", "md", "tex"):
+            assert (results / "tables" / f"{table}.{ext}").stat().st_size > 0
+        rows = list(csv.DictReader(open(results / "tables" / f"{table}.csv")))
+        assert [(r["method_slug"], r["dataset_slug"]) for r in rows] == \
+            [(m, d) for m in spec["rows"] for d in spec["columns"]]
+        for r in rows:
+            assert r["method"] == METHODS[r["method_slug"]].paper_name
+            assert r["dataset"] == DATASETS[r["dataset_slug"]]
+            if (r["method_slug"], r["dataset_slug"]) == ("dfa", "frozen-mnist"):
+                assert r["cell"] == "no configuration"
+            else:
+                assert int(r["n"]) == 2 and "±" in r["cell"], r
+        md = (results / "tables" / f"{table}.md").read_text()
+        assert all(METHODS[m].paper_name in md for m in spec["rows"])
+    assert "Table 1" in (results / "README.md").read_text()
+    summary = json.loads((results / "runs/test/ddtp-linear/mnist/seed1/summary.json").read_text())
+    assert summary["status"] == "finished" and summary["config"]["num_hidden"] == 2
+
+
+# -------------------------------------------------------------------------------- interrupt (local)
+def wait_for(predicate, timeout, what):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_interrupted_smoke_run_resumes_without_recomputing(tmp_path):
+    results = tmp_path / "res"
+    extra = overlay(tmp_path, results=str(results), seeds=[1], epochs=150)
+    runs = [results / f"runs/test/{m}/mnist/seed1" for m in ("bp", "ddtp-linear", "dtp")]
+    targets = [r / "summary.json" for r in runs]
+    cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "1",
+                       "--configfile", str(REPO / "config" / "smoke.yaml"), str(extra), "--"] + [str(t) for t in targets]
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        # one run finished, another in the middle of its training: Ctrl-C (SIGINT to the process group)
+        wait_for(lambda: sum(t.exists() for t in targets) == 1 and any(
+            (r / "checkpoint.pt").exists() for r in runs), 240, "a finished run and a checkpointed one")
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    done = [t for t in targets if t.exists()]
+    cut = [r for r in runs if (r / "checkpoint.pt").exists() and not (r / "summary.json").exists()]
+    assert len(done) == 1 and len(cut) == 1
+    finished_before = {t: t.stat().st_mtime_ns for t in done}
+
+    snakemake("--cores", "1", "--rerun-incomplete", "--configfile", REPO / "config" / "smoke.yaml", extra, "--",
+              *targets, directory=tmp_path)
+    assert all(t.exists() for t in targets)
+    for t, mtime in finished_before.items():  # not recomputed
+        assert t.stat().st_mtime_ns == mtime
+    log = (results / "logs/train/test" / cut[0].parent.parent.name / "mnist/seed1.log").read_text()
+    assert "resuming" in log  # continued from its checkpoint
+    epochs = [int(r["epoch"]) for r in csv.DictReader(open(cut[0] / "metrics.csv"))]
+    assert epochs == list(range(1, 151))  # every epoch once: no duplicate work
+
+
+# ------------------------------------------------------------------------------------------- SLURM
+def slurm_env():
+    env = dict(os.environ)
+    if "SLURM_CONF" not in env and Path("/etc/slurm/slurm.conf").exists():
+        env["SLURM_CONF"] = "/etc/slurm/slurm.conf"
+    return env
+
+
+def slurm_reachable() -> bool:
+    if shutil.which("sbatch") is None or shutil.which("sacct") is None:
+        return False
+    res = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, env=slurm_env())
+    return res.returncode == 0 and "UP" in res.stdout
+
+
+@pytest.fixture
+def slurm():
+    if not slurm_reachable():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("no SLURM cluster reachable under CI (.ci/run should have started one)")
+        pytest.skip("no SLURM cluster reachable")
+    return slurm_env()
+
+
+def sacct_jobs(env, name_prefix="tp-"):
+    res = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,JobName,State", "-S", "now-1days"],
+                         capture_output=True, text=True, env=env, check=True)
+    rows = [line.split("|") for line in res.stdout.splitlines() if line.strip()]
+    return {r[0]: (r[1], r[2]) for r in rows if r[1].startswith(name_prefix)}
+
+
+def squeue_ids(env):
+    res = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env=env, check=True)
+    return set(res.stdout.split())
+
+
+CHECK_TABLE = {"check": {"title": "SLURM check", "tuning": "test", "quantity": "test_error_at_best_val",
+                         "rows": ["bp", "ddtp-linear"], "columns": ["mnist"]}}
+
+
+def test_slurm_profile_runs_the_smoke_subset_through_sbatch(tmp_path, slurm):
+    results = tmp_path / "res"
+    extra = overlay(tmp_path, results=str(results), seeds=[1, 2], tables=CHECK_TABLE)
+    t0 = time.monotonic()
+    snakemake("--profile", "slurm", "--configfile", "config/smoke.yaml", extra, "--",
+              results / "tables" / "check.csv", cwd=REPO, env=slurm)
+    print(f"SLURM smoke subset: {time.monotonic() - t0:.1f} s")
+    jobs = sacct_jobs(slurm)
+    rows = list(csv.DictReader(open(results / "tables" / "check.csv")))
+    assert len(rows) == 2 and all(int(r["n"]) == 2 for r in rows)
+    for method in ("bp", "ddtp-linear"):
+        for seed in (1, 2):
+            run = results / f"runs/test/{method}/mnist/seed{seed}"
+            job_id = json.loads((run / "slurm_job.json").read_text())["job_id"]
+            assert jobs[job_id] == (f"tp-{method}-mnist-seed{seed}", "COMPLETED")
+            assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+
+
+def start_long_slurm_run(tmp_path, env):
+    results = tmp_path / "res"
+    extra = overlay(tmp_path, results=str(results), seeds=[1], epochs=1500)
+    run = results / "runs/test/ddtp-linear/mnist/seed1"
+    cmd = SNAKEMAKE + ["--profile", "slurm", "--configfile", "config/smoke.yaml", str(extra), "--",
+                       str(run / "summary.json")]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    record = run / "slurm_job.json"
+    wait_for(lambda: record.exists(), 120, "the launcher's job record")
+    job_id = json.loads(record.read_text())["job_id"]
+    wait_for(lambda: subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True,
+                                    env=env).stdout.strip() == "RUNNING", 120, f"job {job_id} to run")
+    return proc, cmd, extra, run, job_id
+
+
+def test_slurm_sigint_cancels_the_job(tmp_path, slurm):
+    proc, _, _, run, job_id = start_long_slurm_run(tmp_path, slurm)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    wait_for(lambda: job_id not in squeue_ids(slurm), 60, f"job {job_id} to leave the queue")
+    assert not (run / "summary.json").exists()
+
+
+def test_slurm_sigkill_then_restart_reattaches_to_the_running_job(tmp_path, slurm):
+    proc, cmd, extra, run, job_id = start_long_slurm_run(tmp_path, slurm)
+    os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and the launcher die without any chance to clean up
+    proc.wait(timeout=30)
+    assert job_id in squeue_ids(slurm)  # the job itself lives on
+    snakemake("--profile", "slurm", "--unlock", "--configfile", "config/smoke.yaml", extra, cwd=REPO, env=slurm)
+    snakemake(*cmd[3:], cwd=REPO, env=slurm)
+    log = (run.parents[4] / "logs/train/test/ddtp-linear/mnist/seed1.log").read_text()
+    assert f"re-attaching to SLURM job {job_id}" in log
+    assert json.loads((run / "slurm_job.json").read_text())["job_id"] == job_id
+    same_run = [j for j, (name, _) in sacct_jobs(slurm).items() if name == "tp-ddtp-linear-mnist-seed1"
+                and int(j) >= int(job_id)]
+    assert same_run == [job_id]  # no duplicate submission
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
