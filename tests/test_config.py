@@ -43,26 +43,44 @@ def official():
     return _load_official()
 
 
+#: alignment-figure method names of the official figure scripts
+ALIGNMENT_NAMES = {"dtpdrl": ["DTPDRL"], "ddtp-linear": ["DDTP-linear"], "ddtp-rhl": ["DDTP-RHL"],
+                   "ddtp-rhl-extrafb": ["DDTP-RHL(extra fb)"], "ddtp-rhl-rec-extrafb": ["DDTP-RHL(rec+extra fb)"],
+                   "dtp": ["DTP"], "dtp-pretrained": ["DTP-pretrained", "DTP (pretrained)"],
+                   "ddtp-control": ["DDTP-Control", "DDTP-control"], "dfa": ["DFA"], "bp": ["BP"]}
+
+
 def cases():
     for ds in DATASETS:
         for method in METHODS:
-            for tuning in ("test", "train"):
+            for tuning in ("test", "train", "alignment"):
                 yield ds, method, tuning
+
+
+def official_config(dataset, method, tuning):
+    src = official()
+    if tuning != "alignment":
+        return src[YAML_DATASET[dataset]].get(YAML_METHOD[method], {}).get(tuning)
+    figures = src["alignment_figure_configs"].get(YAML_DATASET[dataset], {}).get("methods", {})
+    return next((figures[n] for n in ALIGNMENT_NAMES.get(method, []) if n in figures), None)
 
 
 def test_every_official_configuration_has_a_project_configuration():
     src = official()
-    ours = {(d, m, t) for (d, m), ts in available_configs().items() for t in ts}
+    ours = {(d, m, t) for (d, m), ts in available_configs().items() for t in ts if t != "alignment"}
     theirs = {(d, m, t) for d in DATASETS for m in METHODS
               for t in src[YAML_DATASET[d]].get(YAML_METHOD[m], {})}
     assert ours == theirs
+    figures = {(d, m) for (d, m), ts in available_configs().items() if "alignment" in ts}
+    assert figures == {(d, m) for d, m, t in cases() if t == "alignment" and official_config(d, m, t) is not None}
+    assert len(figures) == 30  # 10 methods on MNIST, Fashion-MNIST and CIFAR10
     # 41 test-tuned (the 39 cells of Tables 1/S6 and DDTP-RHL (rec) on MNIST and Fashion-MNIST) + 31 train-tuned
     assert len(ours) == 72 and sum(t == "test" for _, _, t in ours) == 41
 
 
 @pytest.mark.parametrize("dataset,method,tuning", list(cases()))
 def test_config_reproduces_official_values(dataset, method, tuning):
-    src = official()[YAML_DATASET[dataset]].get(YAML_METHOD[method], {}).get(tuning)
+    src = official_config(dataset, method, tuning)
     if src is None:
         with pytest.raises(ConfigError, match="available on"):
             resolve_config(method, dataset, tuning)
@@ -72,6 +90,9 @@ def test_config_reproduces_official_values(dataset, method, tuning):
     compared = 0
     for key, value in src.items():
         if key not in cfg or key in NOT_RUN_KEYS or key in ("dataset", "fb_activation"):
+            continue
+        if key == "gn_damping" and tuning == "alignment":  # there the per-hidden-layer list (SPEC §12.14)
+            assert value == src["gn_damping_per_hidden_layer"] or value == 0.0
             continue
         if value is None:  # not applicable (e.g. extra_fb_epochs of BP/DFA): rule trains no feedback
             assert not rule.trains_feedback, key

@@ -52,7 +52,7 @@ DATASETS: dict[str, str] = {
     "fashion-mnist": "Fashion-MNIST",
     "cifar10": "CIFAR10",
 }
-TUNINGS = ("test", "train")
+TUNINGS = ("test", "train", "alignment")
 
 #: keys a run configuration may hold besides the ones of config/defaults.yaml
 IDENTITY_KEYS = ("method", "dataset", "tuning", "rule")
@@ -143,7 +143,14 @@ def _check(cfg: Mapping[str, Any]) -> None:
             v = cfg[key]
             if v is None or not isinstance(v, (int, float)) or v <= 0:
                 raise ConfigError(f"{key} must be a positive number for method {cfg['method']!r}, got {v!r}")
-    for key in ("double_precision", "normalize_lr", "no_val_set", "only_train_first_layer"):
+    lams = cfg.get("gn_damping_per_hidden_layer")
+    if isinstance(lams, list) and len(lams) != cfg["num_hidden"]:
+        raise ConfigError(f"gn_damping_per_hidden_layer needs one value per hidden layer ({cfg['num_hidden']}), "
+                          f"got {lams}")
+    if cfg.get("log_alignment") and lams is None:
+        raise ConfigError("log_alignment needs gn_damping_per_hidden_layer (the damped-GNT reference's λ_i)")
+    for key in ("double_precision", "normalize_lr", "no_val_set", "only_train_first_layer", "log_alignment",
+                "gn_damping_hpsearch"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}")
 

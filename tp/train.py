@@ -36,6 +36,7 @@ from torch import Tensor
 from . import __version__
 from .config import rule_hyperparameters
 from .data import DataSplits
+from .alignment import DAMPING_CANDIDATES, alignment_angles, angle, gnt_reference
 from .network import MLP
 from .optim import Adam
 from .rules import make_rule
@@ -43,6 +44,7 @@ from .rules import make_rule
 __all__ = ["train", "run_generators", "code_version", "METRIC_COLUMNS", "PRUNE_THRESHOLDS", "RunDiverged",
            "GENERATOR_STREAMS"]
 
+ALIGNMENT_COLUMNS = ["epoch", "step", "batch", "layer", "reference", "damping", "angle"]
 METRIC_COLUMNS = ["epoch", "train_loss", "train_error", "val_loss", "val_error", "test_loss", "test_error",
                   "reconstruction_loss", "seconds"]
 #: minimum training accuracy from the 6th epoch on (SPEC §15)
@@ -50,6 +52,9 @@ PRUNE_THRESHOLDS = {"mnist": 0.4, "frozen-mnist": 0.4, "fashion-mnist": 0.4, "ci
 PRUNE_FROM_EPOCH = 6
 GENERATOR_STREAMS = ("init", "split", "shuffle", "noise")
 CHECKPOINT, SUMMARY, METRICS, CONFIG = "checkpoint.pt", "summary.json", "metrics.csv", "config.yaml"
+ALIGNMENT, DAMPING = "alignment.csv", "damping_search.csv"
+#: the damping search runs after this many training epochs (SPEC §7.2: end of epoch index 2)
+DAMPING_SEARCH_AFTER = 3
 EVAL_BATCH = 128
 
 
@@ -112,6 +117,9 @@ class _Run:
     status: str = "running"
     message: str = ""
     fb_steps: int = 0  # feedback Adam steps taken (all phases), for schedule checks
+    steps: int = 0  # training minibatches taken
+    alignment: list | None = None  # tidy rows of alignment angles (log_alignment)
+    damping: list | None = None  # rows of the damping search (gn_damping_hpsearch)
 
     def state_dict(self) -> dict:
         return {
@@ -123,7 +131,8 @@ class _Run:
             "fb_opt": self.fb_opt.state_dict() if self.fb_opt is not None else None,
             "generators": {k: g.get_state() for k, g in self.gens.items()},
             "metrics": self.metrics, "elapsed": self.elapsed, "status": self.status,
-            "message": self.message, "fb_steps": self.fb_steps,
+            "message": self.message, "fb_steps": self.fb_steps, "steps": self.steps,
+            "alignment": self.alignment, "damping": self.damping,
         }
 
     def load_state_dict(self, state: Mapping) -> None:
@@ -137,7 +146,8 @@ class _Run:
             self.fb_opt.load_state_dict(state["fb_opt"])
         for k, g in self.gens.items():
             g.set_state(state["generators"][k])
-        for key in ("pre_epochs_done", "epochs_done", "metrics", "elapsed", "status", "message", "fb_steps"):
+        for key in ("pre_epochs_done", "epochs_done", "metrics", "elapsed", "status", "message", "fb_steps",
+                    "steps", "alignment", "damping"):
             setattr(self, key, state[key])
 
 
@@ -168,7 +178,8 @@ def _build(cfg: dict, seed: int, data: DataSplits, device: torch.device, loss: s
         fb_opt = Adam({k: feedback[k] for k in trainable}, lr=cfg["lr_fb"],
                       betas=(cfg["beta1_fb"], cfg["beta2_fb"]), eps=cfg["epsilon_fb"],
                       weight_decay=cfg["feedback_wd"])
-    return _Run(cfg, seed, device, net, rule, params, feedback, fwd_opt, fb_opt, gens, metrics=[])
+    return _Run(cfg, seed, device, net, rule, params, feedback, fwd_opt, fb_opt, gens, metrics=[], alignment=[],
+                damping=[])
 
 
 # ------------------------------------------------------------------------------------------- steps
@@ -198,7 +209,7 @@ def _train_epoch(run: _Run, data: DataSplits) -> dict[str, Tensor]:
     zero = torch.zeros((), dtype=net.dtype, device=run.device)
     loss_sum, acc_sum, rec_sum = zero, zero, zero
     batches = _batches(run, data.train_x.shape[0])
-    for idx in batches:
+    for k, idx in enumerate(batches):
         x, y = data.train_x[idx], data.train_y[idx]
         fwd = net.forward(run.params, x)
         result = rule.forward_update(net, run.params, run.feedback, fwd, y)  # nothing applied yet
@@ -211,10 +222,54 @@ def _train_epoch(run: _Run, data: DataSplits) -> dict[str, Tensor]:
                 extra = _batches(run, data.train_x.shape[0])[: cfg["extra_fb_minibatches"]]
                 for e_idx in extra:
                     _feedback_step(run, data.train_x[e_idx], run.gens["noise"])
+        if cfg["log_alignment"] and k % cfg["log_interval"] == 0:  # before the forward step (SPEC §7.1)
+            _log_alignment(run, fwd, y, result.forward_grads, k)
+        run.steps += 1
         # only the parameters the optimiser holds move (Frozen-MNIST: W1, b1)
         run.fwd_opt.step({k: g for k, g in result.forward_grads.items() if k in run.fwd_opt.params})
     n = len(batches)
     return {"loss": loss_sum / n, "acc": acc_sum / n, "rec": rec_sum / n}
+
+
+def _log_alignment(run: _Run, fwd, y, update, batch: int) -> None:
+    damping = run.cfg["gn_damping_per_hidden_layer"]
+    for row in alignment_angles(run.net, run.params, fwd, y, update, damping):
+        row.update(epoch=run.epochs_done + 1, step=run.steps, batch=batch,
+                   damping=None if row["reference"] == "bp" else _damping_of(damping, row["layer"]))
+        run.alignment.append(row)
+
+
+def _damping_of(damping, layer: int):
+    return damping if isinstance(damping, (int, float)) else damping[layer - 1]
+
+
+@torch.no_grad()
+def damping_search(run: _Run, data: DataSplits) -> list[dict]:
+    """Table S7 (SPEC §7.2): with every parameter frozen, for each λ ∈ Λ one pass over the shuffled
+    training set; on the minibatches with index ≡ 0 (mod log_interval) the angle between the method's
+    update and the damped-GNT update of every hidden layer; averaged per (λ, layer)."""
+    rows = []
+    hidden = run.net.L - 1
+    for lam in DAMPING_CANDIDATES:
+        batches = _batches(run, data.train_x.shape[0])[:: run.cfg["log_interval"]]
+        sums, counts = [0.0] * hidden, [0] * hidden
+        for idx in batches:
+            x, y = data.train_x[idx], data.train_y[idx]
+            fwd = run.net.forward(run.params, x)
+            update = run.rule.forward_update(run.net, run.params, run.feedback, fwd, y).forward_grads
+            reference = gnt_reference(run.net, run.params, fwd, y, lam)
+            for i in range(1, hidden + 1):
+                sums[i - 1] += float(angle(update[f"W{i}"], reference[f"W{i}"]))
+                counts[i - 1] += 1
+        rows += [{"damping": lam, "layer": i, "mean_angle": sums[i - 1] / counts[i - 1], "batches": counts[i - 1]}
+                 for i in range(1, hidden + 1)]
+    return rows
+
+
+def selected_damping(rows: list[dict]) -> list[float]:
+    """λ_i* = argmin over λ of the mean angle, per hidden layer (first minimum in Λ's order)."""
+    layers = sorted({r["layer"] for r in rows})
+    return [min((r for r in rows if r["layer"] == i), key=lambda r: r["mean_angle"])["damping"] for i in layers]
 
 
 @torch.no_grad()
@@ -265,18 +320,29 @@ def _summary(run: _Run, wall: float) -> dict:
         "torch_version": torch.__version__, "code_version": code_version(),
         "python_version": platform.python_version(),
         "feedback_steps": run.fb_steps,
+        "damping_selected": selected_damping(run.damping) if run.damping else None,
     }
 
 
-def _write_outputs(out: Path, run: _Run, wall: float) -> dict:
-    def write_metrics(tmp: Path):
+def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    """Atomic CSV write; None and NaN (an undefined value) are written as empty fields, never as numbers."""
+    def write(tmp: Path):
         with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+            w = csv.DictWriter(f, fieldnames=columns)
             w.writeheader()
-            for row in run.metrics:
-                w.writerow({k: ("" if row[k] is None else row[k]) for k in METRIC_COLUMNS})
+            for row in rows:
+                w.writerow({k: ("" if row[k] is None or (isinstance(row[k], float) and math.isnan(row[k]))
+                                else row[k]) for k in columns})
 
-    _atomic_write(out / METRICS, write_metrics)
+    _atomic_write(path, write)
+
+
+def _write_outputs(out: Path, run: _Run, wall: float) -> dict:
+    _write_csv(out / METRICS, run.metrics, METRIC_COLUMNS)
+    if run.alignment:
+        _write_csv(out / ALIGNMENT, run.alignment, ALIGNMENT_COLUMNS)
+    if run.damping:
+        _write_csv(out / DAMPING, run.damping, ["damping", "layer", "mean_angle", "batches"])
     summary = _summary(run, wall)
     summary["config"] = run.cfg
     _atomic_write(out / SUMMARY, lambda tmp: tmp.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n"))
@@ -392,7 +458,13 @@ def train(cfg: Mapping[str, Any], data: DataSplits, seed: int, out_dir: str | os
             break
         run.metrics.append(row)
         run.epochs_done = epoch
-        if cls and threshold is not None and epoch >= PRUNE_FROM_EPOCH and float(stats["acc"]) < threshold:
+        if cfg["gn_damping_hpsearch"] and epoch == DAMPING_SEARCH_AFTER:
+            run.damping = damping_search(run, data)
+            run.status = "finished"
+            run.message = (f"damping search after {epoch} epochs (SPEC §7.2); selected per hidden layer: "
+                           f"{selected_damping(run.damping)}")
+            log(run.message)
+        elif cls and threshold is not None and epoch >= PRUNE_FROM_EPOCH and float(stats["acc"]) < threshold:
             stop("pruned", f"training accuracy {float(stats['acc']):.3f} < {threshold} in epoch {epoch} "
                            f"(early stop of the official code, SPEC §12.13)")
         elif run.epochs_done == cfg["epochs"]:

@@ -1,0 +1,110 @@
+"""Alignment metrics (SPEC §7): the angle helper, the BP and damped-GNT references, logging, damping search."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+import tp
+from tp.alignment import DAMPING_CANDIDATES, alignment_angles, angle, bp_reference, gnt_reference
+from tp.config import resolve_config
+from tp.data import DataSplits, synthetic_classification
+from tp.train import train
+
+
+def test_angle_basic_properties():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(5, 4, dtype=torch.float64, generator=g)
+    b = torch.randn(5, 4, dtype=torch.float64, generator=g)
+    assert float(angle(a, a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(angle(a, -a)) == pytest.approx(180.0, abs=1e-6)
+    assert float(angle(3.7 * a, 0.2 * b)) == pytest.approx(float(angle(a, b)), rel=1e-12)
+    c = torch.cat([torch.ones(1), torch.zeros(3)]).double()
+    d = torch.cat([torch.zeros(1), torch.ones(1), torch.zeros(2)]).double()
+    assert float(angle(c, d)) == pytest.approx(90.0, abs=1e-12)
+    # rounding pushes the cosine of (nearly) identical vectors above 1: clipped, not NaN
+    big = torch.full((1000,), 0.1, dtype=torch.float64)
+    assert not math.isnan(float(angle(big, big * (1 + 1e-16))))
+    with pytest.raises(ValueError, match="zero update"):
+        angle(torch.zeros(3), torch.ones(3))
+
+
+def small_net(seed=0, sizes=(8, 7, 6, 5, 4)):
+    g = torch.Generator().manual_seed(seed)
+    net = tp.MLP.build(list(sizes))
+    params = net.init_params(g)
+    params = {k: v + 0.1 * torch.randn(v.shape, dtype=v.dtype, generator=g) for k, v in params.items()}
+    x = torch.randn(6, sizes[0], dtype=torch.float64, generator=g)
+    y = torch.randint(0, sizes[-1], (6,), generator=g)
+    return net, params, x, y
+
+
+def test_gnt_rule_update_equals_the_damped_gnt_reference_at_zero_damping():
+    net, params, x, y = small_net()
+    fwd = net.forward(params, x)
+    update = tp.make_rule("gnt", gn_damping=0.0).forward_update(net, params, {}, fwd, y).forward_grads
+    reference = gnt_reference(net, params, fwd, y, 0.0)
+    for i in range(1, net.L):
+        assert float(angle(update[f"W{i}"], reference[f"W{i}"])) < 1e-5
+
+
+def test_damped_gnt_turns_towards_the_gradient_as_damping_grows():
+    """Tikhonov: Jᵀ(JJᵀ + λI)⁻¹g → Jᵀg/λ, whose local-loss gradient is the BP gradient up to scale."""
+    net, params, x, y = small_net(1)
+    fwd = net.forward(params, x)
+    bp = bp_reference(net, params, fwd, y)
+    for i in range(1, net.L):
+        angles = [float(angle(gnt_reference(net, params, fwd, y, lam)[f"W{i}"], bp[f"W{i}"]))
+                  for lam in (1e-4, 1e-2, 1.0, 1e2, 1e6)]
+        assert all(a >= b - 1e-9 for a, b in zip(angles, angles[1:])), angles
+        assert angles[-1] < 0.01 and angles[0] > 1.0
+
+
+def test_alignment_rows_cover_every_layer_and_reference():
+    net, params, x, y = small_net()
+    fwd = net.forward(params, x)
+    rule = tp.make_rule("bp")
+    update = rule.forward_update(net, params, {}, fwd, y).forward_grads
+    rows = alignment_angles(net, params, fwd, y, update, damping=[1.0, 0.1, 0.0])
+    assert {(r["layer"], r["reference"]) for r in rows} == \
+        {(i, "bp") for i in range(1, 5)} | {(i, "gnt") for i in range(1, 4)}
+    assert all(r["angle"] < 1e-5 for r in rows if r["reference"] == "bp")  # BP is aligned with itself
+
+
+def small_data(n=256, dim=12):
+    x, y, tx, ty = synthetic_classification(n + 64, 64, dim, 10, seed=0)
+    return DataSplits(x[:n], y[:n], tx, ty, x[n:], y[n:])
+
+
+def test_alignment_logging_during_training(tmp_path):
+    cfg = resolve_config("ddtp-linear", "fashion-mnist", "alignment",
+                         {"num_hidden": 3, "size_hidden": 16, "epochs": 2, "epochs_fb": 1, "extra_fb_epochs": 1,
+                          "log_interval": 3, "batch_size": 32, "gn_damping_per_hidden_layer": [1.0, 1.0, 0.0]})
+    assert cfg["log_alignment"] and cfg["double_precision"] is False  # the F-MNIST figure runs are float32
+    train(cfg, small_data(), seed=0, out_dir=tmp_path, progress=False, log=lambda m: None)
+    rows = list(csv.DictReader(open(tmp_path / "alignment.csv")))
+    logged = len(range(0, 8, 3))  # 8 minibatches per epoch, every 3rd
+    assert len(rows) == 2 * logged * (4 + 3)
+    assert {r["reference"] for r in rows} == {"bp", "gnt"}
+    assert all(0.0 <= float(r["angle"]) <= 180.0 for r in rows)
+    assert {r["damping"] for r in rows if r["reference"] == "gnt" and r["layer"] == "3"} == {"0.0"}
+
+
+def test_damping_search_stops_after_three_epochs_and_selects_the_argmin(tmp_path):
+    cfg = resolve_config("dtp", "mnist", "alignment",
+                         {"num_hidden": 2, "size_hidden": 16, "epochs": 10, "log_interval": 2, "batch_size": 32,
+                          "gn_damping_hpsearch": True, "gn_damping_per_hidden_layer": [1.0, 0.1]})
+    s = train(cfg, small_data(), seed=0, out_dir=tmp_path, progress=False, log=lambda m: None)
+    assert s["epochs_run"] == 3 and "damping search" in s["message"]
+    rows = list(csv.DictReader(open(tmp_path / "damping_search.csv")))
+    assert len(rows) == len(DAMPING_CANDIDATES) * 2
+    for layer in (1, 2):
+        mine = [r for r in rows if int(r["layer"]) == layer]
+        best = min(mine, key=lambda r: float(r["mean_angle"]))
+        assert s["damping_selected"][layer - 1] == float(best["damping"])
+        assert all(int(r["batches"]) == 4 for r in mine)  # 8 minibatches, every 2nd
+    assert json.loads((tmp_path / "summary.json").read_text())["damping_selected"] == s["damping_selected"]

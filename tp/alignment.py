@@ -1,0 +1,86 @@
+"""Alignment of any rule's forward update with the loss gradient and with damped Gauss–Newton targets
+(paper §4 / Fig. 4, S4–S7; SPEC §7).  Metrics only: no rule imports this module.
+
+For a minibatch at parameters θ, the *method's update* of layer i is the weight part ΔW_i of its
+``forward_grads`` (what the optimiser would descend).  It is compared, per layer, on the flattened matrix,
+with
+
+* **BP**: ∂ℒ/∂W_i of the same minibatch loss, and
+* **damped GNT**: the local-loss gradient (SPEC §2.2) of the Gauss–Newton target ĥ_i = h_i − Δ_i with
+  Δ_i = J_iᵀ(J_iJ_iᵀ + λ_i I)⁻¹ ∂ℒ/∂h_L and a damping λ_i per hidden layer (SPEC §7.1(b)),
+
+by angle(A, B) = (180/π)·arccos(⟨A, B⟩_F / (‖A‖_F ‖B‖_F)), the cosine clipped to [−1, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from .gauss_newton import gn_displacements
+from .network import MLP, Forward, Params
+from .rules.bp import backprop_gradients
+from .targets import local_loss_gradients
+
+__all__ = ["angle", "bp_reference", "gnt_reference", "alignment_angles", "DAMPING_CANDIDATES"]
+
+#: the damping values of the search (SPEC §7.2)
+DAMPING_CANDIDATES = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+def angle(a: Tensor, b: Tensor) -> Tensor:
+    """Angle in degrees between two updates, flattened over all their elements (a 0-d tensor).
+
+    Scale-invariant; 0° for identical and 180° for opposite directions.  A zero update has no direction:
+    it is an error, never a silent 90°.
+    """
+    a, b = a.reshape(-1), b.reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"updates of different sizes: {a.numel()} and {b.numel()} elements")
+    na, nb = torch.linalg.vector_norm(a), torch.linalg.vector_norm(b)
+    if bool(na == 0) or bool(nb == 0):
+        raise ValueError("angle of a zero update: it has no direction")
+    cos = torch.clamp(torch.dot(a, b) / (na * nb), -1.0, 1.0)
+    return torch.rad2deg(torch.arccos(cos))
+
+
+def bp_reference(net: MLP, params: Params, fwd: Forward, y: Tensor) -> Params:
+    """∂ℒ/∂θ of the minibatch loss (the BP gradient) at the forward pass ``fwd``."""
+    return backprop_gradients(net, params, fwd, net.output_gradient(fwd.output, y))
+
+
+def gnt_reference(net: MLP, params: Params, fwd: Forward, y: Tensor,
+                  damping: float | Sequence[float]) -> Params:
+    """Local-loss gradients of the damped GNT targets of the hidden layers 1…L−1 (SPEC §7.1(b)).
+
+    ``damping``: one λ, or one per hidden layer (``gn_damping_per_hidden_layer`` of the figure configs).
+    """
+    hidden = list(range(1, net.L))
+    lams = [float(damping)] * len(hidden) if isinstance(damping, (int, float)) else list(damping)
+    delta = gn_displacements(net, params, fwd, net.output_gradient(fwd.output, y), lams, layers=hidden)
+    return local_loss_gradients(net, params, fwd, {i: fwd.h[i] - d for i, d in delta.items()})
+
+
+def alignment_angles(net: MLP, params: Params, fwd: Forward, y: Tensor, update: Mapping[str, Tensor],
+                     damping: float | Sequence[float] | None = None) -> list[dict]:
+    """Tidy rows ``{layer, reference, angle}``: the angle of the update of every weight matrix with BP
+    (all layers) and, when ``damping`` is given, with damped GNT (hidden layers).  A layer whose update
+    is exactly zero (e.g. frozen) gets ``nan``, never a number it does not have."""
+    rows = []
+    refs = {"bp": bp_reference(net, params, fwd, y)}
+    if damping is not None:
+        refs["gnt"] = gnt_reference(net, params, fwd, y, damping)
+    for reference, grads in refs.items():
+        for i in range(1, net.L + 1):
+            key = f"W{i}"
+            if key not in grads or key not in update:
+                continue
+            try:
+                value = float(angle(update[key], grads[key]))
+            except ValueError:
+                value = math.nan
+            rows.append({"layer": i, "reference": reference, "angle": value})
+    return rows
