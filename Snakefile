@@ -19,11 +19,15 @@ configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/alignment.smk"
+include: "workflow/rules/toy.smk"
 include: "workflow/rules/tables.smk"
 
 
 rule all:
     input:
         table_outputs(),
+        alignment_outputs(),
+        toy_outputs(),
         f"{RESULTS}/README.md",
     default_target: True

@@ -49,9 +49,13 @@ def test_dry_run_of_the_default_matrix_lists_700_training_jobs(tmp_path):
     elapsed = time.monotonic() - t0
     out = res.stdout + res.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
-    assert int(counts["train"]) == 700 and int(counts["download"]) == 3 and int(counts["table"]) == 4
+    assert int(counts["download"]) == 3 and int(counts["table"]) == 4 and int(counts["table_s7"]) == 1
     tunings = re.findall(r"wildcards: tuning=(\w+), method=[\w-]+, dataset=[\w-]+, seed=\d+", out)
+    # the tables: 39 test-tuned and 31 train-tuned cells × 10 seeds
     assert tunings.count("test") == 390 and tunings.count("train") == 310
+    # the alignment figures and the damping search: 10 methods × 3 datasets, one seed each
+    assert tunings.count("alignment") == 30 and tunings.count("damping") == 30
+    assert int(counts["train"]) == 760 and int(counts["alignment_figure"]) == 4
     assert elapsed < 60
 
 
@@ -92,6 +96,24 @@ def test_smoke_configuration_runs_end_to_end(tmp_path):
         md = (results / "tables" / f"{table}.md").read_text()
         assert all(METHODS[m].paper_name in md for m in spec["rows"])
     assert "Table 1" in (results / "README.md").read_text()
+    from PIL import Image
+
+    for name in ("fig4_alignment_fashion-mnist", "figS4_alignment_fashion-mnist", "figS5_alignment_mnist",
+                 "figS6_alignment_cifar10"):
+        assert (results / "figures" / f"{name}.pdf").stat().st_size > 1000
+        with Image.open(results / "figures" / f"{name}.png") as img:
+            assert img.size[0] >= 600 and img.size[1] >= 400, (name, img.size)
+    s7 = list(csv.DictReader(open(results / "tables" / "tableS7.csv")))
+    assert len(s7) == 30 * 2 and {r["selected"] for r in s7} <= {str(v) for v in
+                                                                   (0.0, 1e-05, 0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)}
+    for name in ("fig2_nullspace", "figS3_output_space"):
+        with Image.open(results / "figures" / f"{name}.png") as img:
+            assert img.size[0] >= 600 and img.size[1] >= 400, (name, img.size)
+    bars = list(csv.DictReader(open(results / "figures" / "fig2_nullspace_summary.csv")))
+    assert {r["paper_name"] for r in bars} == {"DTP (pre-trained)", "DDTP-linear"}
+    assert "Fig. 2" in (results / "README.md").read_text()
+    alignment = list(csv.DictReader(open(results / "runs/alignment/ddtp-linear/mnist/seed42/alignment.csv")))
+    assert {r["reference"] for r in alignment} == {"bp", "gnt"}
     summary = json.loads((results / "runs/test/ddtp-linear/mnist/seed1/summary.json").read_text())
     assert summary["status"] == "finished" and summary["config"]["num_hidden"] == 2
 

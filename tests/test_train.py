@@ -189,3 +189,20 @@ def test_cli_unknown_method_lists_choices(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--method", "ddtp", "--dataset", "mnist"])
     assert "ddtp-linear" in capsys.readouterr().err
+
+
+def test_evaluation_averages_per_batch_means_like_the_official_loader():
+    """SPEC §5.4: the last, smaller batch weighs like a full one."""
+    from tp.network import MLP
+    from tp.train import evaluate
+
+    net = MLP.build([5, 4, 3])
+    g = torch.Generator().manual_seed(0)
+    params = net.init_params(g)
+    x, y = torch.randn(300, 5, dtype=torch.float64, generator=g), torch.randint(0, 3, (300,), generator=g)
+    loss, acc = evaluate(net, params, x, y, batch_size=128)
+    outs = [net.forward(params, x[k:k + 128]).output for k in range(0, 300, 128)]
+    ref_loss = sum(float(net.loss_value(o, y[k:k + 128])) for o, k in zip(outs, range(0, 300, 128))) / 3
+    ref_acc = sum(float(net.accuracy(o, y[k:k + 128])) for o, k in zip(outs, range(0, 300, 128))) / 3
+    assert float(loss) == pytest.approx(ref_loss, rel=1e-14) and float(acc) == pytest.approx(ref_acc, rel=1e-14)
+    assert float(loss) != pytest.approx(float(net.loss_value(net.forward(params, x).output, y)), rel=1e-6)

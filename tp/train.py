@@ -283,12 +283,15 @@ def evaluate(net: MLP, params: dict, x: Tensor, y: Tensor, batch_size: int = EVA
         if net.loss == "cross_entropy":
             correct.append((out.argmax(-1) == y[k:k + chunk]).to(out.dtype))
     loss = torch.cat(losses)
-    batch = torch.arange(loss.shape[0], device=loss.device) // batch_size
-    nb = int(batch[-1]) + 1
-    counts = torch.zeros(nb, dtype=loss.dtype, device=loss.device).index_add_(0, batch, torch.ones_like(loss))
+    n = loss.shape[0]
+    nb = -(-n // batch_size)
+    counts = torch.full((nb,), float(batch_size), dtype=loss.dtype, device=loss.device)
+    counts[-1] = n - (nb - 1) * batch_size
 
-    def mean_of_batch_means(v):
-        return (torch.zeros(nb, dtype=v.dtype, device=v.device).index_add_(0, batch, v) / counts).mean()
+    def mean_of_batch_means(v):  # (N,) -> mean over loader batches of the per-batch means
+        padded = torch.zeros(nb * batch_size, dtype=v.dtype, device=v.device)
+        padded[:n] = v
+        return (padded.view(nb, batch_size).sum(-1) / counts).mean()
 
     acc = mean_of_batch_means(torch.cat(correct)) if correct else torch.tensor(float("nan"))
     return mean_of_batch_means(loss), acc

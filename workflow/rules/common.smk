@@ -52,8 +52,15 @@ def table_cells(spec):
 # every (tuning, method, dataset) that some table needs, each trained for every seed
 RUN_CELLS = sorted({(spec["tuning"], m, d) for spec in config["tables"].values() for m, d in table_cells(spec)})
 
+# alignment-figure runs and damping-search runs ("damping": the alignment configuration, stopped after the
+# search), one seed each
+ALIGN = config.get("alignment") or {"seed": 42, "datasets": [], "methods": [], "smooth": 30}
+ALIGN_CELLS = [(m, d) for d in ALIGN["datasets"] for m in ALIGN["methods"] if has_config("alignment", m, d)]
+#: figure name(s) of each dataset's alignment grid (SPEC Q5; Fig. 4 is the condensed Fashion-MNIST view)
+ALIGN_FIGURES = {"fashion-mnist": ["figS4", "fig4"], "mnist": ["figS5"], "cifar10": ["figS6"]}
+
 # check the per-run overrides once, on every cell, before anything runs
-for _tuning, _method, _dataset in RUN_CELLS:
+for _tuning, _method, _dataset in RUN_CELLS + [("alignment", m, d) for m, d in ALIGN_CELLS]:
     try:
         resolve_config(_method, _dataset, _tuning, config.get("overrides") or {})
     except ConfigError as exc:
@@ -77,10 +84,24 @@ def table_outputs():
     return expand(f"{RESULTS}/tables/{{table}}.{{ext}}", table=list(config["tables"]), ext=["csv", "md", "tex"])
 
 
+def alignment_summaries(kind, dataset=None):
+    """Summaries of the alignment (kind "alignment") or damping-search (kind "damping") runs."""
+    return [f"{run_dir(kind, m, d, ALIGN['seed'])}/summary.json" for m, d in ALIGN_CELLS
+            if dataset is None or d == dataset]
+
+
+def alignment_outputs():
+    if not ALIGN_CELLS:
+        return []
+    figures = [f"{RESULTS}/figures/{name}_alignment_{d}.{ext}" for d in ALIGN["datasets"]
+               for name in ALIGN_FIGURES[d] for ext in ("png", "pdf")]
+    return figures + expand(f"{RESULTS}/tables/tableS7.{{ext}}", ext=["csv", "md", "tex"])
+
+
 wildcard_constraints:
-    tuning="|".join(sorted({t for t, _, _ in RUN_CELLS})) or "test",
-    method="|".join(sorted({m for _, m, _ in RUN_CELLS}, key=len, reverse=True)) or "bp",
+    tuning="|".join(sorted({t for t, _, _ in RUN_CELLS} | ({"alignment", "damping"} if ALIGN_CELLS else set()))),
+    method="|".join(sorted({m for _, m, _ in RUN_CELLS} | {m for m, _ in ALIGN_CELLS}, key=len, reverse=True)),
     dataset="|".join(sorted(DATASETS, key=len, reverse=True)),
     data="|".join(sorted(set(DATA_OF.values()))),
-    seed="|".join(str(s) for s in config["seeds"]),
+    seed="|".join(str(s) for s in sorted(set(config["seeds"]) | {ALIGN["seed"]})),
     table="|".join(config["tables"]),

@@ -26,6 +26,8 @@ rule table:
 rule results_readme:
     input:
         table_outputs(),
+        alignment_outputs(),
+        toy_outputs(),
     output:
         f"{RESULTS}/README.md",
     params:

@@ -35,6 +35,22 @@ def main(sm) -> None:
         lines.append(f"* **{spec['title']}** — `tables/{name}.csv` (tidy), `tables/{name}.md`, `tables/{name}.tex`; "
                      f"{counts['n']} finished runs, {counts['diverged']} diverged, {counts['pruned']} pruned, "
                      f"{counts['missing']} missing.")
+    figures = sorted(p.name for p in (results / "figures").glob("*.png")) if (results / "figures").exists() else []
+    if figures:
+        lines += ["", "## Figures", "",
+                  "Alignment of each method's weight updates with the BP gradient and the damped GNT update over "
+                  "training (smoothed, ±1 std band), from the alignment-figure configurations (seed "
+                  f"{cfg.get('alignment', {}).get('seed')}); our reading of the lost captions (SPEC Q5): Fig. S4 = "
+                  "Fashion-MNIST, S5 = MNIST, S6 = CIFAR-10 (MLP), Fig. 4 = the first and last hidden layer of S4.",
+                  ""]
+        lines += [f"* `figures/{name}` (and `.pdf`)" for name in figures]
+        summary = results / "figures" / "fig2_nullspace_summary.csv"
+        if summary.exists():
+            bars = pd.read_csv(summary)
+            bars = bars[bars.layer == 2]
+            lines += ["", "Fig. 2 (null-space component ‖ΔW₂^null‖/‖ΔW₂‖ of the second hidden layer's update, "
+                      "student–teacher toy, mean ± std over the logged samples): " + "; ".join(
+                          f"{r.paper_name} {r['mean']:.4f} ± {r['std']:.4f}" for _, r in bars.iterrows()) + "."]
     lines += ["", "## Pipeline configuration", "", "```yaml", yaml.safe_dump(dict(cfg), sort_keys=False).rstrip(),
               "```", ""]
     Path(sm.output[0]).write_text("\n".join(lines))

@@ -1,0 +1,118 @@
+"""Alignment figures (Fig. 4, S4-S6; SPEC §7.1, Q5): angle of each method's weight update with the BP
+gradient and with the damped-GNT update, per hidden layer, over training.
+
+For each method and layer the sequence of logged angles is smoothed with a rolling mean (window
+``smooth`` logged points, ``min_periods=1``) with a ±1 rolling-std band; x = logged-point index ×
+log_interval (≈ minibatches).  The output layer is omitted.  The full grid has one row per method and one
+column per hidden layer; the condensed view (Fig. 4) shows the first and last hidden layer with all
+methods per panel.
+"""
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from tp.config import METHODS  # noqa: E402
+
+REFERENCES = {"bp": "BP gradient", "gnt": "damped GNT"}
+
+
+def load(summaries, methods) -> pd.DataFrame:
+    frames = []
+    for path in map(Path, summaries):
+        summary = json.loads(path.read_text())
+        if summary["method"] not in methods or not (path.parent / "alignment.csv").exists():
+            continue
+        df = pd.read_csv(path.parent / "alignment.csv")
+        df["method"] = METHODS[summary["method"]].paper_name
+        df["log_interval"] = summary["config"]["log_interval"]
+        df["hidden_layers"] = summary["config"]["num_hidden"]
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True)
+    df = df[df.layer <= df.hidden_layers].dropna(subset=["angle"])
+    order = [METHODS[m].paper_name for m in methods if METHODS[m].paper_name in set(df.method)]
+    df["method"] = pd.Categorical(df["method"], order, ordered=True)
+    df["reference"] = pd.Categorical(df["reference"].map(REFERENCES), list(REFERENCES.values()), ordered=True)
+    return df
+
+
+def smoothed(df: pd.DataFrame, window: int) -> pd.DataFrame:
+    out = []
+    for key, g in df.sort_values("step").groupby(["method", "layer", "reference"], observed=True):
+        g = g.copy()
+        g["x"] = range(0, len(g) * int(g.log_interval.iloc[0]), int(g.log_interval.iloc[0]))
+        roll = g["angle"].rolling(window, min_periods=1)
+        g["mean"], g["std"] = roll.mean(), roll.std().fillna(0.0)
+        out.append(g)
+    return pd.concat(out, ignore_index=True)
+
+
+def draw(ax, g, color, label):
+    ax.plot(g["x"], g["mean"], color=color, lw=1.2, label=label)
+    ax.fill_between(g["x"], g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.2, lw=0)
+
+
+def grid(df: pd.DataFrame, dataset: str):
+    methods, layers = list(df.method.cat.categories), sorted(df.layer.unique())
+    colors = dict(zip(REFERENCES.values(), sns.color_palette("colorblind", 2)))
+    fig, axes = plt.subplots(len(methods), len(layers), figsize=(2.6 * len(layers), 1.9 * len(methods)),
+                             sharex=True, sharey=True, squeeze=False)
+    for r, method in enumerate(methods):
+        for c, layer in enumerate(layers):
+            ax = axes[r][c]
+            for ref in REFERENCES.values():
+                g = df[(df.method == method) & (df.layer == layer) & (df.reference == ref)]
+                if len(g):
+                    draw(ax, g, colors[ref], ref)
+            if r == 0:
+                ax.set_title(f"hidden layer {layer}")
+            if c == 0:
+                ax.set_ylabel(f"{method}\nangle (°)", fontsize=8)
+            if r == len(methods) - 1:
+                ax.set_xlabel("minibatch")
+    axes[0][0].legend(fontsize=7, loc="upper right")
+    fig.suptitle(f"{dataset}: alignment of the weight updates with BP and damped GNT updates")
+    fig.tight_layout()
+    return fig
+
+
+def condensed(df: pd.DataFrame, dataset: str):
+    layers = sorted(df.layer.unique())
+    first_last = [layers[0], layers[-1]]
+    palette = dict(zip(df.method.cat.categories, sns.color_palette("tab10", len(df.method.cat.categories))))
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True, squeeze=False)
+    for r, ref in enumerate(reversed(list(REFERENCES.values()))):
+        for c, layer in enumerate(first_last):
+            ax = axes[r][c]
+            for method in df.method.cat.categories:
+                g = df[(df.method == method) & (df.layer == layer) & (df.reference == ref)]
+                if len(g):
+                    draw(ax, g, palette[method], method)
+            ax.set_title(f"{ref}, hidden layer {layer}")
+            ax.set_ylabel("angle (°)")
+            if r == 1:
+                ax.set_xlabel("minibatch")
+    axes[0][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(f"{dataset}: first and last hidden layer")
+    fig.tight_layout()
+    return fig
+
+
+def main(sm):
+    from tp.config import DATASETS
+
+    sns.set_theme(style="whitegrid", context="paper")
+    df = smoothed(load(sm.input, sm.params.methods), sm.params.smooth)
+    name = DATASETS[sm.wildcards.dataset]
+    fig = condensed(df, name) if sm.params.condensed else grid(df, name)
+    fig.savefig(sm.output.png, dpi=150)
+    fig.savefig(sm.output.pdf)
+
+
+main(snakemake)  # noqa: F821
