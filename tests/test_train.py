@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tp import cli
-from tp.config import METHODS, resolve_config
+from tp.config import METHODS, ConfigError, resolve_config
 from tp.data import DataSplits, student_teacher, synthetic_classification
 from tp.train import CHECKPOINT, run_generators, train
 
@@ -121,7 +121,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, method):
 def test_resume_refuses_another_configuration(tmp_path):
     cfg = config("dtp", epochs=2)
     train(cfg, small_data(), seed=0, out_dir=tmp_path, progress=False, log=quiet)
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(ConfigError, match="another configuration"):
         train(dict(cfg, lr=1.0), small_data(), seed=0, out_dir=tmp_path, progress=False, log=quiet)
 
 

@@ -68,7 +68,8 @@ def alignment_angles(net: MLP, params: Params, fwd: Forward, y: Tensor, update: 
                      damping: float | Sequence[float] | None = None) -> list[dict]:
     """Tidy rows ``{layer, reference, angle}``: the angle of the update of every weight matrix with BP
     (all layers) and, when ``damping`` is given, with damped GNT (hidden layers).  A layer whose update
-    is exactly zero (e.g. frozen) gets ``nan``, never a number it does not have."""
+    (or reference) is exactly zero has no direction: it gets ``nan`` (written as an empty field), never
+    a number it does not have."""
     rows = []
     refs = {"bp": bp_reference(net, params, fwd, y)}
     if damping is not None:

@@ -51,9 +51,9 @@ def damped_gn_displacement(J: Tensor, g: Tensor, damping: float) -> Tensor:
     Jt = J.mT
     if n <= n_L:  # (JᵀJ + λI)⁻¹ Jᵀ g, an n×n system
         A = Jt @ J + damping * torch.eye(n, dtype=J.dtype, device=J.device)
-        return torch.linalg.solve(A, Jt @ g).squeeze(-1)
+        return torch.linalg.solve_ex(A, Jt @ g)[0].squeeze(-1)  # _ex: no host sync for error checks
     A = J @ Jt + damping * torch.eye(n_L, dtype=J.dtype, device=J.device)  # n_L×n_L system
-    return (Jt @ torch.linalg.solve(A, g)).squeeze(-1)
+    return (Jt @ torch.linalg.solve_ex(A, g)[0]).squeeze(-1)
 
 
 def gn_displacements(net: MLP, params: Params, fwd: Forward, dL_dhL: Tensor,

@@ -5,13 +5,14 @@ for rules with trained feedback — the feedback gradients on the same forward p
 feedback Adam step, then the forward Adam step.  Feedback pre-training (``epochs_fb``) runs before training,
 ``extra_fb_epochs`` feedback-only epochs after every training epoch.  Metrics follow SPEC §5.4 (online
 pre-update training averages; evaluation averages per-batch means, so the last, smaller batch weighs like a
-full one).  The early stop of SPEC §12.13/§15 ends a run whose training accuracy stays below 0.4 (MNIST,
-Fashion-MNIST) or 0.25 (CIFAR-10) from the 6th epoch on: status ``pruned``.
+full one).  The early stop of SPEC §12.13/§15 ends a run as soon as the training accuracy of an epoch from
+the 6th on is below 0.4 (MNIST, Fashion-MNIST) or 0.25 (CIFAR-10): status ``pruned``.
 
 Every random draw comes from generators derived from the run's seed (streams ``init``, ``split``,
 ``shuffle``, ``noise``), whose states the checkpoint stores: a run interrupted and resumed equals the
 uninterrupted run.  NaN/inf in the training loss or the parameters ends the run with status ``diverged``.
-Inside an epoch nothing synchronises with the host; the loss sums are read once per epoch.
+The training steps of the TP family, DFA and BP do not synchronise with the host; the loss sums are read
+once per epoch.  (Alignment logging, every ``log_interval`` minibatches, and GNT's pseudo-inverse do.)
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import yaml
 from torch import Tensor
 
 from . import __version__
-from .config import rule_hyperparameters
+from .config import ConfigError, rule_hyperparameters
 from .data import DataSplits
 from .alignment import DAMPING_CANDIDATES, alignment_angles, angle, gnt_reference
 from .network import MLP
@@ -259,9 +260,13 @@ def damping_search(run: _Run, data: DataSplits) -> list[dict]:
             update = run.rule.forward_update(run.net, run.params, run.feedback, fwd, y).forward_grads
             reference = gnt_reference(run.net, run.params, fwd, y, lam)
             for i in range(1, hidden + 1):
-                sums[i - 1] += float(angle(update[f"W{i}"], reference[f"W{i}"]))
-                counts[i - 1] += 1
-        rows += [{"damping": lam, "layer": i, "mean_angle": sums[i - 1] / counts[i - 1], "batches": counts[i - 1]}
+                try:
+                    sums[i - 1] += float(angle(update[f"W{i}"], reference[f"W{i}"]))
+                    counts[i - 1] += 1
+                except ValueError:  # a zero update has no direction: this minibatch does not count
+                    pass
+        rows += [{"damping": lam, "layer": i, "batches": counts[i - 1],
+                  "mean_angle": sums[i - 1] / counts[i - 1] if counts[i - 1] else math.nan}
                  for i in range(1, hidden + 1)]
     return rows
 
@@ -269,7 +274,11 @@ def damping_search(run: _Run, data: DataSplits) -> list[dict]:
 def selected_damping(rows: list[dict]) -> list[float]:
     """λ_i* = argmin over λ of the mean angle, per hidden layer (first minimum in Λ's order)."""
     layers = sorted({r["layer"] for r in rows})
-    return [min((r for r in rows if r["layer"] == i), key=lambda r: r["mean_angle"])["damping"] for i in layers]
+    best = []
+    for i in layers:
+        valid = [r for r in rows if r["layer"] == i and not math.isnan(r["mean_angle"])]
+        best.append(min(valid, key=lambda r: r["mean_angle"])["damping"] if valid else None)
+    return best
 
 
 @torch.no_grad()
@@ -379,7 +388,7 @@ def train(cfg: Mapping[str, Any], data: DataSplits, seed: int, out_dir: str | os
             done = json.loads((out / SUMMARY).read_text())
             if done.get("status") != "running":
                 if done.get("config") != cfg or done.get("seed") != seed:
-                    raise ValueError(f"{out} holds a finished run of another configuration or seed; "
+                    raise ConfigError(f"{out} holds a finished run of another configuration or seed; "
                                      "use another output folder")
                 log(f"{out}: already {done['status']}, nothing to do")
                 return done
@@ -387,10 +396,11 @@ def train(cfg: Mapping[str, Any], data: DataSplits, seed: int, out_dir: str | os
     data = data.to(device, torch.float64 if cfg["double_precision"] else torch.float32)  # SPEC §1 precision
     run = _build(cfg, seed, data, device, loss)
     if out is not None and (out / CHECKPOINT).exists():
-        state = torch.load(out / CHECKPOINT, map_location=device, weights_only=True)
+        # on the CPU: generator states must stay CPU byte tensors; parameters are copied to the device
+        state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
         if state["config"] != cfg or state["seed"] != seed:
             diff = sorted(k for k in set(cfg) | set(state["config"]) if cfg.get(k) != state["config"].get(k))
-            raise ValueError(f"{out / CHECKPOINT} belongs to another run (seed {state['seed']}, differing keys: "
+            raise ConfigError(f"{out / CHECKPOINT} belongs to another run (seed {state['seed']}, differing keys: "
                              f"{diff or 'none'}); use another output folder or delete it")
         run.load_state_dict(state)
         log(f"resuming {out} after {run.pre_epochs_done} pre-training and {run.epochs_done} training epochs")
@@ -462,6 +472,8 @@ def train(cfg: Mapping[str, Any], data: DataSplits, seed: int, out_dir: str | os
         run.metrics.append(row)
         run.epochs_done = epoch
         if cfg["gn_damping_hpsearch"] and epoch == DAMPING_SEARCH_AFTER:
+            run.elapsed = time.perf_counter() - t_start
+            checkpoint()  # the 3 training epochs are kept even if the search is interrupted
             run.damping = damping_search(run, data)
             run.status = "finished"
             run.message = (f"damping search after {epoch} epochs (SPEC §7.2); selected per hidden layer: "

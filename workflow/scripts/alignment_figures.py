@@ -115,4 +115,8 @@ def main(sm):
     fig.savefig(sm.output.pdf)
 
 
-main(snakemake)  # noqa: F821
+if __name__ == "__main__":
+    import contextlib
+
+    with open(snakemake.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):  # noqa: F821
+        main(snakemake)  # noqa: F821

@@ -139,6 +139,10 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     if "snakemake" in globals():
-        main_snakemake(snakemake)  # noqa: F821
+        import contextlib
+
+        with open(snakemake.log[0], "w") as log, contextlib.redirect_stdout(log), \
+                contextlib.redirect_stderr(log):  # noqa: F821
+            main_snakemake(snakemake)  # noqa: F821
     else:
         raise SystemExit(main())

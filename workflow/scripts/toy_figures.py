@@ -151,8 +151,11 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     if "snakemake" in globals():
+        import contextlib
+
         sm = snakemake  # noqa: F821
-        run(Path(sm.output["fig2_png"] if "fig2_png" in sm.output.keys() else sm.output[0]).parent,
-            tiny=bool(sm.params.get("tiny", False)), seed=sm.params.get("seed", None))
+        with open(sm.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            run(Path(sm.output["fig2_png"] if "fig2_png" in sm.output.keys() else sm.output[0]).parent,
+                tiny=bool(sm.params.get("tiny", False)), seed=sm.params.get("seed", None))
     else:
         raise SystemExit(main())
