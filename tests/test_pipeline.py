@@ -220,9 +220,9 @@ def test_slurm_profile_runs_the_smoke_subset_through_sbatch(tmp_path, slurm):
             assert json.loads((run / "summary.json").read_text())["status"] == "finished"
 
 
-def start_long_slurm_run(tmp_path, env):
+def start_long_slurm_run(tmp_path, env, epochs):
     results = tmp_path / "res"
-    extra = overlay(tmp_path, results=str(results), seeds=[1], epochs=1500)
+    extra = overlay(tmp_path, results=str(results), seeds=[1], epochs=epochs)
     run = results / "runs/test/ddtp-linear/mnist/seed1"
     cmd = SNAKEMAKE + ["--profile", "slurm", "--configfile", "config/smoke.yaml", str(extra), "--",
                        str(run / "summary.json")]
@@ -237,7 +237,8 @@ def start_long_slurm_run(tmp_path, env):
 
 
 def test_slurm_sigint_cancels_the_job(tmp_path, slurm):
-    proc, _, _, run, job_id = start_long_slurm_run(tmp_path, slurm)
+    # far too long to finish in the seconds between SIGTERM and SIGKILL that SLURM grants a cancelled job
+    proc, _, _, run, job_id = start_long_slurm_run(tmp_path, slurm, epochs=100000)
     try:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
         proc.wait(timeout=120)
@@ -249,7 +250,7 @@ def test_slurm_sigint_cancels_the_job(tmp_path, slurm):
 
 
 def test_slurm_sigkill_then_restart_reattaches_to_the_running_job(tmp_path, slurm):
-    proc, cmd, extra, run, job_id = start_long_slurm_run(tmp_path, slurm)
+    proc, cmd, extra, run, job_id = start_long_slurm_run(tmp_path, slurm, epochs=3000)  # about a minute
     os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and the launcher die without any chance to clean up
     proc.wait(timeout=30)
     assert job_id in squeue_ids(slurm)  # the job itself lives on
