@@ -64,6 +64,12 @@ class TrainJob:
         self.argv = list(argv)
 
     def __call__(self) -> int:
+        cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+        if cpus:  # the launcher's OMP_NUM_THREADS=1 came along with the environment: use the job's cores
+            import torch
+
+            os.environ["OMP_NUM_THREADS"] = cpus
+            torch.set_num_threads(int(cpus))
         from tp.cli import main
 
         code = main(self.argv)
