@@ -61,7 +61,7 @@ def draw(ax, g, color, label):
 def grid(df: pd.DataFrame, dataset: str):
     methods, layers = list(df.method.cat.categories), sorted(df.layer.unique())
     colors = dict(zip(REFERENCES.values(), sns.color_palette("colorblind", 2)))
-    fig, axes = plt.subplots(len(methods), len(layers), figsize=(2.6 * len(layers), 1.9 * len(methods)),
+    fig, axes = plt.subplots(len(methods), len(layers), figsize=(max(7.0, 2.6 * len(layers)), 1.9 * len(methods)),
                              sharex=True, sharey=True, squeeze=False)
     for r, method in enumerate(methods):
         for c, layer in enumerate(layers):
@@ -77,8 +77,8 @@ def grid(df: pd.DataFrame, dataset: str):
             if r == len(methods) - 1:
                 ax.set_xlabel("minibatch")
     axes[0][0].legend(fontsize=7, loc="upper right")
-    fig.suptitle(f"{dataset}: alignment of the weight updates with BP and damped GNT updates")
-    fig.tight_layout()
+    fig.suptitle(f"{dataset}: angle between each method's weight update\nand the BP gradient / damped GNT update")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))
     return fig
 
 
@@ -100,7 +100,7 @@ def condensed(df: pd.DataFrame, dataset: str):
                 ax.set_xlabel("minibatch")
     axes[0][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(f"{dataset}: first and last hidden layer")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     return fig
 
 

@@ -1,0 +1,202 @@
+"""The small CIFAR-10 convolutional network of SPEC §8.1 as a stateless description plus a parameter dict.
+
+Layers are numbered 1…L = 4 like :class:`tp.network.MLP`:
+
+    block k = 1, 2:  a_k = conv2d(h_{k−1}; W_k, b_k)  (5×5, stride 1, padding 2)
+                     t_k = tanh(a_k)
+                     h_k = maxpool(t_k)                 (kernel 3, stride 2, padding 1)
+    layer 3:         a_3 = W_3 flatten(h_2) + b_3,  h_3 = tanh(a_3)      (flatten channel-major C, H, W)
+    layer 4:         a_4 = W_4 h_3 + b_4,           h_4 = a_4             (logits, softmax cross-entropy)
+
+``h_1, h_2`` are the 4-D post-pool activations (B, C, H, W); ``h_3, h_4`` are (B, n).  The forward pass
+(:class:`ConvForward`) also keeps the pre-pool activations ``t_k`` and the pool's arg-max indices.
+
+Parameters live in a plain dict keyed ``W1, b1, …, W4, b4`` (conv kernels ``W_k`` of shape
+(C_k, C_{k−1}, 5, 5)).  Unlike :class:`tp.network.MLP` there is **no replica dimension**: parameters
+and activations of one network only (a sequence of generators is rejected).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .activations import Activation, get_activation
+from .network import Forward, Params, xavier_normal
+from .random import Generators, randn
+
+__all__ = ["ConvNet", "ConvForward", "KERNEL", "PADDING", "POOL_KERNEL", "POOL_STRIDE", "POOL_PADDING"]
+
+KERNEL, PADDING = 5, 2  # Conv2d(5×5, stride 1, padding 2)
+POOL_KERNEL, POOL_STRIDE, POOL_PADDING = 3, 2, 1  # MaxPool2d(3, stride 2, padding 1)
+
+
+def _pooled(n: int) -> int:
+    """Spatial size after the max-pool (floor mode, as PyTorch's default)."""
+    return (n + 2 * POOL_PADDING - POOL_KERNEL) // POOL_STRIDE + 1
+
+
+@dataclass
+class ConvForward(Forward):
+    """A forward pass of :class:`ConvNet`: ``a[i]``, ``h[i]`` for i = 0…4 (``a[0]`` None, ``h[0] = x``)
+    plus, for the conv blocks k = 1, 2, ``pre_pool[k] = tanh(a_k)`` and ``pool_idx[k]``, the arg-max
+    indices of ``max_pool2d(..., return_indices=True)`` (flat over H·W of the pre-pool map)."""
+
+    pre_pool: list = field(default_factory=list)
+    pool_idx: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ConvNet:
+    """The SPEC §8.1 CNN (defaults: the paper's CIFAR-10 network 3×32×32 → 32 → 64 conv → 512 → 10).
+
+    Args:
+        in_shape: (C_0, H_0, W_0) of the (non-flattened) input.
+        channels: output channels of the two conv blocks.
+        fc: width of the fully connected tanh layer 3.
+        n_out: number of classes (width of the linear output layer 4).
+        loss: only ``"cross_entropy"``.
+        dtype: parameter dtype (float64 in every CNN config).
+    """
+
+    in_shape: tuple[int, int, int] = (3, 32, 32)
+    channels: tuple[int, int] = (32, 64)
+    fc: int = 512
+    n_out: int = 10
+    loss: str = "cross_entropy"
+    dtype: torch.dtype = torch.float64
+    _acts: tuple[Activation, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        in_shape = tuple(int(n) for n in self.in_shape)
+        channels = tuple(int(c) for c in self.channels)
+        if len(in_shape) != 3 or any(n <= 0 for n in in_shape):
+            raise ValueError(f"in_shape must be (C, H, W) with positive entries, got {self.in_shape}")
+        if len(channels) != 2 or any(c <= 0 for c in channels):
+            raise ValueError(f"channels must list the two conv blocks' channel counts, got {self.channels}")
+        if int(self.fc) <= 0 or int(self.n_out) <= 0:
+            raise ValueError(f"fc and n_out must be positive, got fc={self.fc}, n_out={self.n_out}")
+        if self.loss != "cross_entropy":
+            raise ValueError(f"the CNN supports only loss='cross_entropy', got {self.loss!r}")
+        object.__setattr__(self, "in_shape", in_shape)
+        object.__setattr__(self, "channels", channels)
+        object.__setattr__(self, "fc", int(self.fc))
+        object.__setattr__(self, "n_out", int(self.n_out))
+        object.__setattr__(self, "_acts", tuple(get_activation(a) for a in ("tanh", "tanh", "tanh", "linear")))
+
+    # ------------------------------------------------------------------------------------- structure
+    L = 4  # conv1, conv2, fc3, output
+
+    @property
+    def bias(self) -> tuple[bool, ...]:
+        """Every layer has a bias (SPEC §8.1)."""
+        return (True,) * self.L
+
+    @property
+    def layer_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shape of one sample's h_0 … h_4: (C0,H0,W0), (C1,H1,W1), (C2,H2,W2), (fc,), (n_out,)."""
+        C0, H, W = self.in_shape
+        C1, C2 = self.channels
+        H1, W1 = _pooled(H), _pooled(W)
+        H2, W2 = _pooled(H1), _pooled(W1)
+        return ((C0, H, W), (C1, H1, W1), (C2, H2, W2), (self.fc,), (self.n_out,))
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Flattened widths n_0 … n_4 (n_k = C·H·W for the image layers)."""
+        return tuple(math.prod(s) for s in self.layer_shapes)
+
+    def activation(self, i: int) -> Activation:
+        """φ_i of layer i: tanh for 1…3 (for the conv blocks it acts *before* the max-pool), linear for 4."""
+        return self._acts[i - 1]
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        C0 = self.in_shape[0]
+        C1, C2 = self.channels
+        return {
+            "W1": (C1, C0, KERNEL, KERNEL), "b1": (C1,),
+            "W2": (C2, C1, KERNEL, KERNEL), "b2": (C2,),
+            "W3": (self.fc, self.sizes[2]), "b3": (self.fc,),
+            "W4": (self.n_out, self.fc), "b4": (self.n_out,),
+        }
+
+    def init_params(self, generator: Generators, init: str = "xavier_normal", device=None) -> Params:
+        """Xavier normal weights (conv: fan_in = C_in·25, fan_out = C_out·25), zero biases (SPEC §8.1)."""
+        if init != "xavier_normal":
+            raise ValueError(f"the CNN supports only init='xavier_normal', got {init!r}")
+        if not isinstance(generator, torch.Generator):
+            raise ValueError("ConvNet has no replica dimension: pass a single torch.Generator")
+        params: Params = {}
+        for name, shape in self.param_shapes().items():
+            if name[0] == "b":
+                params[name] = torch.zeros(shape, dtype=self.dtype, device=device)
+            elif len(shape) == 4:
+                c_out, c_in, kh, kw = shape
+                std = math.sqrt(2.0 / (c_in * kh * kw + c_out * kh * kw))
+                params[name] = std * randn(shape, generator, self.dtype, device)
+            else:
+                params[name] = xavier_normal(shape, generator, self.dtype, device)
+        return params
+
+    # --------------------------------------------------------------------------------------- forward
+    def conv_block(self, params: Params, k: int, h_prev: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Block k ∈ {1, 2}: ``(a_k, t_k = tanh(a_k), h_k = maxpool(t_k), pool indices)``."""
+        a = F.conv2d(h_prev, params[f"W{k}"], params[f"b{k}"], stride=1, padding=PADDING)
+        t = torch.tanh(a)
+        h, idx = F.max_pool2d(t, POOL_KERNEL, POOL_STRIDE, POOL_PADDING, return_indices=True)
+        return a, t, h, idx
+
+    def fc_layer(self, params: Params, i: int, h_prev: Tensor) -> tuple[Tensor, Tensor]:
+        """Layer i ∈ {3, 4}: ``(a_i, h_i)`` from h_{i−1} (flattened channel-major when 4-D)."""
+        if h_prev.dim() > 2:
+            h_prev = h_prev.flatten(1)
+        a = h_prev @ params[f"W{i}"].mT + params[f"b{i}"]
+        return a, self.activation(i)(a)
+
+    def forward(self, params: Params, x: Tensor) -> ConvForward:
+        """Forward pass of a batch ``x`` (B, C_0, H_0, W_0) storing a_i, h_i, the pre-pool maps and the
+        pool indices."""
+        if x.dim() != 4:
+            raise ValueError(f"ConvNet input must be (B, C, H, W), got shape {tuple(x.shape)}")
+        fwd = ConvForward([None], [x], [None], [None])
+        h = x
+        for k in (1, 2):
+            a, t, h, idx = self.conv_block(params, k, h)
+            fwd.a.append(a), fwd.h.append(h), fwd.pre_pool.append(t), fwd.pool_idx.append(idx)
+        for i in (3, 4):
+            a, h = self.fc_layer(params, i, h)
+            fwd.a.append(a), fwd.h.append(h)
+        return fwd
+
+    def forward_from(self, params: Params, i: int, h_i: Tensor) -> Tensor:
+        """F_{i→4}: the output obtained by feeding ``h_i`` through layers i+1…4."""
+        h = h_i
+        for k in range(i + 1, self.L + 1):
+            if k <= 2:
+                h = self.conv_block(params, k, h)[2]
+            else:
+                h = self.fc_layer(params, k, h)[1]
+        return h
+
+    # ------------------------------------------------------------------------------------------ loss
+    def per_sample_loss(self, output: Tensor, y: Tensor) -> Tensor:
+        """−log softmax(h_4^b)_{y_b}, shape (B,)."""
+        return -torch.log_softmax(output, dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+
+    def loss_value(self, output: Tensor, y: Tensor) -> Tensor:
+        """ℒ = (1/B) Σ_b −log softmax(h_4^b)_{y_b} (PyTorch ``CrossEntropyLoss``), a scalar."""
+        return self.per_sample_loss(output, y).mean(-1)
+
+    def output_gradient(self, output: Tensor, y: Tensor) -> Tensor:
+        """∂ℒ/∂h_4 of the minibatch-mean loss: (softmax(h_4^b) − onehot(y_b)) / B (SPEC §2.1)."""
+        B, n = output.shape[-2], output.shape[-1]
+        onehot = F.one_hot(y, n).to(output.dtype)
+        return (torch.softmax(output, dim=-1) - onehot) / B
+
+    def accuracy(self, output: Tensor, y: Tensor) -> Tensor:
+        """Fraction of correct argmax predictions."""
+        return (output.argmax(-1) == y).to(output.dtype).mean(-1)
