@@ -250,7 +250,7 @@ def test_slurm_sigint_cancels_the_job(tmp_path, slurm):
 
 
 def test_slurm_sigkill_then_restart_reattaches_to_the_running_job(tmp_path, slurm):
-    proc, cmd, extra, run, job_id = start_long_slurm_run(tmp_path, slurm, epochs=3000)  # about a minute
+    proc, cmd, extra, run, job_id = start_long_slurm_run(tmp_path, slurm, epochs=1500)  # ~1 min
     os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and the launcher die without any chance to clean up
     proc.wait(timeout=30)
     assert job_id in squeue_ids(slurm)  # the job itself lives on
