@@ -27,7 +27,7 @@ reproduce: $(VENV)/.installed
 smoke: $(VENV)/.installed
 	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml $(SNAKEMAKE_ARGS)
 
-## make bench: time one minibatch step of every rule on the MNIST shapes (CPU unless DEVICE=cuda)
+## make bench: time one minibatch step of every rule on the MNIST shapes (CPU; BENCH_ARGS="--device cuda" for a GPU)
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/rule_step.py $(BENCH_ARGS)
 
