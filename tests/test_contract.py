@@ -149,3 +149,19 @@ def test_replicas_equal_separate_runs(name):
             err = (out[k][r] - v).abs().max()
             scale = v.abs().max()
             assert err <= 1e-12 * scale or err < 1e-15, f"replica {r} {k}: error {err:.2e} (scale {scale:.2e})"
+
+
+@pytest.mark.parametrize("name", NOISY_RULES)
+def test_feedback_gradients_with_and_without_the_step_cache_agree(name):
+    """A training step reuses the forward update's clean feedback values (``StepResult.cache``); a
+    feedback-only step recomputes them: both give the same gradients."""
+    rule, net, params, fb, x, y, out = run(name, noise_seed=7)
+    fwd = net.forward(params, x)
+    cached = rule.forward_update(net, params, fb, fwd, y).cache
+    with_cache, _ = rule.feedback_gradients(net, params, fb, fwd, generator=torch.Generator().manual_seed(7),
+                                            cache=cached)
+    without, _ = rule.feedback_gradients(net, params, fb, x, generator=torch.Generator().manual_seed(7))
+    assert set(with_cache) == set(without) == set(out.feedback_grads)
+    for k in without:
+        assert torch.equal(with_cache[k], out.feedback_grads[k]), k
+        torch.testing.assert_close(without[k], with_cache[k], rtol=1e-13, atol=0)

@@ -190,8 +190,9 @@ def _batches(run: _Run, n: int):
     return [perm[k:k + B] for k in range(0, n, B)]  # drop_last=False
 
 
-def _feedback_step(run: _Run, fwd_or_x, generator) -> Tensor:
-    grads, losses = run.rule.feedback_gradients(run.net, run.params, run.feedback, fwd_or_x, generator=generator)
+def _feedback_step(run: _Run, fwd_or_x, generator, cache=None) -> Tensor:
+    grads, losses = run.rule.feedback_gradients(run.net, run.params, run.feedback, fwd_or_x, generator=generator,
+                                                cache=cache)
     run.fb_opt.step(grads)
     run.fb_steps += 1
     return sum(losses.values())
@@ -218,7 +219,7 @@ def _train_epoch(run: _Run, data: DataSplits) -> dict[str, Tensor]:
         if net.loss == "cross_entropy":
             acc_sum = acc_sum + net.accuracy(result.output, y)
         if run.fb_opt is not None:
-            rec_sum = rec_sum + _feedback_step(run, fwd, run.gens["noise"])
+            rec_sum = rec_sum + _feedback_step(run, fwd, run.gens["noise"], result.cache)
             if cfg["extra_fb_minibatches"]:  # 0 in every final configuration
                 extra = _batches(run, data.train_x.shape[0])[: cfg["extra_fb_minibatches"]]
                 for e_idx in extra:

@@ -51,6 +51,9 @@ class StepResult:
     feedback_grads: Params = field(default_factory=dict)
     # reconstruction loss of each feedback block, per replica
     feedback_losses: dict[int, Tensor] = field(default_factory=dict)
+    # values of the forward update that the feedback loss of the SAME step (same parameters, feedback
+    # and minibatch) reuses, e.g. the clean feedback outputs g_i(h_L); pass to feedback_gradients(cache=)
+    cache: dict = field(default_factory=dict, repr=False)
 
     @property
     def reconstruction_loss(self) -> Tensor | None:
@@ -142,18 +145,21 @@ class Rule:
     @torch.no_grad()
     def feedback_gradients(self, net: MLP, params: Params, feedback: Params, x: Tensor | Forward,
                            generator: Generators | None = None,
-                           noise: Mapping[int, Tensor] | None = None) -> tuple[Params, dict[int, Tensor]]:
+                           noise: Mapping[int, Tensor] | None = None,
+                           cache: Mapping | None = None) -> tuple[Params, dict[int, Tensor]]:
         """Reconstruction-loss gradients of the trainable feedback parameters on one minibatch.
 
         ``x`` is the input batch or an existing forward pass.  The noise of block k is ``noise[k]`` when
-        given (already scaled by σ), else σ·N(0, I) drawn from ``generator``.
+        given (already scaled by σ), else σ·N(0, I) drawn from ``generator``.  ``cache``: the
+        ``StepResult.cache`` of the forward update of the same step (it saves recomputing g_i at the clean
+        activations); leave it out for a feedback-only step.
         Returns ``(grads, losses_per_block)``.
         """
         if not self.trains_feedback:
             return {}, {}
         fwd = x if isinstance(x, Forward) else net.forward(params, x)
         noise = self._noise(net, fwd, generator, noise)
-        return self._feedback_gradients(net, params, feedback, fwd, noise)
+        return self._feedback_gradients(net, params, feedback, fwd, noise, cache or {})
 
     @torch.no_grad()
     def step(self, net: MLP, params: Params, feedback: Params, x: Tensor, y: Tensor,
@@ -165,7 +171,7 @@ class Rule:
         if self.trains_feedback:
             noise = self._noise(net, fwd, generator, noise)
             result.feedback_grads, result.feedback_losses = self._feedback_gradients(
-                net, params, feedback, fwd, noise)
+                net, params, feedback, fwd, noise, result.cache)
         return result
 
     # -------------------------------------------------------------------------------------- noise
@@ -196,5 +202,5 @@ class Rule:
     def _forward_update(self, net, params, feedback, fwd: Forward, y) -> StepResult:
         raise NotImplementedError
 
-    def _feedback_gradients(self, net, params, feedback, fwd: Forward, noise) -> tuple[Params, dict]:
+    def _feedback_gradients(self, net, params, feedback, fwd: Forward, noise, cache) -> tuple[Params, dict]:
         raise NotImplementedError

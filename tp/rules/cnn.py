@@ -145,7 +145,7 @@ class CNNDirectRule(CNNRule):
                           loss=net.loss_value(fwd.output, y), output=fwd.output)
 
     # ---------------------------------------------------------------------------- feedback losses
-    def _feedback_gradients(self, net, params, feedback, fwd, noise):
+    def _feedback_gradients(self, net, params, feedback, fwd, noise, cache):
         _check_net(self, net)
         h_L = fwd.output
         grads, losses = {}, {}

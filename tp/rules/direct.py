@@ -147,12 +147,14 @@ class DirectFeedbackRule(Rule):
             targets[i] = g_hat + fwd.h[i] - clean[i][2]  # ĥ_i = g_i(ĥ_L) + h_i − g_i(h_L)
         targets[net.L] = h_hat_L
         return StepResult(forward_grads=local_loss_gradients(net, params, fwd, targets), targets=targets,
-                          loss=net.loss_value(fwd.output, y), output=fwd.output)
+                          loss=net.loss_value(fwd.output, y), output=fwd.output, cache={"clean": clean})
 
     # ----------------------------------------------------------------------------- feedback losses
-    def _feedback_gradients(self, net, params, feedback, fwd, noise):
+    def _feedback_gradients(self, net, params, feedback, fwd, noise, cache):
         dfb = get_activation(self.fb_activation_name).derivative
-        clean = self._clean(net, feedback, fwd) if self.feedback_loss == "drl" else None
+        clean = None
+        if self.feedback_loss == "drl":  # g_i(h_L) at the clean output, shared with the targets
+            clean = cache.get("clean") or self._clean(net, feedback, fwd)
         grads, losses = {}, {}
         for i in range(1, net.L):
             h_i = fwd.h[i]

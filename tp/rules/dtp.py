@@ -66,12 +66,18 @@ class DTP(Rule):
 
     def _forward_update(self, net, params, feedback, fwd, y) -> StepResult:
         h_hat_L, _ = output_target(net, fwd, y, self.hp["target_stepsize"])
-        targets = difference_target_chain(fwd.h, h_hat_L, lambda i, z: self._g(feedback, i, z)[1])
+        clean = self._clean(net, feedback, fwd)  # g_i(h_i): the chain's difference terms (and DTPDRL's)
+        targets = difference_target_chain(fwd.h, h_hat_L, lambda i, z: self._g(feedback, i, z)[1],
+                                          g_clean={i: out for i, (_, out) in clean.items()})
         targets = dict(sorted(targets.items()))
         return StepResult(forward_grads=local_loss_gradients(net, params, fwd, targets), targets=targets,
-                          loss=net.loss_value(fwd.output, y), output=fwd.output)
+                          loss=net.loss_value(fwd.output, y), output=fwd.output, cache={"clean": clean})
 
-    def _feedback_gradients(self, net, params, feedback, fwd: Forward, noise):
+    def _clean(self, net: MLP, feedback: Params, fwd: Forward) -> dict[int, tuple[Tensor, Tensor]]:
+        """(pre-activation, output) of g_i(h_i) for i = 2…L."""
+        return {i: self._g(feedback, i, fwd.h[i]) for i in range(2, net.L + 1)}
+
+    def _feedback_gradients(self, net, params, feedback, fwd: Forward, noise, cache):
         dfb = get_activation(self.hp["fb_activation"]).derivative
         c = 1.0 / max(self.hp["sigma"], DTP_SIGMA_FLOOR) ** 2
         grads, losses = {}, {}
@@ -94,10 +100,10 @@ class DTPDRL(DTP):
     name = "dtpdrl"
     paper_name = "DTPDRL"
 
-    def _feedback_gradients(self, net, params, feedback, fwd: Forward, noise):
+    def _feedback_gradients(self, net, params, feedback, fwd: Forward, noise, cache):
         dfb = get_activation(self.hp["fb_activation"]).derivative
         inv_var = 1.0 / self.hp["sigma"] ** 2
-        clean = {k: self._g(feedback, k, fwd.h[k]) for k in range(2, net.L + 1)}  # g_k(h_k)
+        clean = cache.get("clean") or self._clean(net, feedback, fwd)  # g_k(h_k), shared with the targets
         grads, losses = {}, {}
         for i in range(2, net.L + 1):
             h_prev = fwd.h[i - 1]
