@@ -7,8 +7,12 @@ decay g ← g + λθ — not AdamW), written out so that it
   since every operation is element-wise),
 * takes a per-parameter learning rate and ε (the CNN configurations use one Adam per layer),
 * does not pull in ``torch._dynamo`` at construction (about a second per process),
+* has a *capturable* form (``capturable=True``) whose step count lives in a device tensor and whose update
+  is a handful of multi-tensor (``torch._foreach_*``) kernels without any host value that changes from
+  step to step, so that a whole training step can be captured once as a CUDA graph and replayed
+  (:mod:`tp.fast`); it equals the plain form up to floating-point rounding,
 
-and is checked against ``torch.optim.Adam`` in the tests.
+and both forms are checked against ``torch.optim.Adam`` in the tests.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ class Adam:
     """Adam over ``params`` (a dict name → tensor, updated in place by :meth:`step`).
 
     ``lr`` and ``eps`` are one value or a dict name → value; ``betas`` and ``weight_decay`` are shared.
+    ``capturable``: keep the step count on the parameters' device and never read it on the host in
+    :meth:`step` (for CUDA-graph capture); the state dict is the same in both forms.
     """
 
     def __init__(self, params: Mapping[str, Tensor], lr: float | Mapping[str, float],
                  betas: tuple[float, float] = (0.9, 0.999), eps: float | Mapping[str, float] = 1e-8,
-                 weight_decay: float = 0.0):
+                 weight_decay: float = 0.0, capturable: bool = False):
         self.params = dict(params)
         self.lr = {k: float(lr[k] if isinstance(lr, Mapping) else lr) for k in self.params}
         self.eps = {k: float(eps[k] if isinstance(eps, Mapping) else eps) for k in self.params}
@@ -39,11 +45,21 @@ class Adam:
         self.step_count = 0
         self.exp_avg = {k: torch.zeros_like(p) for k, p in self.params.items()}
         self.exp_avg_sq = {k: torch.zeros_like(p) for k, p in self.params.items()}
+        self.capturable = bool(capturable)
+        self._t = None
+        if self.capturable:
+            if not self.params:
+                raise ValueError("a capturable Adam needs at least one parameter")
+            first = next(iter(self.params.values()))
+            self._t = torch.zeros((), dtype=torch.float64, device=first.device)  # step count t on the device
 
     @torch.no_grad()
     def step(self, grads: Mapping[str, Tensor]) -> None:
         """One Adam step of every parameter with its gradient in ``grads`` (others are untouched; the step
         counter is shared, as every parameter is stepped on every call in the training loop)."""
+        if self.capturable:
+            self._step_capturable(grads)
+            return
         beta1, beta2 = self.betas
         self.step_count += 1
         t = self.step_count
@@ -59,12 +75,52 @@ class Adam:
             denom = (v.sqrt() / bias_correction2_sqrt).add_(self.eps[k])
             p.addcdiv_(m, denom, value=-self.lr[k] / bias_correction1)
 
+    def _step_capturable(self, grads: Mapping[str, Tensor]) -> None:
+        """The same update as :meth:`step` with t on the device: bias corrections 1 − β₁ᵗ and √(1 − β₂ᵗ) are
+        0-d device tensors, each moment and parameter update one multi-tensor kernel."""
+        beta1, beta2 = self.betas
+        keys = list(grads)
+        if not keys:
+            return
+        t = self._t.add_(1)
+        bias_correction1 = 1 - torch.pow(beta1, t)
+        bias_correction2_sqrt = (1 - torch.pow(beta2, t)).sqrt()
+        ps = [self.params[k] for k in keys]
+        gs = [grads[k] for k in keys]
+        if self.weight_decay != 0:
+            gs = torch._foreach_add(gs, ps, alpha=self.weight_decay)
+        ms = [self.exp_avg[k] for k in keys]
+        vs = [self.exp_avg_sq[k] for k in keys]
+        torch._foreach_lerp_(ms, gs, 1 - beta1)
+        torch._foreach_mul_(vs, beta2)
+        torch._foreach_addcmul_(vs, gs, gs, value=1 - beta2)
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_div_(denom, bias_correction2_sqrt)
+        torch._foreach_add_(denom, [self.eps[k] for k in keys])
+        # −lr/(1 − β₁ᵗ) · m / denom, grouped by learning rate (one kernel per distinct lr)
+        by_lr: dict[float, list[int]] = {}
+        for n, k in enumerate(keys):
+            by_lr.setdefault(self.lr[k], []).append(n)
+        for lr, idx in by_lr.items():
+            update = torch._foreach_mul([ms[n] for n in idx], -lr / bias_correction1)
+            torch._foreach_div_(update, [denom[n] for n in idx])
+            torch._foreach_add_([ps[n] for n in idx], update)
+        self.step_count += 1  # host mirror (a replayed graph advances only t; see sync_step_count)
+
+    def sync_step_count(self) -> None:
+        """Read the device step count back into ``step_count`` (after graph replays)."""
+        if self.capturable:
+            self.step_count = int(self._t.item())
+
     def state_dict(self) -> dict:
+        self.sync_step_count()
         return {"step": self.step_count, "exp_avg": {k: v.detach().cpu() for k, v in self.exp_avg.items()},
                 "exp_avg_sq": {k: v.detach().cpu() for k, v in self.exp_avg_sq.items()}}
 
     def load_state_dict(self, state: Mapping) -> None:
         self.step_count = int(state["step"])
+        if self.capturable:
+            self._t.fill_(self.step_count)
         for k in self.params:
             self.exp_avg[k].copy_(state["exp_avg"][k])
             self.exp_avg_sq[k].copy_(state["exp_avg_sq"][k])
