@@ -14,14 +14,17 @@ from tp.rules import make_rule
 
 SPEC = Path(os.environ.get("TP_SPEC_DIR", Path(__file__).resolve().parents[2] / "shared" / "spec"))
 YAML_DATASET = {"mnist": "mnist", "frozen-mnist": "frozen_mnist", "fashion-mnist": "fashion_mnist",
-                "cifar10": "cifar10"}
+                "cifar10": "cifar10", "cifar10-cnn": "cifar10_cnn"}
 YAML_METHOD = {"bp": "BP", "dfa": "DFA", "dtp": "DTP", "dtp-pretrained": "DTP_pretrained", "dtpdrl": "DTPDRL",
                "ddtp-linear": "DDTP-linear", "ddtp-control": "DDTP-control", "ddtp-rhl": "DDTP-RHL",
                "ddtp-rhl-extrafb": "DDTP-RHL_extraFB", "ddtp-rhl-rec": "DDTP-RHL_rec",
                "ddtp-rhl-rec-extrafb": "DDTP-RHL_rec_extraFB"}
 #: official network_type_effective -> our rule (SPEC table in §0)
 NETWORK_TYPE = {"BP": {"bp"}, "DMLPDTP2": {"ddtp-linear", "dfa"}, "DKDTP2": {"ddtp-rhl", "ddtp-rhl-rec"},
-                "DTPDR": {"dtpdrl"}, "DDTPControl": {"ddtp-control"}, "DTP": {"dtp"}}
+                "DTPDR": {"dtpdrl"}, "DDTPControl": {"ddtp-control"}, "DTP": {"dtp"},
+                # the CNN (SPEC §8, §12.10: DFAConvCIFAR runs DDTPConvCIFAR with frozen feedback)
+                "BPConvCIFAR": {"bp-cnn"}, "DDTPConvCIFAR": {"ddtp-linear-cnn", "dfa-cnn"},
+                "DDTPConvControlCIFAR": {"ddtp-control-cnn"}}
 #: keys of the official files that are not run settings here (with the reason)
 NOT_RUN_KEYS = {
     "random_seed",  # seeds are listed by the pipeline / given to `tp train`
@@ -73,9 +76,15 @@ def test_every_official_configuration_has_a_project_configuration():
     assert ours == theirs
     figures = {(d, m) for (d, m), ts in available_configs().items() if "alignment" in ts}
     assert figures == {(d, m) for d, m, t in cases() if t == "alignment" and official_config(d, m, t) is not None}
-    assert len(figures) == 30  # 10 methods on MNIST, Fashion-MNIST and CIFAR10
-    # 41 test-tuned (the 39 cells of Tables 1/S6 and DDTP-RHL (rec) on MNIST and Fashion-MNIST) + 31 train-tuned
-    assert len(ours) == 72 and sum(t == "test" for _, _, t in ours) == 41
+    # 10 methods on MNIST, Fashion-MNIST and CIFAR10; DDTP-linear, DDTP-control, DFA on the CNN (Fig. S7)
+    assert len(figures) == 33 and {m for d, m in figures if d == "cifar10-cnn"} == {"ddtp-linear", "ddtp-control",
+                                                                                     "dfa"}
+    # MLP: 41 test-tuned (the 39 cells of Tables 1/S6 and DDTP-RHL (rec) on MNIST and Fashion-MNIST) + 31
+    # train-tuned; CNN: 4 test-tuned (Table 3) + 3 train-tuned (Table S10: no DDTP-control)
+    assert len(ours) == 79 and sum(t == "test" for _, _, t in ours) == 45
+    assert {(m, t) for d, m, t in ours if d == "cifar10-cnn"} == {
+        (m, "test") for m in ("bp", "ddtp-linear", "ddtp-control", "dfa")} | {
+        (m, "train") for m in ("bp", "ddtp-linear", "dfa")}
 
 
 @pytest.mark.parametrize("dataset,method,tuning", list(cases()))
@@ -94,6 +103,10 @@ def test_config_reproduces_official_values(dataset, method, tuning):
         if key == "gn_damping" and tuning == "alignment":  # there the per-hidden-layer list (SPEC §12.14)
             assert value == src["gn_damping_per_hidden_layer"] or value == 0.0
             continue
+        if value is None and key == "log_interval" and dataset == "cifar10-cnn":
+            # the official CNN files without alignment logging set it to null; the default stays (unused)
+            assert not cfg["log_alignment"] and cfg[key] == 80
+            continue
         if value is None:  # not applicable (e.g. extra_fb_epochs of BP/DFA): rule trains no feedback
             assert not rule.trains_feedback, key
             continue
@@ -101,8 +114,17 @@ def test_config_reproduces_official_values(dataset, method, tuning):
         compared += 1
     assert compared >= 12
     # derived and structural facts
-    assert cfg["lr"] / cfg["target_stepsize"] == src["lr_forward_effective"]
+    if isinstance(cfg["lr"], list):  # the CNN: one Adam per layer (SPEC §8.5)
+        assert dataset == "cifar10-cnn" and len(cfg["lr"]) == len(cfg["epsilon"]) == 4
+        assert [lr / cfg["target_stepsize"] for lr in cfg["lr"]] == src["lr_forward_effective"]
+    else:
+        assert cfg["lr"] / cfg["target_stepsize"] == src["lr_forward_effective"]
     assert cfg["rule"] in NETWORK_TYPE[src["network_type_effective"]] or (dataset, method) == ("cifar10", "ddtp-control")
+    assert rule.model == cfg["model"] == ("cnn" if dataset == "cifar10-cnn" else "mlp")
+    if rule.model == "cnn":  # SPEC §8.1: the architecture string of the official files
+        assert "conv5x5x32" in src["architecture"] and "conv5x5x64" in src["architecture"]
+        assert cfg["conv_channels"] == [32, 64] and cfg["size_hidden"] == 512 and "fc512" in src["architecture"]
+        assert cfg["double_precision"] and src["double_precision"]
     assert rule.trains_feedback == (not src["feedback_frozen"] and src.get("feedback_training", True))
     effective_fb = getattr(rule, "fb_activation_name", None) or rule.hp.get("fb_activation")
     if "fb_activation" in src and rule.has_feedback:

@@ -1,6 +1,10 @@
 """The contract every registered rule follows (tp/rules/base.py), checked for each entry of the registry:
 keys and shapes of what a step returns, determinism from explicit generators, noise actually used,
-independence from the global RNG, and replicas (a list of R generators) == R separate runs."""
+independence from the global RNG, and replicas (a list of R generators) == R separate runs.
+
+MLP rules run on a small MLP, the CNN rules (``model = "cnn"``) on a small :class:`tp.cnn.ConvNet` with image
+inputs; the CNN has no replica dimension, so for it the replica check becomes: any replica use is a clear
+error."""
 
 from __future__ import annotations
 
@@ -12,22 +16,40 @@ from tp.rules import REGISTRY
 
 RULES = list(REGISTRY)
 NOISY_RULES = [n for n in RULES if REGISTRY[n].trains_feedback]
+MLP_RULES = [n for n in RULES if REGISTRY[n].model == "mlp"]
+CNN_RULES = [n for n in RULES if REGISTRY[n].model == "cnn"]
 SIZES = (6, 5, 4, 4, 3)
+CNN = {"in_shape": (2, 6, 6), "channels": (2, 3), "fc": 5, "n_out": 3}
 B = 4
 R = 3
 
 
 def make(name):
-    """The rule with small-network hyperparameters (only those the rule takes)."""
+    """The rule with small-network hyperparameters (only those the rule takes) and its small network."""
     values = {"target_stepsize": 0.5, "sigma": 0.1, "size_hidden_fb": 7, "gn_damping": 0.1}
     rule = tp.make_rule(name, **{k: v for k, v in values.items() if k in REGISTRY[name].hyperparameters})
-    return rule, rule.build_network(SIZES)
+    return rule, (rule.build_network(**CNN) if rule.model == "cnn" else rule.build_network(SIZES))
 
 
-def data(seed=123):
+def data(seed=123, net=None):
+    """A minibatch for ``net``'s input: flat (B, n_0) for the MLP, images (B, C, H, W) for the CNN."""
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(B, SIZES[0], generator=g, dtype=torch.float64),
-            torch.randint(0, SIZES[-1], (B,), generator=g))
+    shape = net.layer_shapes[0] if net is not None and hasattr(net, "layer_shapes") else (SIZES[0],)
+    n_out = net.sizes[-1] if net is not None else SIZES[-1]
+    return (torch.randn(B, *shape, generator=g, dtype=torch.float64),
+            torch.randint(0, n_out, (B,), generator=g))
+
+
+def layer_shape(net, i):
+    return net.layer_shapes[i] if hasattr(net, "layer_shapes") else (net.sizes[i],)
+
+
+def test_every_rule_names_its_network():
+    assert set(MLP_RULES) | set(CNN_RULES) == set(RULES)
+    assert CNN_RULES == ["bp-cnn", "dfa-cnn", "ddtp-linear-cnn", "ddtp-control-cnn"]
+    for name in RULES:
+        rule, net = make(name)
+        assert isinstance(net, tp.cnn.ConvNet if name in CNN_RULES else tp.MLP), name
 
 
 def run(name, init_seed=0, noise_seed=1):
@@ -35,7 +57,7 @@ def run(name, init_seed=0, noise_seed=1):
     g = torch.Generator().manual_seed(init_seed)
     params = net.init_params(g)
     fb = rule.init_feedback(net, g)
-    x, y = data()
+    x, y = data(net=net)
     out = rule.step(net, params, fb, x, y, generator=torch.Generator().manual_seed(noise_seed))
     return rule, net, params, fb, x, y, out
 
@@ -65,9 +87,9 @@ def test_keys_shapes_finite(name):
     assert set(out.feedback_losses) == set(rule.noise_layers(net))
     assert all(torch.isfinite(v) and v.shape == () for v in out.feedback_losses.values())
     for i, t in out.targets.items():
-        assert 1 <= i <= net.L and t.shape == (B, SIZES[i]), i
+        assert 1 <= i <= net.L and t.shape == (B, *layer_shape(net, i)), i
     assert out.loss.shape == () and torch.isfinite(out.loss)
-    assert out.output.shape == (B, SIZES[-1])
+    assert out.output.shape == (B, net.sizes[-1])
     # the forward update does not depend on the feedback noise
     alone = rule.forward_update(net, params, fb, x, y)
     for k, g in alone.forward_grads.items():
@@ -98,7 +120,7 @@ def test_generator_noise_is_sigma_times_standard_normal(name):
     order), so an explicit injection of the same draws gives the same gradients."""
     rule, net, params, fb, x, y, out = run(name, noise_seed=5)
     g = torch.Generator().manual_seed(5)
-    h = net.forward(params, x).h
+    h = net.forward(params, x).h  # (the CNN's conv blocks: noise on the max-pool outputs, (B, C, H, W))
     noise = {k: rule.hp["sigma"] * torch.randn(h[j].shape, generator=g, dtype=torch.float64)
              for k, j in rule.noise_layers(net).items()}
     injected = rule.step(net, params, fb, x, y, noise=noise)
@@ -120,14 +142,34 @@ def test_global_rng_untouched(name):
     state = torch.random.get_rng_state()
     run(name)
     rule, net = make(name)
-    gens = [torch.Generator().manual_seed(r) for r in range(2)]
-    x, y = data()
-    rule.step(net, net.init_params(gens), rule.init_feedback(net, gens), x, y,
-              generator=[torch.Generator().manual_seed(r) for r in range(2)])
+    if rule.model == "mlp":  # replicas too
+        gens = [torch.Generator().manual_seed(r) for r in range(2)]
+        x, y = data()
+        rule.step(net, net.init_params(gens), rule.init_feedback(net, gens), x, y,
+                  generator=[torch.Generator().manual_seed(r) for r in range(2)])
     assert torch.equal(state, torch.random.get_rng_state())
 
 
-@pytest.mark.parametrize("name", RULES)
+@pytest.mark.parametrize("name", CNN_RULES)
+def test_cnn_rules_reject_any_replica_use(name):
+    """The CNN trains one network per run: a list of generators (for the parameters, the feedback or the
+    noise) and parameters with a leading replica axis are clear errors, never a silent broadcast."""
+    rule, net, params, fb, x, y, out = run(name)
+    gens = [torch.Generator().manual_seed(r) for r in range(R)]
+    with pytest.raises(ValueError, match="no replica dimension"):
+        net.init_params(gens)
+    if rule.has_feedback:
+        with pytest.raises(ValueError, match="no replica dimension"):
+            rule.init_feedback(net, gens)
+    stacked = {k: torch.stack([v] * R) for k, v in params.items()}
+    with pytest.raises(ValueError, match="no replica dimension.*W1"):
+        rule.step(net, stacked, fb, x, y, generator=torch.Generator().manual_seed(0))
+    if rule.trains_feedback:
+        with pytest.raises(ValueError, match="no replica dimension"):
+            rule.step(net, params, fb, x, y, generator=gens)
+
+
+@pytest.mark.parametrize("name", MLP_RULES)
 def test_replicas_equal_separate_runs(name):
     rule, net = make(name)
     gens = [torch.Generator().manual_seed(r) for r in range(R)]

@@ -10,6 +10,11 @@ with
   Δ_i = J_iᵀ(J_iJ_iᵀ + λ_i I)⁻¹ ∂ℒ/∂h_L and a damping λ_i per hidden layer (SPEC §7.1(b)),
 
 by angle(A, B) = (180/π)·arccos(⟨A, B⟩_F / (‖A‖_F ‖B‖_F)), the cosine clipped to [−1, 1].
+
+For the CNN of SPEC §8 (:class:`tp.cnn.ConvNet`; Fig. S7) the same quantities per layer, conv kernels
+flattened: BP by autograd, and damped GNT with Δ_k from the Jacobians of the output w.r.t. the max-pool outputs
+h_1, h_2 and h_3 (:func:`tp.gauss_newton.conv_output_jacobians`), turned into updates by the CNN's local losses
+(SPEC §8.3: conv blocks by autograd through max-pool and tanh, ∝ autograd.grad(h_k, W_k, Δ_k); FC 3 by §2.2).
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from .cnn import ConvNet
 from .gauss_newton import gn_displacements
 from .network import MLP, Forward, Params
 from .rules.bp import backprop_gradients
+from .rules.cnn import CNNBP, target_gradients
 from .targets import local_loss_gradients
 
 __all__ = ["angle", "bp_reference", "gnt_reference", "alignment_angles", "DAMPING_CANDIDATES"]
@@ -49,6 +56,8 @@ def angle(a: Tensor, b: Tensor) -> Tensor:
 
 def bp_reference(net: MLP, params: Params, fwd: Forward, y: Tensor) -> Params:
     """∂ℒ/∂θ of the minibatch loss (the BP gradient) at the forward pass ``fwd``."""
+    if isinstance(net, ConvNet):  # autograd through conv, tanh and max-pool
+        return CNNBP().forward_update(net, params, {}, fwd, y).forward_grads
     return backprop_gradients(net, params, fwd, net.output_gradient(fwd.output, y))
 
 
@@ -61,7 +70,10 @@ def gnt_reference(net: MLP, params: Params, fwd: Forward, y: Tensor,
     hidden = list(range(1, net.L))
     lams = [float(damping)] * len(hidden) if isinstance(damping, (int, float)) else list(damping)
     delta = gn_displacements(net, params, fwd, net.output_gradient(fwd.output, y), lams, layers=hidden)
-    return local_loss_gradients(net, params, fwd, {i: fwd.h[i] - d for i, d in delta.items()})
+    targets = {i: fwd.h[i] - d for i, d in delta.items()}
+    if isinstance(net, ConvNet):
+        return target_gradients(net, params, fwd, targets)
+    return local_loss_gradients(net, params, fwd, targets)
 
 
 def alignment_angles(net: MLP, params: Params, fwd: Forward, y: Tensor, update: Mapping[str, Tensor],

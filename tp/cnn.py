@@ -129,7 +129,8 @@ class ConvNet:
         if init != "xavier_normal":
             raise ValueError(f"the CNN supports only init='xavier_normal', got {init!r}")
         if not isinstance(generator, torch.Generator):
-            raise ValueError("ConvNet has no replica dimension: pass a single torch.Generator")
+            raise ValueError(f"ConvNet has no replica dimension: pass a single torch.Generator, got "
+                             f"{type(generator).__name__}")
         params: Params = {}
         for name, shape in self.param_shapes().items():
             if name[0] == "b":
@@ -141,6 +142,16 @@ class ConvNet:
             else:
                 params[name] = xavier_normal(shape, generator, self.dtype, device)
         return params
+
+    def check_params(self, params: Params) -> None:
+        """Every parameter has exactly this network's shape (a leading replica axis is an error: the CNN
+        trains one network per run)."""
+        for name, shape in self.param_shapes().items():
+            if name not in params:
+                raise ValueError(f"ConvNet parameter {name} missing; it has {', '.join(self.param_shapes())}")
+            if tuple(params[name].shape) != shape:
+                raise ValueError(f"ConvNet has no replica dimension: parameter {name} has shape "
+                                 f"{tuple(params[name].shape)}, the network's is {shape}")
 
     # --------------------------------------------------------------------------------------- forward
     def conv_block(self, params: Params, k: int, h_prev: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -162,6 +173,7 @@ class ConvNet:
         pool indices."""
         if x.dim() != 4:
             raise ValueError(f"ConvNet input must be (B, C, H, W), got shape {tuple(x.shape)}")
+        self.check_params(params)
         fwd = ConvForward([None], [x], [None], [None])
         h = x
         for k in (1, 2):

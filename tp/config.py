@@ -3,6 +3,10 @@
 Methods are the paper's table rows: a learning rule plus, for some, another schedule (DTP (pre-trained),
 the "extra FB" variants).  Their final hyperparameters live in ``config/`` (``defaults.yaml`` and one file
 per dataset); see ``config/defaults.yaml`` for the resolution order.
+
+Datasets are the tables' columns.  ``cifar10-cnn`` is CIFAR-10 trained with the CNN of SPEC §8 (Table 3,
+S9, S10, Fig. S7): the dataset fixes the network (``model``: ``mlp`` or ``cnn``), and a method's rule on
+the CNN is its CNN counterpart (:data:`CNN_RULES`, e.g. ``ddtp-linear`` → ``ddtp-linear-cnn``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import yaml
 from .rules import REGISTRY
 
 __all__ = ["Method", "METHODS", "DATASETS", "TUNINGS", "ConfigError", "config_dir", "resolve_config",
-           "available_configs", "parse_override", "rule_hyperparameters"]
+           "available_configs", "parse_override", "rule_hyperparameters", "DATASET_MODEL", "CNN_RULES", "model_of",
+           "rule_of", "per_layer"]
 
 
 class ConfigError(ValueError):
@@ -51,11 +56,19 @@ DATASETS: dict[str, str] = {
     "frozen-mnist": "Frozen-MNIST",
     "fashion-mnist": "Fashion-MNIST",
     "cifar10": "CIFAR10",
+    "cifar10-cnn": "CIFAR10 (CNN)",
 }
 TUNINGS = ("test", "train", "alignment")
+#: the network a dataset trains when not the SPEC §1 MLP ("mlp"): CIFAR-10 images through the SPEC §8 CNN
+DATASET_MODEL: dict[str, str] = {"cifar10-cnn": "cnn"}
+#: method slug -> its rule on the CNN (the four methods the paper runs on the CNN, SPEC §8)
+CNN_RULES: dict[str, str] = {"bp": "bp-cnn", "dfa": "dfa-cnn", "ddtp-linear": "ddtp-linear-cnn",
+                             "ddtp-control": "ddtp-control-cnn"}
+#: the CNN's hidden layers: conv block 1, conv block 2, FC layer 3 (SPEC §8.1)
+CNN_HIDDEN = 3
 
 #: keys a run configuration may hold besides the ones of config/defaults.yaml
-IDENTITY_KEYS = ("method", "dataset", "tuning", "rule")
+IDENTITY_KEYS = ("method", "dataset", "tuning", "rule", "model")
 #: keys passed to the rule when it takes them
 RULE_KEYS = ("target_stepsize", "sigma", "size_hidden_fb", "fb_activation", "gn_damping")
 
@@ -85,6 +98,34 @@ def available_configs(root: Path | None = None) -> dict[tuple[str, str], list[st
             for method, tunings in (_load(path).get("methods") or {}).items():
                 out[(ds, method)] = list(tunings)
     return out
+
+
+def model_of(dataset: str) -> str:
+    """``"cnn"`` for the CNN dataset(s), else ``"mlp"``."""
+    _choice("dataset", dataset, list(DATASETS))
+    return DATASET_MODEL.get(dataset, "mlp")
+
+
+def rule_of(method: str, dataset: str) -> str:
+    """The registry rule that ``method`` runs on ``dataset`` (the CNN counterpart on a CNN dataset)."""
+    _choice("method", method, list(METHODS))
+    rule = METHODS[method].rule
+    if model_of(dataset) == "cnn":
+        if method not in CNN_RULES:
+            raise ConfigError(f"method {method!r} has no CNN rule; on {dataset!r} the methods are: "
+                              f"{', '.join(CNN_RULES)}")
+        rule = CNN_RULES[method]
+    return rule
+
+
+def per_layer(value, num_layers: int, key: str = "value") -> list:
+    """A forward-optimiser setting as one value per layer 1…L: a number is repeated, a list (the CNN
+    configurations' per-layer ``lr`` and ``epsilon``, SPEC §5.1/§8.5) must have exactly L entries."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != num_layers:
+            raise ConfigError(f"{key} needs one value per layer ({num_layers}), got {list(value)}")
+        return list(value)
+    return [value] * num_layers
 
 
 def rule_hyperparameters(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -120,7 +161,7 @@ def resolve_config(method: str, dataset: str, tuning: str = "test",
         if key not in valid_keys:
             raise ConfigError(f"unknown configuration key {key!r}; valid keys: {', '.join(valid_keys)}")
         cfg[key] = value
-    cfg.update(method=method, dataset=dataset, tuning=tuning, rule=METHODS[method].rule)
+    cfg.update(method=method, dataset=dataset, tuning=tuning, rule=rule_of(method, dataset), model=model_of(dataset))
     _check(cfg)
     return cfg
 
@@ -135,9 +176,24 @@ def _check(cfg: Mapping[str, Any]) -> None:
         positive_int(key)
     for key in ("epochs", "epochs_fb", "extra_fb_epochs", "extra_fb_minibatches"):
         positive_int(key, allow_zero=True)
-    lr = cfg["lr"]
-    if lr is None or not isinstance(lr, (int, float)) or lr <= 0:
-        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+    def positive_number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+    layers = cfg["num_hidden"] + 1
+    for key in ("lr", "epsilon"):  # one value, or one per layer (the CNN configurations)
+        values = per_layer(cfg[key], layers, key)
+        if not all(positive_number(v) for v in values):
+            raise ConfigError(f"{key} must be a positive number or a list of {layers} positive numbers (one per "
+                              f"layer), got {cfg[key]!r}")
+    if cfg.get("model") == "cnn":
+        if cfg["num_hidden"] != CNN_HIDDEN:
+            raise ConfigError(f"the CNN (SPEC §8.1) has {CNN_HIDDEN} hidden layers (conv 1, conv 2, FC 3): "
+                              f"num_hidden must be {CNN_HIDDEN}, got {cfg['num_hidden']!r}")
+        ch = cfg["conv_channels"]
+        if not (isinstance(ch, (list, tuple)) and len(ch) == 2
+                and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in ch)):
+            raise ConfigError(f"conv_channels must list the two conv blocks' output channels (positive integers), "
+                              f"got {ch!r}")
     if REGISTRY[cfg["rule"]].trains_feedback:
         for key in ("lr_fb", "sigma"):
             v = cfg[key]

@@ -9,6 +9,8 @@ from a shuffled permutation, so no per-sample transform runs during training.
   The arithmetic is done in float32 (as ``ToTensor``/``Normalize`` do) and then cast to the run's dtype.
 * Validation: 5,000 training samples held out by a seeded random permutation (``random_split``
   semantics: the last 5,000 of the permutation), or none (``no_val_set``).
+* ``cifar10-cnn``: the CIFAR-10 data with the same preprocessing, kept as images (N, 3, 32, 32) for the
+  CNN of SPEC §8 (:data:`IMAGE_INPUT`).
 * ``source="synthetic"``: inputs and learnable labels of the right shapes, generated from a seed,
   no files: everything downstream runs offline.
 * :func:`student_teacher`: the synthetic regression data of the toy experiments (SPEC §9.1).
@@ -54,8 +56,11 @@ IMAGE_DATASETS: dict[str, ImageDataset] = {
     "fashion-mnist": ImageDataset("fashion-mnist", "FashionMNIST", (1, 28, 28), None, None, 60000, 10000),
     "cifar10": ImageDataset("cifar10", "CIFAR10", (3, 32, 32), 0.5, 0.5, 50000, 10000),
 }
-#: Frozen-MNIST is the MNIST data (SPEC §6); the difference is in which parameters train
-ALIASES = {"frozen-mnist": "mnist"}
+#: Frozen-MNIST is the MNIST data (SPEC §6); the difference is in which parameters train.  cifar10-cnn is the
+#: CIFAR-10 data for the CNN (SPEC §8)
+ALIASES = {"frozen-mnist": "mnist", "cifar10-cnn": "cifar10"}
+#: datasets whose inputs stay images (N, C, H, W) instead of flat (N, C·H·W) vectors (the CNN's, SPEC §10)
+IMAGE_INPUT = ("cifar10-cnn",)
 
 
 @dataclass
@@ -149,14 +154,16 @@ def _read_torchvision(spec: ImageDataset, root: Path, download: bool, verify_int
     return train, test
 
 
-def _to_flat(spec: ImageDataset, data, dtype: torch.dtype) -> Tensor:
+def _to_flat(spec: ImageDataset, data, dtype: torch.dtype, flat: bool = True) -> Tensor:
+    """ToTensor + Normalize (float32 arithmetic), then the run's dtype: (N, n_0) flattened channel-major, or
+    the images (N, C, H, W) with ``flat=False`` (the CNN)."""
     x = torch.as_tensor(data)
     if x.ndim == 4 and x.shape[-1] == 3:  # CIFAR numpy (N, H, W, C) -> (N, C, H, W)
         x = x.permute(0, 3, 1, 2)
     x = x.reshape(x.shape[0], -1).to(torch.float32) / 255.0  # ToTensor (float32)
     if spec.mean is not None:
         x = (x - spec.mean) / spec.std  # Normalize (float32)
-    return x.to(dtype)
+    return (x if flat else x.reshape(x.shape[0], *spec.shape)).to(dtype)
 
 
 def synthetic_classification(num_train: int, num_test: int, input_size: int, num_classes: int = 10,
@@ -177,7 +184,8 @@ def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool 
     """Load an image dataset as flat tensors on ``device``.
 
     Args:
-        name: ``mnist``, ``frozen-mnist``, ``fashion-mnist`` or ``cifar10``.
+        name: ``mnist``, ``frozen-mnist``, ``fashion-mnist``, ``cifar10`` or ``cifar10-cnn`` (CIFAR-10 as
+            (N, 3, 32, 32) images for the CNN).
         root: torchvision root folder.  download: let torchvision download missing files.
         source: ``real`` (torchvision) or ``synthetic`` (no files; ``synthetic_sizes`` train/test samples).
         no_val_set: train on the whole training set (the ``train`` tuning).
@@ -195,10 +203,13 @@ def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool 
     if source == "synthetic":
         n0 = spec.shape[0] * spec.shape[1] * spec.shape[2]
         train_x, train_y, test_x, test_y = synthetic_classification(*synthetic_sizes, n0, 10, synthetic_seed, dtype)
+        if name in IMAGE_INPUT:  # the same values as images (channel-major, like the flattening of real ones)
+            train_x, test_x = train_x.reshape(-1, *spec.shape), test_x.reshape(-1, *spec.shape)
         val_size = val_size or max(1, synthetic_sizes[0] // 6)
     else:
         train, test = _read_torchvision(spec, Path(root), download, verify_integrity)
-        train_x, test_x = _to_flat(spec, train.data, dtype), _to_flat(spec, test.data, dtype)
+        flat = name not in IMAGE_INPUT
+        train_x, test_x = _to_flat(spec, train.data, dtype, flat), _to_flat(spec, test.data, dtype, flat)
         train_y, test_y = torch.as_tensor(train.targets).long(), torch.as_tensor(test.targets).long()
         val_size = val_size or VALIDATION_SIZE
     val_x = val_y = None

@@ -76,6 +76,8 @@ class Rule:
     has_feedback: ClassVar[bool] = False
     #: the rule's feedback parameters are trained (has a reconstruction loss)
     trains_feedback: ClassVar[bool] = False
+    #: the network the rule trains: "mlp" (tp.MLP, SPEC §1) or "cnn" (tp.cnn.ConvNet, SPEC §8)
+    model: ClassVar[str] = "mlp"
 
     def __init__(self, **hyperparameters: Any):
         valid = self.hyperparameters

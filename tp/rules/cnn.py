@@ -20,7 +20,9 @@ h̃_k = h_k + ε, ỹ = F_{k→4}(h̃_k):
 Their gradients w.r.t. Q_k, d_3 are written out (the losses are quadratic in the feedback parameters).
 DFA-CNN is DDTP-linear with Q, d frozen (no feedback loss, β = 1).  BP-CNN is autograd of the CE loss.
 
-These rules work on one network (no replica dimension) and are not in :data:`tp.rules.REGISTRY`.
+These rules work on one network (no replica dimension: a list of generators, or parameters with a leading
+replica axis, is an error) and are registered in :data:`tp.rules.REGISTRY` as ``bp-cnn``, ``dfa-cnn``,
+``ddtp-linear-cnn`` and ``ddtp-control-cnn`` (``model = "cnn"``).
 """
 
 from __future__ import annotations
@@ -36,12 +38,35 @@ from ..random import Generators
 from ..targets import local_loss_gradients, output_target
 from .base import REQUIRED, Rule, StepResult
 
-__all__ = ["CNNRule", "CNNBP", "CNNDFA", "CNNDDTPLinear", "CNNDDTPControl", "conv_block_gradients"]
+__all__ = ["CNNRule", "CNNBP", "CNNDFA", "CNNDDTPLinear", "CNNDDTPControl", "conv_block_gradients",
+           "target_gradients"]
+
+NO_REPLICAS = "the CNN rules have no replica dimension: pass a single torch.Generator"
 
 
 def _check_net(rule: Rule, net) -> None:
     if not isinstance(net, ConvNet):
         raise TypeError(f"rule {rule.name!r} works on a tp.cnn.ConvNet, got {type(net).__name__}")
+
+
+def target_gradients(net: ConvNet, params: Params, fwd: ConvForward, targets: dict[int, Tensor]) -> Params:
+    """Forward-parameter gradients of the local losses of the layers in ``targets`` (SPEC §8.3):
+
+    * conv blocks k ∈ {1, 2}: ∂/∂(W_k, b_k) of mean_{B·C·H·W}(h_k − ĥ_k)² (:func:`conv_block_gradients`);
+    * FC layers 3, 4: the SPEC §2.2 formula (2/B) Σ_b [φ′(a_i^b) ⊙ (h_i^b − ĥ_i^b)] h_{i−1}^bᵀ, with h_2
+      flattened channel-major as the input of layer 3.
+
+    ``targets[k]`` is shaped like ``fwd.h[k]`` ((B, C, H, W) for the conv blocks, (B, n) for 3, 4)."""
+    grads: Params = {}
+    for k in (1, 2):
+        if k in targets:
+            grads.update(conv_block_gradients(net, params, fwd, k, targets[k]))
+    fc = {i: targets[i] for i in (3, 4) if i in targets}
+    if fc:
+        flat = Forward(a=[None, None, None, fwd.a[3], fwd.a[4]],
+                       h=[None, None, fwd.h[2].flatten(1), fwd.h[3], fwd.h[4]])
+        grads.update(local_loss_gradients(net, params, flat, fc))
+    return {k: grads[k] for k in net.param_shapes() if k in grads}
 
 
 def conv_block_gradients(net: ConvNet, params: Params, fwd: ConvForward, k: int, target: Tensor) -> Params:
@@ -59,6 +84,13 @@ def conv_block_gradients(net: ConvNet, params: Params, fwd: ConvForward, k: int,
 
 class CNNRule(Rule):
     """Common structure of the CNN rules."""
+
+    model = "cnn"
+
+    def _noise(self, net, fwd, generator, noise):
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"rule {self.name!r}: {NO_REPLICAS}; got {type(generator).__name__} of generators")
+        return super()._noise(net, fwd, generator, noise)
 
     def build_network(self, *, in_shape=(3, 32, 32), channels=(32, 64), fc: int = 512, n_out: int = 10,
                       loss: str = "cross_entropy", dtype: torch.dtype = torch.float64) -> ConvNet:
@@ -92,6 +124,8 @@ class CNNDirectRule(CNNRule):
     feedback_loss: ClassVar[str | None] = "drl"
     #: the feedback blocks (= the layers that receive targets from the output)
     blocks: ClassVar[tuple[int, ...]] = (1, 2, 3)
+    #: the feedback maps g_k are linear (``fb_activation=linear`` of every CNN configuration, SPEC §8.2)
+    fb_activation_name: ClassVar[str] = "linear"
 
     def init_feedback(self, net: ConvNet, generator: Generators, device=None) -> Params:
         """Q_1, Q_2, Q_3 Xavier normal (std √(2/(n_k + n_L)) with n_k = C·H·W for the conv blocks), in
@@ -134,14 +168,7 @@ class CNNDirectRule(CNNRule):
             targets[k] = (self.feedback_map(net, feedback, k, h_hat_L) + fwd.h[k]
                           - self.feedback_map(net, feedback, k, fwd.output))
         targets[net.L] = h_hat_L
-        grads: Params = {}
-        for k in (1, 2):
-            grads.update(conv_block_gradients(net, params, fwd, k, targets[k]))
-        # the FC layers see the flattened h_2 as their input (SPEC §2.2 formula)
-        flat = Forward(a=[None, None, None, fwd.a[3], fwd.a[4]],
-                       h=[None, None, fwd.h[2].flatten(1), fwd.h[3], fwd.h[4]])
-        grads.update(local_loss_gradients(net, params, flat, {3: targets[3], 4: targets[4]}))
-        return StepResult(forward_grads={k: grads[k] for k in net.param_shapes()}, targets=targets,
+        return StepResult(forward_grads=target_gradients(net, params, fwd, targets), targets=targets,
                           loss=net.loss_value(fwd.output, y), output=fwd.output)
 
     # ---------------------------------------------------------------------------- feedback losses

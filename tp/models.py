@@ -1,0 +1,64 @@
+"""Which network a run trains, and its forward-optimiser settings, from a resolved configuration.
+
+* ``model: mlp`` — the fully connected network of SPEC §1: n_0 → ``size_hidden`` × ``num_hidden`` → n_out,
+  built by the rule (its bias layout, SPEC §12.4).
+* ``model: cnn`` — the CNN of SPEC §8.1 (:class:`tp.cnn.ConvNet`) on image inputs (N, C, H, W):
+  ``conv_channels`` for the two conv blocks, ``size_hidden`` for FC layer 3; ``num_hidden`` is 3.
+
+Forward Adam (SPEC §5.1, §8.5): lr_k / β (``normalize_lr``, SPEC §2.4) and ε_k per layer k when ``lr`` /
+``epsilon`` are lists (the CNN configurations: one Adam per layer, W_k and b_k together), one value for every
+parameter otherwise.  One :class:`tp.optim.Adam` with per-parameter rates is exactly "one Adam per layer":
+the moments are element-wise, betas and weight decay are shared, and every layer steps on every minibatch,
+so the step counts agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from .config import ConfigError, per_layer
+from .data import DataSplits
+
+__all__ = ["build_model", "forward_optimizer_settings", "MODELS"]
+
+MODELS = ("mlp", "cnn")
+
+
+def build_model(cfg: Mapping[str, Any], rule, data: DataSplits, loss: str, dtype: torch.dtype):
+    """The network of ``cfg["model"]`` (default ``mlp``) for ``data``'s input shape and number of classes."""
+    model = cfg.get("model", "mlp")
+    if model not in MODELS:
+        raise ConfigError(f"unknown model {model!r}; valid choices: {', '.join(MODELS)}")
+    if rule.model != model:
+        raise ConfigError(f"rule {rule.name!r} trains the {rule.model!r} network, the configuration asks for "
+                          f"model {model!r}")
+    n_out = int(data.train_y.max()) + 1 if loss == "cross_entropy" else data.train_y.shape[-1]
+    shape = tuple(data.train_x.shape[1:])  # one sample: (n_0,) or (C, H, W)
+    if model == "mlp":
+        if len(shape) != 1:
+            raise ConfigError(f"the MLP needs flat inputs (N, n_0), got samples of shape {shape}")
+        sizes = [shape[0]] + [cfg["size_hidden"]] * cfg["num_hidden"] + [n_out]
+        return rule.build_network(sizes, hidden_activation=cfg["hidden_activation"], loss=loss, dtype=dtype)
+    if len(shape) != 3:
+        raise ConfigError(f"the CNN needs image inputs (N, C, H, W), got samples of shape {shape} "
+                          "(use the dataset cifar10-cnn)")
+    if cfg["hidden_activation"] != "tanh" or cfg["initialization"] != "xavier_normal":
+        raise ConfigError("the CNN (SPEC §8.1) uses hidden_activation=tanh and initialization=xavier_normal, got "
+                          f"{cfg['hidden_activation']!r} and {cfg['initialization']!r}")
+    return rule.build_network(in_shape=shape, channels=tuple(cfg["conv_channels"]), fc=cfg["size_hidden"],
+                              n_out=n_out, loss=loss, dtype=dtype)
+
+
+def forward_optimizer_settings(cfg: Mapping[str, Any], names) -> tuple[Any, Any]:
+    """``(lr, eps)`` of the forward Adam over the parameters ``names`` (W1, b1, …): numbers when the
+    configuration has one value, else dicts name → value with layer k's entry for W_k and b_k."""
+    beta = cfg["target_stepsize"] if cfg["normalize_lr"] else 1.0
+    lr, eps = cfg["lr"], cfg["epsilon"]
+    if not isinstance(lr, (list, tuple)) and not isinstance(eps, (list, tuple)):
+        return lr / beta, eps
+    layers = cfg["num_hidden"] + 1
+    lrs, epss = per_layer(lr, layers, "lr"), per_layer(eps, layers, "epsilon")
+    layer = {k: int(k[1:]) for k in names}  # "W3" -> 3
+    return {k: lrs[i - 1] / beta for k, i in layer.items()}, {k: epss[i - 1] for k, i in layer.items()}
