@@ -38,6 +38,7 @@ from . import __version__
 from .config import ConfigError, rule_hyperparameters
 from .data import DataSplits
 from .alignment import DAMPING_CANDIDATES, alignment_angles, angle, gnt_reference
+from .models import build_model, forward_optimizer_settings
 from .network import MLP
 from .optim import Adam
 from .rules import make_rule
@@ -162,17 +163,16 @@ def _build(cfg: dict, seed: int, data: DataSplits, device: torch.device, loss: s
     dtype = torch.float64 if cfg["double_precision"] else torch.float32
     gens = run_generators(seed, device)
     rule = make_rule(cfg["rule"], **rule_hyperparameters(cfg))
-    n_out = int(data.train_y.max()) + 1 if loss == "cross_entropy" else data.train_y.shape[-1]
-    sizes = [data.input_size] + [cfg["size_hidden"]] * cfg["num_hidden"] + [n_out]
-    net = rule.build_network(sizes, hidden_activation=cfg["hidden_activation"], loss=loss, dtype=dtype)
+    net = build_model(cfg, rule, data, loss, dtype)  # the MLP (SPEC §1) or the CNN (SPEC §8) of cfg["model"]
     params = {k: v.to(device) for k, v in net.init_params(gens["init"], init=cfg["initialization"]).items()}
     feedback = {k: v.to(device) for k, v in rule.init_feedback(net, gens["init"]).items()}
 
-    # forward optimiser: lr/β when normalize_lr (SPEC §2.4); Frozen-MNIST trains W1, b1 only (SPEC §6)
-    lr = cfg["lr"] / cfg["target_stepsize"] if cfg["normalize_lr"] else cfg["lr"]
+    # forward optimiser: lr/β when normalize_lr (SPEC §2.4), per layer for the CNN (§8.5); Frozen-MNIST
+    # trains W1, b1 only (SPEC §6)
     names = [k for k in params if not cfg["only_train_first_layer"] or k in ("W1", "b1")]
+    lr, eps = forward_optimizer_settings(cfg, names)
     fwd_opt = Adam({k: params[k] for k in names}, lr=lr, betas=(cfg["beta1"], cfg["beta2"]),
-                   eps=cfg["epsilon"], weight_decay=cfg["forward_wd"])
+                   eps=eps, weight_decay=cfg["forward_wd"])
     fb_opt = None
     trainable = rule.trainable_feedback(feedback)
     if trainable:
