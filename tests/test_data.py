@@ -100,6 +100,19 @@ def test_cifar10_pickles_are_parsed_channel_major(tmp_path):
     assert d.train_x.min() >= -1 and d.train_x.max() <= 1
 
 
+def test_cifar10_cnn_keeps_the_images(tmp_path):
+    """cifar10-cnn: the same preprocessed CIFAR-10 values as (N, 3, 32, 32) images for the CNN (SPEC §10)."""
+    write_cifar(tmp_path)
+    flat = load_dataset("cifar10", tmp_path, no_val_set=True, verify_integrity=False)
+    img = load_dataset("cifar10-cnn", tmp_path, no_val_set=True, verify_integrity=False)
+    assert img.train_x.shape == (30, 3, 32, 32) and img.test_x.shape == (6, 3, 32, 32)
+    assert torch.equal(img.train_x.flatten(1), flat.train_x) and torch.equal(img.train_y, flat.train_y)
+    assert torch.equal(img.test_x.flatten(1), flat.test_x)
+    synth = load_dataset("cifar10-cnn", source="synthetic", split_generator=torch.Generator().manual_seed(0))
+    synth_flat = load_dataset("cifar10", source="synthetic", split_generator=torch.Generator().manual_seed(0))
+    assert synth.train_x.shape[1:] == (3, 32, 32) and torch.equal(synth.val_x.flatten(1), synth_flat.val_x)
+
+
 @pytest.mark.parametrize("name,folder,url", [("mnist", "MNIST/raw", "ossci-datasets"),
                                              ("fashion-mnist", "FashionMNIST/raw", "fashion-mnist"),
                                              ("cifar10", "cifar-10-batches-py", "cifar-10-python.tar.gz")])

@@ -176,15 +176,10 @@ def _check(cfg: Mapping[str, Any]) -> None:
         positive_int(key)
     for key in ("epochs", "epochs_fb", "extra_fb_epochs", "extra_fb_minibatches"):
         positive_int(key, allow_zero=True)
+
     def positive_number(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
 
-    layers = cfg["num_hidden"] + 1
-    for key in ("lr", "epsilon"):  # one value, or one per layer (the CNN configurations)
-        values = per_layer(cfg[key], layers, key)
-        if not all(positive_number(v) for v in values):
-            raise ConfigError(f"{key} must be a positive number or a list of {layers} positive numbers (one per "
-                              f"layer), got {cfg[key]!r}")
     if cfg.get("model") == "cnn":
         if cfg["num_hidden"] != CNN_HIDDEN:
             raise ConfigError(f"the CNN (SPEC §8.1) has {CNN_HIDDEN} hidden layers (conv 1, conv 2, FC 3): "
@@ -194,6 +189,12 @@ def _check(cfg: Mapping[str, Any]) -> None:
                 and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in ch)):
             raise ConfigError(f"conv_channels must list the two conv blocks' output channels (positive integers), "
                               f"got {ch!r}")
+    layers = cfg["num_hidden"] + 1  # (the CNN: conv 1, conv 2, FC 3, FC 4)
+    for key in ("lr", "epsilon"):  # one value, or one per layer (the CNN configurations)
+        values = per_layer(cfg[key], layers, key)
+        if not all(positive_number(v) for v in values):
+            raise ConfigError(f"{key} must be a positive number or a list of {layers} positive numbers (one per "
+                              f"layer), got {cfg[key]!r}")
     if REGISTRY[cfg["rule"]].trains_feedback:
         for key in ("lr_fb", "sigma"):
             v = cfg[key]
