@@ -3,6 +3,8 @@
     tp train --method ddtp-linear --dataset mnist --seed 0 --epochs 3 --data-root data --download
     tp train --method bp --dataset cifar10 --tuning train --set lr=1e-4 --device cuda
 
+    tp train --method ddtp-linear --dataset mnist --seeds 1-10 --device cuda   # 10 seeds in one process
+
     tp download --dataset mnist cifar10 --data-root data
 
 Exit status: 0 for a finished (or pruned) run, 2 for bad input, 3 for a diverged run, 4 for a missing
@@ -19,13 +21,27 @@ import torch
 
 from .config import DATASETS, METHODS, TUNINGS, ConfigError, available_configs, parse_override, resolve_config
 from .data import DatasetNotFoundError, load_dataset
-from .train import run_generators, train
+from .train import FAST_MODES, run_generators, train_seeds
 
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_NO_DATA = 2, 3, 4
 
 
 def default_out(method: str, dataset: str, tuning: str, seed: int) -> Path:
     return Path("runs") / tuning / method / dataset / f"seed{seed}"
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"3"``, ``"1,2,5"``, ``"1-10"`` or a mix (``"1-3,7"``) -> distinct seeds in the order given."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+    except ValueError:
+        raise ConfigError(f"bad seed list {text!r}; valid forms: 3, 1,2,5, 1-10, 1-3,7") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ConfigError(f"bad seed list {text!r}: give distinct non-negative seeds, e.g. 1-10")
+    return seeds
 
 
 def _device(name: str) -> torch.device:
@@ -49,19 +65,28 @@ def cmd_train(args) -> int:
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     cfg = resolve_config(args.method, args.dataset, args.tuning, overrides)
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else [args.seed]
+    block = len(seeds) > 1
+    if args.out and block and "{seed}" not in args.out:
+        raise ConfigError(f"--out {args.out!r} must contain '{{seed}}' with several seeds "
+                          "(one result folder per seed), e.g. runs/seed{seed}")
     device = _device(args.device)
-    out = Path(args.out) if args.out else default_out(args.method, args.dataset, args.tuning, args.seed)
+    outs = [Path(args.out.replace("{seed}", str(s))) if args.out else default_out(args.method, args.dataset,
+                                                                                   args.tuning, s) for s in seeds]
     dtype = torch.float64 if cfg["double_precision"] else torch.float32
+    splits = [run_generators(s)["split"] for s in seeds]
     data = load_dataset(args.dataset, args.data_root, download=args.download, source=args.source,
-                        no_val_set=cfg["no_val_set"], split_generator=run_generators(args.seed)["split"],
+                        no_val_set=cfg["no_val_set"], split_generator=splits if block else splits[0],
                         dtype=dtype, device=device)
-    summary = train(cfg, data, args.seed, out, device, progress=args.progress, keep_checkpoint=args.keep_checkpoint,
-                    prune=args.source == "real")  # the early-stop thresholds are those of the real datasets
-    best = summary.get("test_error_at_best_val")
-    print(f"{out}: {summary['status']} after {summary['epochs_run']} epochs; "
-          f"test error at best validation epoch: {'n/a' if best is None else f'{best:.2f}%'}; "
-          f"last training loss: {summary['train_loss_last']}; wall time {summary['wall_time_s']:.1f} s")
-    return EXIT_DIVERGED if summary["status"] == "diverged" else 0
+    summaries = train_seeds(cfg, data, seeds, outs, device, progress=args.progress,
+                            keep_checkpoint=args.keep_checkpoint, fast=args.fast, replicas=block,
+                            prune=args.source == "real")  # the early-stop thresholds are the real datasets'
+    for out, summary in zip(outs, summaries):
+        best = summary.get("test_error_at_best_val")
+        print(f"{out}: {summary['status']} after {summary['epochs_run']} epochs; "
+              f"test error at best validation epoch: {'n/a' if best is None else f'{best:.2f}%'}; "
+              f"last training loss: {summary['train_loss_last']}; wall time {summary['wall_time_s']:.1f} s")
+    return EXIT_DIVERGED if any(s["status"] == "diverged" for s in summaries) else 0
 
 
 def cmd_download(args) -> int:
@@ -90,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tuning", default="test", choices=TUNINGS,
                    help="test: tuned for validation error (Table 1); train: for training loss (Table 2)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seeds", default=None, metavar="LIST",
+                   help="train several seeds together in one process (replicas), e.g. 1-10 or 1,2,5; "
+                        "one result folder per seed (--out must then contain {seed})")
+    t.add_argument("--fast", choices=FAST_MODES, default="auto",
+                   help="auto: CUDA-graph training steps on a GPU, eager elsewhere; graph: require them; "
+                        "eager: the reference path")
     t.add_argument("--epochs", type=int, default=None, help="override the configured number of epochs")
     t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (cuda when available)")
     t.add_argument("--data-root", default="data", help="torchvision root folder of the datasets")
@@ -97,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let torchvision download missing datasets")
     t.add_argument("--source", choices=["real", "synthetic"], default="real",
                    help="synthetic: data of the right shapes generated from a seed (offline checks)")
-    t.add_argument("--out", default=None, help="output folder (default runs/TUNING/METHOD/DATASET/seedSEED)")
+    t.add_argument("--out", default=None, help="output folder (default runs/TUNING/METHOD/DATASET/seedSEED); "
+                                                "{seed} in it is replaced by the seed")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a configuration value (repeatable), e.g. --set lr=1e-4")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

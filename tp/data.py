@@ -31,7 +31,7 @@ from .network import MLP
 from .random import randn, rand_uniform
 
 __all__ = ["DataSplits", "load_dataset", "student_teacher", "DatasetNotFoundError", "IMAGE_DATASETS",
-           "VALIDATION_SIZE", "synthetic_classification"]
+           "VALIDATION_SIZE", "synthetic_classification", "validation_split"]
 
 VALIDATION_SIZE = 5000
 
@@ -65,7 +65,12 @@ IMAGE_INPUT = ("cifar10-cnn",)
 
 @dataclass
 class DataSplits:
-    """Flat inputs (N, n_0) in the run's dtype and int64 labels (N,) (or targets (N, n_out))."""
+    """Flat inputs (N, n_0) in the run's dtype and int64 labels (N,) (or targets (N, n_out)).
+
+    *Replica splits* (several seeds trained together, each with its own validation split): ``train_index``
+    (R, n_train) and ``val_index`` (R, n_val) select, per replica, rows of the shared pools ``train_x`` /
+    ``val_x`` (the same tensors: the full training set), so no replica's data is copied.
+    """
 
     train_x: Tensor
     train_y: Tensor
@@ -73,10 +78,17 @@ class DataSplits:
     test_y: Tensor
     val_x: Tensor | None = None
     val_y: Tensor | None = None
+    train_index: Tensor | None = None
+    val_index: Tensor | None = None
 
     @property
     def input_size(self) -> int:
         return self.train_x.shape[-1]
+
+    @property
+    def num_train(self) -> int:
+        """Training samples (of each replica)."""
+        return self.train_index.shape[-1] if self.train_index is not None else self.train_x.shape[0]
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "DataSplits":
         """Move to ``device``; cast the floating-point tensors (inputs, regression targets) to ``dtype``."""
@@ -85,8 +97,30 @@ class DataSplits:
                 return None
             return t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None)
 
-        return DataSplits(*(move(t) for t in (
-            self.train_x, self.train_y, self.test_x, self.test_y, self.val_x, self.val_y)))
+        train_x, train_y = move(self.train_x), move(self.train_y)
+        shared = self.val_x is self.train_x  # replica splits: one pool
+        return DataSplits(train_x, train_y, move(self.test_x), move(self.test_y),
+                          train_x if shared else move(self.val_x), train_y if shared else move(self.val_y),
+                          move(self.train_index), move(self.val_index))
+
+    def replica_splits(self, val_size: int, generators) -> "DataSplits":
+        """Per-replica validation splits of this (unsplit) training set: replica r holds out exactly the
+        samples that :func:`validation_split` with ``generators[r]`` holds out in a single run."""
+        if self.val_x is not None or self.train_index is not None:
+            raise ValueError("replica_splits needs an unsplit training set (loaded with no_val_set=True)")
+        pairs = [validation_split(self.train_x.shape[0], val_size, g) for g in generators]
+        device = self.train_x.device
+        return DataSplits(self.train_x, self.train_y, self.test_x, self.test_y, self.train_x, self.train_y,
+                          torch.stack([t for t, _ in pairs]).to(device), torch.stack([v for _, v in pairs]).to(device))
+
+
+def validation_split(n: int, val_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(train indices, validation indices): ``random_split`` semantics, the last ``val_size`` entries of a
+    seeded permutation of the n training samples are the validation set."""
+    if val_size >= n:
+        raise ValueError(f"validation split of {val_size} samples needs more than {n} training samples")
+    perm = torch.randperm(n, generator=generator)
+    return perm[: n - val_size], perm[n - val_size:]
 
 
 # ------------------------------------------------------------------------------------ torchvision
@@ -177,7 +211,8 @@ def synthetic_classification(num_train: int, num_test: int, input_size: int, num
 
 
 def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool = False,
-                 source: str = "real", no_val_set: bool = False, split_generator: torch.Generator | None = None,
+                 source: str = "real", no_val_set: bool = False,
+                 split_generator: "torch.Generator | list[torch.Generator] | None" = None,
                  dtype: torch.dtype = torch.float64, device=None, verify_integrity: bool = True,
                  synthetic_sizes: tuple[int, int] = (1200, 400), synthetic_seed: int = 0,
                  val_size: int | None = None) -> DataSplits:
@@ -189,7 +224,8 @@ def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool 
         root: torchvision root folder.  download: let torchvision download missing files.
         source: ``real`` (torchvision) or ``synthetic`` (no files; ``synthetic_sizes`` train/test samples).
         no_val_set: train on the whole training set (the ``train`` tuning).
-        split_generator: generator of the validation split permutation (required with a validation set).
+        split_generator: generator of the validation split permutation (required with a validation set);
+            a sequence of generators gives replica splits (:meth:`DataSplits.replica_splits`), one per seed.
         verify_integrity: CIFAR-10's MD5 check of the batch files; ``False`` is a test hook only.
         val_size: validation samples (default 5,000 for real data, 1/6 of the synthetic training set).
     """
@@ -216,11 +252,9 @@ def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool 
     if not no_val_set:
         if split_generator is None:
             raise ValueError("a validation split needs a split_generator (seeded from the run's seed)")
-        n = train_x.shape[0]
-        if val_size >= n:
-            raise ValueError(f"validation split of {val_size} samples needs more than {n} training samples")
-        perm = torch.randperm(n, generator=split_generator)  # random_split: last val_size are validation
-        train_idx, val_idx = perm[: n - val_size], perm[n - val_size:]
+        if not isinstance(split_generator, torch.Generator):  # several seeds trained together
+            return DataSplits(train_x, train_y, test_x, test_y).replica_splits(val_size, split_generator).to(device)
+        train_idx, val_idx = validation_split(train_x.shape[0], val_size, split_generator)
         train_x, train_y, val_x, val_y = train_x[train_idx], train_y[train_idx], train_x[val_idx], train_y[val_idx]
     return DataSplits(train_x, train_y, test_x, test_y, val_x, val_y).to(device)
 

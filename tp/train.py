@@ -25,7 +25,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -43,7 +43,7 @@ from .network import MLP
 from .optim import Adam
 from .rules import make_rule
 
-__all__ = ["train", "run_generators", "code_version", "METRIC_COLUMNS", "PRUNE_THRESHOLDS", "RunDiverged",
+__all__ = ["train", "train_seeds", "FAST_MODES", "run_generators", "code_version", "METRIC_COLUMNS", "PRUNE_THRESHOLDS", "RunDiverged",
            "GENERATOR_STREAMS"]
 
 ALIGNMENT_COLUMNS = ["epoch", "step", "batch", "layer", "reference", "damping", "angle"]
@@ -101,56 +101,101 @@ def device_name(device: torch.device) -> str:
 
 # ------------------------------------------------------------------------------------------- state
 @dataclass
-class _Run:
-    cfg: dict
+class _Record:
+    """Bookkeeping of one seed (one result folder); a block of seeds trained together has one each."""
+
     seed: int
+    out: Path | None
+    metrics: list = field(default_factory=list)
+    status: str = "running"
+    message: str = ""
+    alignment: list = field(default_factory=list)  # tidy rows of alignment angles (log_alignment)
+    damping: list = field(default_factory=list)  # rows of the damping search (gn_damping_hpsearch)
+    elapsed: float = 0.0  # wall time when the run stopped (running: the block's)
+
+
+@dataclass
+class _Run:
+    """One run, or a block of R seeds trained together as replicas (every tensor gets a leading replica
+    dimension R; each replica draws from its own seed's generators)."""
+
+    cfg: dict
+    records: list[_Record]
+    replicas: int | None  # None: a single run, tensors without a replica dimension
     device: torch.device
-    net: MLP
+    data: DataSplits
+    net: Any
     rule: Any
     params: dict
     feedback: dict
     fwd_opt: Adam
     fb_opt: Adam | None
-    gens: dict[str, torch.Generator]
+    gens: dict  # stream -> generator (single run) or list of generators (one per replica)
     pre_epochs_done: int = 0
     epochs_done: int = 0
-    metrics: list | None = None
     elapsed: float = 0.0
-    status: str = "running"
-    message: str = ""
     fb_steps: int = 0  # feedback Adam steps taken (all phases), for schedule checks
     steps: int = 0  # training minibatches taken
-    alignment: list | None = None  # tidy rows of alignment angles (log_alignment)
-    damping: list | None = None  # rows of the damping search (gn_damping_hpsearch)
+    graphs: dict = field(default_factory=dict)  # (kind, index shape) -> CapturedStep (fast path)
+    fast: bool = False
+    sums: dict = field(default_factory=dict)  # kind -> running sums of the current epoch
+    batch: int = 0  # index of the current training minibatch in its epoch
 
-    def state_dict(self) -> dict:
+    def sel(self, t: Tensor, r: int) -> Tensor:
+        """Replica r of a tensor (the tensor itself in a single run)."""
+        return t if self.replicas is None else t[r]
+
+    def gen(self, stream: str, r: int) -> torch.Generator:
+        g = self.gens[stream]
+        return g if self.replicas is None else g[r]
+
+    def running(self) -> list[int]:
+        return [r for r, rec in enumerate(self.records) if rec.status == "running"]
+
+    def state_dict(self, r: int = 0) -> dict:
+        """The checkpoint of seed r: the single-run format, so a block resumes from single-run
+        checkpoints and vice versa."""
+        rec = self.records[r]
+
+        def opt_state(opt):
+            state = opt.state_dict()
+            return {"step": state["step"], **{key: {k: self.sel(v, r) for k, v in state[key].items()}
+                                              for key in ("exp_avg", "exp_avg_sq")}}
+
         return {
-            "format": 1, "config": self.cfg, "seed": self.seed,
+            "format": 1, "config": self.cfg, "seed": rec.seed,
             "pre_epochs_done": self.pre_epochs_done, "epochs_done": self.epochs_done,
-            "params": {k: v.detach().cpu() for k, v in self.params.items()},
-            "feedback": {k: v.detach().cpu() for k, v in self.feedback.items()},
-            "fwd_opt": self.fwd_opt.state_dict(),
-            "fb_opt": self.fb_opt.state_dict() if self.fb_opt is not None else None,
-            "generators": {k: g.get_state() for k, g in self.gens.items()},
-            "metrics": self.metrics, "elapsed": self.elapsed, "status": self.status,
-            "message": self.message, "fb_steps": self.fb_steps, "steps": self.steps,
-            "alignment": self.alignment, "damping": self.damping,
+            "params": {k: self.sel(v, r).detach().cpu() for k, v in self.params.items()},
+            "feedback": {k: self.sel(v, r).detach().cpu() for k, v in self.feedback.items()},
+            "fwd_opt": opt_state(self.fwd_opt),
+            "fb_opt": opt_state(self.fb_opt) if self.fb_opt is not None else None,
+            "generators": {k: self.gen(k, r).get_state() for k in self.gens},
+            "metrics": rec.metrics, "elapsed": self.elapsed, "status": rec.status,
+            "message": rec.message, "fb_steps": self.fb_steps, "steps": self.steps,
+            "alignment": rec.alignment, "damping": rec.damping,
         }
 
-    def load_state_dict(self, state: Mapping) -> None:
+    def load_state_dict(self, state: Mapping, r: int = 0) -> None:
         with torch.no_grad():
             for k, v in state["params"].items():
-                self.params[k].copy_(v)
+                self.sel(self.params[k], r).copy_(v)
             for k, v in state["feedback"].items():
-                self.feedback[k].copy_(v)
-        self.fwd_opt.load_state_dict(state["fwd_opt"])
-        if self.fb_opt is not None:
-            self.fb_opt.load_state_dict(state["fb_opt"])
-        for k, g in self.gens.items():
-            g.set_state(state["generators"][k])
-        for key in ("pre_epochs_done", "epochs_done", "metrics", "elapsed", "status", "message", "fb_steps",
-                    "steps", "alignment", "damping"):
+                self.sel(self.feedback[k], r).copy_(v)
+            for opt, key in ((self.fwd_opt, "fwd_opt"), (self.fb_opt, "fb_opt")):
+                if opt is None:
+                    continue
+                for moment in ("exp_avg", "exp_avg_sq"):
+                    for k, v in state[key][moment].items():
+                        self.sel(getattr(opt, moment)[k], r).copy_(v)
+                opt.load_state_dict({"step": state[key]["step"], "exp_avg": opt.exp_avg,
+                                     "exp_avg_sq": opt.exp_avg_sq})
+        for k in self.gens:
+            self.gen(k, r).set_state(state["generators"][k])
+        for key in ("pre_epochs_done", "epochs_done", "elapsed", "fb_steps", "steps"):
             setattr(self, key, state[key])
+        rec = self.records[r]
+        for key in ("metrics", "status", "message", "alignment", "damping"):
+            setattr(rec, key, state[key] if state[key] is not None else [])
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -159,9 +204,11 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(tmp, path)
 
 
-def _build(cfg: dict, seed: int, data: DataSplits, device: torch.device, loss: str) -> _Run:
+def _build(cfg: dict, seeds: list[int], data: DataSplits, device: torch.device, loss: str,
+           replicas: bool, fast: bool) -> _Run:
     dtype = torch.float64 if cfg["double_precision"] else torch.float32
-    gens = run_generators(seed, device)
+    per_seed = [run_generators(s, device) for s in seeds]
+    gens = {k: [g[k] for g in per_seed] for k in GENERATOR_STREAMS} if replicas else per_seed[0]
     rule = make_rule(cfg["rule"], **rule_hyperparameters(cfg))
     net = build_model(cfg, rule, data, loss, dtype)  # the MLP (SPEC §1) or the CNN (SPEC §8) of cfg["model"]
     params = {k: v.to(device) for k, v in net.init_params(gens["init"], init=cfg["initialization"]).items()}
@@ -172,65 +219,135 @@ def _build(cfg: dict, seed: int, data: DataSplits, device: torch.device, loss: s
     names = [k for k in params if not cfg["only_train_first_layer"] or k in ("W1", "b1")]
     lr, eps = forward_optimizer_settings(cfg, names)
     fwd_opt = Adam({k: params[k] for k in names}, lr=lr, betas=(cfg["beta1"], cfg["beta2"]),
-                   eps=eps, weight_decay=cfg["forward_wd"])
+                   eps=eps, weight_decay=cfg["forward_wd"], capturable=fast)
     fb_opt = None
     trainable = rule.trainable_feedback(feedback)
     if trainable:
         fb_opt = Adam({k: feedback[k] for k in trainable}, lr=cfg["lr_fb"],
                       betas=(cfg["beta1_fb"], cfg["beta2_fb"]), eps=cfg["epsilon_fb"],
-                      weight_decay=cfg["feedback_wd"])
-    return _Run(cfg, seed, device, net, rule, params, feedback, fwd_opt, fb_opt, gens, metrics=[], alignment=[],
-                damping=[])
+                      weight_decay=cfg["feedback_wd"], capturable=fast)
+    return _Run(cfg, [_Record(s, None) for s in seeds], len(seeds) if replicas else None, device, data, net, rule,
+                params, feedback, fwd_opt, fb_opt, gens, fast=fast)
 
 
 # ------------------------------------------------------------------------------------------- steps
-def _batches(run: _Run, n: int):
-    perm = torch.randperm(n, generator=run.gens["shuffle"], device=run.device)
+def _batches(run: _Run, n: int) -> list[Tensor]:
+    """Minibatch index tensors of one shuffled epoch, (B,) — or (R, B), one permutation per replica from
+    its own shuffle generator — positions in the (per-replica) training set; drop_last=False."""
     B = run.cfg["batch_size"]
-    return [perm[k:k + B] for k in range(0, n, B)]  # drop_last=False
+    if run.replicas is None:
+        perm = torch.randperm(n, generator=run.gens["shuffle"], device=run.device)
+        return [perm[k:k + B] for k in range(0, n, B)]
+    perm = torch.stack([torch.randperm(n, generator=g, device=run.device) for g in run.gens["shuffle"]])
+    return [perm[:, k:k + B] for k in range(0, n, B)]
 
 
-def _feedback_step(run: _Run, fwd_or_x, generator, cache=None) -> Tensor:
-    grads, losses = run.rule.feedback_gradients(run.net, run.params, run.feedback, fwd_or_x, generator=generator,
-                                                cache=cache)
+def _gather(data: DataSplits, idx: Tensor) -> tuple[Tensor, Tensor]:
+    """The minibatch at positions ``idx``: (B, n_0) inputs, or (R, B, n_0) with replicas."""
+    if data.train_index is not None:  # replica splits: positions -> rows of the shared pool
+        idx = data.train_index.gather(-1, idx)
+    return data.train_x[idx], data.train_y[idx]
+
+
+def _feedback_step(run: _Run, fwd_or_x, cache=None) -> Tensor:
+    grads, losses = run.rule.feedback_gradients(run.net, run.params, run.feedback, fwd_or_x,
+                                                generator=run.gens["noise"], cache=cache)
     run.fb_opt.step(grads)
     run.fb_steps += 1
     return sum(losses.values())
 
 
-def _feedback_epoch(run: _Run, data: DataSplits) -> Tensor:
-    total = torch.zeros((), dtype=run.net.dtype, device=run.device)
-    batches = _batches(run, data.train_x.shape[0])
+def _feedback_minibatch(run: _Run, idx: Tensor, sums: dict[str, Tensor]) -> None:
+    """A feedback-only step (pre-training, extra feedback epochs) on the minibatch ``idx``."""
+    x, _ = _gather(run.data, idx)
+    sums["rec"].add_(_feedback_step(run, x))
+
+
+def _train_minibatch(run: _Run, idx: Tensor, sums: dict[str, Tensor]) -> None:
+    """One training minibatch (SPEC §5.2): targets and forward update at the current parameters, the
+    feedback step on the same forward pass with fresh noise, then the forward Adam step; the running sums
+    of loss, accuracy and reconstruction loss are updated in place (no host synchronisation)."""
+    net = run.net
+    x, y = _gather(run.data, idx)
+    fwd = net.forward(run.params, x)
+    result = run.rule.forward_update(net, run.params, run.feedback, fwd, y)  # nothing applied yet
+    sums["loss"].add_(result.loss)
+    if net.loss == "cross_entropy":
+        sums["acc"].add_(net.accuracy(result.output, y))
+    if run.fb_opt is not None:
+        sums["rec"].add_(_feedback_step(run, fwd, result.cache))
+        if run.cfg["extra_fb_minibatches"]:  # 0 in every final configuration
+            for e_idx in _batches(run, run.data.num_train)[: run.cfg["extra_fb_minibatches"]]:
+                _feedback_step(run, _gather(run.data, e_idx)[0])
+    if run.cfg["log_alignment"] and run.batch % run.cfg["log_interval"] == 0:  # before the step (SPEC §7.1)
+        _log_alignment(run, fwd, y, result.forward_grads, run.batch)
+    run.steps += 1
+    # only the parameters the optimiser holds move (Frozen-MNIST: W1, b1)
+    run.fwd_opt.step({k: g for k, g in result.forward_grads.items() if k in run.fwd_opt.params})
+
+
+def _sums(run: _Run, kind: str, keys: tuple[str, ...]) -> dict[str, Tensor]:
+    """The epoch's running sums (per replica), zeroed: the same tensors every epoch, so that a captured
+    step keeps writing into them."""
+    if kind not in run.sums:
+        shape = () if run.replicas is None else (run.replicas,)
+        run.sums[kind] = {k: torch.zeros(shape, dtype=run.net.dtype, device=run.device) for k in keys}
+    for t in run.sums[kind].values():
+        t.zero_()
+    return run.sums[kind]
+
+
+def _graph_for(run: _Run, kind: str, idx: Tensor, sums: dict, log: Callable[[str], None]):
+    """The captured step for this kind and index shape (None: run eagerly).  Full minibatches are
+    replayed from a CUDA graph; the last, smaller minibatch of an epoch and steps that log alignment run
+    the same step function eagerly."""
+    if not run.fast or run.cfg["log_alignment"] or run.cfg["extra_fb_minibatches"]:
+        return None
+    if idx.shape[-1] != run.cfg["batch_size"]:
+        return None
+    key = (kind, tuple(idx.shape))
+    if key not in run.graphs:
+        from .fast import CapturedStep
+        fn = _train_minibatch if kind == "train" else _feedback_minibatch
+        state = [*run.params.values(), *run.feedback.values(), *sums.values()]
+        for opt in (run.fwd_opt, run.fb_opt):
+            if opt is not None:
+                state += [*opt.exp_avg.values(), *opt.exp_avg_sq.values(), opt._t]
+        gens = run.gens["noise"] if run.replicas is not None else [run.gens["noise"]]
+        counters = [(run, "steps"), (run, "fb_steps"), (run.fwd_opt, "step_count"), (run.fb_opt, "step_count")]
+        try:
+            run.graphs[key] = CapturedStep(lambda i: fn(run, i, sums), idx, state, gens, counters)
+        except Exception as exc:  # noqa: BLE001 — any capture failure falls back to the eager reference
+            log(f"CUDA-graph capture of the {kind} step failed ({type(exc).__name__}: {exc}); running eagerly")
+            run.fast = False
+            return None
+    return run.graphs[key]
+
+
+def _feedback_epoch(run: _Run, log) -> Tensor:
+    sums = _sums(run, "feedback", ("rec",))
+    batches = _batches(run, run.data.num_train)
     for idx in batches:
-        total = total + _feedback_step(run, data.train_x[idx], run.gens["noise"])
-    return total / len(batches)
+        graph = _graph_for(run, "feedback", idx, sums, log)
+        if graph is not None:
+            graph(idx)
+        else:
+            _feedback_minibatch(run, idx, sums)
+    return sums["rec"] / len(batches)
 
 
-def _train_epoch(run: _Run, data: DataSplits) -> dict[str, Tensor]:
-    cfg, rule, net = run.cfg, run.rule, run.net
-    zero = torch.zeros((), dtype=net.dtype, device=run.device)
-    loss_sum, acc_sum, rec_sum = zero, zero, zero
-    batches = _batches(run, data.train_x.shape[0])
+def _train_epoch(run: _Run, log) -> dict[str, Tensor]:
+    sums = _sums(run, "train", ("loss", "acc", "rec"))
+    batches = _batches(run, run.data.num_train)
     for k, idx in enumerate(batches):
-        x, y = data.train_x[idx], data.train_y[idx]
-        fwd = net.forward(run.params, x)
-        result = rule.forward_update(net, run.params, run.feedback, fwd, y)  # nothing applied yet
-        loss_sum = loss_sum + result.loss
-        if net.loss == "cross_entropy":
-            acc_sum = acc_sum + net.accuracy(result.output, y)
-        if run.fb_opt is not None:
-            rec_sum = rec_sum + _feedback_step(run, fwd, run.gens["noise"], result.cache)
-            if cfg["extra_fb_minibatches"]:  # 0 in every final configuration
-                extra = _batches(run, data.train_x.shape[0])[: cfg["extra_fb_minibatches"]]
-                for e_idx in extra:
-                    _feedback_step(run, data.train_x[e_idx], run.gens["noise"])
-        if cfg["log_alignment"] and k % cfg["log_interval"] == 0:  # before the forward step (SPEC §7.1)
-            _log_alignment(run, fwd, y, result.forward_grads, k)
-        run.steps += 1
-        # only the parameters the optimiser holds move (Frozen-MNIST: W1, b1)
-        run.fwd_opt.step({k: g for k, g in result.forward_grads.items() if k in run.fwd_opt.params})
+        run.batch = k
+        graph = _graph_for(run, "train", idx, sums, log)
+        if graph is not None:
+            graph(idx)
+        else:
+            _train_minibatch(run, idx, sums)
     n = len(batches)
-    return {"loss": loss_sum / n, "acc": acc_sum / n, "rec": rec_sum / n}
+    return {"loss": sums["loss"] / n, "acc": sums["acc"] / n, "rec": sums["rec"] / n}
 
 
 def _log_alignment(run: _Run, fwd, y, update, batch: int) -> None:
@@ -238,7 +355,7 @@ def _log_alignment(run: _Run, fwd, y, update, batch: int) -> None:
     for row in alignment_angles(run.net, run.params, fwd, y, update, damping):
         row.update(epoch=run.epochs_done + 1, step=run.steps, batch=batch,
                    damping=None if row["reference"] == "bp" else _damping_of(damping, row["layer"]))
-        run.alignment.append(row)
+        run.records[0].alignment.append(row)
 
 
 def _damping_of(damping, layer: int):
@@ -246,17 +363,17 @@ def _damping_of(damping, layer: int):
 
 
 @torch.no_grad()
-def damping_search(run: _Run, data: DataSplits) -> list[dict]:
+def damping_search(run: _Run) -> list[dict]:
     """Table S7 (SPEC §7.2): with every parameter frozen, for each λ ∈ Λ one pass over the shuffled
     training set; on the minibatches with index ≡ 0 (mod log_interval) the angle between the method's
     update and the damped-GNT update of every hidden layer; averaged per (λ, layer)."""
     rows = []
     hidden = run.net.L - 1
     for lam in DAMPING_CANDIDATES:
-        batches = _batches(run, data.train_x.shape[0])[:: run.cfg["log_interval"]]
+        batches = _batches(run, run.data.num_train)[:: run.cfg["log_interval"]]
         sums, counts = [0.0] * hidden, [0] * hidden
         for idx in batches:
-            x, y = data.train_x[idx], data.train_y[idx]
+            x, y = _gather(run.data, idx)
             fwd = run.net.forward(run.params, x)
             update = run.rule.forward_update(run.net, run.params, run.feedback, fwd, y).forward_grads
             reference = gnt_reference(run.net, run.params, fwd, y, lam)
@@ -283,46 +400,63 @@ def selected_damping(rows: list[dict]) -> list[float]:
 
 
 @torch.no_grad()
-def evaluate(net: MLP, params: dict, x: Tensor, y: Tensor, batch_size: int = EVAL_BATCH,
-             chunk: int = 8192) -> tuple[Tensor, Tensor]:
-    """(loss, accuracy): means over loader batches of the per-batch means (SPEC §5.4)."""
+def evaluate(net, params: dict, x: Tensor, y: Tensor, batch_size: int = EVAL_BATCH, chunk: int = 8192,
+             index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(loss, accuracy): means over loader batches of the per-batch means (SPEC §5.4), per replica when
+    ``params`` has a replica dimension.  ``index`` (R, N): replica r is evaluated on rows ``index[r]`` of
+    ``x`` (its own validation split)."""
+    n = index.shape[-1] if index is not None else x.shape[0]
     losses, correct = [], []
-    for k in range(0, x.shape[0], chunk):
-        out = net.forward(params, x[k:k + chunk]).output
-        losses.append(net.per_sample_loss(out, y[k:k + chunk]))
+    for k in range(0, n, chunk):
+        if index is not None:
+            rows = index[:, k:k + chunk]
+            xb, yb = x[rows], y[rows]
+        else:
+            xb, yb = x[k:k + chunk], y[k:k + chunk]
+        out = net.forward(params, xb).output
+        losses.append(net.per_sample_loss(out, yb))
         if net.loss == "cross_entropy":
-            correct.append((out.argmax(-1) == y[k:k + chunk]).to(out.dtype))
-    loss = torch.cat(losses)
-    n = loss.shape[0]
+            correct.append((out.argmax(-1) == yb).to(out.dtype))
+    loss = torch.cat(losses, -1)  # (..., N)
     nb = -(-n // batch_size)
     counts = torch.full((nb,), float(batch_size), dtype=loss.dtype, device=loss.device)
     counts[-1] = n - (nb - 1) * batch_size
 
-    def mean_of_batch_means(v):  # (N,) -> mean over loader batches of the per-batch means
-        padded = torch.zeros(nb * batch_size, dtype=v.dtype, device=v.device)
-        padded[:n] = v
-        return (padded.view(nb, batch_size).sum(-1) / counts).mean()
+    def mean_of_batch_means(v):  # (..., N) -> mean over loader batches of the per-batch means
+        padded = v.new_zeros(v.shape[:-1] + (nb * batch_size,))
+        padded[..., :n] = v
+        return (padded.view(*v.shape[:-1], nb, batch_size).sum(-1) / counts).mean(-1)
 
-    acc = mean_of_batch_means(torch.cat(correct)) if correct else torch.tensor(float("nan"))
+    acc = mean_of_batch_means(torch.cat(correct, -1)) if correct else torch.full_like(loss[..., 0], math.nan)
     return mean_of_batch_means(loss), acc
 
 
-def _all_finite(tensors) -> bool:
-    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+def _finite_per_replica(run: _Run, tensors) -> list[bool]:
+    """Whether every tensor is finite, per replica (one entry in a single run)."""
+    if run.replicas is None:
+        return [bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())]
+    ok = torch.stack([torch.isfinite(t).reshape(run.replicas, -1).all(-1) for t in tensors]).all(0)
+    return ok.tolist()
+
+
+def _values(run: _Run, t: Tensor) -> list[float]:
+    """A per-replica scalar tensor as floats, one per record (one host transfer)."""
+    return [float(v) for v in (t.reshape(-1).tolist() if run.replicas is not None else [t.item()])]
 
 
 # ------------------------------------------------------------------------------------------ driver
-def _summary(run: _Run, wall: float) -> dict:
-    rows = run.metrics or []
+def _summary(run: _Run, r: int, wall: float) -> dict:
+    rec = run.records[r]
+    rows = rec.metrics or []
     cls = run.net.loss == "cross_entropy"
     best = None
     if cls and rows and rows[0]["val_error"] is not None:
         best = min(range(len(rows)), key=lambda k: (rows[k]["val_error"], k))  # first argmax of val accuracy
     last = rows[-1] if rows else None
-    diverged = run.status == "diverged"
+    diverged = rec.status == "diverged"
     return {
         "method": run.cfg.get("method"), "dataset": run.cfg.get("dataset"), "tuning": run.cfg.get("tuning"),
-        "rule": run.cfg["rule"], "seed": run.seed, "status": run.status, "message": run.message,
+        "rule": run.cfg["rule"], "seed": rec.seed, "status": rec.status, "message": rec.message,
         "epochs_run": len(rows), "epochs_configured": run.cfg["epochs"],
         "best_epoch": rows[best]["epoch"] if best is not None else None,
         "test_error_at_best_val": rows[best]["test_error"] if best is not None and not diverged else None,
@@ -333,7 +467,11 @@ def _summary(run: _Run, wall: float) -> dict:
         "torch_version": torch.__version__, "code_version": code_version(),
         "python_version": platform.python_version(),
         "feedback_steps": run.fb_steps,
-        "damping_selected": selected_damping(run.damping) if run.damping else None,
+        "damping_selected": selected_damping(rec.damping) if rec.damping else None,
+        # seeds trained together in one process (wall_time_s is then the block's) and the step path
+        "block_seeds": [x.seed for x in run.records] if run.replicas is not None else None,
+        "step_path": ("eager" if not (run.fast and run.graphs) else
+                      "cuda-graph" if run.device.type == "cuda" else "graph-emulated"),
     }
 
 
@@ -350,13 +488,14 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     _atomic_write(path, write)
 
 
-def _write_outputs(out: Path, run: _Run, wall: float) -> dict:
-    _write_csv(out / METRICS, run.metrics, METRIC_COLUMNS)
-    if run.alignment:
-        _write_csv(out / ALIGNMENT, run.alignment, ALIGNMENT_COLUMNS)
-    if run.damping:
-        _write_csv(out / DAMPING, run.damping, ["damping", "layer", "mean_angle", "batches"])
-    summary = _summary(run, wall)
+def _write_outputs(out: Path, run: _Run, r: int, wall: float) -> dict:
+    rec = run.records[r]
+    _write_csv(out / METRICS, rec.metrics, METRIC_COLUMNS)
+    if rec.alignment:
+        _write_csv(out / ALIGNMENT, rec.alignment, ALIGNMENT_COLUMNS)
+    if rec.damping:
+        _write_csv(out / DAMPING, rec.damping, ["damping", "layer", "mean_angle", "batches"])
+    summary = _summary(run, r, wall)
     summary["config"] = run.cfg
     _atomic_write(out / SUMMARY, lambda tmp: tmp.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n"))
     return summary
@@ -366,11 +505,39 @@ def _pct_error(acc: float) -> float:
     return 100.0 * (1.0 - acc)
 
 
+def _finished_summary(out: Path | None, cfg: dict, seed: int, log) -> dict | None:
+    """The summary of a run that already ended in ``out`` (None: nothing to skip)."""
+    if out is None:
+        return None
+    if (out / CHECKPOINT).exists():
+        state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+        _check_same_run(out / CHECKPOINT, state["config"], state["seed"], cfg, seed)
+        if state["status"] == "running" or not (out / SUMMARY).exists():
+            return None
+    elif not (out / SUMMARY).exists():
+        return None
+    done = json.loads((out / SUMMARY).read_text())
+    if done.get("status") == "running":
+        return None
+    if done.get("config") != cfg or done.get("seed") != seed:
+        raise ConfigError(f"{out} holds a finished run of another configuration or seed; "
+                          "use another output folder")
+    log(f"{out}: already {done['status']}, nothing to do")
+    return done
+
+
+def _check_same_run(path: Path, cfg_found: dict, seed_found: int, cfg: dict, seed: int) -> None:
+    if cfg_found != cfg or seed_found != seed:
+        diff = sorted(k for k in set(cfg) | set(cfg_found) if cfg.get(k) != cfg_found.get(k))
+        raise ConfigError(f"{path} belongs to another run (seed {seed_found}, differing keys: "
+                          f"{diff or 'none'}); use another output folder or delete it")
+
+
 def train(cfg: Mapping[str, Any], data: DataSplits, seed: int, out_dir: str | os.PathLike | None = None,
           device="cpu", *, loss: str = "cross_entropy", progress: bool | None = None,
           log: Callable[[str], None] | None = None,
           on_epoch_end: Callable[[int], None] | None = None, keep_checkpoint: bool = False,
-          prune: bool = True) -> dict:
+          prune: bool = True, fast: str = "auto") -> dict:
     """Train one run and return its summary (also written to ``out_dir`` when given).
 
     ``cfg`` is a resolved configuration (:func:`tp.config.resolve_config`); ``data`` holds the splits in
@@ -378,137 +545,232 @@ def train(cfg: Mapping[str, Any], data: DataSplits, seed: int, out_dir: str | os
     run resumes from it; one that holds a finished summary returns it without training.
     ``on_epoch_end(epoch)`` is called after each training epoch's checkpoint (a test hook).
     ``prune``: apply the official early stop (its thresholds are calibrated for the real datasets).
+    ``fast``: ``auto`` (CUDA-graph steps on a CUDA device, :mod:`tp.fast`), ``graph`` (the same, an error
+    elsewhere) or ``eager`` (the reference path).
+    """
+    return train_seeds(cfg, data, [seed], [out_dir], device, loss=loss, progress=progress, log=log,
+                       on_epoch_end=on_epoch_end, keep_checkpoint=keep_checkpoint, prune=prune, fast=fast,
+                       replicas=False)[0]
+
+
+FAST_MODES = ("auto", "graph", "eager")
+
+
+def train_seeds(cfg: Mapping[str, Any], data: DataSplits, seeds: list[int],
+                out_dirs: list[str | os.PathLike | None] | None = None, device="cpu", *,
+                loss: str = "cross_entropy", progress: bool | None = None,
+                log: Callable[[str], None] | None = None, on_epoch_end: Callable[[int], None] | None = None,
+                keep_checkpoint: bool = False, prune: bool = True, fast: str = "auto",
+                replicas: bool = True) -> list[dict]:
+    """Train one configuration for several seeds *together*: the seeds are replicas along a leading
+    dimension of every tensor, each drawing from its own seed's generators (initialisation, shuffling,
+    noise; validation split through ``data``'s replica splits, :meth:`DataSplits.replica_splits`), so each
+    seed's result equals its single-seed run up to floating-point rounding.  One result folder per seed
+    (``out_dirs``), in the single-run format; a seed that stops early (diverged, pruned) gets its final
+    outputs at once and the others go on.  Seeds already finished in their folder are skipped; seeds
+    resumed from checkpoints at different points train as separate blocks.  Returns the summaries in the
+    order of ``seeds``.
     """
     cfg = dict(cfg)
+    seeds = [int(s) for s in seeds]
+    if fast not in FAST_MODES:
+        raise ConfigError(f"unknown fast mode {fast!r}; valid choices: {', '.join(FAST_MODES)}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct and at least one, got {seeds}")
+    out_dirs = list(out_dirs) if out_dirs is not None else [None] * len(seeds)
+    if len(out_dirs) != len(seeds):
+        raise ConfigError(f"{len(seeds)} seeds but {len(out_dirs)} output folders")
+    if replicas and (cfg["log_alignment"] or cfg["gn_damping_hpsearch"]):
+        raise ConfigError("alignment logging and the damping search run one seed per process; "
+                          "train those seeds one at a time (tp train --seed N)")
+    rows = data.train_index.shape[0] if data.train_index is not None else None
+    if rows is not None and rows != len(seeds):
+        raise ConfigError(f"data holds replica splits for {rows} seeds but {len(seeds)} seeds were given")
+    if not replicas and (len(seeds) != 1 or rows is not None):
+        raise ConfigError("a single run takes one seed and unreplicated data")
+    if rows is None and data.val_x is not None and len(seeds) > 1:
+        raise ConfigError("several seeds with a validation set need replica splits (one per seed): "
+                          "load the data with one split generator per seed")
     device = torch.device(device)
+    use_graphs = fast == "graph" or (fast == "auto" and device.type == "cuda")
+    if use_graphs:
+        from .fast import graphs_available
+        if not graphs_available(device):
+            raise ConfigError(f"fast mode 'graph' needs a CUDA device, got {device}; use --fast eager or auto")
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        if (out / SUMMARY).exists() and not (out / CHECKPOINT).exists():
-            done = json.loads((out / SUMMARY).read_text())
-            if done.get("status") != "running":
-                if done.get("config") != cfg or done.get("seed") != seed:
-                    raise ConfigError(f"{out} holds a finished run of another configuration or seed; "
-                                     "use another output folder")
-                log(f"{out}: already {done['status']}, nothing to do")
-                return done
-
-    data = data.to(device, torch.float64 if cfg["double_precision"] else torch.float32)  # SPEC §1 precision
-    run = _build(cfg, seed, data, device, loss)
-    if out is not None and (out / CHECKPOINT).exists():
-        # on the CPU: generator states must stay CPU byte tensors; parameters are copied to the device
-        state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
-        if state["config"] != cfg or state["seed"] != seed:
-            diff = sorted(k for k in set(cfg) | set(state["config"]) if cfg.get(k) != state["config"].get(k))
-            raise ConfigError(f"{out / CHECKPOINT} belongs to another run (seed {state['seed']}, differing keys: "
-                             f"{diff or 'none'}); use another output folder or delete it")
-        run.load_state_dict(state)
-        log(f"resuming {out} after {run.pre_epochs_done} pre-training and {run.epochs_done} training epochs")
-    if out is not None:
-        _atomic_write(out / CONFIG, lambda tmp: tmp.write_text(yaml.safe_dump({"seed": seed, **cfg}, sort_keys=False)))
-
-    def checkpoint():
+    outs = [Path(o) if o is not None else None for o in out_dirs]
+    results: dict[int, dict] = {}
+    pending = []  # (position, progress key) of seeds still to train
+    for pos, (seed, out) in enumerate(zip(seeds, outs)):
         if out is not None:
-            _atomic_write(out / CHECKPOINT, lambda tmp: torch.save(run.state_dict(), tmp))
+            out.mkdir(parents=True, exist_ok=True)
+        done = _finished_summary(out, cfg, seed, log)
+        if done is not None:
+            results[pos] = done
+            continue
+        key = (0, 0)
+        if out is not None and (out / CHECKPOINT).exists():
+            state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+            key = (state["pre_epochs_done"], state["epochs_done"])
+        pending.append((pos, key))
+    data = data.to(device, torch.float64 if cfg["double_precision"] else torch.float32)  # SPEC §1 precision
+    for key in sorted({k for _, k in pending}):
+        block = [pos for pos, k in pending if k == key]
+        sub = data if rows is None or len(block) == len(seeds) else _replica_subset(data, block)
+        summaries = _train_block(cfg, sub, [seeds[p] for p in block], [outs[p] for p in block], device, loss,
+                                 replicas, use_graphs, progress, log, on_epoch_end, keep_checkpoint, prune)
+        results.update(zip(block, summaries))
+    return [results[pos] for pos in range(len(seeds))]
+
+
+def _replica_subset(data: DataSplits, rows: list[int]) -> DataSplits:
+    idx = torch.tensor(rows, device=data.train_index.device)
+    return DataSplits(data.train_x, data.train_y, data.test_x, data.test_y, data.val_x, data.val_y,
+                      data.train_index[idx], data.val_index[idx])
+
+
+def _train_block(cfg, data, seeds, outs, device, loss, replicas, use_graphs, progress, log, on_epoch_end,
+                 keep_checkpoint, prune) -> list[dict]:
+    run = _build(cfg, seeds, data, device, loss, replicas, use_graphs)
+    for r, out in enumerate(outs):
+        run.records[r].out = out
+        if out is not None and (out / CHECKPOINT).exists():
+            # on the CPU: generator states must stay CPU byte tensors; parameters are copied to the device
+            state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+            _check_same_run(out / CHECKPOINT, state["config"], state["seed"], cfg, seeds[r])
+            run.load_state_dict(state, r)
+            log(f"resuming {out} after {run.pre_epochs_done} pre-training and {run.epochs_done} training epochs")
+        if out is not None:
+            _atomic_write(out / CONFIG, lambda tmp: tmp.write_text(
+                yaml.safe_dump({"seed": seeds[r], **cfg}, sort_keys=False)))
+    label = f"{cfg.get('method', cfg['rule'])}/{cfg.get('dataset', '')} seed" + (
+        f"s {','.join(map(str, seeds))}" if replicas else f" {seeds[0]}")
+
+    def checkpoint(r):
+        out = run.records[r].out
+        if out is not None:
+            _atomic_write(out / CHECKPOINT, lambda tmp: torch.save(run.state_dict(r), tmp))
+
+    def finish(r):
+        """Seed r stopped (or ended): its outputs now, once."""
+        rec = run.records[r]
+        rec.elapsed = run.elapsed
+        if rec.out is not None:
+            _write_outputs(rec.out, run, r, rec.elapsed)
+            if keep_checkpoint:
+                checkpoint(r)
+            else:
+                (rec.out / CHECKPOINT).unlink(missing_ok=True)
+
+    def stop(r, status: str, message: str):
+        rec = run.records[r]
+        rec.status, rec.message = status, message
+        log(f"{label if not replicas else f'seed {rec.seed}'}: run {status}: {message}")
 
     use_bar = sys.stderr.isatty() if progress is None else progress
     total = (cfg["epochs_fb"] if run.fb_opt else 0) + cfg["epochs"]
     bar = None
     if use_bar:
         from tqdm.auto import tqdm
-        bar = tqdm(total=total, initial=run.pre_epochs_done + run.epochs_done, unit="epoch",
-                   desc=f"{cfg.get('method', cfg['rule'])}/{cfg.get('dataset', '')} seed {seed}")
+        bar = tqdm(total=total, initial=run.pre_epochs_done + run.epochs_done, unit="epoch", desc=label)
     t_start = time.perf_counter() - run.elapsed
     threshold = PRUNE_THRESHOLDS.get(cfg.get("dataset")) if prune else None
 
-    def stop(status: str, message: str):
-        run.status, run.message = status, message
-        log(f"run {status}: {message}")
-
     # --- feedback pre-training (sleep phase), SPEC §5.2
-    while run.fb_opt is not None and run.status == "running" and run.pre_epochs_done < cfg["epochs_fb"]:
-        rec = float(_feedback_epoch(run, data))
+    while run.fb_opt is not None and run.running() and run.pre_epochs_done < cfg["epochs_fb"]:
+        rec_loss = _values(run, _feedback_epoch(run, log))
         run.pre_epochs_done += 1
-        if not (math.isfinite(rec) and _all_finite(run.feedback.values())):
-            stop("diverged", f"non-finite reconstruction loss or feedback parameters in feedback "
-                             f"pre-training epoch {run.pre_epochs_done}")
-            break
+        finite = _finite_per_replica(run, run.feedback.values())
         run.elapsed = time.perf_counter() - t_start
-        checkpoint()
+        for r in run.running():
+            if not (math.isfinite(rec_loss[r]) and finite[r]):
+                stop(r, "diverged", f"non-finite reconstruction loss or feedback parameters in feedback "
+                                    f"pre-training epoch {run.pre_epochs_done}")
+                finish(r)
+            else:
+                checkpoint(r)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(rec_loss=f"{rec:.4g}")
+            bar.set_postfix(rec_loss=", ".join(f"{v:.4g}" for v in rec_loss))
         else:
-            log(f"feedback pre-training {run.pre_epochs_done}/{cfg['epochs_fb']}: reconstruction loss {rec:.6g}")
+            log(f"feedback pre-training {run.pre_epochs_done}/{cfg['epochs_fb']}: reconstruction loss "
+                + ", ".join(f"{v:.6g}" for v in rec_loss))
 
     # --- training epochs
-    while run.status == "running" and run.epochs_done < cfg["epochs"]:
+    cls = run.net.loss == "cross_entropy"
+    while run.running() and run.epochs_done < cfg["epochs"]:
         t0 = time.perf_counter()
-        stats = _train_epoch(run, data)
+        stats = _train_epoch(run, log)
         if run.fb_opt is not None:
             for _ in range(cfg["extra_fb_epochs"]):
-                _feedback_epoch(run, data)
+                _feedback_epoch(run, log)
         epoch = run.epochs_done + 1
-        train_loss = float(stats["loss"])
-        if not (math.isfinite(train_loss) and _all_finite(list(run.params.values()) + list(run.feedback.values()))):
-            run.epochs_done = epoch
-            stop("diverged", f"non-finite training loss or parameters in epoch {epoch} (train loss {train_loss})")
-            break
-        cls = run.net.loss == "cross_entropy"
-        row = {"epoch": epoch, "train_loss": train_loss,
-               "train_error": _pct_error(float(stats["acc"])) if cls else None,
-               "val_loss": None, "val_error": None}
-        if data.val_x is not None:
-            vl, va = evaluate(run.net, run.params, data.val_x, data.val_y)
-            row.update(val_loss=float(vl), val_error=_pct_error(float(va)) if cls else None)
-        tl, ta = evaluate(run.net, run.params, data.test_x, data.test_y)
-        row.update(test_loss=float(tl), test_error=_pct_error(float(ta)) if cls else None,
-                   reconstruction_loss=float(stats["rec"]) if run.fb_opt is not None else None,
-                   seconds=round(time.perf_counter() - t0, 4))
-        if not all(v is None or math.isfinite(v) for v in row.values()):
-            run.epochs_done = epoch
-            stop("diverged", f"non-finite evaluation metrics in epoch {epoch}")
-            break
-        run.metrics.append(row)
         run.epochs_done = epoch
-        if cfg["gn_damping_hpsearch"] and epoch == DAMPING_SEARCH_AFTER:
-            run.elapsed = time.perf_counter() - t_start
-            checkpoint()  # the 3 training epochs are kept even if the search is interrupted
-            run.damping = damping_search(run, data)
-            run.status = "finished"
-            run.message = (f"damping search after {epoch} epochs (SPEC §7.2); selected per hidden layer: "
-                           f"{selected_damping(run.damping)}")
-            log(run.message)
-        elif cls and threshold is not None and epoch >= PRUNE_FROM_EPOCH and float(stats["acc"]) < threshold:
-            stop("pruned", f"training accuracy {float(stats['acc']):.3f} < {threshold} in epoch {epoch} "
-                           f"(early stop of the official code, SPEC §12.13)")
-        elif run.epochs_done == cfg["epochs"]:
-            run.status = "finished"
+        train_loss, train_acc, rec_loss = (_values(run, stats[k]) for k in ("loss", "acc", "rec"))
+        finite = _finite_per_replica(run, list(run.params.values()) + list(run.feedback.values()))
+        val = test = None
+        if data.val_x is not None:
+            val = [_values(run, v) for v in evaluate(run.net, run.params, data.val_x, data.val_y,
+                                                      index=data.val_index)]
+        test = [_values(run, v) for v in evaluate(run.net, run.params, data.test_x, data.test_y)]
+        seconds = round(time.perf_counter() - t0, 4)
         run.elapsed = time.perf_counter() - t_start
-        checkpoint()
+        for r in run.running():
+            if not (math.isfinite(train_loss[r]) and finite[r]):
+                stop(r, "diverged", f"non-finite training loss or parameters in epoch {epoch} "
+                                    f"(train loss {train_loss[r]})")
+                finish(r)
+                continue
+            row = {"epoch": epoch, "train_loss": train_loss[r],
+                   "train_error": _pct_error(train_acc[r]) if cls else None,
+                   "val_loss": val[0][r] if val else None,
+                   "val_error": _pct_error(val[1][r]) if val and cls else None,
+                   "test_loss": test[0][r], "test_error": _pct_error(test[1][r]) if cls else None,
+                   "reconstruction_loss": rec_loss[r] if run.fb_opt is not None else None, "seconds": seconds}
+            if not all(v is None or math.isfinite(v) for v in row.values()):
+                stop(r, "diverged", f"non-finite evaluation metrics in epoch {epoch}")
+                finish(r)
+                continue
+            rec = run.records[r]
+            rec.metrics.append(row)
+            if cfg["gn_damping_hpsearch"] and epoch == DAMPING_SEARCH_AFTER:
+                checkpoint(r)  # the 3 training epochs are kept even if the search is interrupted
+                rec.damping = damping_search(run)
+                rec.status = "finished"
+                rec.message = (f"damping search after {epoch} epochs (SPEC §7.2); selected per hidden layer: "
+                               f"{selected_damping(rec.damping)}")
+                log(rec.message)
+            elif cls and threshold is not None and epoch >= PRUNE_FROM_EPOCH and train_acc[r] < threshold:
+                stop(r, "pruned", f"training accuracy {train_acc[r]:.3f} < {threshold} in epoch {epoch} "
+                                  f"(early stop of the official code, SPEC §12.13)")
+            elif epoch == cfg["epochs"]:
+                rec.status = "finished"
+            run.elapsed = time.perf_counter() - t_start
+            if rec.status == "running":
+                checkpoint(r)
+            else:
+                finish(r)
+            if bar is None:
+                parts = [f"epoch {epoch}/{cfg['epochs']}", f"train loss {train_loss[r]:.6g}"]
+                for key in ("train_error", "val_error", "test_error"):
+                    if row[key] is not None:
+                        parts.append(f"{key.replace('_', ' ')} {row[key]:.2f}%")
+                prefix = f"seed {rec.seed}: " if replicas else ""
+                log(prefix + ", ".join(parts) + f" ({seconds:.1f} s)")
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{train_loss:.4g}", test_err=f"{row['test_error']}")
-        else:
-            parts = [f"epoch {epoch}/{cfg['epochs']}", f"train loss {train_loss:.6g}"]
-            for key in ("train_error", "val_error", "test_error"):
-                if row[key] is not None:
-                    parts.append(f"{key.replace('_', ' ')} {row[key]:.2f}%")
-            log(", ".join(parts) + f" ({row['seconds']:.1f} s)")
+            bar.set_postfix(loss=", ".join(f"{v:.4g}" for v in train_loss))
         if on_epoch_end is not None:
             on_epoch_end(epoch)
-    if run.status == "running":  # epochs == 0
-        run.status = "finished"
+    for r in run.running():  # epochs == 0
+        run.records[r].status = "finished"
+        run.elapsed = time.perf_counter() - t_start
+        finish(r)
     if bar is not None:
         bar.close()
-    run.elapsed = time.perf_counter() - t_start
-    summary = _summary(run, run.elapsed)
-    summary["config"] = cfg
-    if out is not None:
-        summary = _write_outputs(out, run, run.elapsed)
-        if not keep_checkpoint:
-            (out / CHECKPOINT).unlink(missing_ok=True)
-        else:
-            checkpoint()
-    return summary
+    out = []
+    for r, rec in enumerate(run.records):
+        summary = _summary(run, r, rec.elapsed)
+        summary["config"] = cfg
+        out.append(summary)
+    return out
