@@ -22,7 +22,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-TABLES = ("table1", "table2", "tableS6", "tableS8")
+TABLES = ("table1", "table2", "tableS6", "tableS8", "table3", "tableS9", "tableS10")
 
 
 def snakemake(*args, cwd=None, directory=None, check=True, timeout=900, env=None):
@@ -49,13 +49,16 @@ def test_dry_run_of_the_default_matrix_lists_every_training_job(tmp_path):
     elapsed = time.monotonic() - t0
     out = res.stdout + res.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
-    assert int(counts["download"]) == 3 and int(counts["table"]) == 4 and int(counts["table_s7"]) == 1
-    tunings = re.findall(r"wildcards: tuning=(\w+), method=[\w-]+, dataset=[\w-]+, seed=\d+", out)
-    # the tables: 39 test-tuned and 31 train-tuned cells × 10 seeds
-    assert tunings.count("test") == 390 and tunings.count("train") == 310
-    # the alignment figures and the damping search: 10 methods × 3 datasets, one seed each
-    assert tunings.count("alignment") == 30 and tunings.count("damping") == 30
-    assert int(counts["train"]) == 760 and int(counts["alignment_figure"]) == 4
+    assert int(counts["download"]) == 3 and int(counts["table"]) == 7 and int(counts["table_s7"]) == 1
+    runs = re.findall(r"wildcards: tuning=(\w+), method=[\w-]+, dataset=([\w-]+), seed=\d+", out)
+    tunings = [t for t, _ in runs]
+    # the tables: MLP 39 test-tuned and 31 train-tuned cells, CNN 4 test-tuned (Table 3, S9) and 3 train-tuned
+    # (Table S10, no DDTP-control) cells, × 10 seeds
+    assert tunings.count("test") == 430 and tunings.count("train") == 340
+    assert runs.count(("test", "cifar10-cnn")) == 40 and runs.count(("train", "cifar10-cnn")) == 30
+    # the alignment figures and the damping search: 10 methods × 3 datasets + 3 CNN methods, one seed each
+    assert tunings.count("alignment") == 33 and tunings.count("damping") == 33
+    assert int(counts["train"]) == 836 and int(counts["alignment_figure"]) == 5
     assert elapsed < 60
 
 
@@ -77,8 +80,9 @@ def test_smoke_configuration_runs_end_to_end(tmp_path):
     snakemake("--cores", "2", "--configfile", REPO / "config" / "smoke.yaml", directory=tmp_path)
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     results = tmp_path / "results" / "smoke"
-    from tp.config import DATASETS, METHODS
+    from tp.config import DATASETS, METHODS, available_configs
 
+    have = available_configs()
     for table in TABLES:
         spec = cfg["tables"][table]
         for ext in ("csv", "md", "tex"):
@@ -89,22 +93,25 @@ def test_smoke_configuration_runs_end_to_end(tmp_path):
         for r in rows:
             assert r["method"] == METHODS[r["method_slug"]].paper_name
             assert r["dataset"] == DATASETS[r["dataset_slug"]]
-            if (r["method_slug"], r["dataset_slug"]) == ("dfa", "frozen-mnist"):
+            if spec["tuning"] not in have.get((r["dataset_slug"], r["method_slug"]), []):
+                assert (r["method_slug"], r["dataset_slug"]) in {("dfa", "frozen-mnist"), ("ddtp-control", "cifar10-cnn")}
                 assert r["cell"] == "no configuration"
             else:
                 assert int(r["n"]) == 2 and "±" in r["cell"], r
         md = (results / "tables" / f"{table}.md").read_text()
         assert all(METHODS[m].paper_name in md for m in spec["rows"])
+    assert "DDTP-control: the official set has no configuration tuned for training" in \
+        (results / "tables" / "tableS10.md").read_text()
     assert "Table 1" in (results / "README.md").read_text()
     from PIL import Image
 
     for name in ("fig4_alignment_fashion-mnist", "figS4_alignment_fashion-mnist", "figS5_alignment_mnist",
-                 "figS6_alignment_cifar10"):
+                 "figS6_alignment_cifar10", "figS7_alignment_cifar10-cnn"):
         assert (results / "figures" / f"{name}.pdf").stat().st_size > 1000
         with Image.open(results / "figures" / f"{name}.png") as img:
             assert img.size[0] >= 600 and img.size[1] >= 400, (name, img.size)
     s7 = list(csv.DictReader(open(results / "tables" / "tableS7.csv")))
-    assert len(s7) == 30 * 2 and {r["selected"] for r in s7} <= {str(v) for v in
+    assert len(s7) == 33 * 3 and {r["selected"] for r in s7} <= {str(v) for v in
                                                                    (0.0, 1e-05, 0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)}
     for name in ("fig2_nullspace", "figS3_output_space"):
         with Image.open(results / "figures" / f"{name}.png") as img:
@@ -115,7 +122,15 @@ def test_smoke_configuration_runs_end_to_end(tmp_path):
     alignment = list(csv.DictReader(open(results / "runs/alignment/ddtp-linear/mnist/seed42/alignment.csv")))
     assert {r["reference"] for r in alignment} == {"bp", "gnt"}
     summary = json.loads((results / "runs/test/ddtp-linear/mnist/seed1/summary.json").read_text())
-    assert summary["status"] == "finished" and summary["config"]["num_hidden"] == 2
+    assert summary["status"] == "finished" and summary["config"]["num_hidden"] == 3
+    # the CNN runs: the CNN rules on images, the smoke's small conv blocks, per-layer Adam settings
+    cnn = json.loads((results / "runs/test/ddtp-linear/cifar10-cnn/seed1/summary.json").read_text())
+    assert cnn["status"] == "finished" and cnn["rule"] == "ddtp-linear-cnn" and cnn["config"]["model"] == "cnn"
+    assert cnn["config"]["conv_channels"] == [4, 8] and len(cnn["config"]["lr"]) == 4
+    cnn_alignment = list(csv.DictReader(open(results / "runs/alignment/dfa/cifar10-cnn/seed42/alignment.csv")))
+    assert {(r["reference"], r["layer"]) for r in cnn_alignment} == {("bp", str(i)) for i in (1, 2, 3, 4)} | {
+        ("gnt", str(i)) for i in (1, 2, 3)}
+    assert {r["damping"] for r in cnn_alignment if r["reference"] == "gnt"} == {"1.0", "0.1", "0.01"}
 
 
 # -------------------------------------------------------------------------------- interrupt (local)

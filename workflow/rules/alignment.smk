@@ -1,4 +1,4 @@
-# Alignment figures (Fig. 4, S4-S6) from the alignment runs, and Table S7 from the damping-search runs.
+# Alignment figures (Fig. 4, S4-S7) from the alignment runs, and Table S7 from the damping-search runs.
 # The training jobs are the `train` rule's (tunings "alignment" and "damping").
 
 
@@ -16,7 +16,7 @@ rule alignment_figure:
     log:
         f"{RESULTS}/logs/figures/{{figure}}_alignment_{{dataset}}.log",
     wildcard_constraints:
-        figure="fig4|figS4|figS5|figS6",
+        figure="fig4|figS4|figS5|figS6|figS7",
     params:
         methods=lambda w: [m for m, d in ALIGN_CELLS if d == w.dataset],
         smooth=ALIGN["smooth"],

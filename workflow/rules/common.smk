@@ -36,8 +36,9 @@ RESULTS = config["results"].rstrip("/")
 PYTHON = sys.executable
 LAUNCH = str(Path(workflow.basedir) / "workflow" / "scripts" / "launch.py")
 CONFIGS = available_configs()  # {(dataset, method): [tunings]} of config/hyperparameters
-#: the dataset whose files a dataset needs (Frozen-MNIST is MNIST)
-DATA_OF = {"mnist": "mnist", "frozen-mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10"}
+#: the dataset whose files a dataset needs (Frozen-MNIST is MNIST, the CNN's cifar10-cnn is CIFAR-10)
+DATA_OF = {"mnist": "mnist", "frozen-mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10",
+           "cifar10-cnn": "cifar10"}
 
 
 def has_config(tuning, method, dataset):
@@ -57,7 +58,7 @@ RUN_CELLS = sorted({(spec["tuning"], m, d) for spec in config["tables"].values()
 ALIGN = config.get("alignment") or {"seed": 42, "datasets": [], "methods": [], "smooth": 30}
 ALIGN_CELLS = [(m, d) for d in ALIGN["datasets"] for m in ALIGN["methods"] if has_config("alignment", m, d)]
 #: figure name(s) of each dataset's alignment grid (SPEC Q5; Fig. 4 is the condensed Fashion-MNIST view)
-ALIGN_FIGURES = {"fashion-mnist": ["figS4", "fig4"], "mnist": ["figS5"], "cifar10": ["figS6"]}
+ALIGN_FIGURES = {"fashion-mnist": ["figS4", "fig4"], "mnist": ["figS5"], "cifar10": ["figS6"], "cifar10-cnn": ["figS7"]}
 
 # check the per-run overrides once, on every cell, before anything runs
 for _tuning, _method, _dataset in RUN_CELLS + [("alignment", m, d) for m, d in ALIGN_CELLS]:

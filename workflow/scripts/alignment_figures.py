@@ -1,11 +1,12 @@
-"""Alignment figures (Fig. 4, S4-S6; SPEC §7.1, Q5): angle of each method's weight update with the BP
+"""Alignment figures (Fig. 4, S4-S7; SPEC §7.1, Q5): angle of each method's weight update with the BP
 gradient and with the damped-GNT update, per hidden layer, over training.
 
 For each method and layer the sequence of logged angles is smoothed with a rolling mean (window
 ``smooth`` logged points, ``min_periods=1``) with a ±1 rolling-std band; x = logged-point index ×
 log_interval (≈ minibatches).  The output layer is omitted.  The full grid has one row per method and one
 column per hidden layer; the condensed view (Fig. 4) shows the first and last hidden layer with all
-methods per panel.
+methods per panel.  For the CNN (Fig. S7) the hidden layers are conv block 1, conv block 2 (angles of the
+flattened kernels) and the FC layer 3.
 """
 
 import json
@@ -21,6 +22,8 @@ import seaborn as sns  # noqa: E402
 from tp.config import METHODS  # noqa: E402
 
 REFERENCES = {"bp": "BP gradient", "gnt": "damped GNT"}
+#: column titles of the CNN's hidden layers (SPEC §8.1)
+CNN_LAYERS = {1: "conv block 1", 2: "conv block 2", 3: "FC layer 3"}
 
 
 def load(summaries, methods) -> pd.DataFrame:
@@ -33,6 +36,7 @@ def load(summaries, methods) -> pd.DataFrame:
         df["method"] = METHODS[summary["method"]].paper_name
         df["log_interval"] = summary["config"]["log_interval"]
         df["hidden_layers"] = summary["config"]["num_hidden"]
+        df["model"] = summary["config"].get("model", "mlp")
         frames.append(df)
     df = pd.concat(frames, ignore_index=True)
     df = df[df.layer <= df.hidden_layers].dropna(subset=["angle"])
@@ -53,6 +57,10 @@ def smoothed(df: pd.DataFrame, window: int) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
+def layer_title(df: pd.DataFrame, layer: int) -> str:
+    return CNN_LAYERS[layer] if (df.model == "cnn").all() else f"hidden layer {layer}"
+
+
 def draw(ax, g, color, label):
     ax.plot(g["x"], g["mean"], color=color, lw=1.2, label=label)
     ax.fill_between(g["x"], g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.2, lw=0)
@@ -71,7 +79,7 @@ def grid(df: pd.DataFrame, dataset: str):
                 if len(g):
                     draw(ax, g, colors[ref], ref)
             if r == 0:
-                ax.set_title(f"hidden layer {layer}")
+                ax.set_title(layer_title(df, layer))
             if c == 0:
                 ax.set_ylabel(f"{method}\nangle (°)", fontsize=8)
             if r == len(methods) - 1:
@@ -94,7 +102,7 @@ def condensed(df: pd.DataFrame, dataset: str):
                 g = df[(df.method == method) & (df.layer == layer) & (df.reference == ref)]
                 if len(g):
                     draw(ax, g, palette[method], method)
-            ax.set_title(f"{ref}, hidden layer {layer}")
+            ax.set_title(f"{ref}, {layer_title(df, layer)}")
             ax.set_ylabel("angle (°)")
             if r == 1:
                 ax.set_xlabel("minibatch")

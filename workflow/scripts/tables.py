@@ -36,6 +36,17 @@ def notes_for(spec: dict) -> list[str]:
             and "cifar10" in spec["columns"]:
         notes.append("CIFAR10 BP: the official test configuration trains 150 epochs; its training loss is the "
                      "one after epoch 150.")
+    if "cifar10-cnn" in spec["columns"]:
+        notes.append("CIFAR10 (CNN): the network of SPEC §8 (conv 5×5, 32 and 64 channels, each with tanh and "
+                     "max-pool 3/2; FC 512 tanh; FC 10), float64, one forward Adam per layer; DDTP-linear, "
+                     "DDTP-control and DFA send their targets directly from the output to the max-pool outputs "
+                     "and to the FC layer.")
+        if spec["tuning"] == "train":
+            notes.append("CIFAR10 (CNN), configurations tuned for training loss: 300 epochs on all 50,000 training "
+                         "samples (no validation set), as the official files say.")
+            if "ddtp-control" in spec["rows"]:
+                notes.append("CIFAR10 (CNN) DDTP-control: the official set has no configuration tuned for training "
+                             "loss for it, so its cell says \"no configuration\" (no run, no number).")
     notes.append("Cells: mean ± std (ddof = 1) over the finished seeds; diverged, pruned (training accuracy below "
                  "the official early-stop threshold) and missing runs are counted and excluded.")
     return notes
