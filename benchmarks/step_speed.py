@@ -261,6 +261,18 @@ def main(argv=None) -> int:
     env["float64_gemm_tflops"] = round(rate / 1e12, 3)
     print("# " + ", ".join(f"{k}: {v}" for k, v in env.items()), flush=True)
     rows = []
+    sink = None
+    if args.csv:  # written row by row: a run cut short keeps what it measured
+        handle = open(args.csv, "w", newline="")
+        handle.write("# " + json.dumps(env) + "\n")
+        sink = csv.DictWriter(handle, fieldnames=COLUMNS)
+        sink.writeheader()
+
+    def add(row):
+        rows.append(row)
+        if sink is not None:
+            sink.writerow(row)
+            handle.flush()
     n = 128 * 40
     for arch in args.archs.split(","):
         data = synthetic(arch, n, device, torch.float64)
@@ -298,7 +310,7 @@ def main(argv=None) -> int:
                                     cfg, R, data, device, idxs, args.check_steps)
                             except Exception as exc:  # noqa: BLE001
                                 print(f"FAILED check {method} {arch} R={R}: {type(exc).__name__}: {exc}", flush=True)
-                        rows.append(row)
+                        add(row)
                         print("  ".join(f"{c}={fmt(row[c], '.4g')}" for c in COLUMNS), flush=True)
         # evaluation of 15,000 samples (validation + test of a run), one seed and R seeds
         cfg = config("bp", arch)
@@ -307,14 +319,14 @@ def main(argv=None) -> int:
             xe = data.train_x[:n].repeat((3,) + (1,) * (data.train_x.ndim - 1))[:15000]
             ye = data.train_y.repeat(3)[:15000]
             ms = time_steps(lambda _: evaluate(run.net, run.params, xe, ye), [None], device, 3, 1, 1)
-            rows.append({"method": "evaluate-15k", "arch": arch, "precision": "float64", "R": R, "path": "eager",
+            add({"method": "evaluate-15k", "arch": arch, "precision": "float64", "R": R, "path": "eager",
                          "kind": "eval", "ms_step": ms, "ms_seed_step": ms / R, "gflop": None, "floor_ms": None,
                          "official_ms": None, "speedup_vs_official": None, "graph_vs_eager": None,
                          "vs_reference": None})
             print(f"evaluate 15k samples {arch} R={R}: {ms:.2f} ms", flush=True)
     ms = autograd_bp_graph_ms(device, args.blocks, max(args.block, 20))
     if ms is not None:
-        rows.append({"method": "bp-autograd-cudagraph", "arch": "mnist", "precision": "float64", "R": 1,
+        add({"method": "bp-autograd-cudagraph", "arch": "mnist", "precision": "float64", "R": 1,
                      "path": "graph", "kind": "train", "ms_step": ms, "ms_seed_step": ms, "gflop": None,
                      "floor_ms": None, "official_ms": 3.5, "speedup_vs_official": 3.5 / ms,
                      "graph_vs_eager": None, "vs_reference": None})
@@ -326,12 +338,8 @@ def main(argv=None) -> int:
               f"{fmt(r['ms_seed_step']):>9}{fmt(r['floor_ms']):>8}{fmt(r['official_ms'], '.1f'):>9}"
               f"{fmt(r['speedup_vs_official'], '.1f'):>9}{fmt(r['graph_vs_eager'], '.1e'):>12}"
               f"{fmt(r['vs_reference'], '.1e'):>9}")
-    if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            f.write("# " + json.dumps(env) + "\n")
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
+    if sink is not None:
+        handle.close()
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": env, "rows": rows}, indent=1))
     return 0

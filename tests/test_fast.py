@@ -121,3 +121,34 @@ def test_graphed_block_of_seeds_equals_eager_single_runs(tmp_path, emulated_grap
         for a, b in zip(rows(tmp_path / f"b{s}"), rows(tmp_path / f"s{s}")):
             assert float(a["val_loss"]) == pytest.approx(float(b["val_loss"]), rel=1e-9)
             assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), rel=1e-9)
+
+
+def test_alignment_logging_steps_run_eagerly_between_replays(tmp_path, emulated_graphs):
+    cfg = resolve_config("ddtp-linear", "mnist", "test", {**SMALL, "log_alignment": True, "log_interval": 2,
+                                                          "gn_damping_per_hidden_layer": [0.1, 0.1]})
+    for fast in ("eager", "graph"):
+        train(cfg, data(), 6, tmp_path / fast, log=quiet, progress=False, fast=fast)
+    a, b = (list(csv.DictReader(open(tmp_path / f / "alignment.csv"))) for f in ("eager", "graph"))
+    assert len(a) == len(b) > 0
+    for ra, rb in zip(a, b):
+        assert (ra["epoch"], ra["batch"], ra["layer"], ra["reference"]) == \
+            (rb["epoch"], rb["batch"], rb["layer"], rb["reference"])
+        # arccos near 1 amplifies rounding: 1e-16 in the cosine is ~1e-6 degrees
+        assert float(rb["angle"]) == pytest.approx(float(ra["angle"]), rel=1e-7, abs=1e-5)
+
+
+@pytest.mark.parametrize("method", ["bp", "ddtp-linear"])
+def test_cnn_graph_path_trains_like_the_eager_path(method, tmp_path, emulated_graphs):
+    import math
+
+    x, y, tx, ty = synthetic_classification(100, 32, 3 * 8 * 8, 10, seed=0)  # 70 training images: last batch 6
+    images = DataSplits(x[:70].reshape(-1, 3, 8, 8), y[:70], tx.reshape(-1, 3, 8, 8), ty,
+                        x[70:].reshape(-1, 3, 8, 8), y[70:])
+    cfg = resolve_config(method, "cifar10-cnn", "test", {"conv_channels": [2, 3], "size_hidden": 8,
+                                                         "batch_size": 32, "epochs": 2, "epochs_fb": 1})
+    for fast in ("eager", "graph"):
+        s = train(cfg, images, 1, tmp_path / fast, log=quiet, progress=False, fast=fast)
+        assert s["status"] == "finished"
+    for a, b in zip(rows(tmp_path / "eager"), rows(tmp_path / "graph")):
+        assert math.isclose(float(a["train_loss"]), float(b["train_loss"]), rel_tol=1e-9)
+        assert math.isclose(float(a["test_loss"]), float(b["test_loss"]), rel_tol=1e-9)

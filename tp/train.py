@@ -299,9 +299,9 @@ def _sums(run: _Run, kind: str, keys: tuple[str, ...]) -> dict[str, Tensor]:
 
 def _graph_for(run: _Run, kind: str, idx: Tensor, sums: dict, log: Callable[[str], None]):
     """The captured step for this kind and index shape (None: run eagerly).  Full minibatches are
-    replayed from a CUDA graph; the last, smaller minibatch of an epoch and steps that log alignment run
-    the same step function eagerly."""
-    if not run.fast or run.cfg["log_alignment"] or run.cfg["extra_fb_minibatches"]:
+    replayed from a CUDA graph; the last, smaller minibatch of an epoch and the steps that log alignment
+    (every ``log_interval`` minibatches) run the same step function eagerly."""
+    if not run.fast or run.cfg["extra_fb_minibatches"]:
         return None
     if idx.shape[-1] != run.cfg["batch_size"]:
         return None
@@ -341,7 +341,8 @@ def _train_epoch(run: _Run, log) -> dict[str, Tensor]:
     batches = _batches(run, run.data.num_train)
     for k, idx in enumerate(batches):
         run.batch = k
-        graph = _graph_for(run, "train", idx, sums, log)
+        logs = run.cfg["log_alignment"] and k % run.cfg["log_interval"] == 0
+        graph = None if logs else _graph_for(run, "train", idx, sums, log)
         if graph is not None:
             graph(idx)
         else:
