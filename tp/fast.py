@@ -70,7 +70,9 @@ class CapturedStep:
                 for t, s in zip(state, saved):
                     t.copy_(s)
             for g, s in zip(generators, gen_states):
-                g.set_state(s)
+                # only where it moved: a generator registered with a graph keeps its state object
+                if not torch.equal(g.get_state(), s):
+                    g.set_state(s)
             for (o, n), v in zip(self.counters, before):
                 setattr(o, n, v)
 
