@@ -49,8 +49,9 @@ def test_replicas_step_like_separate_optimisers_and_state_round_trips():
         assert torch.equal(stacked["W"][r], single[r]["W"])
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
-def test_capturable_adam_equals_the_plain_form(weight_decay):
+def test_capturable_adam_equals_the_plain_form(weight_decay, fused):
     """The capturable form (device step count, multi-tensor kernels; what tp.fast captures in CUDA graphs)
     computes the same update as the plain one, per-parameter lr/ε and a state round trip included."""
     g = torch.Generator().manual_seed(2)
@@ -60,6 +61,7 @@ def test_capturable_adam_equals_the_plain_form(weight_decay):
     lr, eps = {"W1": 1e-2, "b1": 1e-2, "W2": 3e-3}, {"W1": 1e-8, "b1": 1e-6, "W2": 1e-4}
     plain = Adam(plain_p, lr=lr, betas=(0.9, 0.99), eps=eps, weight_decay=weight_decay)
     capt = Adam(capt_p, lr=lr, betas=(0.9, 0.99), eps=eps, weight_decay=weight_decay, capturable=True)
+    capt._fused = fused  # PyTorch's fused kernel, or the multi-tensor fallback
     for step in range(25):
         grads = {k: torch.randn(s, dtype=torch.float64, generator=g) for k, s in shapes.items()}
         plain.step(grads)
@@ -67,7 +69,10 @@ def test_capturable_adam_equals_the_plain_form(weight_decay):
         if step == 10:
             state = capt.state_dict()
             capt = Adam(capt_p, lr=lr, betas=(0.9, 0.99), eps=eps, weight_decay=weight_decay, capturable=True)
+            capt._fused = fused
             capt.load_state_dict(state)
     assert capt.state_dict()["step"] == plain.state_dict()["step"] == 25
+    # the fused kernel ran (PyTorch has it on the CPU since 2.4; before, the fallback takes over)
+    assert capt._fused == fused or tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 4)
     for k in shapes:
         torch.testing.assert_close(capt_p[k], plain_p[k], rtol=1e-13, atol=1e-15)  # equal up to rounding

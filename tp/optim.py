@@ -8,7 +8,7 @@ decay g ← g + λθ — not AdamW), written out so that it
 * takes a per-parameter learning rate and ε (the CNN configurations use one Adam per layer),
 * does not pull in ``torch._dynamo`` at construction (about a second per process),
 * has a *capturable* form (``capturable=True``) whose step count lives in a device tensor and whose update
-  is a handful of multi-tensor (``torch._foreach_*``) kernels without any host value that changes from
+  is PyTorch's fused Adam kernel (or multi-tensor kernels) without any host value that changes from
   step to step, so that a whole training step can be captured once as a CUDA graph and replayed
   (:mod:`tp.fast`); it equals the plain form up to floating-point rounding,
 
@@ -51,7 +51,9 @@ class Adam:
             if not self.params:
                 raise ValueError("a capturable Adam needs at least one parameter")
             first = next(iter(self.params.values()))
-            self._t = torch.zeros((), dtype=torch.float64, device=first.device)  # step count t on the device
+            # step count t on the device (float32 like torch.optim's fused Adam: exact up to 2^24 steps)
+            self._t = torch.zeros((), dtype=torch.float32, device=first.device)
+            self._fused = hasattr(torch, "_fused_adam_")
 
     @torch.no_grad()
     def step(self, grads: Mapping[str, Tensor]) -> None:
@@ -76,36 +78,46 @@ class Adam:
             p.addcdiv_(m, denom, value=-self.lr[k] / bias_correction1)
 
     def _step_capturable(self, grads: Mapping[str, Tensor]) -> None:
-        """The same update as :meth:`step` with t on the device: bias corrections 1 − β₁ᵗ and √(1 − β₂ᵗ) are
-        0-d device tensors, each moment and parameter update one multi-tensor kernel."""
-        beta1, beta2 = self.betas
+        """The same update as :meth:`step` with t on the device: PyTorch's fused Adam kernel (one kernel per
+        group of parameters sharing lr and ε: each moment and parameter read and written once), or, where
+        that kernel is missing, multi-tensor kernels with 0-d device bias corrections."""
         keys = list(grads)
         if not keys:
             return
-        t = self._t.add_(1)
+        self._t.add_(1)
+        groups: dict[tuple[float, float], list[str]] = {}
+        for k in keys:
+            groups.setdefault((self.lr[k], self.eps[k]), []).append(k)
+        for (lr, eps), names in groups.items():
+            args = ([self.params[k] for k in names], [grads[k] for k in names],
+                    [self.exp_avg[k] for k in names], [self.exp_avg_sq[k] for k in names])
+            if self._fused:
+                try:
+                    torch._fused_adam_(*args, [], [self._t] * len(names), lr=lr, beta1=self.betas[0],
+                                       beta2=self.betas[1], weight_decay=self.weight_decay, eps=eps,
+                                       amsgrad=False, maximize=False)
+                    continue
+                except (RuntimeError, NotImplementedError):  # no fused kernel for this device/dtype
+                    self._fused = False
+            self._foreach_update(*args, lr, eps)
+        self.step_count += 1  # host mirror (a replayed graph advances only t; see sync_step_count)
+
+    def _foreach_update(self, ps, gs, ms, vs, lr: float, eps: float) -> None:
+        beta1, beta2 = self.betas
+        t = self._t.to(torch.float64)
         bias_correction1 = 1 - torch.pow(beta1, t)
         bias_correction2_sqrt = (1 - torch.pow(beta2, t)).sqrt()
-        ps = [self.params[k] for k in keys]
-        gs = [grads[k] for k in keys]
         if self.weight_decay != 0:
             gs = torch._foreach_add(gs, ps, alpha=self.weight_decay)
-        ms = [self.exp_avg[k] for k in keys]
-        vs = [self.exp_avg_sq[k] for k in keys]
         torch._foreach_lerp_(ms, gs, 1 - beta1)
         torch._foreach_mul_(vs, beta2)
         torch._foreach_addcmul_(vs, gs, gs, value=1 - beta2)
         denom = torch._foreach_sqrt(vs)
         torch._foreach_div_(denom, bias_correction2_sqrt)
-        torch._foreach_add_(denom, [self.eps[k] for k in keys])
-        # −lr/(1 − β₁ᵗ) · m / denom, grouped by learning rate (one kernel per distinct lr)
-        by_lr: dict[float, list[int]] = {}
-        for n, k in enumerate(keys):
-            by_lr.setdefault(self.lr[k], []).append(n)
-        for lr, idx in by_lr.items():
-            update = torch._foreach_mul([ms[n] for n in idx], -lr / bias_correction1)
-            torch._foreach_div_(update, [denom[n] for n in idx])
-            torch._foreach_add_([ps[n] for n in idx], update)
-        self.step_count += 1  # host mirror (a replayed graph advances only t; see sync_step_count)
+        torch._foreach_add_(denom, eps)
+        update = torch._foreach_mul(ms, -lr / bias_correction1)  # −lr/(1 − β₁ᵗ) · m / denom
+        torch._foreach_div_(update, denom)
+        torch._foreach_add_(ps, update)
 
     def sync_step_count(self) -> None:
         """Read the device step count back into ``step_count`` (after graph replays)."""
