@@ -7,7 +7,8 @@ step with fresh noise, both Adam steps, running sums) and, for rules that train 
 feedback-only step of pre-training and extra feedback epochs (``_feedback_minibatch``):
 
 * ``path``: ``eager`` (the reference) or ``graph`` (the step captured as one CUDA graph, :mod:`tp.fast`;
-  CUDA only);
+  CUDA only); for the CNN also ``graph-gemm``, the graphed step with the im2col GEMM convolution
+  (:func:`tp.cnn.conv2d_gemm`, opt-in) instead of ``F.conv2d`` (cuDNN);
 * ``R``: 1 (a single run, no replica dimension) and ``--replicas`` seeds together (MLPs; the CNN has no
   replica dimension);
 * ``ms_step``: median over ``--blocks`` timed blocks of ``--block`` consecutive steps after warm-up
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import platform
 import statistics
@@ -73,12 +75,13 @@ def sync(device):
 
 
 def config(method: str, arch: str) -> dict | None:
-    tunings = available_configs().get((arch, method), [])
-    if "test" not in tunings:
-        return None
-    # float64 everywhere (the paper's TP configurations; BP/DFA are float32 in some official configs but
-    # the issue's figures are float64); no alignment logging
-    return resolve_config(method, arch, "test", {"double_precision": True})
+    """The method's ``test`` configuration on the architecture (or its ``-extrafb`` variant's: the same
+    rule and step), in float64 (the paper's TP configurations; BP/DFA are float32 in some official
+    configurations, the issue's figures are float64)."""
+    for slug in (method, f"{method}-extrafb"):
+        if "test" in available_configs().get((arch, slug), []):
+            return resolve_config(slug, arch, "test", {"double_precision": True})
+    return None
 
 
 def synthetic(arch: str, n: int, device, dtype) -> DataSplits:
@@ -88,9 +91,12 @@ def synthetic(arch: str, n: int, device, dtype) -> DataSplits:
     return DataSplits(x, y, x[:256], y[:256]).to(device)
 
 
-def make_run(cfg, R: int, data, device, fast: bool):
+def make_run(cfg, R: int, data, device, fast: bool, conv: str | None = None):
     seeds = list(range(1, R + 1))
-    return _build(cfg, seeds, data, device, "cross_entropy", replicas=R > 1, fast=fast)
+    run = _build(cfg, seeds, data, device, "cross_entropy", replicas=R > 1, fast=fast)
+    if conv is not None:  # the CNN's convolution: cuDNN/CPU kernels ("direct") or im2col GEMM (tp.cnn)
+        run.net = dataclasses.replace(run.net, conv=conv)
+    return run
 
 
 def index_stream(R: int, n: int, B: int, count: int, device) -> list[torch.Tensor]:
@@ -285,12 +291,14 @@ def main(argv=None) -> int:
             for R in reps:
                 idxs = index_stream(R, n, cfg["batch_size"], 64, device)
                 flops = {}
-                for path in paths:
-                    run = make_run(cfg, R, data, device, fast=path == "graph")
+                for path in paths + (["graph-gemm"] if arch == "cifar10-cnn" and "graph" in paths else []):
+                    # graph-gemm: the CNN's graphed step with the im2col GEMM convolution instead of F.conv2d
+                    run = make_run(cfg, R, data, device, fast=path.startswith("graph"),
+                                   conv="gemm" if path == "graph-gemm" else None)
                     for kind in ("train", "feedback") if trains_fb else ("train",):
                         if kind not in flops:
                             flops[kind] = step_flops(make_run(cfg, R, data, device, False), kind, idxs[0])
-                        fn = step_fn(run, kind, path)
+                        fn = step_fn(run, kind, path.split("-")[0])
                         try:
                             ms = time_steps(fn, idxs, device, args.blocks, args.block, args.warmup)
                         except Exception as exc:  # noqa: BLE001 — report and go on with the other rows
@@ -331,10 +339,10 @@ def main(argv=None) -> int:
                      "floor_ms": None, "official_ms": 3.5, "speedup_vs_official": 3.5 / ms,
                      "graph_vs_eager": None, "vs_reference": None})
     print()
-    print(f"{'method':<22}{'arch':<13}{'R':>3} {'path':<6}{'kind':<9}{'ms/step':>9}{'ms/seed':>9}{'floor':>8}"
+    print(f"{'method':<22}{'arch':<13}{'R':>3} {'path':<12}{'kind':<9}{'ms/step':>9}{'ms/seed':>9}{'floor':>8}"
           f"{'official':>9}{'speedup':>9}{'graph-eager':>12}{'vs ref':>9}")
     for r in rows:
-        print(f"{r['method']:<22}{r['arch']:<13}{r['R']:>3} {r['path']:<6}{r['kind']:<9}{fmt(r['ms_step']):>9}"
+        print(f"{r['method']:<22}{r['arch']:<13}{r['R']:>3} {r['path']:<12}{r['kind']:<9}{fmt(r['ms_step']):>9}"
               f"{fmt(r['ms_seed_step']):>9}{fmt(r['floor_ms']):>8}{fmt(r['official_ms'], '.1f'):>9}"
               f"{fmt(r['speedup_vs_official'], '.1f'):>9}{fmt(r['graph_vs_eager'], '.1e'):>12}"
               f"{fmt(r['vs_reference'], '.1e'):>9}")

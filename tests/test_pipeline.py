@@ -43,22 +43,42 @@ def overlay(tmp_path, name="overlay.yaml", **values) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ dry run
-def test_dry_run_of_the_default_matrix_lists_every_training_job(tmp_path):
+def planned_runs(out: str) -> list[tuple[str, str, str, int]]:
+    """(tuning, method, dataset, seed) of every run folder a dry run's jobs write (their outputs)."""
+    runs = []
+    for line in out.splitlines():
+        if line.strip().startswith("output:"):
+            runs += [(t, m, d, int(s)) for t, m, d, s in
+                     re.findall(r"runs/(\w+)/([\w-]+)/([\w-]+)/seed(\d+)/summary\.json", line)]
+    return runs
+
+
+@pytest.mark.parametrize("seed_block", [10, 1])
+def test_dry_run_of_the_default_matrix_lists_every_training_job(tmp_path, seed_block):
     t0 = time.monotonic()
-    res = snakemake("-n", directory=tmp_path)
+    res = snakemake("-n", "--config", f"seed_block={seed_block}", directory=tmp_path)
     elapsed = time.monotonic() - t0
     out = res.stdout + res.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
     assert int(counts["download"]) == 3 and int(counts["table"]) == 7 and int(counts["table_s7"]) == 1
-    runs = re.findall(r"wildcards: tuning=(\w+), method=[\w-]+, dataset=([\w-]+), seed=\d+", out)
-    tunings = [t for t, _ in runs]
+    runs = planned_runs(out)
+    assert len(runs) == len(set(runs)) == 836  # one result folder per (tuning, method, dataset, seed)
+    tunings = [t for t, _, _, _ in runs]
     # the tables: MLP 39 test-tuned and 31 train-tuned cells, CNN 4 test-tuned (Table 3, S9) and 3 train-tuned
     # (Table S10, no DDTP-control) cells, × 10 seeds
     assert tunings.count("test") == 430 and tunings.count("train") == 340
-    assert runs.count(("test", "cifar10-cnn")) == 40 and runs.count(("train", "cifar10-cnn")) == 30
+    assert sum(1 for t, _, d, _ in runs if (t, d) == ("test", "cifar10-cnn")) == 40
+    assert sum(1 for t, _, d, _ in runs if (t, d) == ("train", "cifar10-cnn")) == 30
     # the alignment figures and the damping search: 10 methods × 3 datasets + 3 CNN methods, one seed each
     assert tunings.count("alignment") == 33 and tunings.count("damping") == 33
-    assert int(counts["train"]) == 836 and int(counts["alignment_figure"]) == 5
+    blocks = {k: int(v) for k, v in counts.items() if re.fullmatch(r"train_\w+_seeds1to10", k)}
+    if seed_block == 10:
+        # every MLP table cell is one process of its 10 seeds; the CNN, alignment and damping runs one each
+        assert len(blocks) == 70 and set(blocks.values()) == {1}
+        assert int(counts["train"]) == 70 + 33 + 33
+    else:
+        assert not blocks and int(counts["train"]) == 836
+    assert int(counts["alignment_figure"]) == 5
     assert elapsed < 60
 
 
@@ -67,6 +87,7 @@ def test_dry_run_of_the_default_matrix_lists_every_training_job(tmp_path):
     ({"tables": {"table1": {"columns": ["mnist", "svhn"]}}}, "svhn"),
     ({"seeds": ["a", "b"]}, "'a' is not of type 'integer'"),
     ({"colour": "blue"}, "colour"),
+    ({"seed_block": 0}, "seed_block"),
     ({"overrides": {"learning_rate": 0.1}}, "learning_rate"),
 ])
 def test_invalid_configuration_fails_validation_naming_the_entry(tmp_path, change, needle):
@@ -123,6 +144,7 @@ def test_smoke_configuration_runs_end_to_end(tmp_path):
     assert {r["reference"] for r in alignment} == {"bp", "gnt"}
     summary = json.loads((results / "runs/test/ddtp-linear/mnist/seed1/summary.json").read_text())
     assert summary["status"] == "finished" and summary["config"]["num_hidden"] == 3
+    assert summary["block_seeds"] == [1, 2]  # the smoke's two seeds trained together (seed_block)
     # the CNN runs: the CNN rules on images, the smoke's small conv blocks, per-layer Adam settings
     cnn = json.loads((results / "runs/test/ddtp-linear/cifar10-cnn/seed1/summary.json").read_text())
     assert cnn["status"] == "finished" and cnn["rule"] == "ddtp-linear-cnn" and cnn["config"]["model"] == "cnn"
@@ -227,12 +249,13 @@ def test_slurm_profile_runs_the_smoke_subset_through_sbatch(tmp_path, slurm):
     jobs = sacct_jobs(slurm)
     rows = list(csv.DictReader(open(results / "tables" / "check.csv")))
     assert len(rows) == 2 and all(int(r["n"]) == 2 for r in rows)
-    for method in ("bp", "ddtp-linear"):
+    for method in ("bp", "ddtp-linear"):  # one SLURM job trains both seeds (a seed block)
+        block = results / f"runs/test/{method}/mnist/seed1_2"
+        job_id = json.loads((block / "slurm_job.json").read_text())["job_id"]
+        assert jobs[job_id] == (f"tp-{method}-mnist-seed1_2", "COMPLETED")
         for seed in (1, 2):
-            run = results / f"runs/test/{method}/mnist/seed{seed}"
-            job_id = json.loads((run / "slurm_job.json").read_text())["job_id"]
-            assert jobs[job_id] == (f"tp-{method}-mnist-seed{seed}", "COMPLETED")
-            assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+            summary = json.loads((results / f"runs/test/{method}/mnist/seed{seed}/summary.json").read_text())
+            assert summary["status"] == "finished" and summary["block_seeds"] == [1, 2]
 
 
 def start_long_slurm_run(tmp_path, env, epochs):

@@ -50,7 +50,7 @@ ALIGNMENT_COLUMNS = ["epoch", "step", "batch", "layer", "reference", "damping", 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_error", "val_loss", "val_error", "test_loss", "test_error",
                   "reconstruction_loss", "seconds"]
 #: minimum training accuracy from the 6th epoch on (SPEC §15)
-PRUNE_THRESHOLDS = {"mnist": 0.4, "frozen-mnist": 0.4, "fashion-mnist": 0.4, "cifar10": 0.25}
+PRUNE_THRESHOLDS = {"mnist": 0.4, "frozen-mnist": 0.4, "fashion-mnist": 0.4, "cifar10": 0.25, "cifar10-cnn": 0.25}
 PRUNE_FROM_EPOCH = 6
 GENERATOR_STREAMS = ("init", "split", "shuffle", "noise")
 CHECKPOINT, SUMMARY, METRICS, CONFIG = "checkpoint.pt", "summary.json", "metrics.csv", "config.yaml"
@@ -401,11 +401,13 @@ def selected_damping(rows: list[dict]) -> list[float]:
 
 
 @torch.no_grad()
-def evaluate(net, params: dict, x: Tensor, y: Tensor, batch_size: int = EVAL_BATCH, chunk: int = 8192,
+def evaluate(net, params: dict, x: Tensor, y: Tensor, batch_size: int = EVAL_BATCH, chunk: int | None = None,
              index: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(loss, accuracy): means over loader batches of the per-batch means (SPEC §5.4), per replica when
     ``params`` has a replica dimension.  ``index`` (R, N): replica r is evaluated on rows ``index[r]`` of
-    ``x`` (its own validation split)."""
+    ``x`` (its own validation split).  ``chunk``: samples per forward pass (default 8192 flat inputs,
+    1024 images: the CNN's float64 activations of 8192 images take about 5 GB)."""
+    chunk = chunk or (8192 if x.dim() == 2 else 1024)
     n = index.shape[-1] if index is not None else x.shape[0]
     losses, correct = [], []
     for k in range(0, n, chunk):
@@ -581,6 +583,8 @@ def train_seeds(cfg: Mapping[str, Any], data: DataSplits, seeds: list[int],
     out_dirs = list(out_dirs) if out_dirs is not None else [None] * len(seeds)
     if len(out_dirs) != len(seeds):
         raise ConfigError(f"{len(seeds)} seeds but {len(out_dirs)} output folders")
+    if replicas and cfg.get("model") == "cnn":
+        raise ConfigError("the CNN has no replica dimension: train its seeds one per process (tp train --seed N)")
     if replicas and (cfg["log_alignment"] or cfg["gn_damping_hpsearch"]):
         raise ConfigError("alignment logging and the damping search run one seed per process; "
                           "train those seeds one at a time (tp train --seed N)")

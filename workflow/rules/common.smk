@@ -24,13 +24,13 @@ def _parse_strings(value):
     return value
 
 
-for _key in ("seeds", "epochs", "data", "slurm", "overrides", "launcher", "device"):
+for _key in ("seeds", "seed_block", "epochs", "data", "slurm", "overrides", "launcher", "device"):
     if _key in config:
         config[_key] = _parse_strings(config[_key])
 
 validate(config, "../schemas/config.schema.yaml")
 
-from tp.config import DATASETS, METHODS, ConfigError, available_configs, resolve_config  # noqa: E402
+from tp.config import DATASET_MODEL, DATASETS, METHODS, ConfigError, available_configs, resolve_config  # noqa: E402
 
 RESULTS = config["results"].rstrip("/")
 PYTHON = sys.executable
@@ -106,3 +106,21 @@ wildcard_constraints:
     data="|".join(sorted(set(DATA_OF.values()))),
     seed="|".join(str(s) for s in sorted(set(config["seeds"]) | {ALIGN["seed"]})),
     table="|".join(config["tables"]),
+
+
+def seed_blocks():
+    """(tuning, method, dataset, seeds) of the training processes that train several seeds together:
+    every fully connected table cell, its seeds in chunks of ``seed_block`` (none when it is 1; the CNN has
+    no replica dimension)."""
+    size = int(config.get("seed_block") or 1)
+    seeds = list(config["seeds"])
+    return [(t, m, d, seeds[k:k + size]) for t, m, d in RUN_CELLS if DATASET_MODEL.get(d, "mlp") == "mlp"
+            for k in range(0, len(seeds), size) if size > 1 and len(seeds[k:k + size]) > 1]
+
+
+def block_rule_name(block):
+    tuning, method, dataset, seeds = block
+    return "train_" + "_".join([tuning, method, dataset, f"seeds{seeds[0]}to{seeds[-1]}"]).replace("-", "_")
+
+
+SEED_BLOCKS = seed_blocks()

@@ -1,21 +1,47 @@
-# One training job per (tuning, method, dataset, seed).  The launcher runs `tp train` in a subprocess
-# (launcher: local) or submits it to SLURM through submitit and waits for it (launcher: slurm).
-# tuning "damping" is the damping search of Table S7: the alignment configuration with
-# gn_damping_hpsearch, which stops after its 3rd epoch (SPEC §7.2).
+# Training jobs.  The launcher runs `tp train` in a subprocess (launcher: local) or submits it to SLURM through
+# submitit and waits for it (launcher: slurm).
+#
+# * rule `train`: one job per (tuning, method, dataset, seed);
+# * seed blocks (`seed_block` > 1): the seeds of a fully connected table cell are trained together, up to
+#   `seed_block` at a time, in one process (`tp train --seeds`, replicas along a leading dimension; on a GPU
+#   about as fast as a single seed).  Each block is its own rule whose outputs are the block's per-seed
+#   summaries: the DAG still has one result folder per (tuning, method, dataset, seed), and a seed's result
+#   equals its single-seed run up to float64 rounding.  The CNN (no replica dimension) and the alignment and
+#   damping runs (one seed) stay single-seed jobs.
+# tuning "damping" is the damping search of Table S7: the alignment configuration with gn_damping_hpsearch,
+# which stops after its 3rd epoch (SPEC §7.2).
 
 
 def tp_tuning(wildcards):
-    return "alignment" if wildcards.tuning == "damping" else wildcards.tuning
+    return _tp_tuning(wildcards.tuning)
+
+
+def _tp_tuning(tuning):
+    return "alignment" if tuning == "damping" else tuning
 
 
 def epochs_arg(wildcards):
-    if wildcards.tuning == "damping":
+    return _epochs_arg(wildcards.tuning)
+
+
+def _epochs_arg(tuning):
+    if tuning == "damping":
         return "--epochs 3 --set gn_damping_hpsearch=true"
     return "" if config.get("epochs") is None else f"--epochs {config['epochs']}"
 
 
 def data_flag(wildcards):
-    return f"{RESULTS}/data/{DATA_OF[wildcards.dataset]}.ready"
+    return _data_flag(wildcards.dataset)
+
+
+def _data_flag(dataset):
+    return f"{RESULTS}/data/{DATA_OF[dataset]}.ready"
+
+
+SETS = " ".join(f"--set {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in (config.get("overrides") or {}).items())
+SLURM = " ".join(f"--slurm-{k.replace('_', '-')}={v}" for k, v in (config.get("slurm") or {}).items()
+                 if v is not None and k != "additional_parameters")
+SLURM_EXTRA = shlex.quote(json.dumps((config.get("slurm") or {}).get("additional_parameters") or {}))
 
 
 rule train:
@@ -30,11 +56,9 @@ rule train:
         out=lambda w: run_dir(w.tuning, w.method, w.dataset, w.seed),
         epochs=epochs_arg,
         tuning=tp_tuning,
-        sets=" ".join(f"--set {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in (config.get("overrides") or {}).items()),
-        slurm=lambda w: " ".join(
-            f"--slurm-{k.replace('_', '-')}={v}" for k, v in (config.get("slurm") or {}).items()
-            if v is not None and k != "additional_parameters"),
-        slurm_extra=shlex.quote(json.dumps((config.get("slurm") or {}).get("additional_parameters") or {})),
+        sets=SETS,
+        slurm=SLURM,
+        slurm_extra=SLURM_EXTRA,
     shell:
         """
         OMP_NUM_THREADS={threads} {PYTHON} {LAUNCH:q} --launcher {config[launcher]} {params.slurm} \
@@ -44,3 +68,33 @@ rule train:
             --source {config[data][source]} --no-download --no-progress --out {params.out} {params.epochs} {params.sets} \
             > {log} 2>&1
         """
+
+
+for _block in SEED_BLOCKS:
+    _tuning, _method, _dataset, _seeds = _block
+    _spec = ",".join(map(str, _seeds))
+    _cmd = (
+        f"{shlex.quote(PYTHON)} {shlex.quote(LAUNCH)} --launcher {config['launcher']} {SLURM} "
+        f"--slurm-additional-parameters {SLURM_EXTRA} -- train --method {_method} --dataset {_dataset} "
+        f"--tuning {_tp_tuning(_tuning)} --seeds {_spec} --device {config['device']} "
+        f"--data-root {shlex.quote(str(config['data']['root']))} --source {config['data']['source']} "
+        f"--no-download --no-progress --out {shlex.quote(run_dir(_tuning, _method, _dataset, '{seed}'))} "
+        f"{_epochs_arg(_tuning)} {SETS}"
+    )
+
+    rule:
+        name:
+            block_rule_name(_block)
+        input:
+            _data_flag(_dataset),
+        output:
+            [f"{run_dir(_tuning, _method, _dataset, s)}/summary.json" for s in _seeds],
+        log:
+            f"{RESULTS}/logs/train/{_tuning}/{_method}/{_dataset}/seeds{_spec.replace(',', '_')}.log",
+        threads: 1
+        params:
+            cmd=lambda wildcards, cmd=_cmd: cmd,  # a function: the {seed} of --out is for tp, not Snakemake
+        shell:
+            "OMP_NUM_THREADS={threads} {params.cmd} > {log} 2>&1"
+
+    workflow.ruleorder(block_rule_name(_block), "train")  # its seeds' summaries come from the block

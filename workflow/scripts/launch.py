@@ -40,10 +40,23 @@ def _raise_interrupt(signum, frame):
     raise Interrupted(signal.Signals(signum).name)
 
 
-def out_dir(tp_argv: list[str]) -> Path:
+def out_dirs(tp_argv: list[str]) -> tuple[Path, list[Path]]:
+    """(the launcher's folder: job record, submitit files; the run folders whose summary.json mean done).
+
+    A block of seeds (``--seeds 1-10 --out DIR/seed{seed}``) has one run folder per seed and keeps its job
+    record in DIR/seed1-10 (the ``{seed}`` of the pattern replaced by the seed list)."""
     if "--out" not in tp_argv:
         sys.exit("launch.py: the tp command needs --out DIR (the run folder)")
-    return Path(tp_argv[tp_argv.index("--out") + 1])
+    out = tp_argv[tp_argv.index("--out") + 1]
+    if "--seeds" not in tp_argv:
+        return Path(out), [Path(out)]
+    from tp.cli import parse_seeds
+
+    spec = tp_argv[tp_argv.index("--seeds") + 1]
+    if "{seed}" not in out:
+        sys.exit("launch.py: a block of seeds needs --out with {seed} (one run folder per seed)")
+    return Path(out.replace("{seed}", spec.replace(",", "_"))), [Path(out.replace("{seed}", str(s)))
+                                                                 for s in parse_seeds(spec)]
 
 
 # ----------------------------------------------------------------------------------------------- local
@@ -108,7 +121,7 @@ def wait(job, poll_seconds: float, status_seconds: float) -> None:
 def run_slurm(tp_argv: list[str], opts) -> int:
     import submitit
 
-    run = out_dir(tp_argv)
+    run, runs = out_dirs(tp_argv)
     run.mkdir(parents=True, exist_ok=True)
     folder, record = run / "slurm", run / "slurm_job.json"
     job = None
@@ -151,7 +164,7 @@ def run_slurm(tp_argv: list[str], opts) -> int:
               file=sys.stderr, flush=True)
         return 1
     print(f"SLURM job {job.job_id} done", flush=True)
-    return 0 if (run / "summary.json").exists() else 1
+    return 0 if all((r / "summary.json").exists() for r in runs) else 1
 
 
 def main(argv=None) -> int:
