@@ -176,8 +176,10 @@ def test_interrupted_smoke_run_resumes_without_recomputing(tmp_path):
                             stderr=subprocess.DEVNULL)
     try:
         # one run finished, another in the middle of its training: Ctrl-C (SIGINT to the process group)
+        # (a run that has just finished still has its checkpoint for a moment: look for an unfinished one)
         wait_for(lambda: sum(t.exists() for t in targets) == 1 and any(
-            (r / "checkpoint.pt").exists() for r in runs), 240, "a finished run and a checkpointed one")
+            (r / "checkpoint.pt").exists() and not (r / "summary.json").exists() for r in runs), 240,
+            "a finished run and a checkpointed one")
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
     finally:

@@ -157,10 +157,10 @@ class _Run:
         checkpoints and vice versa."""
         rec = self.records[r]
 
-        def opt_state(opt):
-            state = opt.state_dict()
-            return {"step": state["step"], **{key: {k: self.sel(v, r) for k, v in state[key].items()}
-                                              for key in ("exp_avg", "exp_avg_sq")}}
+        def opt_state(opt):  # Adam.state_dict's format, replica r only (sliced before leaving the device)
+            opt.sync_step_count()
+            return {"step": opt.step_count, **{key: {k: self.sel(v, r).detach().cpu() for k, v in
+                                                     getattr(opt, key).items()} for key in ("exp_avg", "exp_avg_sq")}}
 
         return {
             "format": 1, "config": self.cfg, "seed": rec.seed,
