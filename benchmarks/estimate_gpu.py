@@ -9,6 +9,7 @@ searches).  Method of estimation, per training job of the default DAG (config/co
   of N_b training steps + ``extra_fb_epochs`` · N_b feedback-only steps + one evaluation of the validation
   and test sets (N_b = ⌈N_train/128⌉; 55,000/45,000 training samples with a validation split, else
   60,000/50,000): ``epochs_fb·N_b·t_fb + epochs·(N_b·(t_step + extra_fb_epochs·t_fb) + t_eval)``;
+* the pipeline's configuration ``epochs``/``overrides`` are not applied (the default reproduction has none);
 * t_step, t_fb: the CUDA-graph step of the configuration's method on its architecture (MNIST-shaped
   784-256×5-10 for MNIST, Frozen-MNIST and Fashion-MNIST; 3072-1024×3-10 for CIFAR-10; the CNN), float64
   (the BP/DFA configurations in float32 are counted at their float64 time), with R = ``seed_block`` seeds
@@ -119,9 +120,10 @@ def main(argv=None) -> int:
     for tuning, method, dataset in cells:
         cfg = resolve_config(method, dataset, tuning)
         arch = ARCH[dataset]
-        R = block if arch != "cifar10-cnn" and block > 1 else 1
-        jobs = math.ceil(seeds / R)
-        add("table", tuning, method, dataset, jobs, R, run_seconds(cfg, steps, arch, R)[0])
+        size = block if arch != "cifar10-cnn" and block > 1 else 1
+        chunks = [min(size, seeds - k) for k in range(0, seeds, size)]  # the pipeline's blocks (last smaller)
+        for R in sorted(set(chunks)):
+            add("table", tuning, method, dataset, chunks.count(R), R, run_seconds(cfg, steps, arch, R)[0])
 
     # alignment overhead per logged minibatch (BP and damped-GNT references, the eager logging step), from
     # the measured alignment epochs of DDTP-linear; an MLP architecture without a measurement takes the

@@ -152,3 +152,26 @@ def test_cnn_graph_path_trains_like_the_eager_path(method, tmp_path, emulated_gr
     for a, b in zip(rows(tmp_path / "eager"), rows(tmp_path / "graph")):
         assert math.isclose(float(a["train_loss"]), float(b["train_loss"]), rel_tol=1e-9)
         assert math.isclose(float(a["test_loss"]), float(b["test_loss"]), rel_tol=1e-9)
+
+
+def test_a_failed_capture_leaves_the_run_as_it_was():
+    """A step that fails during the warm-up (out of memory, say) must not leave half-done steps behind:
+    the loop falls back to eager steps from exactly the state before."""
+    class Host:
+        steps = 0
+
+    host = Host()
+    w = torch.zeros(2, dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    g_state = g.get_state()
+
+    def step(idx):
+        w.add_(torch.randn(2, generator=g, dtype=torch.float64))
+        host.steps += 1
+        if host.steps == 2:
+            raise RuntimeError("out of memory (simulated)")
+
+    with pytest.raises(RuntimeError, match="simulated"):
+        CapturedStep(step, torch.tensor([0]), [w], [g], [(host, "steps")])
+    assert torch.equal(w, torch.zeros(2, dtype=torch.float64)) and host.steps == 0
+    assert torch.equal(g.get_state(), g_state)

@@ -76,3 +76,19 @@ def test_capturable_adam_equals_the_plain_form(weight_decay, fused):
     assert capt._fused == fused or tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 4)
     for k in shapes:
         torch.testing.assert_close(capt_p[k], plain_p[k], rtol=1e-13, atol=1e-15)  # equal up to rounding
+
+
+def test_capturable_adam_with_strided_gradients_equals_the_plain_form():
+    """Transposed, expanded or sliced gradients (views) take the multi-tensor path: same update."""
+    g = torch.Generator().manual_seed(5)
+    base = {"A": torch.randn(4, 3, dtype=torch.float64, generator=g), "B": torch.randn(3, 4, dtype=torch.float64,
+                                                                                      generator=g)}
+    plain_p, capt_p = {k: v.clone() for k, v in base.items()}, {k: v.clone() for k, v in base.items()}
+    plain, capt = Adam(plain_p, lr=0.1), Adam(capt_p, lr=0.1, capturable=True)
+    for _ in range(3):
+        raw = torch.randn(8, 4, dtype=torch.float64, generator=g)
+        grads = {"A": raw[::2, :3], "B": raw[4:, :3].mT}  # a strided slice, a transposed view
+        plain.step(grads)
+        capt.step(grads)
+    for k in base:
+        torch.testing.assert_close(capt_p[k], plain_p[k], rtol=1e-13, atol=1e-15)

@@ -156,8 +156,47 @@ def test_a_diverging_replica_stops_alone(tmp_path, monkeypatch):
     assert summaries[0]["status"] == "diverged" and summaries[0]["train_loss_last"] is None
     assert summaries[0]["epochs_run"] == 0 and "seed 1: run diverged" in "\n".join(logs)
     assert summaries[1]["status"] == "finished" and summaries[1]["epochs_run"] == 2
+    for summary, out in zip(summaries, outs):  # what it returns is what it wrote, fixed when the seed stopped
+        assert summary == json.loads((out / "summary.json").read_text())
+    assert summaries[0]["feedback_steps"] < summaries[1]["feedback_steps"]
     train(cfg, single_data(data, 2), 2, tmp_path / "ref2", log=quiet, progress=False, keep_checkpoint=True)
     assert_same_run(outs[1], tmp_path / "ref2")
+
+
+def test_a_restarted_block_restores_the_summary_of_a_seed_that_stopped_early(tmp_path, monkeypatch):
+    """Snakemake deletes a job's outputs before running it again: a block interrupted after one seed
+    diverged, restarted with that seed's summary gone, writes it again from the seed's kept checkpoint."""
+    import tp.train as tp_train
+
+    build = tp_train._build
+
+    def poisoned(*args, **kwargs):
+        run = build(*args, **kwargs)
+        if run.replicas is not None and run.epochs_done == 0:
+            run.params["W1"][0, 0, 0] = float("nan")
+        return run
+
+    monkeypatch.setattr(tp_train, "_build", poisoned)
+    cfg = resolve_config("ddtp-linear", "mnist", "test", {**SMALL, "epochs": 3, "epochs_fb": 0})
+    data = pool()
+    seeds = [1, 2]
+    outs = [tmp_path / f"seed{s}" for s in seeds]
+
+    def interrupt(epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_seeds(cfg, block_data(data, seeds), seeds, outs, log=quiet, progress=False, on_epoch_end=interrupt)
+    first = json.loads((outs[0] / "summary.json").read_text())
+    assert first["status"] == "diverged" and (outs[0] / CHECKPOINT).exists()  # kept while the block runs
+    (outs[0] / "summary.json").unlink()
+    logs = []
+    summaries = train_seeds(cfg, block_data(data, seeds), seeds, outs, log=logs.append, progress=False)
+    assert json.loads((outs[0] / "summary.json").read_text()) == first == summaries[0]
+    assert summaries[1]["status"] == "finished" and summaries[1]["epochs_run"] == 3
+    assert not any((o / CHECKPOINT).exists() for o in outs)
+    assert any("already diverged" in m for m in logs)
 
 
 def test_block_refuses_bad_input(tmp_path):
@@ -194,3 +233,5 @@ def test_cli_trains_a_block_into_one_folder_per_seed(tmp_path, capsys):
     assert "must contain '{seed}'" in capsys.readouterr().err
     assert cli.main(base + ["--seeds", "1-x"]) == 2
     assert "bad seed list '1-x'" in capsys.readouterr().err
+    assert cli.main(base + ["--seeds", "1-2", "--seed", "3"]) == 2
+    assert "--seed 3 and --seeds 1-2 together" in capsys.readouterr().err

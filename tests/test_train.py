@@ -206,3 +206,13 @@ def test_evaluation_averages_per_batch_means_like_the_official_loader():
     ref_acc = sum(float(net.accuracy(o, y[k:k + 128])) for o, k in zip(outs, range(0, 300, 128))) / 3
     assert float(loss) == pytest.approx(ref_loss, rel=1e-14) and float(acc) == pytest.approx(ref_acc, rel=1e-14)
     assert float(loss) != pytest.approx(float(net.loss_value(net.forward(params, x).output, y)), rel=1e-6)
+
+
+def test_a_kept_checkpoint_of_an_ended_run_restores_its_summary(tmp_path):
+    """A finished run whose summary.json was removed (its checkpoint kept) gets the same summary back
+    without training again."""
+    cfg = config("ddtp-linear", epochs=2, epochs_fb=1)
+    first = train(cfg, small_data(), seed=3, out_dir=tmp_path, progress=False, log=quiet, keep_checkpoint=True)
+    (tmp_path / "summary.json").unlink()
+    again = train(cfg, small_data(), seed=3, out_dir=tmp_path, progress=False, log=quiet, keep_checkpoint=True)
+    assert again == first == json.loads((tmp_path / "summary.json").read_text())

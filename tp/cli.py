@@ -65,7 +65,9 @@ def cmd_train(args) -> int:
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     cfg = resolve_config(args.method, args.dataset, args.tuning, overrides)
-    seeds = parse_seeds(args.seeds) if args.seeds is not None else [args.seed]
+    if args.seeds is not None and args.seed is not None:
+        raise ConfigError(f"--seed {args.seed} and --seeds {args.seeds} together: give one of them")
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else [0 if args.seed is None else args.seed]
     block = len(seeds) > 1
     if args.out and block and "{seed}" not in args.out:
         raise ConfigError(f"--out {args.out!r} must contain '{{seed}}' with several seeds "
@@ -114,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one of: " + ", ".join(DATASETS))
     t.add_argument("--tuning", default="test", choices=TUNINGS,
                    help="test: tuned for validation error (Table 1); train: for training loss (Table 2)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=None, help="the run's seed (default 0)")
     t.add_argument("--seeds", default=None, metavar="LIST",
                    help="train several seeds together in one process (replicas), e.g. 1-10 or 1,2,5; "
                         "one result folder per seed (--out must then contain {seed})")

@@ -66,6 +66,8 @@ class CapturedStep:
         before = [getattr(o, n) for o, n in self.counters]
 
         def restore():
+            for (o, n), v in zip(self.counters, before):
+                setattr(o, n, v)
             with torch.no_grad():
                 for t, s in zip(state, saved):
                     t.copy_(s)
@@ -73,18 +75,24 @@ class CapturedStep:
                 # only where it moved: a generator registered with a graph keeps its state object
                 if not torch.equal(g.get_state(), s):
                     g.set_state(s)
-            for (o, n), v in zip(self.counters, before):
-                setattr(o, n, v)
 
         self.fn = fn
         self.emulated = self.idx.device.type != "cuda"
-        if self.emulated:
-            # the CPU stand-in (tests): the same snapshot, warm-up and restore protocol; replay re-runs fn
-            for _ in range(warmup + 1):
-                fn(self.idx)
+        self.graph = None
+        try:  # whatever happens (a failed warm-up or capture too), the run is left as it was
+            if self.emulated:
+                # the CPU stand-in (tests): the same snapshot, warm-up and restore protocol; replay re-runs fn
+                for _ in range(warmup + 1):
+                    fn(self.idx)
+            else:
+                self._capture(fn, warmup, generators, restore)
+                self.delta = [getattr(o, n) - v for (o, n), v in zip(self.counters, before)]
+        finally:
+            if not self.emulated and torch.cuda.is_available():
+                torch.cuda.synchronize(self.idx.device)
             restore()
-            self.graph = None
-            return
+
+    def _capture(self, fn, warmup: int, generators, restore) -> None:
         side = torch.cuda.Stream(device=self.idx.device)
         side.wait_stream(torch.cuda.current_stream(self.idx.device))
         with torch.cuda.stream(side):
@@ -96,13 +104,8 @@ class CapturedStep:
         self.graph = torch.cuda.CUDAGraph()
         for g in generators:
             self.graph.register_generator_state(g)
-        try:
-            with torch.cuda.graph(self.graph):
-                fn(self.idx)
-            self.delta = [getattr(o, n) - v for (o, n), v in zip(self.counters, before)]
-        finally:
-            torch.cuda.synchronize(self.idx.device)
-            restore()
+        with torch.cuda.graph(self.graph):
+            fn(self.idx)
 
     def __call__(self, idx: Tensor) -> None:
         """One step on the minibatch ``idx`` (same shape as at capture)."""

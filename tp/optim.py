@@ -91,7 +91,11 @@ class Adam:
         for (lr, eps), names in groups.items():
             args = ([self.params[k] for k in names], [grads[k] for k in names],
                     [self.exp_avg[k] for k in names], [self.exp_avg_sq[k] for k in names])
-            if self._fused:
+            # the fused kernel reads raw memory (on the CPU without checking): dense tensors laid out like
+            # their parameters only, else the multi-tensor path
+            dense = all(g.is_contiguous() and p.is_contiguous() and g.shape == p.shape
+                        for p, g in zip(args[0], args[1]))
+            if self._fused and dense:
                 try:
                     torch._fused_adam_(*args, [], [self._t] * len(names), lr=lr, beta1=self.betas[0],
                                        beta2=self.betas[1], weight_decay=self.weight_decay, eps=eps,

@@ -112,6 +112,7 @@ class _Record:
     alignment: list = field(default_factory=list)  # tidy rows of alignment angles (log_alignment)
     damping: list = field(default_factory=list)  # rows of the damping search (gn_damping_hpsearch)
     elapsed: float = 0.0  # wall time when the run stopped (running: the block's)
+    summary: dict | None = None  # its summary, fixed when it stopped
 
 
 @dataclass
@@ -172,7 +173,7 @@ class _Run:
             "generators": {k: self.gen(k, r).get_state() for k in self.gens},
             "metrics": rec.metrics, "elapsed": self.elapsed, "status": rec.status,
             "message": rec.message, "fb_steps": self.fb_steps, "steps": self.steps,
-            "alignment": rec.alignment, "damping": rec.damping,
+            "alignment": rec.alignment, "damping": rec.damping, "summary": rec.summary,
         }
 
     def load_state_dict(self, state: Mapping, r: int = 0) -> None:
@@ -196,6 +197,7 @@ class _Run:
         rec = self.records[r]
         for key in ("metrics", "status", "message", "alignment", "damping"):
             setattr(rec, key, state[key] if state[key] is not None else [])
+        rec.summary = state.get("summary") if rec.status != "running" else None
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -467,7 +469,7 @@ def _summary(run: _Run, r: int, wall: float) -> dict:
         "test_error_last": last["test_error"] if last and not diverged else None,
         "train_loss_last": last["train_loss"] if last and not diverged else None,
         "wall_time_s": round(wall, 3), "device": str(run.device), "device_name": device_name(run.device),
-        "torch_version": torch.__version__, "code_version": code_version(),
+        "torch_version": str(torch.__version__), "code_version": code_version(),
         "python_version": platform.python_version(),
         "feedback_steps": run.fb_steps,
         "damping_selected": selected_damping(rec.damping) if rec.damping else None,
@@ -491,17 +493,14 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     _atomic_write(path, write)
 
 
-def _write_outputs(out: Path, run: _Run, r: int, wall: float) -> dict:
-    rec = run.records[r]
+def _write_outputs(out: Path, rec: _Record) -> None:
     _write_csv(out / METRICS, rec.metrics, METRIC_COLUMNS)
     if rec.alignment:
         _write_csv(out / ALIGNMENT, rec.alignment, ALIGNMENT_COLUMNS)
     if rec.damping:
         _write_csv(out / DAMPING, rec.damping, ["damping", "layer", "mean_angle", "batches"])
-    summary = _summary(run, r, wall)
-    summary["config"] = run.cfg
-    _atomic_write(out / SUMMARY, lambda tmp: tmp.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n"))
-    return summary
+    _atomic_write(out / SUMMARY, lambda tmp: tmp.write_text(json.dumps(rec.summary, indent=2, allow_nan=False)
+                                                            + "\n"))
 
 
 def _pct_error(acc: float) -> float:
@@ -657,12 +656,17 @@ def _train_block(cfg, data, seeds, outs, device, loss, replicas, use_graphs, pro
             _atomic_write(out / CHECKPOINT, lambda tmp: torch.save(run.state_dict(r), tmp))
 
     def finish(r):
-        """Seed r stopped (or ended): its outputs now, once."""
+        """Seed r stopped (or ended): its summary is fixed and its outputs written now.  In a block whose
+        other seeds go on, its checkpoint (with the final status) stays until the block ends, so that a
+        restarted block knows the seed is done even if its summary was removed meanwhile (Snakemake
+        deletes a job's outputs before running it again)."""
         rec = run.records[r]
-        rec.elapsed = run.elapsed
+        if rec.summary is None:  # (a seed resumed from a checkpoint that says it ended has its summary)
+            rec.elapsed = run.elapsed
+            rec.summary = {**_summary(run, r, rec.elapsed), "config": cfg}
         if rec.out is not None:
-            _write_outputs(rec.out, run, r, rec.elapsed)
-            if keep_checkpoint:
+            _write_outputs(rec.out, rec)
+            if keep_checkpoint or run.running():
                 checkpoint(r)
             else:
                 (rec.out / CHECKPOINT).unlink(missing_ok=True)
@@ -671,6 +675,11 @@ def _train_block(cfg, data, seeds, outs, device, loss, replicas, use_graphs, pro
         rec = run.records[r]
         rec.status, rec.message = status, message
         log(f"{label if not replicas else f'seed {rec.seed}'}: run {status}: {message}")
+
+    for r, rec in enumerate(run.records):  # resumed from a checkpoint that says the seed already ended
+        if rec.status != "running":
+            log(f"{rec.out}: already {rec.status} (its checkpoint says so); writing its outputs")
+            finish(r)
 
     use_bar = sys.stderr.isatty() if progress is None else progress
     total = (cfg["epochs_fb"] if run.fb_opt else 0) + cfg["epochs"]
@@ -773,9 +782,10 @@ def _train_block(cfg, data, seeds, outs, device, loss, replicas, use_graphs, pro
         finish(r)
     if bar is not None:
         bar.close()
-    out = []
-    for r, rec in enumerate(run.records):
-        summary = _summary(run, r, rec.elapsed)
-        summary["config"] = cfg
-        out.append(summary)
-    return out
+    for rec in run.records:  # the block is over: its seeds' checkpoints go, removed summaries come back
+        if rec.out is not None:
+            if not (rec.out / SUMMARY).exists():
+                _write_outputs(rec.out, rec)
+            if not keep_checkpoint:
+                (rec.out / CHECKPOINT).unlink(missing_ok=True)
+    return [rec.summary for rec in run.records]

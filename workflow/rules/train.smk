@@ -3,11 +3,11 @@
 #
 # * rule `train`: one job per (tuning, method, dataset, seed);
 # * seed blocks (`seed_block` > 1): the seeds of a fully connected table cell are trained together, up to
-#   `seed_block` at a time, in one process (`tp train --seeds`, replicas along a leading dimension; on a GPU
-#   about as fast as a single seed).  Each block is its own rule whose outputs are the block's per-seed
-#   summaries: the DAG still has one result folder per (tuning, method, dataset, seed), and a seed's result
-#   equals its single-seed run up to float64 rounding.  The CNN (no replica dimension) and the alignment and
-#   damping runs (one seed) stay single-seed jobs.
+#   `seed_block` at a time, in one process (`tp train --seeds`, replicas along a leading dimension; on an
+#   H200 10 MNIST-network seeds cost about twice one seed).  Each block is its own rule whose outputs are the
+#   block's per-seed summaries: the DAG still has one result folder per (tuning, method, dataset, seed), and
+#   a seed's result equals its single-seed run up to rounding.  The CNN (no replica dimension) and the
+#   alignment and damping runs (one seed) stay single-seed jobs.
 # tuning "damping" is the damping search of Table S7: the alignment configuration with gn_damping_hpsearch,
 # which stops after its 3rd epoch (SPEC §7.2).
 
@@ -73,15 +73,9 @@ rule train:
 for _block in SEED_BLOCKS:
     _tuning, _method, _dataset, _seeds = _block
     _spec = ",".join(map(str, _seeds))
-    _cmd = (
-        f"{shlex.quote(PYTHON)} {shlex.quote(LAUNCH)} --launcher {config['launcher']} {SLURM} "
-        f"--slurm-additional-parameters {SLURM_EXTRA} -- train --method {_method} --dataset {_dataset} "
-        f"--tuning {_tp_tuning(_tuning)} --seeds {_spec} --device {config['device']} "
-        f"--data-root {shlex.quote(str(config['data']['root']))} --source {config['data']['source']} "
-        f"--no-download --no-progress --out {shlex.quote(run_dir(_tuning, _method, _dataset, '{seed}'))} "
-        f"{_epochs_arg(_tuning)} {SETS}"
-    )
 
+    # like rule train: the settings that do not change a run's result (python, launcher, device, data root)
+    # stay in the shell template, not in params, so that changing them does not rerun finished blocks
     rule:
         name:
             block_rule_name(_block)
@@ -93,8 +87,24 @@ for _block in SEED_BLOCKS:
             f"{RESULTS}/logs/train/{_tuning}/{_method}/{_dataset}/seeds{_spec.replace(',', '_')}.log",
         threads: 1
         params:
-            cmd=lambda wildcards, cmd=_cmd: cmd,  # a function: the {seed} of --out is for tp, not Snakemake
+            method=_method,
+            dataset=_dataset,
+            seeds=_spec,
+            # functions: the {seed} of --out is for tp, not for Snakemake's formatting
+            out=lambda wildcards, out=run_dir(_tuning, _method, _dataset, "{seed}"): out,
+            epochs=lambda wildcards, e=_epochs_arg(_tuning): e,
+            tuning=_tp_tuning(_tuning),
+            sets=SETS,
+            slurm=SLURM,
+            slurm_extra=SLURM_EXTRA,
         shell:
-            "OMP_NUM_THREADS={threads} {params.cmd} > {log} 2>&1"
+            """
+            OMP_NUM_THREADS={threads} {PYTHON} {LAUNCH:q} --launcher {config[launcher]} {params.slurm} \
+                --slurm-additional-parameters {params.slurm_extra} -- \
+                train --method {params.method} --dataset {params.dataset} --tuning {params.tuning} \
+                --seeds {params.seeds} --device {config[device]} --data-root {config[data][root]:q} \
+                --source {config[data][source]} --no-download --no-progress --out {params.out:q} {params.epochs} \
+                {params.sets} > {log} 2>&1
+            """
 
     workflow.ruleorder(block_rule_name(_block), "train")  # its seeds' summaries come from the block
