@@ -198,6 +198,15 @@ def test_a_restarted_block_restores_the_summary_of_a_seed_that_stopped_early(tmp
     assert not any((o / CHECKPOINT).exists() for o in outs)
     assert any("already diverged" in m for m in logs)
 
+    # the same after an interruption that left the stopped seed's summary in place: skipped, checkpoint gone
+    with pytest.raises(KeyboardInterrupt):
+        train_seeds(cfg, block_data(data, seeds), seeds, [tmp_path / "b" / f"seed{s}" for s in seeds], log=quiet,
+                    progress=False, on_epoch_end=interrupt)
+    later = train_seeds(cfg, block_data(data, seeds), seeds, [tmp_path / "b" / f"seed{s}" for s in seeds],
+                        log=quiet, progress=False)
+    assert later[0] == json.loads((tmp_path / "b" / "seed1" / "summary.json").read_text())
+    assert not any((tmp_path / "b" / f"seed{s}" / CHECKPOINT).exists() for s in seeds)
+
 
 def test_block_refuses_bad_input(tmp_path):
     cfg = resolve_config("bp", "mnist", "test", {**SMALL, "epochs": 1})

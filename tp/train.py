@@ -611,6 +611,8 @@ def train_seeds(cfg: Mapping[str, Any], data: DataSplits, seeds: list[int],
         done = _finished_summary(out, cfg, seed, log)
         if done is not None:
             results[pos] = done
+            if not keep_checkpoint and out is not None:  # the final checkpoint of a seed whose block stopped
+                (out / CHECKPOINT).unlink(missing_ok=True)
             continue
         key = (0, 0)
         if out is not None and (out / CHECKPOINT).exists():
