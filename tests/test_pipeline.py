@@ -156,6 +156,12 @@ def test_smoke_configuration_runs_end_to_end(tmp_path):
 
 
 # -------------------------------------------------------------------------------- interrupt (local)
+def default_sigint():
+    """For a child that must react to Ctrl-C: a shell that starts a job in the background (no job control)
+    leaves SIGINT ignored, and an ignored signal stays ignored in every child."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_for(predicate, timeout, what):
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
@@ -172,8 +178,8 @@ def test_interrupted_smoke_run_resumes_without_recomputing(tmp_path):
     targets = [r / "summary.json" for r in runs]
     cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "1",
                        "--configfile", str(REPO / "config" / "smoke.yaml"), str(extra), "--"] + [str(t) for t in targets]
-    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, preexec_fn=default_sigint,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # one run finished, another in the middle of its training: Ctrl-C (SIGINT to the process group)
         # (a run that has just finished still has its checkpoint for a moment: look for an unfinished one)
@@ -266,8 +272,8 @@ def start_long_slurm_run(tmp_path, env, epochs):
     run = results / "runs/test/ddtp-linear/mnist/seed1"
     cmd = SNAKEMAKE + ["--profile", "slurm", "--configfile", "config/smoke.yaml", str(extra), "--",
                        str(run / "summary.json")]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True, preexec_fn=default_sigint,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     record = run / "slurm_job.json"
     wait_for(lambda: record.exists(), 120, "the launcher's job record")
     job_id = json.loads(record.read_text())["job_id"]
