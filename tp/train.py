@@ -410,6 +410,8 @@ def evaluate(net, params: dict, x: Tensor, y: Tensor, batch_size: int = EVAL_BAT
     ``x`` (its own validation split).  ``chunk``: samples per forward pass (default 8192 flat inputs,
     1024 images: the CNN's float64 activations of 8192 images take about 5 GB)."""
     chunk = chunk or (8192 if x.dim() == 2 else 1024)
+    if index is not None:  # R replicas gather R·chunk samples at once: keep the peak near one replica's
+        chunk = max(EVAL_BATCH, chunk // index.shape[0])
     n = index.shape[-1] if index is not None else x.shape[0]
     losses, correct = [], []
     for k in range(0, n, chunk):
