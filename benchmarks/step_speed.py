@@ -1,5 +1,5 @@
 """Time per minibatch step of the training loop, per method and architecture, eager vs CUDA graph, one seed
-and R seeds trained together (issue 7).
+and R seeds trained together.
 
 For each (method, architecture) with an official configuration this measures the step the training loop
 runs (``tp.train._train_minibatch``: minibatch gather, forward pass, targets and forward update, feedback
@@ -16,7 +16,8 @@ feedback-only step of pre-training and extra feedback epochs (``_feedback_miniba
   ms_step / R;
 * ``gflop``: matrix-product FLOPs of one step (``torch.utils.flop_counter``), and ``floor_ms`` = those FLOPs
   over the measured dense GEMM rate of the device in the run's precision (the arithmetic floor);
-* ``official_ms``: the per-step time of the official implementation on an H200 (issue 7), and the speed-up;
+* ``official_ms``: the per-step time of the official implementation on an H200 (measured for the project),
+  and the speed-up;
 * ``graph_vs_eager``: for graph rows, the largest relative difference of all parameters after
   ``--check-steps`` steps between the graphed run and an eager run of the same code on the same minibatches
   (the CUDA-graph path is tested against the eager path here, on the GPU); ``vs_reference`` the same
@@ -24,7 +25,7 @@ feedback-only step of pre-training and extra feedback epochs (``_feedback_miniba
 
 Also timed: evaluation of 15,000 samples per architecture (for the reproduction estimate), and a whole-step
 CUDA-graph BP step written with ``torch.nn`` + autograd + ``torch.optim.Adam(capturable=True)``, the floor
-issue 7 names for BP and DFA.
+the project's speed goals name for BP and DFA.
 
     python benchmarks/step_speed.py --device cpu --blocks 3 --block 3          # anyone, small
     python benchmarks/step_speed.py --device cuda --csv step_speed.csv         # the GPU table
