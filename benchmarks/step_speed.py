@@ -78,7 +78,7 @@ def sync(device):
 def config(method: str, arch: str) -> dict | None:
     """The method's ``test`` configuration on the architecture (or its ``-extrafb`` variant's: the same
     rule and step), in float64 (the paper's TP configurations; BP/DFA are float32 in some official
-    configurations, the issue's figures are float64)."""
+    configurations, the official figures are float64)."""
     for slug in (method, f"{method}-extrafb"):
         if "test" in available_configs().get((arch, slug), []):
             return resolve_config(slug, arch, "test", {"double_precision": True})
