@@ -37,6 +37,9 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from estimate_reproduction import job_seconds, write_csv  # noqa: E402  (the same formula as the CPU estimate)
 
 from tp.config import available_configs, resolve_config  # noqa: E402
 from tp.rules import REGISTRY  # noqa: E402
@@ -83,15 +86,10 @@ def logged_steps(cfg: dict, arch: str) -> int:
 
 def run_seconds(cfg: dict, steps: Steps, arch: str, R: int, epochs: int | None = None) -> tuple[float, float]:
     """(seconds of the whole run, seconds of one training epoch) by the formula of the docstring."""
-    n_train = TRAIN_SIZE[arch] - (0 if cfg["no_val_set"] else 5000)
-    nb = math.ceil(n_train / cfg["batch_size"])
     trains_fb = REGISTRY[cfg["rule"]].trains_feedback
-    t_step = steps.step(cfg["method"], arch, R, "train")
-    t_fb = steps.step(cfg["method"], arch, R, "feedback") if trains_fb else 0.0
-    t_eval = steps.eval15k(arch, R) * (10000 + (0 if cfg["no_val_set"] else 5000)) / 15000
-    epoch = nb * (t_step + (cfg["extra_fb_epochs"] * t_fb if trains_fb else 0.0)) + t_eval
-    pre = cfg["epochs_fb"] * nb * t_fb if trains_fb else 0.0
-    return pre + (cfg["epochs"] if epochs is None else epochs) * epoch, epoch
+    return job_seconds(cfg, TRAIN_SIZE[arch], steps.step(cfg["method"], arch, R, "train"),
+                       steps.step(cfg["method"], arch, R, "feedback") if trains_fb else 0.0,
+                       steps.eval15k(arch, R), epochs)
 
 
 def main(argv=None) -> int:
@@ -166,10 +164,7 @@ def main(argv=None) -> int:
         print("note: " + note)
     print("device-hours: " + ", ".join(f"{k} {v:.2f}" for k, v in by_kind.items()) + f"; total {total:.2f}")
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(args.csv, rows)
     return 0
 
 

@@ -88,6 +88,25 @@ def time_config(cfg: dict, device, steps: int, warmup: int) -> dict[str, float]:
             "t_eval_15k": t_eval * 15000 / n_eval}
 
 
+def job_seconds(cfg: dict, train_size: int, t_step: float, t_fb: float, t_eval_15k: float,
+                epochs: int | None = None) -> tuple[float, float]:
+    """(seconds of a run, seconds of one training epoch) by the formula of the module docstring, from the
+    per-step times and the evaluation time of 15,000 samples (``epochs``: instead of the configured)."""
+    nb = math.ceil((train_size - (0 if cfg["no_val_set"] else 5000)) / cfg["batch_size"])
+    if not tp.rules.REGISTRY[cfg["rule"]].trains_feedback:
+        t_fb = 0.0
+    per_epoch = nb * (t_step + cfg["extra_fb_epochs"] * t_fb) \
+        + t_eval_15k * (10000 + (0 if cfg["no_val_set"] else 5000)) / 15000
+    return cfg["epochs_fb"] * nb * t_fb + (cfg["epochs"] if epochs is None else epochs) * per_epoch, per_epoch
+
+
+def write_csv(path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
@@ -114,13 +133,7 @@ def main(argv=None) -> int:
         if key not in cache:
             cache[key] = time_config(cfg, device, args.steps, args.warmup)
         t = cache[key]
-        n_train = TRAIN_SIZE[dataset] - (0 if cfg["no_val_set"] else 5000)
-        nb = math.ceil(n_train / cfg["batch_size"])
-        trains_fb = tp.rules.REGISTRY[cfg["rule"]].trains_feedback
-        pre = cfg["epochs_fb"] * nb * t["t_fb"] if trains_fb else 0.0
-        per_epoch = nb * (t["t_step"] + (cfg["extra_fb_epochs"] * t["t_fb"] if trains_fb else 0.0)) \
-            + t["t_eval_15k"] * (10000 + (0 if cfg["no_val_set"] else 5000)) / 15000
-        run_s = pre + cfg["epochs"] * per_epoch
+        run_s, per_epoch = job_seconds(cfg, TRAIN_SIZE[dataset], t["t_step"], t["t_fb"], t["t_eval_15k"])
         rows.append({"tuning": tuning, "method": method, "dataset": dataset, "precision":
                      "float64" if cfg["double_precision"] else "float32", "ms_step": 1e3 * t["t_step"],
                      "ms_fb_step": 1e3 * t["t_fb"], "s_per_epoch": per_epoch, "epochs": cfg["epochs"],
@@ -136,10 +149,7 @@ def main(argv=None) -> int:
     total = sum(r["h_all_seeds"] for r in rows)
     print(f"total: {total:.1f} hours of sequential compute on this device")
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(args.csv, rows)
     return 0
 
 

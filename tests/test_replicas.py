@@ -132,20 +132,25 @@ def test_interrupted_block_resumes_as_single_runs_and_skips_finished_seeds(tmp_p
         assert_same_run(tmp_path / "block" / f"seed{seed}", ref)
 
 
-def test_a_diverging_replica_stops_alone(tmp_path, monkeypatch):
-    """NaN in one replica ends that seed (status diverged, no number written); the others go on and
-    still equal their single runs."""
+@pytest.fixture
+def poisoned_replica0(monkeypatch):
+    """Blocks start replica 0 (the first seed) with a NaN weight, unless resumed from a checkpoint."""
     import tp.train as tp_train
 
     build = tp_train._build
 
-    def poisoned(*args, **kwargs):  # replica 0 starts with a NaN weight
+    def poisoned(*args, **kwargs):
         run = build(*args, **kwargs)
-        if run.replicas is not None:
+        if run.replicas is not None and run.epochs_done == 0:
             run.params["W1"][0, 0, 0] = float("nan")
         return run
 
     monkeypatch.setattr(tp_train, "_build", poisoned)
+
+
+def test_a_diverging_replica_stops_alone(tmp_path, poisoned_replica0):
+    """NaN in one replica ends that seed (status diverged, no number written); the others go on and
+    still equal their single runs."""
     cfg = resolve_config("ddtp-linear", "mnist", "test", {**SMALL, "epochs": 2, "epochs_fb": 0})
     data = pool()
     seeds = [1, 2]
@@ -163,20 +168,9 @@ def test_a_diverging_replica_stops_alone(tmp_path, monkeypatch):
     assert_same_run(outs[1], tmp_path / "ref2")
 
 
-def test_a_restarted_block_restores_the_summary_of_a_seed_that_stopped_early(tmp_path, monkeypatch):
+def test_a_restarted_block_restores_the_summary_of_a_seed_that_stopped_early(tmp_path, poisoned_replica0):
     """Snakemake deletes a job's outputs before running it again: a block interrupted after one seed
     diverged, restarted with that seed's summary gone, writes it again from the seed's kept checkpoint."""
-    import tp.train as tp_train
-
-    build = tp_train._build
-
-    def poisoned(*args, **kwargs):
-        run = build(*args, **kwargs)
-        if run.replicas is not None and run.epochs_done == 0:
-            run.params["W1"][0, 0, 0] = float("nan")
-        return run
-
-    monkeypatch.setattr(tp_train, "_build", poisoned)
     cfg = resolve_config("ddtp-linear", "mnist", "test", {**SMALL, "epochs": 3, "epochs_fb": 0})
     data = pool()
     seeds = [1, 2]

@@ -128,15 +128,19 @@ class Adam:
         if self.capturable:
             self.step_count = int(self._t.item())
 
+    def set_step_count(self, step: int) -> None:
+        """Set the step count t (host mirror and, in the capturable form, the device tensor)."""
+        self.step_count = int(step)
+        if self.capturable:
+            self._t.fill_(self.step_count)
+
     def state_dict(self) -> dict:
         self.sync_step_count()
         return {"step": self.step_count, "exp_avg": {k: v.detach().cpu() for k, v in self.exp_avg.items()},
                 "exp_avg_sq": {k: v.detach().cpu() for k, v in self.exp_avg_sq.items()}}
 
     def load_state_dict(self, state: Mapping) -> None:
-        self.step_count = int(state["step"])
-        if self.capturable:
-            self._t.fill_(self.step_count)
+        self.set_step_count(state["step"])
         for k in self.params:
             self.exp_avg[k].copy_(state["exp_avg"][k])
             self.exp_avg_sq[k].copy_(state["exp_avg_sq"][k])

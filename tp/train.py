@@ -188,8 +188,7 @@ class _Run:
                 for moment in ("exp_avg", "exp_avg_sq"):
                     for k, v in state[key][moment].items():
                         self.sel(getattr(opt, moment)[k], r).copy_(v)
-                opt.load_state_dict({"step": state[key]["step"], "exp_avg": opt.exp_avg,
-                                     "exp_avg_sq": opt.exp_avg_sq})
+                opt.set_step_count(state[key]["step"])
         for k in self.gens:
             self.gen(k, r).set_state(state["generators"][k])
         for key in ("pre_epochs_done", "epochs_done", "elapsed", "fb_steps", "steps"):
