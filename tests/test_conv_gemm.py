@@ -56,6 +56,7 @@ def test_training_with_the_gemm_convolution_equals_the_direct_one(tmp_path, monk
     import csv
 
     import tp.models
+    import tp.training.state
 
     x, y, tx, ty = synthetic_classification(100, 32, 3 * 8 * 8, 10, seed=0)
     images = DataSplits(x[:70].reshape(-1, 3, 8, 8), y[:70], tx.reshape(-1, 3, 8, 8), ty,
@@ -64,7 +65,7 @@ def test_training_with_the_gemm_convolution_equals_the_direct_one(tmp_path, monk
                                                                 "batch_size": 32, "epochs": 2, "epochs_fb": 1})
     build = tp.models.build_model
     for conv in ("direct", "gemm"):
-        monkeypatch.setattr(tp.train, "build_model", lambda *a, c=conv: dataclasses.replace(build(*a), conv=c))
+        monkeypatch.setattr(tp.training.state, "build_model", lambda *a, c=conv: dataclasses.replace(build(*a), conv=c))
         train(cfg, images, 1, tmp_path / conv, log=lambda m: None, progress=False)
     a, b = (list(csv.DictReader(open(tmp_path / c / "metrics.csv"))) for c in ("direct", "gemm"))
     for ra, rb in zip(a, b):

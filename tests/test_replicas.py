@@ -16,7 +16,7 @@ import torch
 from tp import cli
 from tp.config import METHODS, ConfigError, resolve_config
 from tp.data import DataSplits, synthetic_classification, validation_split
-from tp.train import CHECKPOINT, run_generators, train, train_seeds
+from tp.train import CHECKPOINT, Hook, run_generators, train, train_seeds
 
 SMALL = {"num_hidden": 2, "size_hidden": 16, "size_hidden_fb": 24, "batch_size": 32, "double_precision": True}
 SEEDS = [3, 1, 7]
@@ -132,20 +132,18 @@ def test_interrupted_block_resumes_as_single_runs_and_skips_finished_seeds(tmp_p
         assert_same_run(tmp_path / "block" / f"seed{seed}", ref)
 
 
-@pytest.fixture
-def poisoned_replica0(monkeypatch):
-    """Blocks start replica 0 (the first seed) with a NaN weight, unless resumed from a checkpoint."""
-    import tp.train as tp_train
+class PoisonReplica0(Hook):
+    """Blocks start replica 0 (the first seed) with a NaN weight; a checkpoint resumed into it overwrites it."""
 
-    build = tp_train._build
-
-    def poisoned(*args, **kwargs):
-        run = build(*args, **kwargs)
+    def built(self, run):
         if run.replicas is not None and run.epochs_done == 0:
             run.params["W1"][0, 0, 0] = float("nan")
-        return run
 
-    monkeypatch.setattr(tp_train, "_build", poisoned)
+
+@pytest.fixture
+def poisoned_replica0():
+    """The hooks that poison replica 0 of every block (pass as ``hooks=``)."""
+    return [PoisonReplica0()]
 
 
 def test_a_diverging_replica_stops_alone(tmp_path, poisoned_replica0):
@@ -157,7 +155,7 @@ def test_a_diverging_replica_stops_alone(tmp_path, poisoned_replica0):
     outs = [tmp_path / f"seed{s}" for s in seeds]
     logs = []
     summaries = train_seeds(cfg, block_data(data, seeds), seeds, outs, log=logs.append, progress=False,
-                            keep_checkpoint=True)
+                            keep_checkpoint=True, hooks=poisoned_replica0)
     assert summaries[0]["status"] == "diverged" and summaries[0]["train_loss_last"] is None
     assert summaries[0]["epochs_run"] == 0 and "seed 1: run diverged" in "\n".join(logs)
     assert summaries[1]["status"] == "finished" and summaries[1]["epochs_run"] == 2
@@ -181,12 +179,14 @@ def test_a_restarted_block_restores_the_summary_of_a_seed_that_stopped_early(tmp
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_seeds(cfg, block_data(data, seeds), seeds, outs, log=quiet, progress=False, on_epoch_end=interrupt)
+        train_seeds(cfg, block_data(data, seeds), seeds, outs, log=quiet, progress=False, on_epoch_end=interrupt,
+                    hooks=poisoned_replica0)
     first = json.loads((outs[0] / "summary.json").read_text())
     assert first["status"] == "diverged" and (outs[0] / CHECKPOINT).exists()  # kept while the block runs
     (outs[0] / "summary.json").unlink()
     logs = []
-    summaries = train_seeds(cfg, block_data(data, seeds), seeds, outs, log=logs.append, progress=False)
+    summaries = train_seeds(cfg, block_data(data, seeds), seeds, outs, log=logs.append, progress=False,
+                            hooks=poisoned_replica0)
     assert json.loads((outs[0] / "summary.json").read_text()) == first == summaries[0]
     assert summaries[1]["status"] == "finished" and summaries[1]["epochs_run"] == 3
     assert not any((o / CHECKPOINT).exists() for o in outs)
@@ -195,9 +195,9 @@ def test_a_restarted_block_restores_the_summary_of_a_seed_that_stopped_early(tmp
     # the same after an interruption that left the stopped seed's summary in place: skipped, checkpoint gone
     with pytest.raises(KeyboardInterrupt):
         train_seeds(cfg, block_data(data, seeds), seeds, [tmp_path / "b" / f"seed{s}" for s in seeds], log=quiet,
-                    progress=False, on_epoch_end=interrupt)
+                    progress=False, on_epoch_end=interrupt, hooks=poisoned_replica0)
     later = train_seeds(cfg, block_data(data, seeds), seeds, [tmp_path / "b" / f"seed{s}" for s in seeds],
-                        log=quiet, progress=False)
+                        log=quiet, progress=False, hooks=poisoned_replica0)
     assert later[0] == json.loads((tmp_path / "b" / "seed1" / "summary.json").read_text())
     assert not any((tmp_path / "b" / f"seed{s}" / CHECKPOINT).exists() for s in seeds)
 

@@ -1,0 +1,130 @@
+"""What a run leaves in its result folder: the summary (with provenance), metrics.csv, alignment.csv,
+damping_search.csv, config.yaml, the checkpoint — every file written atomically (temporary file, then
+``os.replace``), so an interrupted write never leaves half a file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import torch
+import yaml
+
+from .. import __version__
+from .hooks import selected_damping
+from .state import Record, Run
+
+__all__ = ["CHECKPOINT", "SUMMARY", "METRICS", "CONFIG", "ALIGNMENT", "DAMPING", "METRIC_COLUMNS",
+           "ALIGNMENT_COLUMNS", "DAMPING_COLUMNS", "code_version", "device_name", "summary", "atomic_write",
+           "write_csv", "write_outputs", "write_config", "write_checkpoint", "pct_error"]
+
+CHECKPOINT, SUMMARY, METRICS, CONFIG = "checkpoint.pt", "summary.json", "metrics.csv", "config.yaml"
+ALIGNMENT, DAMPING = "alignment.csv", "damping_search.csv"
+ALIGNMENT_COLUMNS = ["epoch", "step", "batch", "layer", "reference", "damping", "angle"]
+METRIC_COLUMNS = ["epoch", "train_loss", "train_error", "val_loss", "val_error", "test_loss", "test_error",
+                  "reconstruction_loss", "seconds"]
+DAMPING_COLUMNS = ["damping", "layer", "mean_angle", "batches"]
+
+
+def code_version() -> str:
+    """``git`` commit of the checkout holding ``tp`` (``+dirty`` with uncommitted changes), else the
+    package version."""
+    root = Path(__file__).resolve().parents[2]  # tp/training/records.py -> the checkout
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return f"tp {__version__}"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.machine()} CPU ({torch.get_num_threads()} threads)"
+
+
+def pct_error(acc: float) -> float:
+    return 100.0 * (1.0 - acc)
+
+
+def summary(run: Run, r: int, wall: float) -> dict:
+    """The summary of seed r: the result of its run (best epoch by validation error, test error there and
+    at the end; none of them for a diverged run) and its provenance (device, versions, step path)."""
+    rec = run.records[r]
+    rows = rec.metrics or []
+    cls = run.net.loss == "cross_entropy"
+    best = None
+    if cls and rows and rows[0]["val_error"] is not None:
+        best = min(range(len(rows)), key=lambda k: (rows[k]["val_error"], k))  # first argmax of val accuracy
+    last = rows[-1] if rows else None
+    diverged = rec.status == "diverged"
+    return {
+        "method": run.cfg.get("method"), "dataset": run.cfg.get("dataset"), "tuning": run.cfg.get("tuning"),
+        "rule": run.cfg["rule"], "seed": rec.seed, "status": rec.status, "message": rec.message,
+        "epochs_run": len(rows), "epochs_configured": run.cfg["epochs"],
+        "best_epoch": rows[best]["epoch"] if best is not None else None,
+        "test_error_at_best_val": rows[best]["test_error"] if best is not None and not diverged else None,
+        "val_error_best": rows[best]["val_error"] if best is not None and not diverged else None,
+        "test_error_last": last["test_error"] if last and not diverged else None,
+        "train_loss_last": last["train_loss"] if last and not diverged else None,
+        "wall_time_s": round(wall, 3), "device": str(run.device), "device_name": device_name(run.device),
+        "torch_version": str(torch.__version__), "code_version": code_version(),
+        "python_version": platform.python_version(),
+        "feedback_steps": run.fb_steps,
+        "damping_selected": selected_damping(rec.damping) if rec.damping else None,
+        # seeds trained together in one process (wall_time_s is then the block's) and the step path
+        "block_seeds": [x.seed for x in run.records] if run.replicas is not None else None,
+        "step_path": ("eager" if not (run.fast and run.graphs) else
+                      "cuda-graph" if run.device.type == "cuda" else "graph-emulated"),
+    }
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it to ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    """Atomic CSV write; None and NaN (an undefined value) are written as empty fields, never as numbers."""
+    def write(tmp: Path):
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns)
+            w.writeheader()
+            for row in rows:
+                w.writerow({k: ("" if row[k] is None or (isinstance(row[k], float) and math.isnan(row[k]))
+                                else row[k]) for k in columns})
+
+    atomic_write(path, write)
+
+
+def write_outputs(out: Path, rec: Record) -> None:
+    """metrics.csv, alignment.csv and damping_search.csv (when they have rows) and summary.json."""
+    write_csv(out / METRICS, rec.metrics, METRIC_COLUMNS)
+    if rec.alignment:
+        write_csv(out / ALIGNMENT, rec.alignment, ALIGNMENT_COLUMNS)
+    if rec.damping:
+        write_csv(out / DAMPING, rec.damping, DAMPING_COLUMNS)
+    atomic_write(out / SUMMARY, lambda tmp: tmp.write_text(json.dumps(rec.summary, indent=2, allow_nan=False)
+                                                           + "\n"))
+
+
+def write_config(out: Path, cfg: dict, seed: int) -> None:
+    atomic_write(out / CONFIG, lambda tmp: tmp.write_text(yaml.safe_dump({"seed": seed, **cfg}, sort_keys=False)))
+
+
+def write_checkpoint(run: Run, r: int) -> None:
+    """The checkpoint of seed r in its folder (nothing without one)."""
+    out = run.records[r].out
+    if out is not None:
+        atomic_write(out / CHECKPOINT, lambda tmp: torch.save(run.state_dict(r), tmp))
