@@ -2,9 +2,9 @@
 and R seeds trained together.
 
 For each (method, architecture) with an official configuration this measures the step the training loop
-runs (``tp.train._train_minibatch``: minibatch gather, forward pass, targets and forward update, feedback
+runs (``tp.training.train_minibatch``: minibatch gather, forward pass, targets and forward update, feedback
 step with fresh noise, both Adam steps, running sums) and, for rules that train their feedback, the
-feedback-only step of pre-training and extra feedback epochs (``_feedback_minibatch``):
+feedback-only step of pre-training and extra feedback epochs (``tp.training.feedback_minibatch``):
 
 * ``path``: ``eager`` (the reference) or ``graph`` (the step captured as one CUDA graph, :mod:`tp.fast`;
   CUDA only); for the CNN also ``graph-gemm``, the graphed step with the im2col GEMM convolution
@@ -51,7 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tp.config import available_configs, resolve_config  # noqa: E402
 from tp.data import DataSplits  # noqa: E402
 from tp.rules import REGISTRY  # noqa: E402
-from tp.train import _build, _feedback_minibatch, _graph_for, _sums, _train_minibatch, evaluate  # noqa: E402
+from tp.training import (FEEDBACK_SUMS, TRAIN_SUMS, build_run, captured_step, epoch_sums,  # noqa: E402
+                         evaluate, feedback_minibatch, train_minibatch)
 
 METHODS = ["bp", "dfa", "dtp", "dtpdrl", "ddtp-linear", "ddtp-rhl", "ddtp-rhl-rec", "ddtp-control"]
 ARCHS = {"mnist": (784,), "cifar10": (3072,), "cifar10-cnn": (3, 32, 32)}
@@ -94,7 +95,7 @@ def synthetic(arch: str, n: int, device, dtype) -> DataSplits:
 
 def make_run(cfg, R: int, data, device, fast: bool, conv: str | None = None):
     seeds = list(range(1, R + 1))
-    run = _build(cfg, seeds, data, device, "cross_entropy", replicas=R > 1, fast=fast)
+    run = build_run(cfg, seeds, data, device, "cross_entropy", replicas=R > 1, fast=fast)
     if conv is not None:  # the CNN's convolution: cuDNN/CPU kernels ("direct") or im2col GEMM (tp.cnn)
         run.net = dataclasses.replace(run.net, conv=conv)
     return run
@@ -113,13 +114,13 @@ def step_fn(run, kind: str, path: str):
     """fn(idx) running one step of ``kind`` on ``path`` (None when the rule has no such step)."""
     if kind == "feedback" and run.fb_opt is None:
         return None
-    sums = _sums(run, kind, ("loss", "acc", "rec") if kind == "train" else ("rec",))
-    body = _train_minibatch if kind == "train" else _feedback_minibatch
+    sums = epoch_sums(run, kind, TRAIN_SUMS if kind == "train" else FEEDBACK_SUMS)
+    body = train_minibatch if kind == "train" else feedback_minibatch
     if path == "eager":
         return lambda idx: body(run, idx, sums)
 
     def graphed(idx):
-        step = _graph_for(run, kind, idx, sums, print)
+        step = captured_step(run, kind, idx, sums, print)
         if step is None:
             raise RuntimeError(f"no CUDA graph for the {kind} step (capture failed or not applicable)")
         step(idx)

@@ -36,9 +36,9 @@ class Progress:
         self.bar = bar = tqdm(total=total, unit="batch", desc=f"{self.label}: {desc}", leave=True)
 
         def advance(k: int, sums: dict) -> None:
-            bar.update(1)
             if (k + 1) % READ_EVERY == 0 or k + 1 == total:  # a host read: not every step
                 bar.set_postfix({name: _fmt((sums[key] / (k + 1)).reshape(-1).tolist())}, refresh=False)
+            bar.update(1)
 
         return advance
 
