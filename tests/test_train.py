@@ -216,3 +216,74 @@ def test_a_kept_checkpoint_of_an_ended_run_restores_its_summary(tmp_path):
     (tmp_path / "summary.json").unlink()
     again = train(cfg, small_data(), seed=3, out_dir=tmp_path, progress=False, log=quiet, keep_checkpoint=True)
     assert again == first == json.loads((tmp_path / "summary.json").read_text())
+
+
+def test_the_progress_bar_counts_minibatches_per_epoch_and_replaces_the_epoch_lines(capsys):
+    """One bar per epoch over its 8 minibatches ("pre-training 1/1", "epoch 2/2"), its postfix the running
+    loss; with the bar on, no per-epoch log lines; with it off, one per epoch and no bar."""
+    import tp.training.progress
+
+    cfg = config("ddtp-linear", epochs=2, epochs_fb=1, extra_fb_epochs=0)
+    logs = []
+    train(cfg, small_data(), seed=0, progress=True, log=logs.append)
+    err = capsys.readouterr().err
+    assert "ddtp-linear/mnist seed 0: pre-training 1/1" in err and "rec_loss=" in err
+    for epoch in (1, 2):
+        assert f"ddtp-linear/mnist seed 0: epoch {epoch}/2" in err and "8/8" in err
+    assert "loss=" in err and not any("train loss" in m for m in logs)
+    reads = []
+
+    class Counted(dict):  # the epoch's sums, counting the reads of the running loss
+        def __getitem__(self, key):
+            reads.append(key)
+            return torch.tensor(2.0)
+
+    bar = tp.training.progress.Progress(True, "x")
+    tick = bar.epoch("epoch 1/1", 120, "loss", "loss")
+    for k in range(120):
+        tick(k, Counted())
+    bar.end_epoch(loss=[1.0])
+    assert reads == ["loss"] * (120 // tp.training.progress.READ_EVERY + 1)  # every 50 minibatches, the last
+    capsys.readouterr()
+    logs.clear()
+    train(cfg, small_data(), seed=0, progress=False, log=logs.append)
+    assert "epoch" not in capsys.readouterr().err
+    assert [m.split(",")[0] for m in logs if "train loss" in m] == ["epoch 1/2", "epoch 2/2"]
+
+
+def test_hooks_are_called_at_their_points_and_change_nothing(tmp_path):
+    """A caller's hook: built once, step on the minibatches it wants (before the forward step is applied:
+    it sees the parameters the update was computed at), epoch_end per epoch; the run equals one without."""
+    from tp.train import Hook
+
+    class Spy(Hook):
+        def __init__(self):
+            self.calls = []
+
+        def built(self, run):
+            self.calls.append(("built", run.epochs_done))
+
+        def wants_step(self, run):
+            return run.batch % 3 == 0
+
+        def step(self, run, fwd, y, forward_grads):
+            assert run.fwd_opt.step_count == run.steps and "W1" in forward_grads  # not applied yet
+            self.calls.append(("step", run.epochs_done + 1, run.batch, run.steps))
+
+        def epoch_end(self, block, r, epoch):
+            self.calls.append(("epoch_end", epoch, len(block.run.records[r].metrics)))
+
+    cfg = config("ddtp-linear", epochs=2, epochs_fb=1, extra_fb_epochs=0)
+    spy = Spy()
+    with_hook = train(cfg, small_data(), seed=2, out_dir=tmp_path / "a", progress=False, log=quiet,
+                      hooks=[spy], keep_checkpoint=True)
+    plain = train(cfg, small_data(), seed=2, out_dir=tmp_path / "b", progress=False, log=quiet,
+                  keep_checkpoint=True)
+    assert spy.calls[0] == ("built", 0)
+    steps = [c for c in spy.calls if c[0] == "step"]
+    assert steps == [("step", e, b, 8 * (e - 1) + b) for e in (1, 2) for b in (0, 3, 6)]
+    assert [c for c in spy.calls if c[0] == "epoch_end"] == [("epoch_end", 1, 1), ("epoch_end", 2, 2)]
+    assert with_hook["test_error_last"] == plain["test_error_last"]
+    a, b = (torch.load(tmp_path / f / CHECKPOINT, weights_only=True) for f in ("a", "b"))
+    for k in a["params"]:
+        assert torch.equal(a["params"][k], b["params"][k])
