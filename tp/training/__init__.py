@@ -18,13 +18,13 @@ from .loop import PRUNE_FROM_EPOCH, PRUNE_THRESHOLDS, Block, Options, train_bloc
 from .records import (ALIGNMENT, ALIGNMENT_COLUMNS, CHECKPOINT, CONFIG, DAMPING, METRIC_COLUMNS, METRICS, SUMMARY,
                       code_version, device_name)
 from .state import GENERATOR_STREAMS, Record, Run, RunDiverged, build_run, run_generators
-from .steps import (FEEDBACK_SUMS, TRAIN_SUMS, batches, captured_step, epoch_sums, feedback_epoch, feedback_minibatch, gather, train_epoch,
-                    train_minibatch)
+from .steps import (FEEDBACK_SUMS, TRAIN_SUMS, batches, captured_step, epoch_sums, feedback_epoch,
+                    feedback_minibatch, gather, train_epoch, train_minibatch)
 
 __all__ = ["train", "train_seeds", "FAST_MODES", "run_generators", "code_version", "device_name", "METRIC_COLUMNS",
            "ALIGNMENT_COLUMNS", "PRUNE_THRESHOLDS", "PRUNE_FROM_EPOCH", "RunDiverged", "GENERATOR_STREAMS",
            "CHECKPOINT", "SUMMARY", "METRICS", "CONFIG", "ALIGNMENT", "DAMPING", "DAMPING_SEARCH_AFTER",
            "EVAL_BATCH", "evaluate", "damping_search", "selected_damping", "Hook", "AlignmentLogger",
            "DampingSearch", "Run", "Record", "build_run", "Options", "Block", "train_block", "replica_subset",
-           "TRAIN_SUMS", "FEEDBACK_SUMS", "batches", "gather", "train_minibatch", "feedback_minibatch", "epoch_sums", "captured_step",
-           "train_epoch", "feedback_epoch"]
+           "TRAIN_SUMS", "FEEDBACK_SUMS", "batches", "gather", "train_minibatch", "feedback_minibatch", "epoch_sums",
+           "captured_step", "train_epoch", "feedback_epoch"]
