@@ -196,8 +196,10 @@ def test_interrupted_smoke_run_resumes_without_recomputing(tmp_path):
     assert len(done) == 1 and len(cut) == 1
     finished_before = {t: t.stat().st_mtime_ns for t in done}
 
-    snakemake("--cores", "1", "--rerun-incomplete", "--configfile", REPO / "config" / "smoke.yaml", extra, "--",
-              *targets, directory=tmp_path)
+    # "run the same command again" (README): the workflow's default profile (profiles/default) makes Snakemake
+    # redo the jobs it recorded as incomplete instead of stopping with IncompleteFilesException
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-4000:]
     assert all(t.exists() for t in targets)
     for t, mtime in finished_before.items():  # not recomputed
         assert t.stat().st_mtime_ns == mtime
@@ -205,6 +207,34 @@ def test_interrupted_smoke_run_resumes_without_recomputing(tmp_path):
     assert "resuming" in log  # continued from its checkpoint
     epochs = [int(r["epoch"]) for r in csv.DictReader(open(cut[0] / "metrics.csv"))]
     assert epochs == list(range(1, 151))  # every epoch once: no duplicate work
+
+
+def test_a_job_that_ends_after_snakemake_died_is_redone_by_the_same_command(tmp_path):
+    """Snakemake killed while a job runs (or Ctrl-C just as it ends): the job still writes its summary, which
+    Snakemake recorded as incomplete.  The same command then redoes that job (profiles/default:
+    rerun-incomplete) instead of stopping with IncompleteFilesException."""
+    results = tmp_path / "res"
+    extra = overlay(tmp_path, results=str(results), seeds=[1], epochs=40)
+    run = results / "runs/test/bp/mnist/seed1"
+    cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "1",
+                       "--configfile", str(REPO / "config" / "smoke.yaml"), str(extra), "--", str(run / "summary.json")]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (run / "checkpoint.pt").exists(), 240, "the training job's first checkpoint")
+        proc.kill()  # Snakemake only: its job goes on and ends
+        proc.wait(timeout=60)
+        wait_for(lambda: (run / "summary.json").exists() and not (run / "checkpoint.pt").exists(), 240,
+                 "the orphaned job to finish")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(1)  # (the job's process exits after its last write)
+    snakemake("--unlock", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+              REPO / "config" / "smoke.yaml", extra)
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert "IncompleteFilesException" not in res.stderr
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
 
 
 # ------------------------------------------------------------------------------------------- SLURM

@@ -7,8 +7,20 @@
 
     tp download --dataset mnist cifar10 --data-root data
 
-Exit status: 0 for a finished (or pruned) run, 2 for bad input, 3 for a diverged run, 4 for a missing
-dataset.
+Exit status:
+
+* 0: every run finished (or was pruned by the early stop); ``tp download`` / ``tp configs`` succeeded.
+* 2: bad input, before anything trains: an unknown name or key, a configuration value of the wrong type or out
+  of range (the message names the key, the value and what is allowed), a bad seed or seed list; or an
+  unusable run folder: busy (another ``tp train`` holds it; the message gives its PID), not creatable or not
+  writable (read-only, under a file, disk full), or holding a corrupt ``checkpoint.pt`` / ``summary.json``
+  or the files of another run (the message names the file and what to do).
+* 3: a run diverged (NaN/inf in the loss, the parameters or the optimiser, in any precision); its
+  ``summary.json`` is written (status ``diverged``, null numbers).
+* 4: a dataset is missing (downloads off), its download failed, or a file of it is damaged or wrong
+  (truncated, corrupt ``.gz``, wrong header, image/label counts that disagree with each other or with the
+  dataset's known size); the message names the file and what to do.
+* 130: interrupted (Ctrl-C); the same command resumes from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -21,6 +33,8 @@ import torch
 
 from .config import DATASETS, METHODS, TUNINGS, ConfigError, available_configs, parse_override, resolve_config
 from .data import DatasetNotFoundError, load_dataset
+from .run_folder import RunFolderError
+from .validation import check_seed
 from .train import FAST_MODES, run_generators, train_seeds
 
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_NO_DATA = 2, 3, 4
@@ -67,7 +81,7 @@ def cmd_train(args) -> int:
     cfg = resolve_config(args.method, args.dataset, args.tuning, overrides)
     if args.seeds is not None and args.seed is not None:
         raise ConfigError(f"--seed {args.seed} and --seeds {args.seeds} together: give one of them")
-    seeds = parse_seeds(args.seeds) if args.seeds is not None else [0 if args.seed is None else args.seed]
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else [check_seed(0 if args.seed is None else args.seed)]
     block = len(seeds) > 1
     if args.out and block and "{seed}" not in args.out:
         raise ConfigError(f"--out {args.out!r} must contain '{{seed}}' with several seeds "
@@ -159,7 +173,10 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"tp: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except DatasetNotFoundError as exc:
+    except RunFolderError as exc:  # busy, unusable or holding a corrupt file (tp.run_folder)
+        print(f"tp: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except DatasetNotFoundError as exc:  # missing or damaged (tp.integrity)
         print(f"tp: error: {exc}", file=sys.stderr)
         return EXIT_NO_DATA
     except KeyboardInterrupt:

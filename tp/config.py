@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import yaml
 
 from .rules import REGISTRY
+from .validation import check_values
 
 __all__ = ["Method", "METHODS", "DATASETS", "TUNINGS", "ConfigError", "config_dir", "resolve_config",
            "available_configs", "parse_override", "rule_hyperparameters", "DATASET_MODEL", "CNN_RULES", "model_of",
@@ -210,6 +211,7 @@ def _check(cfg: Mapping[str, Any]) -> None:
                 "gn_damping_hpsearch"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}")
+    check_values(cfg)  # types and ranges of every other value (tp.validation)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -18,26 +18,22 @@ from a shuffled permutation, so no per-sample transform runs during training.
 
 from __future__ import annotations
 
-import gzip
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from .integrity import (IDX_FILES, DatasetCorruptError, DatasetNotFoundError, check_counts, files_sha256,
+                        prepare_idx_folder)
 from .network import MLP
 from .random import randn, rand_uniform
 
-__all__ = ["DataSplits", "load_dataset", "student_teacher", "DatasetNotFoundError", "IMAGE_DATASETS",
-           "VALIDATION_SIZE", "synthetic_classification", "validation_split"]
+__all__ = ["DataSplits", "load_dataset", "student_teacher", "DatasetNotFoundError", "DatasetCorruptError",
+           "IMAGE_DATASETS", "VALIDATION_SIZE", "synthetic_classification", "validation_split", "dataset_files"]
 
 VALIDATION_SIZE = 5000
-
-
-class DatasetNotFoundError(RuntimeError):
-    """The dataset's files are missing (downloads off) or the download failed."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +43,7 @@ class ImageDataset:
     shape: tuple[int, int, int]  # (C, H, W)
     mean: float | None  # normalisation (None: ToTensor only)
     std: float | None
-    num_train: int
+    num_train: int  # the known sizes of the official files, checked on every load (tp.integrity)
     num_test: int
 
 
@@ -80,6 +76,15 @@ class DataSplits:
     val_y: Tensor | None = None
     train_index: Tensor | None = None
     val_index: Tensor | None = None
+    #: where the data came from: ``{"data_source": "real" | "synthetic", "data_sha256": {file: digest} | None}``
+    #: (None: tensors not read from dataset files, recorded as synthetic)
+    provenance: dict | None = None
+
+    def summary_fields(self) -> dict:
+        """The provenance a run's ``summary.json`` records: ``data_source`` is ``real`` only for data read
+        from checked dataset files (with the SHA-256 of each), ``synthetic`` for anything else."""
+        p = self.provenance or {}
+        return {"data_source": p.get("data_source", "synthetic"), "data_sha256": p.get("data_sha256")}
 
     @property
     def input_size(self) -> int:
@@ -101,7 +106,7 @@ class DataSplits:
         shared = self.val_x is self.train_x  # replica splits: one pool
         return DataSplits(train_x, train_y, move(self.test_x), move(self.test_y),
                           train_x if shared else move(self.val_x), train_y if shared else move(self.val_y),
-                          move(self.train_index), move(self.val_index))
+                          move(self.train_index), move(self.val_index), self.provenance)
 
     def replica_splits(self, val_size: int, generators) -> "DataSplits":
         """Per-replica validation splits of this (unsplit) training set: replica r holds out exactly the
@@ -111,7 +116,8 @@ class DataSplits:
         pairs = [validation_split(self.train_x.shape[0], val_size, g) for g in generators]
         device = self.train_x.device
         return DataSplits(self.train_x, self.train_y, self.test_x, self.test_y, self.train_x, self.train_y,
-                          torch.stack([t for t, _ in pairs]).to(device), torch.stack([v for _, v in pairs]).to(device))
+                          torch.stack([t for t, _ in pairs]).to(device), torch.stack([v for _, v in pairs]).to(device),
+                          self.provenance)
 
 
 def validation_split(n: int, val_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -152,29 +158,50 @@ def _where(spec: ImageDataset, root: Path) -> tuple[Path, str]:
     return root / spec.torchvision_class / "raw", cls.mirrors[0]
 
 
-def _gunzip_in_place(folder: Path) -> None:
-    """Pre-downloaded MNIST-style ``*.gz`` files: decompress those whose plain file is missing."""
-    if not folder.is_dir():
-        return
-    for gz in folder.glob("*.gz"):
-        plain = gz.with_suffix("")
-        if not plain.exists():
-            try:
-                with gzip.open(gz, "rb") as src, open(plain, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-            except OSError:
-                plain.unlink(missing_ok=True)
+def dataset_files(name: str, root: str | os.PathLike) -> list[Path]:
+    """The files a real dataset is read from (their SHA-256 go into each run's summary)."""
+    from torchvision import datasets
+
+    spec = IMAGE_DATASETS[ALIASES.get(name, name)]
+    folder, _ = _where(spec, Path(root))
+    if spec.torchvision_class == "CIFAR10":
+        cls = datasets.CIFAR10
+        return [folder / f for f, _ in cls.train_list + cls.test_list]
+    return [folder / f for f in IDX_FILES]
+
+
+def _split_files(spec: ImageDataset, root: Path, split: str) -> str:
+    """The file(s) of one split, for messages."""
+    files = [str(f) for f in dataset_files(spec.name, root)]
+    if spec.torchvision_class == "CIFAR10":
+        return ", ".join(f for f in files if ("test" in f) == (split == "test"))
+    return " and ".join(f for f in files if f.rsplit("/", 1)[-1].startswith("train" if split == "training" else "t10k"))
+
+
+def _cifar_damaged(spec: ImageDataset, root: Path) -> list[str]:
+    """CIFAR-10 batch files that are there but fail torchvision's MD5 check."""
+    from torchvision import datasets
+    from torchvision.datasets.utils import check_integrity
+
+    folder, _ = _where(spec, root)
+    cls = datasets.CIFAR10
+    return [str(folder / f) for f, md5 in cls.train_list + cls.test_list
+            if (folder / f).exists() and not check_integrity(str(folder / f), md5)]
 
 
 def _read_torchvision(spec: ImageDataset, root: Path, download: bool, verify_integrity: bool):
     cls = _torchvision_class(spec, verify_integrity)
     folder, url = _where(spec, root)
     if spec.torchvision_class != "CIFAR10":
-        _gunzip_in_place(folder)
+        prepare_idx_folder(folder, spec.shape[1:], download)  # whole, checked plain files (tp.integrity)
     try:
         train = cls(str(root), train=True, download=download)
         test = cls(str(root), train=False, download=download)
     except RuntimeError as exc:
+        damaged = _cifar_damaged(spec, root) if spec.torchvision_class == "CIFAR10" and verify_integrity else []
+        if damaged and not download:
+            raise DatasetCorruptError(f"{spec.name}: {', '.join(damaged)} fail(s) the MD5 check of the official "
+                                      f"files; delete them and download again (--download)") from exc
         if download:
             raise DatasetNotFoundError(
                 f"downloading {spec.name} failed ({exc}); download it by hand from {url} into {folder} "
@@ -226,7 +253,9 @@ def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool 
         no_val_set: train on the whole training set (the ``train`` tuning).
         split_generator: generator of the validation split permutation (required with a validation set);
             a sequence of generators gives replica splits (:meth:`DataSplits.replica_splits`), one per seed.
-        verify_integrity: CIFAR-10's MD5 check of the batch files; ``False`` is a test hook only.
+        verify_integrity: the checks of the files (:mod:`tp.integrity`: image and label counts against each
+            other and the known sizes; CIFAR-10's MD5 sums); ``False`` is a test hook only (the IDX files'
+            headers and sizes are checked, and damaged ones re-unpacked, either way).
         val_size: validation samples (default 5,000 for real data, 1/6 of the synthetic training set).
     """
     key = ALIASES.get(name, name)
@@ -242,8 +271,14 @@ def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool 
         if name in IMAGE_INPUT:  # the same values as images (channel-major, like the flattening of real ones)
             train_x, test_x = train_x.reshape(-1, *spec.shape), test_x.reshape(-1, *spec.shape)
         val_size = val_size or max(1, synthetic_sizes[0] // 6)
+        provenance = {"data_source": "synthetic", "data_sha256": None}
     else:
         train, test = _read_torchvision(spec, Path(root), download, verify_integrity)
+        if verify_integrity:  # image and label counts against each other and the known sizes
+            check_counts(spec.name, {split: (_split_files(spec, Path(root), split), len(d.data), len(d.targets), n)
+                                     for split, d, n in (("training", train, spec.num_train),
+                                                         ("test", test, spec.num_test))})
+        provenance = {"data_source": "real", "data_sha256": files_sha256(Path(root), dataset_files(key, root))}
         flat = name not in IMAGE_INPUT
         train_x, test_x = _to_flat(spec, train.data, dtype, flat), _to_flat(spec, test.data, dtype, flat)
         train_y, test_y = torch.as_tensor(train.targets).long(), torch.as_tensor(test.targets).long()
@@ -253,10 +288,11 @@ def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool 
         if split_generator is None:
             raise ValueError("a validation split needs a split_generator (seeded from the run's seed)")
         if not isinstance(split_generator, torch.Generator):  # several seeds trained together
-            return DataSplits(train_x, train_y, test_x, test_y).replica_splits(val_size, split_generator).to(device)
+            return DataSplits(train_x, train_y, test_x, test_y, provenance=provenance).replica_splits(
+                val_size, split_generator).to(device)
         train_idx, val_idx = validation_split(train_x.shape[0], val_size, split_generator)
         train_x, train_y, val_x, val_y = train_x[train_idx], train_y[train_idx], train_x[val_idx], train_y[val_idx]
-    return DataSplits(train_x, train_y, test_x, test_y, val_x, val_y).to(device)
+    return DataSplits(train_x, train_y, test_x, test_y, val_x, val_y, provenance=provenance).to(device)
 
 
 def student_teacher(num_in: int, num_out: int, num_train: int, num_test: int, num_val: int, seed: int,

@@ -75,7 +75,12 @@ class Adam:
             m.lerp_(g, 1 - beta1)
             v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
             denom = (v.sqrt() / bias_correction2_sqrt).add_(self.eps[k])
-            p.addcdiv_(m, denom, value=-self.lr[k] / bias_correction1)
+            step_size = -self.lr[k] / bias_correction1
+            if abs(step_size) <= torch.finfo(p.dtype).max:
+                p.addcdiv_(m, denom, value=step_size)
+            else:  # a rate beyond the dtype's range (float32 lr = 1e38): the update overflows to ±inf/NaN,
+                # as its arithmetic would, and the run is reported as diverged instead of raising here
+                p.add_(m.div(denom).mul_(step_size))
 
     def _step_capturable(self, grads: Mapping[str, Tensor]) -> None:
         """The same update as :meth:`step` with t on the device: PyTorch's fused Adam kernel (one kernel per

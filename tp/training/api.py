@@ -11,6 +11,7 @@ import torch
 
 from ..config import ConfigError
 from ..data import DataSplits
+from ..run_folder import hold_run_folders
 from .hooks import Hook
 from .loop import Options, log_to_stderr, train_block
 from .records import CHECKPOINT
@@ -61,8 +62,8 @@ def train_seeds(cfg: Mapping[str, Any], data: DataSplits, seeds: list[int],
     seeds = [int(s) for s in seeds]
     if fast not in FAST_MODES:
         raise ConfigError(f"unknown fast mode {fast!r}; valid choices: {', '.join(FAST_MODES)}")
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds must be distinct and at least one, got {seeds}")
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ConfigError(f"seeds must be distinct non-negative integers and at least one, got {seeds}")
     out_dirs = list(out_dirs) if out_dirs is not None else [None] * len(seeds)
     if len(out_dirs) != len(seeds):
         raise ConfigError(f"{len(seeds)} seeds but {len(out_dirs)} output folders")
@@ -89,24 +90,23 @@ def train_seeds(cfg: Mapping[str, Any], data: DataSplits, seeds: list[int],
                       log=log or log_to_stderr, on_epoch_end=on_epoch_end, keep_checkpoint=keep_checkpoint,
                       prune=prune, hooks=tuple(hooks))
     outs = [Path(o) if o is not None else None for o in out_dirs]
-    results: dict[int, dict] = {}
-    pending = []  # (position, resume point) of seeds still to train
-    for pos, (seed, out) in enumerate(zip(seeds, outs)):
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-        done = finished_summary(out, cfg, seed, options.log)
-        if done is not None:
-            results[pos] = done
-            if not keep_checkpoint and out is not None:  # the final checkpoint of a seed whose block stopped
-                (out / CHECKPOINT).unlink(missing_ok=True)
-            continue
-        pending.append((pos, resume_point(out)))
-    data = data.to(device, torch.float64 if cfg["double_precision"] else torch.float32)  # SPEC §1 precision
-    for key in sorted({k for _, k in pending}):
-        block = [pos for pos, k in pending if k == key]
-        sub = data if rows is None or len(block) == len(seeds) else replica_subset(data, block)
-        summaries = train_block(cfg, sub, [seeds[p] for p in block], [outs[p] for p in block], options)
-        results.update(zip(block, summaries))
+    with hold_run_folders(outs):  # one process per run folder (tp.run_folder)
+        results: dict[int, dict] = {}
+        pending = []  # (position, resume point) of seeds still to train
+        for pos, (seed, out) in enumerate(zip(seeds, outs)):
+            done = finished_summary(out, cfg, seed, options.log)
+            if done is not None:
+                results[pos] = done
+                if not keep_checkpoint and out is not None:  # the final checkpoint of a seed whose block stopped
+                    (out / CHECKPOINT).unlink(missing_ok=True)
+                continue
+            pending.append((pos, resume_point(out)))
+        data = data.to(device, torch.float64 if cfg["double_precision"] else torch.float32)  # SPEC §1 precision
+        for key in sorted({k for _, k in pending}):
+            block = [pos for pos, k in pending if k == key]
+            sub = data if rows is None or len(block) == len(seeds) else replica_subset(data, block)
+            summaries = train_block(cfg, sub, [seeds[p] for p in block], [outs[p] for p in block], options)
+            results.update(zip(block, summaries))
     return [results[pos] for pos in range(len(seeds))]
 
 
@@ -114,4 +114,4 @@ def replica_subset(data: DataSplits, rows: list[int]) -> DataSplits:
     """The replica splits of the seeds at positions ``rows`` (the shared pool unchanged)."""
     idx = torch.tensor(rows, device=data.train_index.device)
     return DataSplits(data.train_x, data.train_y, data.test_x, data.test_y, data.val_x, data.val_y,
-                      data.train_index[idx], data.val_index[idx])
+                      data.train_index[idx], data.val_index[idx], data.provenance)

@@ -7,16 +7,15 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Callable
 
 import torch
 import yaml
 
 from .. import __version__
+from ..run_folder import atomic_write  # unique temporary names; a failed write is a named error
 from .hooks import selected_damping
 from .state import Record, Run
 
@@ -85,14 +84,8 @@ def summary(run: Run, r: int, wall: float) -> dict:
         "block_seeds": [x.seed for x in run.records] if run.replicas is not None else None,
         "step_path": ("eager" if not (run.fast and run.graphs) else
                       "cuda-graph" if run.device.type == "cuda" else "graph-emulated"),
+        **run.data.summary_fields(),  # data_source (real / synthetic) and the files' SHA-256
     }
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` to a temporary file beside ``path``, then rename it to ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:

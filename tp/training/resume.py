@@ -3,13 +3,11 @@ folder's checkpoint or summary belongs to the same configuration and seed."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from ..config import ConfigError
+from ..run_folder import read_checkpoint, read_summary
 from .records import CHECKPOINT, SUMMARY
 from .state import Run
 
@@ -21,7 +19,7 @@ def load_checkpoint(out: Path) -> dict | None:
     byte tensors; parameters are copied to the device when loaded into a run."""
     if out is None or not (out / CHECKPOINT).exists():
         return None
-    return torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+    return read_checkpoint(out / CHECKPOINT)  # a corrupt file is a named error (tp.run_folder)
 
 
 def check_same_run(path: Path, cfg_found: dict, seed_found: int, cfg: dict, seed: int) -> None:
@@ -42,7 +40,7 @@ def finished_summary(out: Path | None, cfg: dict, seed: int, log: Callable[[str]
             return None
     elif not (out / SUMMARY).exists():
         return None
-    done = json.loads((out / SUMMARY).read_text())
+    done = read_summary(out / SUMMARY)
     if done.get("status") == "running":
         return None
     if done.get("config") != cfg or done.get("seed") != seed:

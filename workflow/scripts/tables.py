@@ -12,6 +12,7 @@ Run by Snakemake (``script:``) or by hand:
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -58,7 +59,14 @@ def load_runs(paths) -> pd.DataFrame:
         path = Path(path)
         if not path.exists():
             continue
-        s = json.loads(path.read_text())
+        try:  # a corrupt summary is reported by path and counted as missing; the other runs still count
+            s = json.loads(path.read_text())
+            if not isinstance(s, dict):
+                raise ValueError(f"a JSON {type(s).__name__}, not an object")
+        except (OSError, ValueError) as exc:
+            print(f"tables: {path} is corrupt ({exc}); counted as missing (delete it and rerun to train that "
+                  f"run again)", file=sys.stderr)
+            continue
         rows.append({k: s.get(k) for k in ("tuning", "method", "dataset", "seed", "status", "epochs_run",
                                             "test_error_at_best_val", "train_loss_last", "wall_time_s",
                                             "code_version", "device_name")})
