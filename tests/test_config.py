@@ -1,18 +1,15 @@
-"""The project's config/ reproduces the official final configurations value for value."""
+"""The library's run configurations (``tp.config.config_dir()``) reproduce the official final
+configurations value for value (``tests/data/official/hyperparameters.yaml``, a copy carried by the repository)."""
 
 from __future__ import annotations
-
-import functools
-import os
-from pathlib import Path
 
 import pytest
 
 from tp.config import (DATASETS, METHODS, ConfigError, available_configs, parse_override, resolve_config,
                        rule_hyperparameters)
 from tp.rules import make_rule
+from cases import official_hyperparameters as official
 
-SPEC = Path(os.environ.get("TP_SPEC_DIR", Path(__file__).resolve().parents[2] / "shared" / "spec"))
 YAML_DATASET = {"mnist": "mnist", "frozen-mnist": "frozen_mnist", "fashion-mnist": "fashion_mnist",
                 "cifar10": "cifar10", "cifar10-cnn": "cifar10_cnn"}
 YAML_METHOD = {"bp": "BP", "dfa": "DFA", "dtp": "DTP", "dtp-pretrained": "DTP_pretrained", "dtpdrl": "DTPDRL",
@@ -30,21 +27,6 @@ NOT_RUN_KEYS = {
     "random_seed",  # seeds are listed by the pipeline / given to `tp train`
     "gn_damping_hpsearch",  # the damping search's switch, never stops a table run (SPEC §12.7, §15)
 }
-
-
-@functools.lru_cache(maxsize=1)
-def _load_official():
-    import yaml
-
-    with open(SPEC / "hyperparameters.yaml") as f:
-        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-
-
-def official():
-    if not (SPEC / "hyperparameters.yaml").exists():
-        pytest.skip(f"{SPEC / 'hyperparameters.yaml'} not found")
-    return _load_official()
-
 
 #: alignment-figure method names of the official figure scripts
 ALIGNMENT_NAMES = {"dtpdrl": ["DTPDRL"], "ddtp-linear": ["DDTP-linear"], "ddtp-rhl": ["DDTP-RHL"],

@@ -12,22 +12,10 @@ import torch
 
 import reference as ref
 import tp
+from cases import ZERO_ATOL, assert_close
 
-RTOL = 1e-10
-ZERO_ATOL = 1e-13
 SIZES = (7, 6, 5, 4, 3)
 B = 5
-
-
-def assert_close(actual, expected, what, rtol=RTOL):
-    """Max-norm relative error ≤ rtol; an exactly-zero reference is checked with an absolute bound."""
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    scale = expected.abs().max()
-    err = (actual - expected).abs().max()
-    if scale < ZERO_ATOL:
-        assert err < ZERO_ATOL, f"{what}: absolute error {err:.3e} on a zero reference"
-    else:
-        assert err / scale <= rtol, f"{what}: relative error {err / scale:.3e} > {rtol:g}"
 
 
 def random_case(rule, sizes=SIZES, hidden="tanh", loss="cross_entropy", seed=0, batch=B):

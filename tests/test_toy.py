@@ -7,18 +7,16 @@ flattened weight matrix, the null-space projector as I − J⁺J, output changes
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 import tp
 from tp import toy
 from tp.rules import backprop_gradients
+from cases import official_hyperparameters
 
 DT = torch.float64
-SPEC_DIR = Path(__file__).resolve().parents[2] / "shared" / "spec"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -217,9 +215,8 @@ def test_nullspace_hyperparameters():
 
 
 # ---------------------------------------------------------------------------------------- config
-@pytest.mark.skipif(not (SPEC_DIR / "hyperparameters.yaml").exists(), reason="shared spec folder absent")
 def test_toy_config_equals_official_hyperparameters():
-    official = yaml.safe_load((SPEC_DIR / "hyperparameters.yaml").read_text())["toy_experiments"]
+    official = official_hyperparameters()["toy_experiments"]
     ours = toy.load_toy_config()
 
     fig2, off2 = ours["fig2_nullspace"], official["fig2_nullspace"]

@@ -1,0 +1,62 @@
+"""Shared test helpers: the official reference data carried in ``tests/data/official`` and one
+``assert_close``.
+
+Imported by the test modules as ``import cases`` (pytest puts ``tests/`` on ``sys.path``, as for
+``tests/reference.py``).  The data are copies of the official implementation's final configurations and
+golden minibatches (``tests/data/official/README.md`` says what produced them); a test never skips for
+want of them.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+DATA = Path(__file__).resolve().parent / "data"
+#: copies of the official implementation's reference data (see its README.md)
+OFFICIAL_DIR = DATA / "official"
+#: every final configuration of the official code base (dataset → method → {test, train}, figures, toys)
+OFFICIAL_HYPERPARAMETERS = OFFICIAL_DIR / "hyperparameters.yaml"
+#: one float64 minibatch per method computed by the official classes (layout in its README.md)
+GOLDEN_DIR = OFFICIAL_DIR / "golden"
+
+#: relative tolerance of the float64 conformance tests (golden minibatches, per-sample reference)
+RTOL = 1e-10
+#: below this max-norm a reference counts as exactly zero and the error is bounded absolutely
+ZERO_ATOL = 1e-13
+
+
+@functools.lru_cache(maxsize=1)
+def official_hyperparameters() -> dict:
+    """The parsed ``hyperparameters.yaml`` (parsed once; treat as read-only)."""
+    with open(OFFICIAL_HYPERPARAMETERS) as f:
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def load_golden(method: str) -> dict[str, torch.Tensor]:
+    """The golden minibatch of ``method`` (``GOLDEN_DIR/<method>.npz``) as float64/int64 tensors."""
+    path = GOLDEN_DIR / f"{method}.npz"
+    if not path.is_file():
+        have = sorted(p.stem for p in GOLDEN_DIR.glob("*.npz"))
+        raise FileNotFoundError(f"no golden minibatch {path}; valid choices: {', '.join(have)}")
+    with np.load(path) as f:
+        return {k: torch.from_numpy(np.array(f[k])) for k in f.files}
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str, rtol: float = RTOL,
+                 zero_atol: float = ZERO_ATOL) -> None:
+    """Max-norm relative error ``max|actual − expected| / max|expected| ≤ rtol``, same shapes; an
+    exactly-zero reference (``max|expected| < zero_atol``, e.g. DDTP-linear's d-gradients) is checked with
+    the absolute bound ``max|actual| < zero_atol`` instead.  ``expected`` is cast to ``actual``'s dtype."""
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    expected = expected.to(actual.dtype)
+    scale = expected.abs().max()
+    err = (actual - expected).abs().max()
+    if scale < zero_atol:
+        assert err < zero_atol, f"{what}: absolute error {err:.3e} on a zero reference"
+    else:
+        assert err / scale <= rtol, f"{what}: relative error {err / scale:.3e} > {rtol:g}"
