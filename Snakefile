@@ -5,7 +5,7 @@
 #   snakemake --cores 2 --configfile config/smoke.yaml       # smoke run: synthetic data, minutes
 #
 # The experiment matrix is config/config.yaml; the hyperparameters of each run come from
-# config/hyperparameters/ through the `tp` library.  Outputs: RESULTS/tables/, RESULTS/runs/, RESULTS/README.md.
+# tp/configs/hyperparameters/ through the `tp` library.  Outputs: RESULTS/tables/, RESULTS/runs/, RESULTS/README.md.
 from pathlib import Path
 
 from snakemake.utils import min_version

@@ -1,8 +1,10 @@
 """Run configurations: (method, dataset, tuning) + overrides → one resolved, validated dictionary.
 
 Methods are the paper's table rows: a learning rule plus, for some, another schedule (DTP (pre-trained),
-the "extra FB" variants).  Their final hyperparameters live in ``config/`` (``defaults.yaml`` and one file
-per dataset); see ``config/defaults.yaml`` for the resolution order.
+the "extra FB" variants).  Their final hyperparameters are package data, ``tp/configs/`` (``defaults.yaml``
+and ``hyperparameters/<dataset>.yaml``; :func:`config_dir`), so that a wheel or ``pip install .`` carries
+them; see ``defaults.yaml`` for the resolution order.  (The checkout's top-level ``config/`` holds the
+pipeline's experiment matrices, ``config.yaml`` and ``smoke.yaml``, not run hyperparameters.)
 
 Datasets are the tables' columns.  ``cifar10-cnn`` is CIFAR-10 trained with the CNN of SPEC §8 (Table 3,
 S9, S10, Fig. S7): the dataset fixes the network (``model``: ``mlp`` or ``cnn``), and a method's rule on
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -68,19 +72,21 @@ CNN_RULES: dict[str, str] = {"bp": "bp-cnn", "dfa": "dfa-cnn", "ddtp-linear": "d
 #: the CNN's hidden layers: conv block 1, conv block 2, FC layer 3 (SPEC §8.1)
 CNN_HIDDEN = 3
 
-#: keys a run configuration may hold besides the ones of config/defaults.yaml
+#: keys a run configuration may hold besides the ones of configs/defaults.yaml
 IDENTITY_KEYS = ("method", "dataset", "tuning", "rule", "model")
 #: keys passed to the rule when it takes them
 RULE_KEYS = ("target_stepsize", "sigma", "size_hidden_fb", "fb_activation", "gn_damping")
 
 
-def config_dir() -> Path:
-    """The project's ``config/`` folder (beside the ``tp`` package in a checkout)."""
-    return Path(__file__).resolve().parent.parent / "config"
+def config_dir() -> Traversable:
+    """The run configurations shipped inside the package: ``tp/configs/`` (``defaults.yaml``,
+    ``hyperparameters/<dataset>.yaml``, ``toy.yaml``), found with :mod:`importlib.resources`, so the same
+    in a checkout, an editable install, ``pip install .`` and a wheel.  A ``pathlib.Path`` in all of them."""
+    return files(__package__) / "configs"
 
 
-def _load(path: Path) -> dict:
-    with open(path) as f:
+def _load(path: Traversable) -> dict:
+    with path.open() as f:
         return yaml.safe_load(f) or {}
 
 
@@ -89,13 +95,14 @@ def _choice(kind: str, value: str, valid) -> None:
         raise ConfigError(f"unknown {kind} {value!r}; valid choices: {', '.join(valid)}")
 
 
-def available_configs(root: Path | None = None) -> dict[tuple[str, str], list[str]]:
-    """``{(dataset, method): [tunings]}`` of the configurations in ``config/hyperparameters``."""
+def available_configs(root: Path | Traversable | None = None) -> dict[tuple[str, str], list[str]]:
+    """``{(dataset, method): [tunings]}`` of the configurations in ``hyperparameters/`` of ``root``
+    (default :func:`config_dir`)."""
     root = root or config_dir()
     out = {}
     for ds in DATASETS:
         path = root / "hyperparameters" / f"{ds}.yaml"
-        if path.exists():
+        if path.is_file():
             for method, tunings in (_load(path).get("methods") or {}).items():
                 out[(ds, method)] = list(tunings)
     return out
@@ -139,7 +146,7 @@ def rule_hyperparameters(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def resolve_config(method: str, dataset: str, tuning: str = "test",
-                   overrides: Mapping[str, Any] | None = None, root: Path | None = None) -> dict[str, Any]:
+                   overrides: Mapping[str, Any] | None = None, root: Path | Traversable | None = None) -> dict[str, Any]:
     """The full configuration of one run; unknown names or keys are errors listing the valid ones."""
     _choice("method", method, list(METHODS))
     _choice("dataset", dataset, list(DATASETS))

@@ -35,6 +35,7 @@ import torch
 import yaml
 from torch import Tensor
 
+from .config import config_dir
 from .data import student_teacher
 from .gauss_newton import output_jacobians
 from .network import MLP, Params
@@ -47,8 +48,8 @@ __all__ = [
     "output_space_experiment",
 ]
 
-#: config/toy.yaml beside the package (checkout layout)
-TOY_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "toy.yaml"
+#: the toy experiments' configuration, package data beside the run configurations (tp/configs/toy.yaml)
+TOY_CONFIG_PATH = config_dir() / "toy.yaml"
 
 #: method slug of Fig. 2 -> label in the figure
 NULLSPACE_METHODS = {"dtp-pretrained": "DTP (pre-trained)", "ddtp-linear": "DDTP-linear"}
@@ -58,8 +59,8 @@ _DTYPES = {False: torch.float32, True: torch.float64}
 
 # ------------------------------------------------------------------------------------------- config
 def load_toy_config(path: str | Path | None = None) -> dict[str, Any]:
-    """The parsed ``config/toy.yaml`` (keys ``fig2_nullspace`` and ``figS3_output_space``)."""
-    with open(path or TOY_CONFIG_PATH) as f:
+    """The parsed ``tp/configs/toy.yaml``, or ``path`` (keys ``fig2_nullspace`` and ``figS3_output_space``)."""
+    with open(path) if path is not None else TOY_CONFIG_PATH.open() as f:
         return yaml.safe_load(f)
 
 
@@ -178,7 +179,7 @@ def nullspace_experiment(method: str, hp: Mapping[str, Any] | None = None, seed:
 
     ``method``: ``dtp-pretrained`` (rule ``dtp``, layer-wise tanh feedback, DTP loss) or ``ddtp-linear``
     (DRL).  ``hp``: the flat hyperparameters (default :func:`nullspace_hyperparameters` of
-    config/toy.yaml).  The keyword arguments override ``hp`` (tiny runs for tests).
+    tp/configs/toy.yaml).  The keyword arguments override ``hp`` (tiny runs for tests).
 
     Schedule (SPEC §5.2 with ``freeze_forward_weights``): ``epochs_fb`` feedback-only epochs; then
     ``epochs`` epochs in which every sample (batch size 1, shuffled) gives the forward update ΔW_i (the

@@ -35,7 +35,7 @@ from tp.config import DATASET_MODEL, DATASETS, METHODS, ConfigError, available_c
 RESULTS = config["results"].rstrip("/")
 PYTHON = sys.executable
 LAUNCH = str(Path(workflow.basedir) / "workflow" / "scripts" / "launch.py")
-CONFIGS = available_configs()  # {(dataset, method): [tunings]} of config/hyperparameters
+CONFIGS = available_configs()  # {(dataset, method): [tunings]} of tp/configs/hyperparameters
 #: the dataset whose files a dataset needs (Frozen-MNIST is MNIST, the CNN's cifar10-cnn is CIFAR-10)
 DATA_OF = {"mnist": "mnist", "frozen-mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10",
            "cifar10-cnn": "cifar10"}

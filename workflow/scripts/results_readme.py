@@ -27,7 +27,7 @@ def main(sm) -> None:
              f"* data source: {cfg['data']['source']}; seeds: {cfg['seeds']}; "
              f"epochs: {'as configured' if cfg.get('epochs') is None else cfg['epochs']}; "
              f"overrides: {cfg.get('overrides') or 'none'}",
-             "* run hyperparameters: `config/hyperparameters/` of that code version (the paper's final "
+             "* run hyperparameters: `tp/configs/hyperparameters/` of that code version (the paper's final "
              "configurations); the pipeline configuration is below.", "", "## Tables", ""]
     for name, spec in sm.params.tables.items():
         tidy = pd.read_csv(results / "tables" / f"{name}.csv")

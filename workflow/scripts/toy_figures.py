@@ -141,9 +141,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Fig. 2 (null-space ratios) and Fig. S3 (output-space direction).")
     p.add_argument("--out-dir", default="results/figures", help="folder of the figures and CSVs")
     p.add_argument("--tiny", action="store_true", help="smoke run: 1 pre-training epoch, 1 epoch, 40 samples")
-    p.add_argument("--seed", type=int, default=None, help="seed of Fig. 2 (default: config/toy.yaml, 42)")
+    p.add_argument("--seed", type=int, default=None, help="seed of Fig. 2 (default: tp/configs/toy.yaml, 42)")
     p.add_argument("--output-space-seed", type=int, default=None,
-                   help="seed of Fig. S3 (default: config/toy.yaml, 93)")
+                   help="seed of Fig. S3 (default: tp/configs/toy.yaml, 93)")
     args = p.parse_args(argv)
     run(args.out_dir, args.tiny, args.seed, args.output_space_seed)
     return 0
