@@ -6,15 +6,14 @@ and ``hyperparameters/<dataset>.yaml``; :func:`config_dir`), so that a wheel or 
 them; see ``defaults.yaml`` for the resolution order.  (The checkout's top-level ``config/`` holds the
 pipeline's experiment matrices, ``config.yaml`` and ``smoke.yaml``, not run hyperparameters.)
 
-Datasets are the tables' columns.  ``cifar10-cnn`` is CIFAR-10 trained with the CNN of SPEC §8 (Table 3,
-S9, S10, Fig. S7): the dataset fixes the network (``model``: ``mlp`` or ``cnn``), and a method's rule on
+Methods, datasets and tunings are the entries of :mod:`tp.catalog`.  Datasets are the tables' columns.
+``cifar10-cnn`` is CIFAR-10 trained with the CNN of SPEC §8 (Table 3, S9, S10, Fig. S7): the dataset fixes the network (``model``: ``mlp`` or ``cnn``), and a method's rule on
 the CNN is its CNN counterpart (:data:`CNN_RULES`, e.g. ``ddtp-linear`` → ``ddtp-linear-cnn``).
 """
 
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from . import catalog
+from .catalog import Method
 from .rules import REGISTRY
 from .validation import check_values
 
@@ -34,38 +35,13 @@ class ConfigError(ValueError):
     """An unknown method, dataset, tuning or key, or an invalid value."""
 
 
-@dataclass(frozen=True)
-class Method:
-    slug: str  # wildcard / CLI name
-    rule: str  # name in tp.rules.REGISTRY
-    paper_name: str  # as printed in the paper's tables
-
-
-METHODS: dict[str, Method] = {m.slug: m for m in [
-    Method("bp", "bp", "BP"),
-    Method("ddtp-linear", "ddtp-linear", "DDTP-linear"),
-    Method("ddtp-rhl", "ddtp-rhl", "DDTP-RHL"),
-    Method("dtpdrl", "dtpdrl", "DTPDRL"),
-    Method("ddtp-control", "ddtp-control", "DDTP-control"),
-    Method("dtp", "dtp", "DTP"),
-    Method("dtp-pretrained", "dtp", "DTP (pre-trained)"),
-    Method("dfa", "dfa", "DFA"),
-    Method("ddtp-rhl-extrafb", "ddtp-rhl", "DDTP-RHL (extra FB)"),
-    Method("ddtp-rhl-rec", "ddtp-rhl-rec", "DDTP-RHL (rec)"),
-    Method("ddtp-rhl-rec-extrafb", "ddtp-rhl-rec", "DDTP-RHL (rec. and extra FB)"),
-]}
-
-#: dataset slug -> paper name
-DATASETS: dict[str, str] = {
-    "mnist": "MNIST",
-    "frozen-mnist": "Frozen-MNIST",
-    "fashion-mnist": "Fashion-MNIST",
-    "cifar10": "CIFAR10",
-    "cifar10-cnn": "CIFAR10 (CNN)",
-}
-TUNINGS = ("test", "train", "alignment")
+#: method slug -> catalog entry (rule, paper name, schedule; :data:`tp.catalog.METHODS`)
+METHODS: dict[str, Method] = dict(catalog.METHODS)
+#: dataset slug -> paper name (the catalog's :data:`tp.catalog.DATASETS` has the other facts)
+DATASETS: dict[str, str] = {slug: d.paper_name for slug, d in catalog.DATASETS.items()}
+TUNINGS = tuple(catalog.TUNINGS)
 #: the network a dataset trains when not the SPEC §1 MLP ("mlp"): CIFAR-10 images through the SPEC §8 CNN
-DATASET_MODEL: dict[str, str] = {"cifar10-cnn": "cnn"}
+DATASET_MODEL: dict[str, str] = {slug: d.model for slug, d in catalog.DATASETS.items() if d.model != "mlp"}
 #: method slug -> its rule on the CNN (the four methods the paper runs on the CNN, SPEC §8)
 CNN_RULES: dict[str, str] = {"bp": "bp-cnn", "dfa": "dfa-cnn", "ddtp-linear": "ddtp-linear-cnn",
                              "ddtp-control": "ddtp-control-cnn"}

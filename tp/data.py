@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .catalog import DATASETS as CATALOG
+from .catalog import FILES, ImageFiles
 from .integrity import (IDX_FILES, DatasetCorruptError, DatasetNotFoundError, check_counts, files_sha256,
                         prepare_idx_folder)
 from .network import MLP
@@ -36,27 +38,15 @@ __all__ = ["DataSplits", "load_dataset", "student_teacher", "DatasetNotFoundErro
 VALIDATION_SIZE = 5000
 
 
-@dataclass(frozen=True)
-class ImageDataset:
-    name: str
-    torchvision_class: str
-    shape: tuple[int, int, int]  # (C, H, W)
-    mean: float | None  # normalisation (None: ToTensor only)
-    std: float | None
-    num_train: int  # the known sizes of the official files, checked on every load (tp.integrity)
-    num_test: int
-
-
-IMAGE_DATASETS: dict[str, ImageDataset] = {
-    "mnist": ImageDataset("mnist", "MNIST", (1, 28, 28), 0.1307, 0.3081, 60000, 10000),
-    "fashion-mnist": ImageDataset("fashion-mnist", "FashionMNIST", (1, 28, 28), None, None, 60000, 10000),
-    "cifar10": ImageDataset("cifar10", "CIFAR10", (3, 32, 32), 0.5, 0.5, 50000, 10000),
-}
+#: the dataset files (torchvision class, image shape, normalisation, the known sizes of the official files,
+#: checked on every load by tp.integrity): :data:`tp.catalog.FILES`
+ImageDataset = ImageFiles
+IMAGE_DATASETS: dict[str, ImageDataset] = dict(FILES)
 #: Frozen-MNIST is the MNIST data (SPEC §6); the difference is in which parameters train.  cifar10-cnn is the
 #: CIFAR-10 data for the CNN (SPEC §8)
-ALIASES = {"frozen-mnist": "mnist", "cifar10-cnn": "cifar10"}
+ALIASES = {slug: d.files for slug, d in CATALOG.items() if d.files != slug}
 #: datasets whose inputs stay images (N, C, H, W) instead of flat (N, C·H·W) vectors (the CNN's, SPEC §10)
-IMAGE_INPUT = ("cifar10-cnn",)
+IMAGE_INPUT = tuple(slug for slug, d in CATALOG.items() if len(d.input_shape) == 3)
 
 
 @dataclass

@@ -30,6 +30,7 @@ for _key in ("seeds", "seed_block", "epochs", "data", "slurm", "overrides", "lau
 
 validate(config, "../schemas/config.schema.yaml")
 
+from tp.catalog import DATASETS as CATALOG  # noqa: E402
 from tp.config import DATASET_MODEL, DATASETS, METHODS, ConfigError, available_configs, resolve_config  # noqa: E402
 
 RESULTS = config["results"].rstrip("/")
@@ -37,8 +38,7 @@ PYTHON = sys.executable
 LAUNCH = str(Path(workflow.basedir) / "workflow" / "scripts" / "launch.py")
 CONFIGS = available_configs()  # {(dataset, method): [tunings]} of tp/configs/hyperparameters
 #: the dataset whose files a dataset needs (Frozen-MNIST is MNIST, the CNN's cifar10-cnn is CIFAR-10)
-DATA_OF = {"mnist": "mnist", "frozen-mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10",
-           "cifar10-cnn": "cifar10"}
+DATA_OF = {slug: d.files for slug, d in CATALOG.items()}
 
 
 def has_config(tuning, method, dataset):

@@ -1,0 +1,79 @@
+"""The catalog (tp.catalog) is the one list of datasets, methods and tunings: everything else agrees with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tp import catalog, config, data
+from tp.rules import REGISTRY
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def test_config_lists_are_the_catalog():
+    assert list(config.METHODS) == list(catalog.METHODS)
+    assert all(config.METHODS[m] is catalog.METHODS[m] for m in catalog.METHODS)
+    assert config.DATASETS == {d.slug: d.paper_name for d in catalog.DATASETS.values()}
+    assert config.TUNINGS == tuple(catalog.TUNINGS) == ("test", "train", "alignment")
+    assert {d: config.model_of(d) for d in catalog.DATASETS} == {d.slug: d.model for d in catalog.DATASETS.values()}
+    assert config.model_of("cifar10-cnn") == "cnn" and config.model_of("mnist") == "mlp"
+
+
+def test_entries_are_consistent():
+    for slug, d in catalog.DATASETS.items():
+        assert d.slug == slug and d.files in catalog.FILES and d.model in catalog.MODELS
+        assert 0 < d.prune_threshold < 1
+        assert (config.config_dir() / "hyperparameters" / f"{slug}.yaml").is_file(), slug
+    for slug, m in catalog.METHODS.items():
+        assert m.slug == slug and m.rule in REGISTRY and m.paper_name and m.schedule
+    # every method has a configuration on some dataset, every dataset for some method
+    have = config.available_configs()
+    assert {m for _, m in have} == set(catalog.METHODS) and {d for d, _ in have} == set(catalog.DATASETS)
+    assert {t for ts in have.values() for t in ts} == set(catalog.TUNINGS)
+    # facts of SPEC §10 / §8 / §12.13
+    assert catalog.dataset("mnist").input_shape == (784,) and catalog.dataset("cifar10").input_shape == (3072,)
+    assert catalog.dataset("cifar10-cnn").input_shape == (3, 32, 32)
+    assert catalog.dataset("frozen-mnist").files == "mnist" and catalog.dataset("cifar10-cnn").files == "cifar10"
+    assert (catalog.dataset("cifar10").num_train, catalog.dataset("cifar10").num_test) == (50000, 10000)
+    assert {d.prune_threshold for d in catalog.DATASETS.values() if d.files == "cifar10"} == {0.25}
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(KeyError, match="valid choices: mnist, frozen-mnist"):
+        catalog.dataset("svhn")
+    with pytest.raises(KeyError, match="valid choices: bp, ddtp-linear"):
+        catalog.method("ddtp")
+    with pytest.raises(KeyError, match="valid choices: test, train, alignment"):
+        catalog.tuning("best")
+
+
+@pytest.mark.parametrize("slug", list(catalog.DATASETS))
+def test_data_module_reads_the_catalog(slug):
+    d = catalog.dataset(slug)
+    assert data.ALIASES.get(slug, slug) == d.files
+    assert data.IMAGE_DATASETS[d.files] is catalog.FILES[d.files]
+    assert (slug in data.IMAGE_INPUT) == (d.model == "cnn")
+    splits = data.load_dataset(slug, source="synthetic", no_val_set=True, synthetic_sizes=(12, 4))
+    assert tuple(splits.train_x.shape[1:]) == tuple(splits.test_x.shape[1:]) == d.input_shape
+    assert 0 <= int(splits.train_y.min()) and int(splits.train_y.max()) < d.num_classes
+
+
+def test_training_loop_pruning_thresholds_are_the_catalog():
+    from tp.train import PRUNE_THRESHOLDS
+
+    assert PRUNE_THRESHOLDS == {slug: d.prune_threshold for slug, d in catalog.DATASETS.items()}
+
+
+def test_workflow_schema_enums_are_the_catalog():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert schema["$defs"]["method"]["enum"] == list(catalog.METHODS)
+    assert schema["$defs"]["dataset"]["enum"] == list(catalog.DATASETS)
+    aligned = {d for (d, _), ts in config.available_configs().items() if "alignment" in ts}
+    enum = schema["properties"]["alignment"]["properties"]["datasets"]["items"]["enum"]
+    assert sorted(enum) == sorted(aligned)
+    table = schema["properties"]["tables"]["additionalProperties"]["properties"]
+    assert set(table["tuning"]["enum"]) < set(catalog.TUNINGS)

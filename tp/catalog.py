@@ -1,0 +1,150 @@
+"""The catalog: the facts about the paper's datasets, methods and tunings, written once.
+
+Everything that lists or describes them reads this module: :mod:`tp.config` (``METHODS``, ``DATASETS``,
+``TUNINGS``, a dataset's network), :mod:`tp.data` (files, image shape, normalisation, sizes), the
+training loop (the pruning threshold) and the pipeline (``workflow/rules/common.smk``; the method and
+dataset enumerations of ``workflow/schemas/config.schema.yaml`` equal these, ``tests/test_catalog.py``).
+Adding a dataset or a method is one entry here plus its configurations in ``tp/configs/``.
+
+* :data:`FILES`: the image datasets on disk (torchvision class, image shape, normalisation, sizes; SPEC §10).
+* :data:`DATASETS`: the tables' columns.  A dataset names the files it reads (Frozen-MNIST reads MNIST,
+  SPEC §6; ``cifar10-cnn`` reads CIFAR-10 as images for the CNN of SPEC §8) and the network it trains.
+* :data:`METHODS`: the tables' rows: a learning rule (``tp.rules.REGISTRY``) and its training schedule.
+* :data:`TUNINGS`: which configuration of a (method, dataset) a run uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ImageFiles", "Dataset", "Method", "Tuning", "FILES", "DATASETS", "METHODS", "TUNINGS", "MODELS",
+           "dataset", "method", "tuning"]
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """An image dataset on disk, read through ``torchvision.datasets`` (SPEC §10)."""
+
+    name: str  # slug of the files (the data/ download name)
+    torchvision_class: str
+    shape: tuple[int, int, int]  # one image (C, H, W)
+    mean: float | None  # Normalize after ToTensor (None: ToTensor only)
+    std: float | None
+    num_train: int  # samples of the official training / test split
+    num_test: int
+    num_classes: int = 10
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A column of the paper's tables."""
+
+    slug: str  # wildcard / CLI name
+    paper_name: str  # as printed in the paper's tables
+    files: str  # key of FILES: the data it reads
+    model: str  # the network it trains: "mlp" (SPEC §1) or "cnn" (SPEC §8)
+    #: the official early stop (SPEC §12.13): training accuracy below this from epoch 6 on → "pruned"
+    prune_threshold: float
+
+    @property
+    def image(self) -> ImageFiles:
+        return FILES[self.files]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One input as the network sees it: the image (C, H, W) for the CNN, else the flat (C·H·W,)."""
+        c, h, w = self.image.shape
+        return (c, h, w) if self.model == "cnn" else (c * h * w,)
+
+    @property
+    def num_classes(self) -> int:
+        return self.image.num_classes
+
+    @property
+    def num_train(self) -> int:
+        return self.image.num_train
+
+    @property
+    def num_test(self) -> int:
+        return self.image.num_test
+
+
+@dataclass(frozen=True)
+class Method:
+    """A row of the paper's tables: a learning rule plus, for some, another schedule."""
+
+    slug: str  # wildcard / CLI name
+    rule: str  # name in tp.rules.REGISTRY
+    paper_name: str  # as printed in the paper's tables
+    #: how its training schedule differs from its rule's plain one (the keys of its configurations)
+    schedule: str = "the rule's schedule (SPEC §5.2)"
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Which configuration of a (method, dataset) a run uses (``tunings`` of ``tp/configs/defaults.yaml``)."""
+
+    slug: str
+    purpose: str
+
+
+#: the networks a dataset can train
+MODELS = ("mlp", "cnn")
+
+FILES: dict[str, ImageFiles] = {f.name: f for f in [
+    ImageFiles("mnist", "MNIST", (1, 28, 28), 0.1307, 0.3081, 60000, 10000),
+    ImageFiles("fashion-mnist", "FashionMNIST", (1, 28, 28), None, None, 60000, 10000),
+    ImageFiles("cifar10", "CIFAR10", (3, 32, 32), 0.5, 0.5, 50000, 10000),
+]}
+
+DATASETS: dict[str, Dataset] = {d.slug: d for d in [
+    Dataset("mnist", "MNIST", "mnist", "mlp", 0.4),
+    Dataset("frozen-mnist", "Frozen-MNIST", "mnist", "mlp", 0.4),
+    Dataset("fashion-mnist", "Fashion-MNIST", "fashion-mnist", "mlp", 0.4),
+    Dataset("cifar10", "CIFAR10", "cifar10", "mlp", 0.25),
+    Dataset("cifar10-cnn", "CIFAR10 (CNN)", "cifar10", "cnn", 0.25),
+]}
+
+_PRETRAINED = "DTP with feedback pre-training (epochs_fb) and extra feedback epochs (extra_fb_epochs), SPEC §4.3"
+_EXTRA_FB = "more feedback training: only epochs_fb and extra_fb_epochs differ (SPEC §4.8)"
+
+METHODS: dict[str, Method] = {m.slug: m for m in [
+    Method("bp", "bp", "BP", "no feedback: forward training only, its own loop (SPEC §4.1, §5.5)"),
+    Method("ddtp-linear", "ddtp-linear", "DDTP-linear"),
+    Method("ddtp-rhl", "ddtp-rhl", "DDTP-RHL"),
+    Method("dtpdrl", "dtpdrl", "DTPDRL"),
+    Method("ddtp-control", "ddtp-control", "DDTP-control"),
+    Method("dtp", "dtp", "DTP"),
+    Method("dtp-pretrained", "dtp", "DTP (pre-trained)", _PRETRAINED),
+    Method("dfa", "dfa", "DFA", "fixed random feedback, never trained: no feedback epochs (SPEC §4.2)"),
+    Method("ddtp-rhl-extrafb", "ddtp-rhl", "DDTP-RHL (extra FB)", _EXTRA_FB),
+    Method("ddtp-rhl-rec", "ddtp-rhl-rec", "DDTP-RHL (rec)"),
+    Method("ddtp-rhl-rec-extrafb", "ddtp-rhl-rec", "DDTP-RHL (rec. and extra FB)", _EXTRA_FB),
+]}
+
+TUNINGS: dict[str, Tuning] = {t.slug: t for t in [
+    Tuning("test", "tuned for validation error (Tables 1, S6, S8; Table 3, S9 for the CNN)"),
+    Tuning("train", "tuned for training loss, trained on the whole training set (Table 2; Table S10)"),
+    Tuning("alignment", "the alignment-figure configurations (Fig. 4, S4-S7), alignment angles logged"),
+]}
+
+
+def _lookup(kind: str, table: dict, slug: str):
+    if slug not in table:
+        raise KeyError(f"unknown {kind} {slug!r}; valid choices: {', '.join(table)}")
+    return table[slug]
+
+
+def dataset(slug: str) -> Dataset:
+    """The catalog entry of a dataset; an unknown slug is an error listing the valid ones."""
+    return _lookup("dataset", DATASETS, slug)
+
+
+def method(slug: str) -> Method:
+    """The catalog entry of a method; an unknown slug is an error listing the valid ones."""
+    return _lookup("method", METHODS, slug)
+
+
+def tuning(slug: str) -> Tuning:
+    """The catalog entry of a tuning; an unknown slug is an error listing the valid ones."""
+    return _lookup("tuning", TUNINGS, slug)
