@@ -18,7 +18,7 @@ def test_config_lists_are_the_catalog():
     assert list(config.METHODS) == list(catalog.METHODS)
     assert all(config.METHODS[m] is catalog.METHODS[m] for m in catalog.METHODS)
     assert config.DATASETS == {d.slug: d.paper_name for d in catalog.DATASETS.values()}
-    assert config.TUNINGS == tuple(catalog.TUNINGS) == ("test", "train", "alignment")
+    assert config.TUNINGS == tuple(catalog.TUNINGS) == ("test", "train", "alignment", "damping")
     assert {d: config.model_of(d) for d in catalog.DATASETS} == {d.slug: d.model for d in catalog.DATASETS.values()}
     assert config.model_of("cifar10-cnn") == "cnn" and config.model_of("mnist") == "mlp"
 
@@ -33,7 +33,7 @@ def test_entries_are_consistent():
     # every method has a configuration on some dataset, every dataset for some method
     have = config.available_configs()
     assert {m for _, m in have} == set(catalog.METHODS) and {d for d, _ in have} == set(catalog.DATASETS)
-    assert {t for ts in have.values() for t in ts} == set(catalog.TUNINGS)
+    assert {t for ts in have.values() for t in ts} == {t.configuration for t in catalog.TUNINGS.values()}
     # facts of SPEC §10 / §8 / §12.13
     assert catalog.dataset("mnist").input_shape == (784,) and catalog.dataset("cifar10").input_shape == (3072,)
     assert catalog.dataset("cifar10-cnn").input_shape == (3, 32, 32)
@@ -47,8 +47,25 @@ def test_unknown_names_list_the_valid_ones():
         catalog.dataset("svhn")
     with pytest.raises(KeyError, match="valid choices: bp, ddtp-linear"):
         catalog.method("ddtp")
-    with pytest.raises(KeyError, match="valid choices: test, train, alignment"):
+    with pytest.raises(KeyError, match="valid choices: test, train, alignment, damping"):
         catalog.tuning("best")
+
+
+def test_damping_is_the_alignment_configuration_with_the_search():
+    """Table S7's search (SPEC §7.2): every alignment configuration, the search on, its 3 epochs."""
+    from tp.train import DAMPING_SEARCH_AFTER
+
+    assert catalog.tuning("damping").configuration == "alignment" and not catalog.tuning("damping").shortened
+    cells = [(d, m) for (d, m), ts in config.available_configs().items() if "alignment" in ts]
+    assert len(cells) == 33
+    for d, m in cells:
+        align, damp = config.resolve_config(m, d, "alignment"), config.resolve_config(m, d, "damping")
+        assert {k for k in align if align[k] != damp[k]} == {"tuning", "epochs", "gn_damping_hpsearch"}
+        assert (damp["tuning"], damp["epochs"], damp["gn_damping_hpsearch"]) == ("damping", DAMPING_SEARCH_AFTER, True)
+    # overrides still come last; a method without an alignment configuration has no damping search
+    assert config.resolve_config("bp", "mnist", "damping", {"epochs": 5, "lr": 1e-3})["epochs"] == 5
+    with pytest.raises(config.ConfigError, match="reads the 'alignment' configuration"):
+        config.resolve_config("dfa", "frozen-mnist", "damping")
 
 
 @pytest.mark.parametrize("slug", list(catalog.DATASETS))

@@ -10,7 +10,8 @@ Adding a dataset or a method is one entry here plus its configurations in ``tp/c
 * :data:`DATASETS`: the tables' columns.  A dataset names the files it reads (Frozen-MNIST reads MNIST,
   SPEC §6; ``cifar10-cnn`` reads CIFAR-10 as images for the CNN of SPEC §8) and the network it trains.
 * :data:`METHODS`: the tables' rows: a learning rule (``tp.rules.REGISTRY``) and its training schedule.
-* :data:`TUNINGS`: which configuration of a (method, dataset) a run uses.
+* :data:`TUNINGS`: which configuration of a (method, dataset) a run uses; ``damping`` (Table S7) is the
+  ``alignment`` configuration with the damping search switched on (``tp/configs/defaults.yaml``).
 """
 
 from __future__ import annotations
@@ -86,6 +87,16 @@ class Tuning:
 
     slug: str
     purpose: str
+    #: the per-method blocks it reads in ``tp/configs/hyperparameters/<dataset>.yaml``: its own (empty), or
+    #: another tuning's, on top of which its ``defaults.yaml`` settings then apply (the damping search)
+    reads: str = ""
+    #: whether a pipeline's ``epochs`` setting (the smoke run's short runs) shortens it
+    shortened: bool = True
+
+    @property
+    def configuration(self) -> str:
+        """The tuning whose per-method blocks this one reads."""
+        return self.reads or self.slug
 
 
 #: the networks a dataset can train
@@ -126,6 +137,9 @@ TUNINGS: dict[str, Tuning] = {t.slug: t for t in [
     Tuning("test", "tuned for validation error (Tables 1, S6, S8; Table 3, S9 for the CNN)"),
     Tuning("train", "tuned for training loss, trained on the whole training set (Table 2; Table S10)"),
     Tuning("alignment", "the alignment-figure configurations (Fig. 4, S4-S7), alignment angles logged"),
+    # SPEC §7.2: the search runs after the 3rd training epoch, then the run stops; its epochs are the protocol's
+    Tuning("damping", "the GNT damping search of Table S7: the alignment configuration, searched after 3 "
+                      "epochs, then stopped", reads="alignment", shortened=False),
 ]}
 
 

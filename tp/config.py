@@ -132,15 +132,20 @@ def resolve_config(method: str, dataset: str, tuning: str = "test",
     cfg: dict[str, Any] = dict(defaults["run"])
     cfg["fb_activation"] = None
     valid_keys = sorted(cfg)
-    cfg.update(defaults.get("tunings", {}).get(tuning) or {})
+    tunings = defaults.get("tunings") or {}
+    source = catalog.tuning(tuning).configuration  # the tuning whose per-method blocks are read
+    cfg.update(tunings.get(source) or {})
     ds_file = _load(root / "hyperparameters" / f"{dataset}.yaml")
     cfg.update(ds_file.get("dataset") or {})
     per_method = (ds_file.get("methods") or {}).get(method)
-    if per_method is None or tuning not in per_method:
+    if per_method is None or source not in per_method:
         have = sorted(f"{m}/{t}" for (d, m), ts in available_configs(root).items() if d == dataset for t in ts)
-        raise ConfigError(f"no {tuning!r} configuration of method {method!r} on dataset {dataset!r}; "
+        reads = "" if source == tuning else f" (it reads the {source!r} configuration)"
+        raise ConfigError(f"no {tuning!r} configuration of method {method!r} on dataset {dataset!r}{reads}; "
                           f"available on {dataset}: {', '.join(have)}")
-    cfg.update(per_method[tuning] or {})
+    cfg.update(per_method[source] or {})
+    if source != tuning:  # e.g. the damping search: the alignment configuration, then its own settings
+        cfg.update(tunings.get(tuning) or {})
     for key, value in (overrides or {}).items():
         if key not in valid_keys:
             raise ConfigError(f"unknown configuration key {key!r}; valid keys: {', '.join(valid_keys)}")

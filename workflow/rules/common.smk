@@ -31,6 +31,7 @@ for _key in ("seeds", "seed_block", "epochs", "data", "slurm", "overrides", "lau
 validate(config, "../schemas/config.schema.yaml")
 
 from tp.catalog import DATASETS as CATALOG  # noqa: E402
+from tp.catalog import TUNINGS as TUNING_OF  # noqa: E402
 from tp.config import DATASET_MODEL, DATASETS, METHODS, ConfigError, available_configs, resolve_config  # noqa: E402
 
 RESULTS = config["results"].rstrip("/")
@@ -53,8 +54,8 @@ def table_cells(spec):
 # every (tuning, method, dataset) that some table needs, each trained for every seed
 RUN_CELLS = sorted({(spec["tuning"], m, d) for spec in config["tables"].values() for m, d in table_cells(spec)})
 
-# alignment-figure runs and damping-search runs ("damping": the alignment configuration, stopped after the
-# search), one seed each
+# alignment-figure runs and damping-search runs (tuning "damping": the alignment configuration, stopped after
+# the search; tp.catalog), one seed each
 ALIGN = config.get("alignment") or {"seed": 42, "datasets": [], "methods": [], "smooth": 30}
 ALIGN_CELLS = [(m, d) for d in ALIGN["datasets"] for m in ALIGN["methods"] if has_config("alignment", m, d)]
 #: figure name(s) of each dataset's alignment grid (SPEC Q5; Fig. 4 is the condensed Fashion-MNIST view)

@@ -8,16 +8,8 @@
 #   block's per-seed summaries: the DAG still has one result folder per (tuning, method, dataset, seed), and
 #   a seed's result equals its single-seed run up to rounding.  The CNN (no replica dimension) and the
 #   alignment and damping runs (one seed) stay single-seed jobs.
-# tuning "damping" is the damping search of Table S7: the alignment configuration with gn_damping_hpsearch,
-# which stops after its 3rd epoch (SPEC §7.2).
-
-
-def tp_tuning(wildcards):
-    return _tp_tuning(wildcards.tuning)
-
-
-def _tp_tuning(tuning):
-    return "alignment" if tuning == "damping" else tuning
+# Tuning "damping" is the damping search of Table S7, a tuning of tp.catalog like the others (the alignment
+# configuration with the search switched on, which stops after its 3rd epoch, SPEC §7.2).
 
 
 def epochs_arg(wildcards):
@@ -25,9 +17,11 @@ def epochs_arg(wildcards):
 
 
 def _epochs_arg(tuning):
-    if tuning == "damping":
-        return "--epochs 3 --set gn_damping_hpsearch=true"
-    return "" if config.get("epochs") is None else f"--epochs {config['epochs']}"
+    """`epochs` of the pipeline configuration shortens the runs of the tunings it may shorten (not the damping
+    search's protocol epochs)."""
+    if config.get("epochs") is None or not TUNING_OF[tuning].shortened:
+        return ""
+    return f"--epochs {config['epochs']}"
 
 
 def data_flag(wildcards):
@@ -55,7 +49,7 @@ rule train:
     params:
         out=lambda w: run_dir(w.tuning, w.method, w.dataset, w.seed),
         epochs=epochs_arg,
-        tuning=tp_tuning,
+        tuning=lambda w: w.tuning,
         sets=SETS,
         slurm=SLURM,
         slurm_extra=SLURM_EXTRA,
@@ -93,7 +87,7 @@ for _block in SEED_BLOCKS:
             # functions: the {seed} of --out is for tp, not for Snakemake's formatting
             out=lambda wildcards, out=run_dir(_tuning, _method, _dataset, "{seed}"): out,
             epochs=lambda wildcards, e=_epochs_arg(_tuning): e,
-            tuning=_tp_tuning(_tuning),
+            tuning=_tuning,
             sets=SETS,
             slurm=SLURM,
             slurm_extra=SLURM_EXTRA,
