@@ -53,7 +53,7 @@ def test_unknown_names_list_the_valid_ones():
 
 def test_damping_is_the_alignment_configuration_with_the_search():
     """Table S7's search (SPEC §7.2): every alignment configuration, the search on, its 3 epochs."""
-    from tp.train import DAMPING_SEARCH_AFTER
+    from tp.training import DAMPING_SEARCH_AFTER
 
     assert catalog.tuning("damping").configuration == "alignment" and not catalog.tuning("damping").shortened
     cells = [(d, m) for (d, m), ts in config.available_configs().items() if "alignment" in ts]
@@ -80,7 +80,7 @@ def test_data_module_reads_the_catalog(slug):
 
 
 def test_training_loop_pruning_thresholds_are_the_catalog():
-    from tp.train import PRUNE_THRESHOLDS
+    from tp.training import PRUNE_THRESHOLDS
 
     assert PRUNE_THRESHOLDS == {slug: d.prune_threshold for slug, d in catalog.DATASETS.items()}
 
