@@ -1,6 +1,9 @@
-"""The Snakemake pipeline: the default DAG, validation, the smoke run, interruption, and SLURM.
+"""The Snakemake pipeline: the default DAG, validation, missing data, the smoke run and its report,
+interruption, and SLURM.
 
-The SLURM tests need a reachable cluster (``.ci/run`` starts a single-node one with accounting and a fake
+No test has a wall-clock limit of its own (a busy machine is slow, not wrong; CI's job limit is the
+backstop): a waiting test fails when the process it waits for ends without the awaited state.  The SLURM
+tests need a reachable cluster (``.ci/run`` starts a single-node one with accounting and a fake
 GPU); they skip without one, except under CI (``CI=true``), where a missing cluster is a failure.
 """
 
@@ -25,12 +28,12 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TABLES = ("table1", "table2", "tableS6", "tableS8", "table3", "tableS9", "tableS10")
 
 
-def snakemake(*args, cwd=None, directory=None, check=True, timeout=900, env=None):
+def snakemake(*args, cwd=None, directory=None, check=True, env=None):
     cmd = list(SNAKEMAKE)
     if directory is not None:
         cmd += ["--snakefile", str(REPO / "Snakefile"), "--directory", str(directory)]
     cmd += [str(a) for a in args]
-    res = subprocess.run(cmd, cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout, env=env)
+    res = subprocess.run(cmd, cwd=cwd or REPO, capture_output=True, text=True, env=env)
     if check and res.returncode != 0:
         raise AssertionError(f"snakemake failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
     return res
@@ -55,9 +58,7 @@ def planned_runs(out: str) -> list[tuple[str, str, str, int]]:
 
 @pytest.mark.parametrize("seed_block", [10, 1])
 def test_dry_run_of_the_default_matrix_lists_every_training_job(tmp_path, seed_block):
-    t0 = time.monotonic()
     res = snakemake("-n", "--config", f"seed_block={seed_block}", directory=tmp_path)
-    elapsed = time.monotonic() - t0
     out = res.stdout + res.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
     assert int(counts["download"]) == 3 and int(counts["table"]) == 7 and int(counts["table_s7"]) == 1
@@ -79,7 +80,6 @@ def test_dry_run_of_the_default_matrix_lists_every_training_job(tmp_path, seed_b
     else:
         assert not blocks and int(counts["train"]) == 836
     assert int(counts["alignment_figure"]) == 5
-    assert elapsed < 60
 
 
 @pytest.mark.parametrize("change,needle", [
@@ -97,10 +97,17 @@ def test_invalid_configuration_fails_validation_naming_the_entry(tmp_path, chang
 
 
 # ---------------------------------------------------------------------------------------- smoke run
-def test_smoke_configuration_runs_end_to_end(tmp_path):
-    snakemake("--cores", "2", "--configfile", REPO / "config" / "smoke.yaml", directory=tmp_path)
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The smoke pipeline, run once for the tests of its outputs: the working directory it ran in."""
+    directory = tmp_path_factory.mktemp("smoke")
+    snakemake("--cores", "2", "--configfile", REPO / "config" / "smoke.yaml", directory=directory)
+    return directory
+
+
+def test_smoke_configuration_runs_end_to_end(smoke_run):
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    results = tmp_path / "results" / "smoke"
+    results = smoke_run / "results" / "smoke"
     from tp.config import DATASETS, METHODS, available_configs
 
     have = available_configs()
@@ -162,13 +169,15 @@ def default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def wait_for(predicate, timeout, what):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if predicate():
-            return
+def wait_for(predicate, proc, what):
+    """Poll until ``predicate()``; fail when ``proc`` (the process that should bring it about) has ended
+    without it.  No clock: a slow machine only waits longer."""
+    while not predicate():
+        if proc.poll() is not None:
+            if predicate():
+                return
+            raise AssertionError(f"the process ended (exit status {proc.returncode}) before {what}")
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_interrupted_smoke_run_resumes_without_recomputing(tmp_path):
@@ -184,10 +193,10 @@ def test_interrupted_smoke_run_resumes_without_recomputing(tmp_path):
         # one run finished, another in the middle of its training: Ctrl-C (SIGINT to the process group)
         # (a run that has just finished still has its checkpoint for a moment: look for an unfinished one)
         wait_for(lambda: sum(t.exists() for t in targets) == 1 and any(
-            (r / "checkpoint.pt").exists() and not (r / "summary.json").exists() for r in runs), 240,
+            (r / "checkpoint.pt").exists() and not (r / "summary.json").exists() for r in runs), proc,
             "a finished run and a checkpointed one")
         os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=60)
+        proc.wait()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -305,10 +314,10 @@ def start_long_slurm_run(tmp_path, env, epochs):
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True, preexec_fn=default_sigint,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     record = run / "slurm_job.json"
-    wait_for(lambda: record.exists(), 120, "the launcher's job record")
+    wait_for(lambda: record.exists(), proc, "the launcher's job record")
     job_id = json.loads(record.read_text())["job_id"]
     wait_for(lambda: subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True,
-                                    env=env).stdout.strip() == "RUNNING", 120, f"job {job_id} to run")
+                                    env=env).stdout.strip() == "RUNNING", proc, f"job {job_id} to run")
     return proc, cmd, extra, run, job_id
 
 
@@ -317,18 +326,19 @@ def test_slurm_sigint_cancels_the_job(tmp_path, slurm):
     proc, _, _, run, job_id = start_long_slurm_run(tmp_path, slurm, epochs=100000)
     try:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
-        proc.wait(timeout=120)
+        proc.wait()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    wait_for(lambda: job_id not in squeue_ids(slurm), 60, f"job {job_id} to leave the queue")
+    while job_id in squeue_ids(slurm):  # the launchers are gone: SLURM itself removes the cancelled job
+        time.sleep(0.2)
     assert not (run / "summary.json").exists()
 
 
 def test_slurm_sigkill_then_restart_reattaches_to_the_running_job(tmp_path, slurm):
     proc, cmd, extra, run, job_id = start_long_slurm_run(tmp_path, slurm, epochs=1500)  # ~1 min
     os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and the launcher die without any chance to clean up
-    proc.wait(timeout=30)
+    proc.wait()
     assert job_id in squeue_ids(slurm)  # the job itself lives on
     snakemake("--profile", "slurm", "--unlock", "--configfile", "config/smoke.yaml", extra, cwd=REPO, env=slurm)
     snakemake(*cmd[3:], cwd=REPO, env=slurm)

@@ -21,6 +21,7 @@ rule alignment_figure:
         methods=lambda w: [m for m, d in ALIGN_CELLS if d == w.dataset],
         smooth=ALIGN["smooth"],
         condensed=lambda w: w.figure == "fig4",
+        source=config["data"]["source"],
     script:
         "../scripts/alignment_figures.py"
 

@@ -1,8 +1,16 @@
-# One download job per dataset, on the submit host, before any of its training jobs.
+# One download job per dataset, on the submit host, before any of its training jobs; `fetch_data` is the
+# download jobs alone (`make data`).  A dataset that is missing while downloads are off (data.download: false)
+# has no download job: its cells are left out of the DAG (the tables mark them "not run: dataset missing") and
+# the run ends with `datasets_missing`, which fails after everything else is built, so that the exit status
+# says the reproduction is incomplete; the summary (onerror in the Snakefile) says what to do.
 
 
 localrules:
     download,
+    fetch_data,
+
+
+DATACHECK = str(Path(workflow.basedir) / "workflow" / "scripts" / "datacheck.py")
 
 
 rule download:
@@ -18,8 +26,15 @@ rule download:
         """
         if [ "{params.synthetic}" = "True" ]; then
             echo "synthetic data: nothing to download" > {log}
-        else
-            {PYTHON} -m tp download --dataset {wildcards.data} --data-root {params.root:q} {params.flag} > {log} 2>&1
+        elif ! {PYTHON} -m tp download --dataset {wildcards.data} --data-root {params.root:q} {params.flag} \
+                > {log} 2>&1; then
+            {PYTHON} {DATACHECK:q} hint {wildcards.data} {params.root:q} {log:q}  # the reason, on the console
+            exit 1
         fi
         echo "{wildcards.data} ({config[data][source]}) in {params.root}" > {output}
         """
+
+
+rule fetch_data:
+    input:
+        [f"{RESULTS}/data/{d}.ready" for d in USABLE_DATA],

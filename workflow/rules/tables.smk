@@ -4,6 +4,7 @@
 localrules:
     table,
     results_readme,
+    datasets_missing,
 
 
 rule table:
@@ -19,6 +20,8 @@ rule table:
         spec=lambda w: config["tables"][w.table],
         seeds=config["seeds"],
         configured=lambda w: [list(c) for c in table_cells(config["tables"][w.table])],
+        not_run=lambda w: not_run_cells(config["tables"][w.table]),
+        source=config["data"]["source"],
     script:
         "../scripts/tables.py"
 
@@ -36,3 +39,19 @@ rule results_readme:
         results=RESULTS,
     script:
         "../scripts/results_readme.py"
+
+
+# with selected data missing (see data.smk): fails after everything else is built
+rule datasets_missing:
+    input:
+        table_outputs(),
+        alignment_outputs(),
+        toy_outputs(),
+        f"{RESULTS}/README.md",
+    output:
+        f"{RESULTS}/data/complete.flag",  # never written: this job fails while data is missing
+    message:
+        f"{len(MISSING_DATA)} selected dataset(s) missing ({', '.join(MISSING_DATA)}): everything else is built; "
+        "failing so that the exit status says so (summary below)"
+    shell:
+        "exit 1"
