@@ -96,6 +96,70 @@ def test_invalid_configuration_fails_validation_naming_the_entry(tmp_path, chang
     assert needle in res.stdout + res.stderr
 
 
+# ------------------------------------------------------------------------------------- missing data
+def fake_mnist(root: Path) -> Path:
+    """Files with MNIST's names (the presence check looks at names; a dry run reads no data)."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"):
+        (raw / name).write_bytes(b"")
+    return root
+
+
+@pytest.mark.parametrize("select", [["--config", "datasets=[mnist]"], ["--config", "datasets=mnist"]])
+def test_mnist_only_plans_only_the_mnist_cells(tmp_path, select):
+    root = fake_mnist(tmp_path / "data")
+    res = snakemake("-n", *select, f"data={{root: {root}}}", directory=tmp_path)
+    out = res.stdout + res.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
+    assert int(counts["download"]) == 1 and "datasets_missing" not in counts
+    runs = planned_runs(out)
+    assert runs and {d for _, _, d, _ in runs} == {"mnist", "frozen-mnist"}
+    assert int(counts["alignment_figure"]) == 1  # Fig. S5
+    assert "mnist present; not selected: fashion-mnist, cifar10" in res.stderr
+
+
+def test_without_downloads_the_cells_without_data_are_left_out(tmp_path):
+    root = fake_mnist(tmp_path / "data")
+    res = snakemake("-n", "--config", f"data={{root: {root}, download: false}}", directory=tmp_path)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout + res.stderr, flags=re.M))
+    assert {d for _, _, d, _ in planned_runs(res.stdout)} == {"mnist", "frozen-mnist"}
+    assert int(counts["download"]) == 1 and int(counts["datasets_missing"]) == 1
+    report = res.stderr[res.stderr.index("tp pipeline, data"):]
+    assert "mnist present, fashion-mnist MISSING, cifar10 MISSING" in report
+    assert "cifar10: Table 1 (8 cells)" in report and "Table 3 (4 cells)" in report
+    assert "make data DATASETS=fashion-mnist,cifar10" in report and "make reproduce DATASETS=mnist" in report
+    assert f"{root}/cifar-10-batches-py/" in report
+
+
+def test_offline_without_data_builds_what_it_can_and_fails_with_a_summary(tmp_path):
+    extra = overlay(tmp_path, data={"root": str(tmp_path / "empty"), "download": False, "source": "real"})
+    res = snakemake("--cores", "2", "--keep-going", "--configfile", REPO / "config" / "smoke.yaml", extra,
+                    directory=tmp_path, check=False)
+    assert res.returncode != 0
+    results = tmp_path / "results" / "smoke"
+    assert (results / "figures" / "fig2_nullspace.png").exists()  # the data-free toy experiments ran
+    for table in TABLES:
+        rows = list(csv.DictReader(open(results / "tables" / f"{table}.csv")))
+        assert {r["cell"] for r in rows} <= {"not run: dataset missing", "no configuration"}
+        assert "not run: dataset missing" in (results / "tables" / f"{table}.md").read_text()
+    index = (results / "README.md").read_text()
+    assert "## Not run" in index and "Table S7" in index
+    # the summary comes last, after Snakemake's error report, with the commands that fix it
+    tail = res.stderr[res.stderr.rindex("Error in rule datasets_missing"):]
+    assert "tp pipeline, data (summary)" in tail and "make data DATASETS=mnist,fashion-mnist,cifar10" in tail
+
+
+def test_a_failed_download_says_why_on_the_console(tmp_path):
+    log = tmp_path / "cifar10.log"
+    log.write_text("some torchvision output\ntp: error: downloading cifar10 from https://x failed: no network\n")
+    res = subprocess.run([sys.executable, str(REPO / "workflow" / "scripts" / "datacheck.py"), "hint", "cifar10",
+                          "data", str(log)], capture_output=True, text=True, check=True)
+    assert res.stderr.startswith("download of cifar10 failed: downloading cifar10 from https://x failed: no network")
+    assert "make reproduce DATA_ROOT=/datasets" in res.stderr and "data/cifar-10-batches-py/" in res.stderr
+
+
 # ---------------------------------------------------------------------------------------- smoke run
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
@@ -147,6 +211,10 @@ def test_smoke_configuration_runs_end_to_end(smoke_run):
     bars = list(csv.DictReader(open(results / "figures" / "fig2_nullspace_summary.csv")))
     assert {r["paper_name"] for r in bars} == {"DTP (pre-trained)", "DDTP-linear"}
     assert "Fig. 2" in (results / "README.md").read_text()
+    for table in TABLES:  # a smoke table can never pass for a real one
+        assert "SYNTHETIC DATA, NOT A RESULT" in (results / "tables" / f"{table}.md").read_text()
+    assert "CNN conv 4/8 channels, FC 16" in (results / "tables" / "table3.md").read_text()
+    assert "Table S7" in (results / "README.md").read_text()
     alignment = list(csv.DictReader(open(results / "runs/alignment/ddtp-linear/mnist/seed42/alignment.csv")))
     assert {r["reference"] for r in alignment} == {"bp", "gnt"}
     summary = json.loads((results / "runs/test/ddtp-linear/mnist/seed1/summary.json").read_text())
@@ -160,6 +228,21 @@ def test_smoke_configuration_runs_end_to_end(smoke_run):
     assert {(r["reference"], r["layer"]) for r in cnn_alignment} == {("bp", str(i)) for i in (1, 2, 3, 4)} | {
         ("gnt", str(i)) for i in (1, 2, 3)}
     assert {r["damping"] for r in cnn_alignment if r["reference"] == "gnt"} == {"1.0", "0.1", "0.01"}
+
+
+def test_report_of_the_smoke_run_has_every_table_and_figure(smoke_run):
+    snakemake("--configfile", REPO / "config" / "smoke.yaml", "--report", smoke_run / "report.html",
+              directory=smoke_run)
+    html = (smoke_run / "report.html").read_text()
+    for table in TABLES + ("tableS7",):
+        assert f"{table}.html" in html
+    for figure in ("fig2_nullspace", "figS3_output_space", "fig4_alignment_fashion-mnist",
+                   "figS4_alignment_fashion-mnist", "figS5_alignment_mnist", "figS6_alignment_cifar10",
+                   "figS7_alignment_cifar10-cnn"):
+        assert f"{figure}.png" in html
+    assert '"paper": "Table 1", "data": "synthetic"' in html and '"paper": "Fig. S7"' in html
+    assert "the paper&#x27;s Table 1" in html or "the paper's Table 1" in html  # the caption
+    assert "not results" in html  # the workflow description of a smoke run
 
 
 # -------------------------------------------------------------------------------- interrupt (local)

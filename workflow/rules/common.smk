@@ -123,6 +123,24 @@ if config["data"]["source"] != "synthetic":  # before any job runs: which data i
     print(data_report(), file=sys.stderr)
 
 
+def report_labels(paper):
+    """Labels of a report entry (`snakemake --report`), read from the summaries among the job's inputs when the
+    report is built: which paper table/figure, the data source, epochs, code version and device."""
+
+    def labels(wildcards, input):
+        name = paper(wildcards) if callable(paper) else paper
+        runs = [json.loads(Path(f).read_text()) for f in input if str(f).endswith("summary.json") and Path(f).exists()]
+        if not runs:
+            return {"paper": name, "data": config["data"]["source"]}
+        join = lambda values: ", ".join(sorted({str(v) for v in values}))
+        return {"paper": name, "data": config["data"]["source"], "runs": len(runs),
+                "epochs": join(r["config"]["epochs"] for r in runs),
+                "code version": join(str(r.get("code_version"))[:12] for r in runs),
+                "device": join(r.get("device_name") for r in runs)}
+
+    return labels
+
+
 def run_dir(tuning, method, dataset, seed):
     return f"{RESULTS}/runs/{tuning}/{method}/{dataset}/seed{seed}"
 
@@ -137,7 +155,7 @@ def table_inputs(wildcards):
 
 
 def table_outputs():
-    return expand(f"{RESULTS}/tables/{{table}}.{{ext}}", table=list(config["tables"]), ext=["csv", "md", "tex"])
+    return expand(f"{RESULTS}/tables/{{table}}.{{ext}}", table=list(config["tables"]), ext=["csv", "md", "tex", "html"])
 
 
 def alignment_summaries(kind, dataset=None):
@@ -151,7 +169,7 @@ def alignment_outputs():
         return []
     figures = [f"{RESULTS}/figures/{name}_alignment_{d}.{ext}" for d in ALIGN_DATASETS
                for name in ALIGN_FIGURES[d] for ext in ("png", "pdf")]
-    return figures + expand(f"{RESULTS}/tables/tableS7.{{ext}}", ext=["csv", "md", "tex"])
+    return figures + expand(f"{RESULTS}/tables/tableS7.{{ext}}", ext=["csv", "md", "tex", "html"])
 
 
 wildcard_constraints:

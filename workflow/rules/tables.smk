@@ -14,6 +14,8 @@ rule table:
         csv=f"{RESULTS}/tables/{{table}}.csv",
         md=f"{RESULTS}/tables/{{table}}.md",
         tex=f"{RESULTS}/tables/{{table}}.tex",
+        html=report(f"{RESULTS}/tables/{{table}}.html", caption="../report/table.rst", category="Tables",
+                    labels=report_labels(lambda w: config["tables"][w.table]["title"].split(":")[0])),
     log:
         f"{RESULTS}/logs/tables/{{table}}.log",
     params:
@@ -37,6 +39,9 @@ rule results_readme:
         tables=config["tables"],
         config=config,
         results=RESULTS,
+        not_run=[f"{d}: " + ("dataset missing" if d in MISSING_DATA else "not selected") + " — " +
+                 datacheck.impact(d, config["tables"], ALIGN["datasets"], DATA_OF, has_config).split(": ", 1)[1]
+                 for d in datacheck.TORCHVISION if d not in USABLE_DATA],
     script:
         "../scripts/results_readme.py"
 

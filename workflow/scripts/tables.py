@@ -80,7 +80,7 @@ def notes_for(spec: dict, runs: pd.DataFrame | None = None) -> list[str]:
             cnn = runs[runs.model == "cnn"] if len(runs) else runs
             epochs = sorted({int(e) for e in cnn.epochs_configured.dropna()})
             notes.append(f"CIFAR10 (CNN), configurations tuned for training loss: "
-                         f"{'/'.join(map(str, epochs)) or 'no runs yet, the official files say 300'} epochs on all "
+                         f"{'/'.join(map(str, epochs)) or 'no runs yet, the official files say 300'} epoch(s) on all "
                          "training samples (no validation set; the official files: 300 epochs on all 50,000).")
             if "ddtp-control" in spec["rows"]:
                 notes.append("CIFAR10 (CNN) DDTP-control: the official set has no configuration tuned for training "
@@ -165,7 +165,19 @@ def wide(tidy: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def write(tidy: pd.DataFrame, spec: dict, csv_path, md_path, tex_path, runs=None, source="real") -> None:
+def write_html(path, title: str, table: pd.DataFrame, notes: list[str]) -> None:
+    """The table as a small HTML page (Snakemake's report shows it inline): title, table, notes."""
+    from html import escape
+
+    items = "".join(f"<li>{escape(n)}</li>" for n in notes)
+    Path(path).write_text(f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
+                          "<style>body{font-family:sans-serif;font-size:14px} td,th{padding:2px 8px;text-align:left}"
+                          "table{border-collapse:collapse} tr:nth-child(even){background:#f3f3f3}</style></head>"
+                          f"<body><h3>{escape(title)}</h3>{table.to_html(border=0)}<ul>{items}</ul></body></html>\n")
+
+
+def write(tidy: pd.DataFrame, spec: dict, csv_path, md_path, tex_path, runs=None, source="real",
+          html_path=None) -> None:
     runs = load_runs([]) if runs is None else runs
     tidy.to_csv(csv_path, index=False)
     table = wide(tidy)
@@ -173,6 +185,8 @@ def write(tidy: pd.DataFrame, spec: dict, csv_path, md_path, tex_path, runs=None
     title = spec["title"] + (" — SYNTHETIC DATA, NOT A RESULT" if source == "synthetic" else "")
     md = [f"**{title}**", "", table.to_markdown(), ""] + [f"* {n}" for n in notes]
     Path(md_path).write_text("\n".join(md) + "\n")
+    if html_path is not None:
+        write_html(html_path, title, table, notes)
     latex = table.style.to_latex(hrules=True, caption=title, position="t")
     latex = latex.replace("±", r"$\pm$").replace("%", r"\%")
     Path(tex_path).write_text(latex + "".join(f"% {n}\n" for n in notes))
@@ -182,7 +196,8 @@ def main_snakemake(sm) -> None:
     runs = load_runs(sm.input)
     tidy = aggregate(runs, sm.params.spec, sm.params.configured, sm.params.seeds, sm.wildcards.table,
                      sm.params.not_run)
-    write(tidy, sm.params.spec, sm.output.csv, sm.output.md, sm.output.tex, runs, sm.params.source)
+    write(tidy, sm.params.spec, sm.output.csv, sm.output.md, sm.output.tex, runs, sm.params.source,
+          sm.output.html)
 
 
 def main(argv=None) -> int:
