@@ -11,6 +11,10 @@ localrules:
 
 
 DATACHECK = str(Path(workflow.basedir) / "workflow" / "scripts" / "datacheck.py")
+# in the shell template, not in params: `make reproduce` calls Snakemake with downloads on, then off, and a
+# changed param would rerun the download jobs (the training jobs read the ready flag as ancient: never rerun
+# because of it)
+DOWNLOAD_FLAG = "--download" if config["data"]["download"] else "--no-download"
 
 
 rule download:
@@ -19,19 +23,17 @@ rule download:
     log:
         f"{RESULTS}/logs/download/{{data}}.log",
     params:
-        root=config["data"]["root"],
-        flag="--download" if config["data"]["download"] else "--no-download",
         synthetic=config["data"]["source"] == "synthetic",
     shell:
         """
         if [ "{params.synthetic}" = "True" ]; then
             echo "synthetic data: nothing to download" > {log}
-        elif ! {PYTHON} -m tp download --dataset {wildcards.data} --data-root {params.root:q} {params.flag} \
+        elif ! {PYTHON} -m tp download --dataset {wildcards.data} --data-root {config[data][root]:q} {DOWNLOAD_FLAG} \
                 > {log} 2>&1; then
-            {PYTHON} {DATACHECK:q} hint {wildcards.data} {params.root:q} {log:q}  # the reason, on the console
+            {PYTHON} {DATACHECK:q} hint {wildcards.data} {config[data][root]:q} {log:q}  # the reason, on the console
             exit 1
         fi
-        echo "{wildcards.data} ({config[data][source]}) in {params.root}" > {output}
+        echo "{wildcards.data} ({config[data][source]}) in {config[data][root]}" > {output}
         """
 
 
