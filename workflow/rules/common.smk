@@ -133,7 +133,8 @@ def report_labels(paper):
         if not runs:
             return {"paper": name, "data": config["data"]["source"]}
         join = lambda values: ", ".join(sorted({str(v) for v in values}))
-        return {"paper": name, "data": config["data"]["source"], "runs": len(runs),
+        sources = {r.get("data_source") for r in runs} - {None}  # the runs' own record of their data
+        return {"paper": name, "data": join(sources) if sources else config["data"]["source"], "runs": len(runs),
                 "epochs": join(r["config"]["epochs"] for r in runs),
                 "code version": join(str(r.get("code_version"))[:12] for r in runs),
                 "device": join(r.get("device_name") for r in runs)}

@@ -38,7 +38,8 @@ def provenance(summaries, source: str) -> str:
     nets = sorted({f"CNN conv {'/'.join(map(str, r['config']['conv_channels']))} channels, FC {r['config']['size_hidden']}"
                    if r["config"].get("model") == "cnn" else
                    f"{r['config']['num_hidden']} hidden layers of {r['config']['size_hidden']}" for r in runs})
-    data = "SYNTHETIC data (smoke run)" if source == "synthetic" else "real data"
+    recorded = {r.get("data_source") for r in runs} - {None}  # the runs' own record, else the pipeline's setting
+    data = "SYNTHETIC data (smoke run)" if "synthetic" in (recorded or {source}) else "real data"
     seeds = sorted({r["seed"] for r in runs})
     return (f"{len(runs)} runs: {data}, seed {', '.join(map(str, seeds))}, "
             f"{'/'.join(map(str, epochs))} epoch{'' if epochs == [1] else 's'}; networks: {'; '.join(nets)}; "

@@ -19,7 +19,8 @@ def provenance(summaries: list, source: str) -> str:
         f"CNN conv {'/'.join(map(str, s['config']['conv_channels']))} channels, FC {s['config']['size_hidden']}"
         if s["config"].get("model") == "cnn" else f"{s['config']['num_hidden']} hidden layers of {s['config']['size_hidden']}")
         for s in summaries})
-    data = "SYNTHETIC data (a smoke run: not the paper's datasets, not a result)" if source == "synthetic" else \
+    recorded = {s.get("data_source") for s in summaries} - {None}  # the runs' record, else the pipeline's
+    data = "SYNTHETIC data (a smoke run: not the paper's datasets, not a result)" if "synthetic" in (recorded or {source}) else \
         "the real datasets"
     versions = sorted({str(s.get("code_version"))[:12] for s in summaries})
     return (f"Runs: {len(summaries)} damping searches; data: {data}; {'/'.join(map(str, sorted({s['epochs_run'] for s in summaries})))} "

@@ -26,12 +26,14 @@ QUANTITY = {
 STATUS_COUNTS = ("diverged", "pruned", "missing")
 RUN_COLUMNS = ["tuning", "method", "dataset", "seed", "status", "epochs_run", "test_error_at_best_val",
                "train_loss_last", "wall_time_s", "code_version", "device_name", "epochs_configured", "model",
-               "num_hidden", "size_hidden", "conv_channels"]
+               "num_hidden", "size_hidden", "conv_channels", "data_source"]
 
 
 def provenance(runs: pd.DataFrame, source: str) -> str:
-    """Which data, epochs and networks produced the table, read from its run summaries."""
-    if source == "synthetic":
+    """Which data, epochs and networks produced the table, read from its run summaries (their
+    ``data_source``; ``source``, the pipeline's setting, for summaries without one)."""
+    recorded = set(runs.data_source.dropna()) if len(runs) else set()
+    if "synthetic" in (recorded or {source}):
         data = "SYNTHETIC data (a smoke run: not the paper's datasets, not a result)"
     else:
         data = "the real datasets"
@@ -110,7 +112,7 @@ def load_runs(paths) -> pd.DataFrame:
         cfg = s.get("config") or {}
         rows.append({k: s.get(k) for k in ("tuning", "method", "dataset", "seed", "status", "epochs_run",
                                             "test_error_at_best_val", "train_loss_last", "wall_time_s",
-                                            "code_version", "device_name", "epochs_configured")}
+                                            "code_version", "device_name", "epochs_configured", "data_source")}
                     | {"model": cfg.get("model", "mlp"), "num_hidden": cfg.get("num_hidden"),
                        "size_hidden": cfg.get("size_hidden"), "conv_channels": tuple(cfg.get("conv_channels") or ())})
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -182,7 +184,8 @@ def write(tidy: pd.DataFrame, spec: dict, csv_path, md_path, tex_path, runs=None
     tidy.to_csv(csv_path, index=False)
     table = wide(tidy)
     notes = [provenance(runs, source)] + notes_for(spec, runs)
-    title = spec["title"] + (" — SYNTHETIC DATA, NOT A RESULT" if source == "synthetic" else "")
+    recorded = set(runs.data_source.dropna()) if len(runs) else set()  # the runs' record, else the setting
+    title = spec["title"] + (" — SYNTHETIC DATA, NOT A RESULT" if "synthetic" in (recorded or {source}) else "")
     md = [f"**{title}**", "", table.to_markdown(), ""] + [f"* {n}" for n in notes]
     Path(md_path).write_text("\n".join(md) + "\n")
     if html_path is not None:
