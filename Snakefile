@@ -3,9 +3,12 @@
 #   snakemake --cores 8                                      # this machine
 #   snakemake --profile slurm                                # training jobs on a SLURM cluster (submitit)
 #   snakemake --cores 2 --configfile config/smoke.yaml       # smoke run: synthetic data, minutes
+#   snakemake --cores 8 --config datasets=[mnist]            # only the MNIST (and Frozen-MNIST) cells
+#   snakemake --cores 8 --config 'data={download: false}'    # no downloads: cells without data are left out
 #
 # The experiment matrix is config/config.yaml; the hyperparameters of each run come from
 # tp/configs/hyperparameters/ through the `tp` library.  Outputs: RESULTS/tables/, RESULTS/runs/, RESULTS/README.md.
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version
@@ -14,6 +17,9 @@ min_version("9.0")
 
 
 configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
+
+
+report: "workflow/report/workflow.rst"  # snakemake --report results/report.html: tables and figures with captions
 
 
 include: "workflow/rules/common.smk"
@@ -30,4 +36,11 @@ rule all:
         alignment_outputs(),
         toy_outputs(),
         f"{RESULTS}/README.md",
+        rules.datasets_missing.output if MISSING_DATA else [],
     default_target: True
+
+
+onerror:
+    # one screen at the end: which data was missing or failed to download, what is not built, how to fix it
+    if data_report(final=True).count("\n"):
+        print("\n" + data_report(final=True), file=sys.stderr)

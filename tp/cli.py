@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from . import __version__
 from .config import DATASETS, METHODS, TUNINGS, ConfigError, available_configs, parse_override, resolve_config
 from .data import DatasetNotFoundError, load_dataset
 from .run_folder import RunFolderError
@@ -98,11 +99,21 @@ def cmd_train(args) -> int:
                             keep_checkpoint=args.keep_checkpoint, fast=args.fast, replicas=block,
                             prune=args.source == "real")  # the early-stop thresholds are the real datasets'
     for out, summary in zip(outs, summaries):
-        best = summary.get("test_error_at_best_val")
-        print(f"{out}: {summary['status']} after {summary['epochs_run']} epochs; "
-              f"test error at best validation epoch: {'n/a' if best is None else f'{best:.2f}%'}; "
-              f"last training loss: {summary['train_loss_last']}; wall time {summary['wall_time_s']:.1f} s")
+        print(f"{out}: {final_line(summary)}")
     return EXIT_DIVERGED if any(s["status"] == "diverged" for s in summaries) else 0
+
+
+def final_line(summary: dict) -> str:
+    """The run's result in one line, rounded: "finished 1 epoch; test error 5.40 % at best validation; last
+    training loss 0.3212; 12.3 s"."""
+    n = summary["epochs_run"]
+    best, loss = summary.get("test_error_at_best_val"), summary.get("train_loss_last")
+    epochs = f"{n} epoch{'' if n == 1 else 's'}"
+    parts = [f"finished {epochs}" if summary["status"] == "finished" else f"{summary['status']} after {epochs}",
+             "no test error (no validation epoch)" if best is None else f"test error {best:.2f} % at best validation",
+             "no training loss" if loss is None else f"last training loss {loss:.4g}",
+             f"{summary['wall_time_s']:.1f} s"]
+    return "; ".join(parts)
 
 
 def cmd_download(args) -> int:
@@ -113,17 +124,43 @@ def cmd_download(args) -> int:
 
 
 def cmd_configs(args) -> int:
+    print(f"{'DATASET':<14} {'METHOD':<22} TUNINGS")
     for (dataset, method), tunings in sorted(available_configs().items()):
         print(f"{dataset:<14} {method:<22} {' '.join(tunings)}")
     return 0
 
 
+MAIN_EXAMPLES = """examples:
+  tp configs                                             # every (dataset, method, tuning) there is
+  tp download --dataset mnist --data-root data           # fetch MNIST into data/MNIST/raw/
+  tp train --method ddtp-linear --dataset mnist --epochs 3 --data-root data --download
+  tp train --method dfa --dataset mnist --source synthetic --epochs 1   # offline check, no files
+
+  tp COMMAND --help shows the options of a command.  Exit status: 0 finished (or pruned),
+  2 bad input, 3 diverged, 4 dataset missing.
+"""
+
+TRAIN_EXAMPLES = """examples:
+  tp train --method ddtp-linear --dataset mnist --seed 0 --data-root data --download
+  tp train --method bp --dataset cifar10 --tuning train --device cuda
+  tp train --method dtpdrl --dataset mnist --seeds 1-10 --device cuda      # 10 seeds, one process
+  tp train --method ddtp-linear --dataset cifar10-cnn --tuning alignment   # a Fig. S7 run
+  tp train --method bp --dataset mnist --set lr=1e-4 --epochs 3 --out runs/try1
+
+  Results go to --out (default runs/TUNING/METHOD/DATASET/seedSEED): metrics.csv, summary.json,
+  config.yaml.  Running the same command again resumes an interrupted run from its checkpoint.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tp", description="Target propagation toolkit (Meulemans et al., 2020).")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="tp", description="Target propagation toolkit (Meulemans et al., 2020).",
+                                epilog=MAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"tp {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train one method on one dataset",
-                       description="Train one method on one dataset with the paper's final configuration.")
+                       description="Train one method on one dataset with the paper's final configuration.",
+                       epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--method", required=True, choices=list(METHODS), metavar="METHOD",
                    help="one of: " + ", ".join(METHODS))
     t.add_argument("--dataset", required=True, choices=list(DATASETS), metavar="DATASET",

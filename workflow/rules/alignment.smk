@@ -11,7 +11,8 @@ rule alignment_figure:
     input:
         lambda w: alignment_summaries("alignment", w.dataset),
     output:
-        png=f"{RESULTS}/figures/{{figure}}_alignment_{{dataset}}.png",
+        png=report(f"{RESULTS}/figures/{{figure}}_alignment_{{dataset}}.png", caption="../report/alignment.rst",
+                   category="Figures", labels=report_labels(lambda w: w.figure.replace("fig", "Fig. "))),
         pdf=f"{RESULTS}/figures/{{figure}}_alignment_{{dataset}}.pdf",
     log:
         f"{RESULTS}/logs/figures/{{figure}}_alignment_{{dataset}}.log",
@@ -21,6 +22,7 @@ rule alignment_figure:
         methods=lambda w: [m for m, d in ALIGN_CELLS if d == w.dataset],
         smooth=ALIGN["smooth"],
         condensed=lambda w: w.figure == "fig4",
+        source=config["data"]["source"],
     script:
         "../scripts/alignment_figures.py"
 
@@ -32,10 +34,14 @@ rule table_s7:
         csv=f"{RESULTS}/tables/tableS7.csv",
         md=f"{RESULTS}/tables/tableS7.md",
         tex=f"{RESULTS}/tables/tableS7.tex",
+        html=report(f"{RESULTS}/tables/tableS7.html", caption="../report/table_s7.rst", category="Tables",
+                    labels=report_labels("Table S7")),
     log:
         f"{RESULTS}/logs/tables/tableS7.log",
     params:
         cells=ALIGN_CELLS,
-        datasets=ALIGN["datasets"],
+        datasets=ALIGN_DATASETS,
+        not_run=[[d, not_run_reason(d)] for d in ALIGN["datasets"] if not usable(d)],
+        source=config["data"]["source"],
     script:
         "../scripts/table_s7.py"

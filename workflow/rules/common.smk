@@ -24,9 +24,11 @@ def _parse_strings(value):
     return value
 
 
-for _key in ("seeds", "seed_block", "epochs", "data", "slurm", "overrides", "launcher", "device"):
+for _key in ("seeds", "seed_block", "epochs", "data", "slurm", "overrides", "launcher", "device", "datasets"):
     if _key in config:
         config[_key] = _parse_strings(config[_key])
+if isinstance(config.get("datasets"), str):  # --config datasets=mnist,cifar10
+    config["datasets"] = [d.strip() for d in config["datasets"].split(",") if d.strip()]
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -46,9 +48,44 @@ def has_config(tuning, method, dataset):
     return tuning in CONFIGS.get((dataset, method), [])
 
 
-def table_cells(spec):
+# ----------------------------------------------------------------------------- which data the DAG uses
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
+import datacheck  # noqa: E402
+
+#: the datasets (files) selected with config `datasets` (null: all); MNIST covers MNIST and Frozen-MNIST,
+#: CIFAR-10 the MLP and the CNN columns
+SELECTED_DATA = [d for d in datacheck.TORCHVISION if d in (config.get("datasets") or datacheck.TORCHVISION)]
+DATA_STATUS = {d: config["data"]["source"] == "synthetic" or datacheck.present(d, config["data"]["root"])
+               for d in SELECTED_DATA}
+#: datasets the DAG trains on: selected, and present or fetched by their download job (data.download)
+USABLE_DATA = [d for d in SELECTED_DATA if DATA_STATUS[d] or config["data"]["download"]]
+#: selected but missing and not downloaded: their cells are left out, the tables mark them, the run fails
+MISSING_DATA = [d for d in SELECTED_DATA if d not in USABLE_DATA]
+
+
+def usable(dataset):
+    return DATA_OF[dataset] in USABLE_DATA
+
+
+def not_run_reason(dataset):
+    if DATA_OF[dataset] in MISSING_DATA:
+        return "not run: dataset missing"
+    return f"not run: not selected (datasets: {', '.join(SELECTED_DATA)})"
+
+
+def configured_cells(spec):
     """(method, dataset) cells of a table that have an official configuration."""
     return [(m, d) for m in spec["rows"] for d in spec["columns"] if has_config(spec["tuning"], m, d)]
+
+
+def table_cells(spec):
+    """The configured cells of a table that run: their data is selected and present (or downloaded)."""
+    return [(m, d) for m, d in configured_cells(spec) if usable(d)]
+
+
+def not_run_cells(spec):
+    """[method, dataset, reason] of the configured cells that do not run."""
+    return [[m, d, not_run_reason(d)] for m, d in configured_cells(spec) if not usable(d)]
 
 
 # every (tuning, method, dataset) that some table needs, each trained for every seed
@@ -57,7 +94,8 @@ RUN_CELLS = sorted({(spec["tuning"], m, d) for spec in config["tables"].values()
 # alignment-figure runs and damping-search runs (tuning "damping": the alignment configuration, stopped after
 # the search; tp.catalog), one seed each
 ALIGN = config.get("alignment") or {"seed": 42, "datasets": [], "methods": [], "smooth": 30}
-ALIGN_CELLS = [(m, d) for d in ALIGN["datasets"] for m in ALIGN["methods"] if has_config("alignment", m, d)]
+ALIGN_DATASETS = [d for d in ALIGN["datasets"] if usable(d)]
+ALIGN_CELLS = [(m, d) for d in ALIGN_DATASETS for m in ALIGN["methods"] if has_config("alignment", m, d)]
 #: figure name(s) of each dataset's alignment grid (SPEC Q5; Fig. 4 is the condensed Fashion-MNIST view)
 ALIGN_FIGURES = {"fashion-mnist": ["figS4", "fig4"], "mnist": ["figS5"], "cifar10": ["figS6"], "cifar10-cnn": ["figS7"]}
 
@@ -67,6 +105,42 @@ for _tuning, _method, _dataset in RUN_CELLS + [("alignment", m, d) for m, d in A
         resolve_config(_method, _dataset, _tuning, config.get("overrides") or {})
     except ConfigError as exc:
         raise ValueError(f"config: overrides: {exc}") from None
+
+
+def data_report(final=False):
+    """The data report (datacheck.report) before any job runs, or the summary after the run; "" for
+    synthetic data."""
+    if config["data"]["source"] == "synthetic":
+        return ""
+    # a download job that ran (its log is there) and left no ready flag failed
+    failed = [d for d in USABLE_DATA if Path(f"{RESULTS}/logs/download/{d}.log").exists()
+              and not Path(f"{RESULTS}/data/{d}.ready").exists()] if final else None
+    status = {d: ok or (final and Path(f"{RESULTS}/data/{d}.ready").exists()) for d, ok in DATA_STATUS.items()}
+    return datacheck.report(status, config["data"]["download"], config["data"]["root"], config["tables"],
+                            ALIGN["datasets"], DATA_OF, has_config, failed=failed)
+
+
+if config["data"]["source"] != "synthetic":  # before any job runs: which data is there, what that means
+    print(data_report(), file=sys.stderr)
+
+
+def report_labels(paper):
+    """Labels of a report entry (`snakemake --report`), read from the summaries among the job's inputs when the
+    report is built: which paper table/figure, the data source, epochs, code version and device."""
+
+    def labels(wildcards, input):
+        name = paper(wildcards) if callable(paper) else paper
+        runs = [json.loads(Path(f).read_text()) for f in input if str(f).endswith("summary.json") and Path(f).exists()]
+        if not runs:
+            return {"paper": name, "data": config["data"]["source"]}
+        join = lambda values: ", ".join(sorted({str(v) for v in values}))
+        sources = {r.get("data_source") for r in runs} - {None}  # the runs' own record of their data
+        return {"paper": name, "data": join(sources) if sources else config["data"]["source"], "runs": len(runs),
+                "epochs": join(r["config"]["epochs"] for r in runs),
+                "code version": join(str(r.get("code_version"))[:12] for r in runs),
+                "device": join(r.get("device_name") for r in runs)}
+
+    return labels
 
 
 def run_dir(tuning, method, dataset, seed):
@@ -83,7 +157,7 @@ def table_inputs(wildcards):
 
 
 def table_outputs():
-    return expand(f"{RESULTS}/tables/{{table}}.{{ext}}", table=list(config["tables"]), ext=["csv", "md", "tex"])
+    return expand(f"{RESULTS}/tables/{{table}}.{{ext}}", table=list(config["tables"]), ext=["csv", "md", "tex", "html"])
 
 
 def alignment_summaries(kind, dataset=None):
@@ -95,9 +169,9 @@ def alignment_summaries(kind, dataset=None):
 def alignment_outputs():
     if not ALIGN_CELLS:
         return []
-    figures = [f"{RESULTS}/figures/{name}_alignment_{d}.{ext}" for d in ALIGN["datasets"]
+    figures = [f"{RESULTS}/figures/{name}_alignment_{d}.{ext}" for d in ALIGN_DATASETS
                for name in ALIGN_FIGURES[d] for ext in ("png", "pdf")]
-    return figures + expand(f"{RESULTS}/tables/tableS7.{{ext}}", ext=["csv", "md", "tex"])
+    return figures + expand(f"{RESULTS}/tables/tableS7.{{ext}}", ext=["csv", "md", "tex", "html"])
 
 
 wildcard_constraints:

@@ -8,11 +8,13 @@ localrules:
 
 rule toy_figures:
     output:
-        fig2_png=f"{RESULTS}/figures/fig2_nullspace.png",
+        fig2_png=report(f"{RESULTS}/figures/fig2_nullspace.png", caption="../report/fig2.rst", category="Figures",
+                        labels={"paper": "Fig. 2", "data": "student–teacher toy"}),
         fig2_pdf=f"{RESULTS}/figures/fig2_nullspace.pdf",
         fig2_csv=f"{RESULTS}/figures/fig2_nullspace.csv",
         fig2_summary=f"{RESULTS}/figures/fig2_nullspace_summary.csv",
-        s3_png=f"{RESULTS}/figures/figS3_output_space.png",
+        s3_png=report(f"{RESULTS}/figures/figS3_output_space.png", caption="../report/figS3.rst", category="Figures",
+                      labels={"paper": "Fig. S3", "data": "student–teacher toy"}),
         s3_pdf=f"{RESULTS}/figures/figS3_output_space.pdf",
         s3_json=f"{RESULTS}/figures/figS3_output_space.json",
     log:

@@ -29,7 +29,9 @@ def data_flag(wildcards):
 
 
 def _data_flag(dataset):
-    return f"{RESULTS}/data/{DATA_OF[dataset]}.ready"
+    # ancient: a download job that runs again (another data root, downloads switched off) does not make
+    # finished training jobs stale
+    return ancient(f"{RESULTS}/data/{DATA_OF[dataset]}.ready")
 
 
 SETS = " ".join(f"--set {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in (config.get("overrides") or {}).items())

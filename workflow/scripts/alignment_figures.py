@@ -5,8 +5,10 @@ For each method and layer the sequence of logged angles is smoothed with a rolli
 ``smooth`` logged points, ``min_periods=1``) with a ±1 rolling-std band; x = logged-point index ×
 log_interval (≈ minibatches).  The output layer is omitted.  The full grid has one row per method and one
 column per hidden layer; the condensed view (Fig. 4) shows the first and last hidden layer with all
-methods per panel.  For the CNN (Fig. S7) the hidden layers are conv block 1, conv block 2 (angles of the
-flattened kernels) and the FC layer 3.
+methods per panel (each method its own colour and line style).  For the CNN (Fig. S7) the hidden layers are
+conv block 1, conv block 2 (angles of the flattened kernels) and the FC layer 3.  The bands are clipped to
+[0°, 180°], the range of an angle.  Under each figure: the data source, epochs, networks, code version and
+device of its runs, read from their summaries.
 """
 
 import json
@@ -22,8 +24,27 @@ import seaborn as sns  # noqa: E402
 from tp.config import METHODS  # noqa: E402
 
 REFERENCES = {"bp": "BP gradient", "gnt": "damped GNT"}
+#: line styles cycled over the methods of the condensed view (colour alone does not keep 10 apart)
+LINESTYLES = ["-", "--", "-.", ":"]
 #: column titles of the CNN's hidden layers (SPEC §8.1)
 CNN_LAYERS = {1: "conv block 1", 2: "conv block 2", 3: "FC layer 3"}
+FIGURE_LABEL = {"fig4": "Fig. 4:", "figS4": "Fig. S4:", "figS5": "Fig. S5:", "figS6": "Fig. S6:", "figS7": "Fig. S7:"}
+
+
+def provenance(summaries, source: str) -> str:
+    """One line: which data, epochs, networks, code version and device produced the figure's runs."""
+    runs = [json.loads(Path(p).read_text()) for p in summaries]
+    epochs = sorted({r["config"]["epochs"] for r in runs})
+    nets = sorted({f"CNN conv {'/'.join(map(str, r['config']['conv_channels']))} channels, FC {r['config']['size_hidden']}"
+                   if r["config"].get("model") == "cnn" else
+                   f"{r['config']['num_hidden']} hidden layers of {r['config']['size_hidden']}" for r in runs})
+    recorded = {r.get("data_source") for r in runs} - {None}  # the runs' own record, else the pipeline's setting
+    data = "SYNTHETIC data (smoke run)" if "synthetic" in (recorded or {source}) else "real data"
+    seeds = sorted({r["seed"] for r in runs})
+    return (f"{len(runs)} runs: {data}, seed {', '.join(map(str, seeds))}, "
+            f"{'/'.join(map(str, epochs))} epoch{'' if epochs == [1] else 's'}; networks: {'; '.join(nets)}; "
+            f"code {', '.join(sorted({str(r.get('code_version'))[:12] for r in runs}))}; "
+            f"{', '.join(sorted({str(r.get('device_name')) for r in runs}))}")
 
 
 def load(summaries, methods) -> pd.DataFrame:
@@ -61,16 +82,18 @@ def layer_title(df: pd.DataFrame, layer: int) -> str:
     return CNN_LAYERS[layer] if (df.model == "cnn").all() else f"hidden layer {layer}"
 
 
-def draw(ax, g, color, label):
-    ax.plot(g["x"], g["mean"], color=color, lw=1.2, label=label)
-    ax.fill_between(g["x"], g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.2, lw=0)
+def draw(ax, g, color, label, linestyle="-", alpha=0.2):
+    ax.plot(g["x"], g["mean"], color=color, lw=1.2, label=label, linestyle=linestyle)
+    # an angle lies in [0°, 180°]: so does its ±1 std band
+    lower, upper = (g["mean"] - g["std"]).clip(0, 180), (g["mean"] + g["std"]).clip(0, 180)
+    ax.fill_between(g["x"], lower, upper, color=color, alpha=alpha, lw=0)
 
 
 def grid(df: pd.DataFrame, dataset: str):
     methods, layers = list(df.method.cat.categories), sorted(df.layer.unique())
     colors = dict(zip(REFERENCES.values(), sns.color_palette("colorblind", 2)))
-    fig, axes = plt.subplots(len(methods), len(layers), figsize=(max(7.0, 2.6 * len(layers)), 1.9 * len(methods)),
-                             sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(len(methods), len(layers), figsize=(max(7.0, 2.6 * len(layers)), 1.9 * len(methods) + 0.8),
+                             sharex=True, sharey=True, squeeze=False, layout="constrained")
     for r, method in enumerate(methods):
         for c, layer in enumerate(layers):
             ax = axes[r][c]
@@ -84,31 +107,35 @@ def grid(df: pd.DataFrame, dataset: str):
                 ax.set_ylabel(f"{method}\nangle (°)", fontsize=8)
             if r == len(methods) - 1:
                 ax.set_xlabel("minibatch")
-    axes[0][0].legend(fontsize=7, loc="upper right")
-    fig.suptitle(f"{dataset}: angle between each method's weight update\nand the BP gradient / damped GNT update")
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))
+    axes[0][0].set_ylim(0, 180)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7)
+    fig.suptitle(f"{dataset}\nangle between each method's weight update\nand the BP gradient / the damped GNT update")
     return fig
 
 
 def condensed(df: pd.DataFrame, dataset: str):
     layers = sorted(df.layer.unique())
     first_last = [layers[0], layers[-1]]
-    palette = dict(zip(df.method.cat.categories, sns.color_palette("tab10", len(df.method.cat.categories))))
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True, squeeze=False)
+    methods = list(df.method.cat.categories)
+    palette = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    styles = {m: LINESTYLES[i % len(LINESTYLES)] for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True, sharey=True, squeeze=False, layout="constrained")
     for r, ref in enumerate(reversed(list(REFERENCES.values()))):
         for c, layer in enumerate(first_last):
             ax = axes[r][c]
             for method in df.method.cat.categories:
                 g = df[(df.method == method) & (df.layer == layer) & (df.reference == ref)]
                 if len(g):
-                    draw(ax, g, palette[method], method)
+                    draw(ax, g, palette[method], method, styles[method], alpha=0.08)
             ax.set_title(f"{ref}, {layer_title(df, layer)}")
             ax.set_ylabel("angle (°)")
             if r == 1:
                 ax.set_xlabel("minibatch")
-    axes[0][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.suptitle(f"{dataset}: first and last hidden layer")
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    axes[0][0].set_ylim(0, 180)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7, handlelength=3)
+    fig.suptitle(f"{dataset}\nfirst and last hidden layer")
     return fig
 
 
@@ -118,7 +145,10 @@ def main(sm):
     sns.set_theme(style="whitegrid", context="paper")
     df = smoothed(load(sm.input, sm.params.methods), sm.params.smooth)
     name = DATASETS[sm.wildcards.dataset]
-    fig = condensed(df, name) if sm.params.condensed else grid(df, name)
+    source = sm.params.get("source", "real")
+    title = f"{FIGURE_LABEL[sm.wildcards.figure]} {name}" + (" — SYNTHETIC DATA, NOT A RESULT" if source == "synthetic" else "")
+    fig = condensed(df, title) if sm.params.condensed else grid(df, title)
+    fig.supxlabel(provenance(sm.input, source), fontsize=6)  # the runs behind the figure
     fig.savefig(sm.output.png, dpi=150)
     fig.savefig(sm.output.pdf)
 

@@ -1,4 +1,5 @@
-"""Write RESULTS/README.md: an index of every table with the code version and configuration behind it."""
+"""Write RESULTS/README.md: an index of every table (Table S7 included) and figure, with the data source, the
+code version and configuration behind it, and what was not run (datasets missing or not selected)."""
 
 
 import json
@@ -18,7 +19,8 @@ def main(sm) -> None:
         runs += 1
         versions.add(s.get("code_version"))
         devices.add(s.get("device_name"))
-    lines = ["# Results", "",
+    source = cfg["data"]["source"]
+    lines = ["# Results" + (" of a SMOKE RUN on synthetic data: not results" if source == "synthetic" else ""), "",
              f"Written by the Snakemake workflow on {time.strftime('%Y-%m-%d %H:%M %Z')} from {runs} run summaries "
              f"under `runs/` (one folder per tuning/method/dataset/seed: `metrics.csv`, `summary.json`, "
              f"`config.yaml`).", "",
@@ -32,9 +34,22 @@ def main(sm) -> None:
     for name, spec in sm.params.tables.items():
         tidy = pd.read_csv(results / "tables" / f"{name}.csv")
         counts = {k: int(tidy[k].sum()) for k in ("n", "diverged", "pruned", "missing")}
+        not_run = int(tidy["cell"].astype(str).str.startswith("not run").sum())
         lines.append(f"* **{spec['title']}** — `tables/{name}.csv` (tidy), `tables/{name}.md`, `tables/{name}.tex`; "
                      f"{counts['n']} finished runs, {counts['diverged']} diverged, {counts['pruned']} pruned, "
-                     f"{counts['missing']} missing.")
+                     f"{counts['missing']} missing" + (f"; {not_run} cells not run" if not_run else "") + ".")
+    s7 = results / "tables" / "tableS7.csv"
+    if s7.exists():
+        rows = pd.read_csv(s7) if s7.stat().st_size > 1 else pd.DataFrame()
+        datasets = ", ".join(dict.fromkeys(rows["dataset"])) if len(rows) else "none"
+        lines.append("* **Table S7: GNT damping λ selected per hidden layer by the damping search** — "
+                     "`tables/tableS7.csv` (tidy), `tables/tableS7.md`, `tables/tableS7.tex`; "
+                     f"{len(rows)} selected values ({datasets}).")
+    else:
+        lines.append("* **Table S7: GNT damping λ selected per hidden layer by the damping search** — not built: "
+                     "no alignment dataset ran (see below).")
+    if sm.params.not_run:
+        lines += ["", "## Not run", ""] + [f"* {line}" for line in sm.params.not_run]
     figures = sorted(p.name for p in (results / "figures").glob("*.png")) if (results / "figures").exists() else []
     if figures:
         lines += ["", "## Figures", "",

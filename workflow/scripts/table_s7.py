@@ -13,10 +13,42 @@ def fmt(v):
     return "—" if v is None else f"{v:g}"
 
 
+def provenance(summaries: list, source: str) -> str:
+    """Which data, epochs and networks the searches ran on, from their summaries."""
+    nets = sorted({f"{DATASETS[s['dataset']]}: " + (
+        f"CNN conv {'/'.join(map(str, s['config']['conv_channels']))} channels, FC {s['config']['size_hidden']}"
+        if s["config"].get("model") == "cnn" else f"{s['config']['num_hidden']} hidden layers of {s['config']['size_hidden']}")
+        for s in summaries})
+    recorded = {s.get("data_source") for s in summaries} - {None}  # the runs' record, else the pipeline's
+    data = "SYNTHETIC data (a smoke run: not the paper's datasets, not a result)" if "synthetic" in (recorded or {source}) else \
+        "the real datasets"
+    versions = sorted({str(s.get("code_version"))[:12] for s in summaries})
+    return (f"Runs: {len(summaries)} damping searches; data: {data}; {'/'.join(map(str, sorted({s['epochs_run'] for s in summaries})))} "
+            f"training epochs before the search; networks: {'; '.join(nets)}; code version: {', '.join(versions)}.")
+
+
+def write_html(path, md: list[str]) -> None:
+    """The Markdown of the table as a small HTML page (Snakemake's report shows it inline)."""
+    from html import escape
+
+    body = []
+    for block in "\n".join(md).split("\n\n"):
+        if block.startswith("|"):
+            rows = [[c.strip() for c in line.strip("|").split("|")] for line in block.splitlines()
+                    if not set(line) <= set("|:- ")]
+            body.append("<table>" + "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>"
+                                            for r in rows) + "</table>")
+        else:
+            body.append(f"<p>{escape(block.replace('*', ''))}</p>")
+    Path(path).write_text("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Table S7</title><style>"
+                          "body{font-family:sans-serif;font-size:14px} td{padding:2px 8px}</style></head><body>"
+                          + "".join(body) + "</body></html>\n")
+
+
 def main(sm):
     rows = []
-    for path in map(Path, sm.input):
-        s = json.loads(path.read_text())
+    summaries = [json.loads(Path(p).read_text()) for p in sm.input]
+    for s in summaries:
         figure = resolve_config(s["method"], s["dataset"], "alignment")["gn_damping_per_hidden_layer"]
         selected = s.get("damping_selected") or []
         for i, lam in enumerate(selected, start=1):
@@ -26,8 +58,10 @@ def main(sm):
                          "figure_config": fig_lam, "differs": lam != fig_lam, "status": s["status"]})
     tidy = pd.DataFrame(rows)
     tidy.to_csv(sm.output.csv, index=False)
+    source = sm.params.get("source", "real")
     md, tex = ["**Table S7: GNT damping λ selected per hidden layer by the damping search** "
-               "(in parentheses: the value of the paper's figure configuration where it differs)", ""], []
+               "(in parentheses: the value of the paper's figure configuration where it differs)"
+               + (" — SYNTHETIC DATA, NOT A RESULT" if source == "synthetic" else ""), ""], []
     for ds in sm.params.datasets:
         part = tidy[tidy.dataset_slug == ds]
         if not len(part):
@@ -41,11 +75,15 @@ def main(sm):
         wide.index.name = None
         md += [f"*{DATASETS[ds]}*", "", wide.to_markdown(), ""]
         tex.append(wide.style.to_latex(hrules=True, caption=f"Table S7, {DATASETS[ds]}: selected GNT damping"))
+    for ds, reason in sm.params.get("not_run", []):
+        md += [f"*{DATASETS[ds]}*: {reason}", ""]
     differing = int(tidy["differs"].sum()) if len(tidy) else 0
     md.append(f"* {differing} of {len(tidy)} selected values differ from the figure configurations' values. "
               "The search runs after 3 training epochs with all parameters frozen, over Λ = {0, 1e-5, …, 10}; "
               "the paper's text says after two epochs (SPEC §7.2, Q7).")
+    md.append(f"* {provenance(summaries, source)}")
     Path(sm.output.md).write_text("\n".join(md) + "\n")
+    write_html(sm.output.html, md)
     Path(sm.output.tex).write_text("\n".join(tex))
 
 

@@ -24,10 +24,47 @@ QUANTITY = {
     "train_loss_last": ("training loss", "{:.2e}"),
 }
 STATUS_COUNTS = ("diverged", "pruned", "missing")
+RUN_COLUMNS = ["tuning", "method", "dataset", "seed", "status", "epochs_run", "test_error_at_best_val",
+               "train_loss_last", "wall_time_s", "code_version", "device_name", "epochs_configured", "model",
+               "num_hidden", "size_hidden", "conv_channels", "data_source"]
 
 
-def notes_for(spec: dict) -> list[str]:
-    """Footnotes the reader needs (SPEC §12.6, §15)."""
+def provenance(runs: pd.DataFrame, source: str) -> str:
+    """Which data, epochs and networks produced the table, read from its run summaries (their
+    ``data_source``; ``source``, the pipeline's setting, for summaries without one)."""
+    recorded = set(runs.data_source.dropna()) if len(runs) else set()
+    if "synthetic" in (recorded or {source}):
+        data = "SYNTHETIC data (a smoke run: not the paper's datasets, not a result)"
+    else:
+        data = "the real datasets"
+    if not len(runs):
+        return f"Runs: none finished yet; data source: {data}."
+    epochs = sorted({int(e) for e in runs.epochs_configured.dropna()})
+    ep = "—" if not epochs else str(epochs[0]) if len(epochs) == 1 else f"{epochs[0]}–{epochs[-1]} (per configuration)"
+    nets = []
+    for dataset, g in runs.groupby("dataset", sort=False):
+        sizes = sorted({(r.model, r.num_hidden, r.size_hidden, r.conv_channels) for r in g.itertuples()})
+        for model, nh, sh, conv in sizes:
+            nets.append(f"{DATASETS[dataset]}: " + (f"CNN conv {'/'.join(map(str, conv))} channels, FC {sh}"
+                                                    if model == "cnn" else f"{nh} hidden layers of {sh}"))
+    versions = sorted({str(v)[:12] for v in runs.code_version.dropna()})
+    devices = sorted({str(v) for v in runs.device_name.dropna()})
+    return (f"Runs: {len(runs)} summaries; data: {data}; epochs: {ep}; networks: {'; '.join(nets)}; "
+            f"code version: {', '.join(versions) or 'unknown'}; device(s): {', '.join(devices) or 'unknown'}.")
+
+
+def cnn_description(runs: pd.DataFrame) -> str:
+    """The CNN of the table's runs (SPEC §8): its channels and FC width from the summaries."""
+    cnn = runs[runs.model == "cnn"] if len(runs) else runs
+    sizes = sorted({("/".join(map(str, r.conv_channels)), r.size_hidden) for r in cnn.itertuples()})
+    shape = "; ".join(f"conv 5×5 with {c} channels, each with tanh and max-pool 3/2; FC {h} tanh; FC 10"
+                      for c, h in sizes) or "none run yet"
+    return f"the network of SPEC §8 ({shape})"
+
+
+def notes_for(spec: dict, runs: pd.DataFrame | None = None) -> list[str]:
+    """Footnotes the reader needs (SPEC §12.6, §15); network sizes and epochs from the runs."""
+    runs = load_runs([]) if runs is None else runs
     notes = []
     if "ddtp-control" in spec["rows"] and "cifar10" in spec["columns"] and spec["tuning"] == "test":
         notes.append("CIFAR10 DDTP-control: the official configuration file builds DDTP-linear (SPEC §12.6, Q1); "
@@ -38,18 +75,23 @@ def notes_for(spec: dict) -> list[str]:
         notes.append("CIFAR10 BP: the official test configuration trains 150 epochs; its training loss is the "
                      "one after epoch 150.")
     if "cifar10-cnn" in spec["columns"]:
-        notes.append("CIFAR10 (CNN): the network of SPEC §8 (conv 5×5, 32 and 64 channels, each with tanh and "
-                     "max-pool 3/2; FC 512 tanh; FC 10), float64, one forward Adam per layer; DDTP-linear, "
+        notes.append(f"CIFAR10 (CNN): {cnn_description(runs)}, float64, one forward Adam per layer; DDTP-linear, "
                      "DDTP-control and DFA send their targets directly from the output to the max-pool outputs "
                      "and to the FC layer.")
         if spec["tuning"] == "train":
-            notes.append("CIFAR10 (CNN), configurations tuned for training loss: 300 epochs on all 50,000 training "
-                         "samples (no validation set), as the official files say.")
+            cnn = runs[runs.model == "cnn"] if len(runs) else runs
+            epochs = sorted({int(e) for e in cnn.epochs_configured.dropna()})
+            notes.append(f"CIFAR10 (CNN), configurations tuned for training loss: "
+                         f"{'/'.join(map(str, epochs)) or 'no runs yet, the official files say 300'} epoch(s) on all "
+                         "training samples (no validation set; the official files: 300 epochs on all 50,000).")
             if "ddtp-control" in spec["rows"]:
                 notes.append("CIFAR10 (CNN) DDTP-control: the official set has no configuration tuned for training "
                              "loss for it, so its cell says \"no configuration\" (no run, no number).")
     notes.append("Cells: mean ± std (ddof = 1) over the finished seeds; diverged, pruned (training accuracy below "
                  "the official early-stop threshold) and missing runs are counted and excluded.")
+    notes.append("'not run: dataset missing': the dataset's files were not under the data root; the pipeline's "
+                 "summary (or `make reproduce`) says how to fetch them.  'not run: not selected': left out with "
+                 "the pipeline's `datasets` selection.")
     return notes
 
 
@@ -67,17 +109,22 @@ def load_runs(paths) -> pd.DataFrame:
             print(f"tables: {path} is corrupt ({exc}); counted as missing (delete it and rerun to train that "
                   f"run again)", file=sys.stderr)
             continue
+        cfg = s.get("config") or {}
         rows.append({k: s.get(k) for k in ("tuning", "method", "dataset", "seed", "status", "epochs_run",
                                             "test_error_at_best_val", "train_loss_last", "wall_time_s",
-                                            "code_version", "device_name")})
-    return pd.DataFrame(rows, columns=["tuning", "method", "dataset", "seed", "status", "epochs_run",
-                                       "test_error_at_best_val", "train_loss_last", "wall_time_s", "code_version",
-                                       "device_name"])
+                                            "code_version", "device_name", "epochs_configured", "data_source")}
+                    | {"model": cfg.get("model", "mlp"), "num_hidden": cfg.get("num_hidden"),
+                       "size_hidden": cfg.get("size_hidden"), "conv_channels": tuple(cfg.get("conv_channels") or ())})
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
-def aggregate(runs: pd.DataFrame, spec: dict, configured, seeds, table: str) -> pd.DataFrame:
-    """Tidy table: one row per (method, dataset) of the spec, in the paper's order."""
+def aggregate(runs: pd.DataFrame, spec: dict, configured, seeds, table: str, not_run=()) -> pd.DataFrame:
+    """Tidy table: one row per (method, dataset) of the spec, in the paper's order.
+
+    configured: the (method, dataset) cells that ran; not_run: [method, dataset, reason] of configured cells
+    the pipeline left out (their data missing or not selected)."""
     configured = {tuple(c) for c in configured}
+    not_run = {(m, d): reason for m, d, reason in not_run}
     label, fmt = QUANTITY[spec["quantity"]]
     out = []
     for method in spec["rows"]:
@@ -86,6 +133,10 @@ def aggregate(runs: pd.DataFrame, spec: dict, configured, seeds, table: str) -> 
                    "method": METHODS[method].paper_name, "dataset": DATASETS[dataset], "method_slug": method,
                    "dataset_slug": dataset, "seeds": len(seeds), "n": 0, "diverged": 0, "pruned": 0,
                    "missing": 0, "mean": math.nan, "std": math.nan}
+            if (method, dataset) in not_run:
+                row["cell"] = not_run[(method, dataset)]
+                out.append(row)
+                continue
             if (method, dataset) not in configured:
                 row["cell"] = "no configuration"
                 out.append(row)
@@ -116,21 +167,40 @@ def wide(tidy: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def write(tidy: pd.DataFrame, spec: dict, csv_path, md_path, tex_path) -> None:
+def write_html(path, title: str, table: pd.DataFrame, notes: list[str]) -> None:
+    """The table as a small HTML page (Snakemake's report shows it inline): title, table, notes."""
+    from html import escape
+
+    items = "".join(f"<li>{escape(n)}</li>" for n in notes)
+    Path(path).write_text(f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
+                          "<style>body{font-family:sans-serif;font-size:14px} td,th{padding:2px 8px;text-align:left}"
+                          "table{border-collapse:collapse} tr:nth-child(even){background:#f3f3f3}</style></head>"
+                          f"<body><h3>{escape(title)}</h3>{table.to_html(border=0)}<ul>{items}</ul></body></html>\n")
+
+
+def write(tidy: pd.DataFrame, spec: dict, csv_path, md_path, tex_path, runs=None, source="real",
+          html_path=None) -> None:
+    runs = load_runs([]) if runs is None else runs
     tidy.to_csv(csv_path, index=False)
     table = wide(tidy)
-    notes = notes_for(spec)
-    md = [f"**{spec['title']}**", "", table.to_markdown(), ""] + [f"* {n}" for n in notes]
+    notes = [provenance(runs, source)] + notes_for(spec, runs)
+    recorded = set(runs.data_source.dropna()) if len(runs) else set()  # the runs' record, else the setting
+    title = spec["title"] + (" — SYNTHETIC DATA, NOT A RESULT" if "synthetic" in (recorded or {source}) else "")
+    md = [f"**{title}**", "", table.to_markdown(), ""] + [f"* {n}" for n in notes]
     Path(md_path).write_text("\n".join(md) + "\n")
-    latex = table.style.to_latex(hrules=True, caption=spec["title"], position="t")
+    if html_path is not None:
+        write_html(html_path, title, table, notes)
+    latex = table.style.to_latex(hrules=True, caption=title, position="t")
     latex = latex.replace("±", r"$\pm$").replace("%", r"\%")
     Path(tex_path).write_text(latex + "".join(f"% {n}\n" for n in notes))
 
 
 def main_snakemake(sm) -> None:
     runs = load_runs(sm.input)
-    tidy = aggregate(runs, sm.params.spec, sm.params.configured, sm.params.seeds, sm.wildcards.table)
-    write(tidy, sm.params.spec, sm.output.csv, sm.output.md, sm.output.tex)
+    tidy = aggregate(runs, sm.params.spec, sm.params.configured, sm.params.seeds, sm.wildcards.table,
+                     sm.params.not_run)
+    write(tidy, sm.params.spec, sm.output.csv, sm.output.md, sm.output.tex, runs, sm.params.source,
+          sm.output.html)
 
 
 def main(argv=None) -> int:
@@ -148,10 +218,12 @@ def main(argv=None) -> int:
     have = available_configs()
     configured = [(m, d) for m in spec["rows"] for d in spec["columns"] if spec["tuning"] in have.get((d, m), [])]
     paths = Path(args.results).glob(f"runs/{spec['tuning']}/*/*/seed*/summary.json")
-    tidy = aggregate(load_runs(paths), spec, configured, cfg["seeds"], args.table)
+    runs = load_runs(paths)
+    tidy = aggregate(runs, spec, configured, cfg["seeds"], args.table)
     out = Path(args.results) / "tables"
     out.mkdir(parents=True, exist_ok=True)
-    write(tidy, spec, out / f"{args.table}.csv", out / f"{args.table}.md", out / f"{args.table}.tex")
+    write(tidy, spec, out / f"{args.table}.csv", out / f"{args.table}.md", out / f"{args.table}.tex", runs,
+          cfg["data"]["source"])
     print(wide(tidy).to_string())
     return 0
 

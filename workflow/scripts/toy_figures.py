@@ -62,16 +62,16 @@ def summary_table(tidy: pd.DataFrame) -> pd.DataFrame:
 def plot_nullspace(summary: pd.DataFrame, out: Path, tiny: bool) -> None:
     sel = summary[summary["layer"] == BAR_LAYER].set_index("method").loc[list(toy.NULLSPACE_METHODS)]
     colors = sns.color_palette("colorblind", len(sel))
-    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
     xs = range(len(sel))
-    ax.bar(xs, sel["mean"], yerr=sel["std"], capsize=6, color=colors, edgecolor="black", linewidth=0.6,
-           label=[f"{p} (n = {n})" for p, n in zip(sel["paper_name"], sel["n"])])
-    ax.set_xticks(list(xs), sel["paper_name"])
+    ax.bar(xs, sel["mean"], yerr=sel["std"], capsize=6, color=colors, edgecolor="black", linewidth=0.6)
+    # the method and its sample count under its bar: no legend over the data
+    ax.set_xticks(list(xs), [f"{p}\n(n = {n})" for p, n in zip(sel["paper_name"], sel["n"])])
     ax.set_ylabel(r"$\|\Delta W_2^{\mathrm{null}}\|_F \,/\, \|\Delta W_2\|_F$")
     ax.set_xlabel("method")
     ax.set_ylim(0, max(1.0, float((sel["mean"] + sel["std"]).max()) * 1.05))
-    ax.set_title("Null-space component of the layer-2 update" + (" (tiny run)" if tiny else ""), fontsize=10)
-    ax.legend(fontsize=8, loc="upper right", title="mean ± std over samples", title_fontsize=8)
+    ax.set_title("Fig. 2: null-space component of the layer-2 update\nstudent–teacher toy, mean ± std over samples"
+                 + ("\n(TINY RUN: a smoke check, not a result)" if tiny else ""), fontsize=9)
     sns.despine(ax=ax)
     fig.tight_layout()
     for ext in ("png", "pdf"):
