@@ -131,8 +131,8 @@ def test_default_architecture_and_init():
     assert fb["Q1"].shape == (8192, 10) and fb["Q2"].shape == (4096, 10) and fb["Q3"].shape == (512, 10)
     assert abs(fb["Q1"].std().item() / math.sqrt(2 / (8192 + 10)) - 1) < 0.02
     assert not fb["d3"].any() and set(fb) == {"Q1", "Q2", "Q3", "d3"}
-    with pytest.raises(ValueError):
-        net.init_params([torch.Generator()])
+    one = net.init_params([torch.Generator().manual_seed(1)])  # a replica dimension of 1: the same draws
+    assert all(torch.equal(one[k][0], p[k]) for k in p)
 
 
 def test_forward_matches_unfold_reference(setup):

@@ -3,8 +3,7 @@ keys and shapes of what a step returns, determinism from explicit generators, no
 independence from the global RNG, and replicas (a list of R generators) == R separate runs.
 
 MLP rules run on a small MLP, the CNN rules (``model = "cnn"``) on a small :class:`tp.cnn.ConvNet` with image
-inputs; the CNN has no replica dimension, so for it the replica check becomes: any replica use is a clear
-error."""
+inputs; both networks take a leading replica dimension."""
 
 from __future__ import annotations
 
@@ -142,40 +141,20 @@ def test_global_rng_untouched(name):
     state = torch.random.get_rng_state()
     run(name)
     rule, net = make(name)
-    if rule.model == "mlp":  # replicas too
-        gens = [torch.Generator().manual_seed(r) for r in range(2)]
-        x, y = data()
-        rule.step(net, net.init_params(gens), rule.init_feedback(net, gens), x, y,
-                  generator=[torch.Generator().manual_seed(r) for r in range(2)])
+    gens = [torch.Generator().manual_seed(r) for r in range(2)]  # replicas too
+    x, y = data(net=net)
+    rule.step(net, net.init_params(gens), rule.init_feedback(net, gens), x, y,
+              generator=[torch.Generator().manual_seed(r) for r in range(2)])
     assert torch.equal(state, torch.random.get_rng_state())
 
 
-@pytest.mark.parametrize("name", CNN_RULES)
-def test_cnn_rules_reject_any_replica_use(name):
-    """The CNN trains one network per run: a list of generators (for the parameters, the feedback or the
-    noise) and parameters with a leading replica axis are clear errors, never a silent broadcast."""
-    rule, net, params, fb, x, y, out = run(name)
-    gens = [torch.Generator().manual_seed(r) for r in range(R)]
-    with pytest.raises(ValueError, match="no replica dimension"):
-        net.init_params(gens)
-    if rule.has_feedback:
-        with pytest.raises(ValueError, match="no replica dimension"):
-            rule.init_feedback(net, gens)
-    stacked = {k: torch.stack([v] * R) for k, v in params.items()}
-    with pytest.raises(ValueError, match="no replica dimension.*W1"):
-        rule.step(net, stacked, fb, x, y, generator=torch.Generator().manual_seed(0))
-    if rule.trains_feedback:
-        with pytest.raises(ValueError, match="no replica dimension"):
-            rule.step(net, params, fb, x, y, generator=gens)
-
-
-@pytest.mark.parametrize("name", MLP_RULES)
+@pytest.mark.parametrize("name", RULES)
 def test_replicas_equal_separate_runs(name):
     rule, net = make(name)
     gens = [torch.Generator().manual_seed(r) for r in range(R)]
     params = net.init_params(gens)
     fb = rule.init_feedback(net, gens)
-    x, y = data()
+    x, y = data(net=net)
     out = flat(rule.step(net, params, fb, x, y,
                          generator=[torch.Generator().manual_seed(100 + r) for r in range(R)]))
     for r in range(R):

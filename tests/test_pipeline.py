@@ -73,9 +73,9 @@ def test_dry_run_of_the_default_matrix_lists_every_training_job(tmp_path, seed_b
     assert tunings.count("alignment") == 33 and tunings.count("damping") == 33
     blocks = {k: int(v) for k, v in counts.items() if re.fullmatch(r"train_\w+_seeds1to10", k)}
     if seed_block == 10:
-        # every MLP table cell is one process of its 10 seeds; the CNN, alignment and damping runs one each
-        assert len(blocks) == 70 and set(blocks.values()) == {1}
-        assert int(counts["train"]) == 70 + 33 + 33
+        # every table cell (70 MLP, 7 CNN) is one process of its 10 seeds; alignment and damping runs one each
+        assert len(blocks) == 77 and set(blocks.values()) == {1}
+        assert int(counts["train"]) == 33 + 33
     else:
         assert not blocks and int(counts["train"]) == 836
     assert int(counts["alignment_figure"]) == 5

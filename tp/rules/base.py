@@ -196,7 +196,7 @@ class Rule:
         out = {}
         for k, j in layers.items():  # one independent sample per example and block
             h = fwd.h[j]
-            shape = h.shape if isinstance(generator, torch.Generator) else h.shape[-2:]
+            shape = h.shape if isinstance(generator, torch.Generator) else h.shape[1:]  # per replica
             out[k] = sigma * randn(shape, generator, h.dtype, h.device)
         return out
 

@@ -20,8 +20,7 @@ h̃_k = h_k + ε, ỹ = F_{k→4}(h̃_k):
 Their gradients w.r.t. Q_k, d_3 are written out (the losses are quadratic in the feedback parameters).
 DFA-CNN is DDTP-linear with Q, d frozen (no feedback loss, β = 1).  BP-CNN is autograd of the CE loss.
 
-These rules work on one network (no replica dimension: a list of generators, or parameters with a leading
-replica axis, is an error) and are registered in :data:`tp.rules.REGISTRY` as ``bp-cnn``, ``dfa-cnn``,
+Like the MLP rules they broadcast over a leading replica dimension (R generators: R networks) and are registered in :data:`tp.rules.REGISTRY` as ``bp-cnn``, ``dfa-cnn``,
 ``ddtp-linear-cnn`` and ``ddtp-control-cnn`` (``model = "cnn"``).
 """
 
@@ -40,8 +39,6 @@ from .base import REQUIRED, Rule, StepResult
 
 __all__ = ["CNNRule", "CNNBP", "CNNDFA", "CNNDDTPLinear", "CNNDDTPControl", "conv_block_gradients",
            "target_gradients"]
-
-NO_REPLICAS = "the CNN rules have no replica dimension: pass a single torch.Generator"
 
 
 def _check_net(rule: Rule, net) -> None:
@@ -64,7 +61,7 @@ def target_gradients(net: ConvNet, params: Params, fwd: ConvForward, targets: di
     fc = {i: targets[i] for i in (3, 4) if i in targets}
     if fc:
         flat = Forward(a=[None, None, None, fwd.a[3], fwd.a[4]],
-                       h=[None, None, fwd.h[2].flatten(1), fwd.h[3], fwd.h[4]])
+                       h=[None, None, fwd.h[2].flatten(-3), fwd.h[3], fwd.h[4]])
         grads.update(local_loss_gradients(net, params, flat, fc))
     return {k: grads[k] for k in net.param_shapes() if k in grads}
 
@@ -77,8 +74,8 @@ def conv_block_gradients(net: ConvNet, params: Params, fwd: ConvForward, k: int,
         W = params[f"W{k}"].detach().requires_grad_(True)
         b = params[f"b{k}"].detach().requires_grad_(True)
         h = net.conv_block({f"W{k}": W, f"b{k}": b}, k, fwd.h[k - 1].detach())[2]
-        loss = ((h - target.detach()) ** 2).mean()
-        gW, gb = torch.autograd.grad(loss, (W, b))
+        loss = ((h - target.detach()) ** 2).flatten(-4).mean(-1)  # ℓ_k per replica
+        gW, gb = torch.autograd.grad(loss.sum(), (W, b))  # replica r's gradient is that of its own ℓ_k
     return {f"W{k}": gW, f"b{k}": gb}
 
 
@@ -86,11 +83,6 @@ class CNNRule(Rule):
     """Common structure of the CNN rules."""
 
     model = "cnn"
-
-    def _noise(self, net, fwd, generator, noise):
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise ValueError(f"rule {self.name!r}: {NO_REPLICAS}; got {type(generator).__name__} of generators")
-        return super()._noise(net, fwd, generator, noise)
 
     def build_network(self, *, in_shape=(3, 32, 32), channels=(32, 64), fc: int = 512, n_out: int = 10,
                       loss: str = "cross_entropy", dtype: torch.dtype = torch.float64) -> ConvNet:
@@ -111,7 +103,7 @@ class CNNBP(CNNRule):
         with torch.enable_grad():
             p = {k: params[k].detach().requires_grad_(True) for k in names}
             out = net.forward(p, fwd.h[0].detach()).output
-            grads = torch.autograd.grad(net.loss_value(out, y), [p[k] for k in names])
+            grads = torch.autograd.grad(net.loss_value(out, y).sum(), [p[k] for k in names])  # per replica
         return StepResult(forward_grads=dict(zip(names, grads)), targets={},
                           loss=net.loss_value(fwd.output, y), output=fwd.output)
 
@@ -131,13 +123,11 @@ class CNNDirectRule(CNNRule):
         """Q_1, Q_2, Q_3 Xavier normal (std √(2/(n_k + n_L)) with n_k = C·H·W for the conv blocks), in
         this order from ``generator``; d_3 = 0 (the conv feedback maps have no bias)."""
         _check_net(self, net)
-        if not isinstance(generator, torch.Generator):
-            raise ValueError("the CNN rules have no replica dimension: pass a single torch.Generator")
         n_L = net.sizes[-1]
         fb: Params = {}
         for k in self.blocks:
             fb[f"Q{k}"] = xavier_normal((net.sizes[k], n_L), generator, net.dtype, device)
-        fb["d3"] = torch.zeros(net.sizes[3], dtype=net.dtype, device=fb["Q3"].device)
+        fb["d3"] = torch.zeros(fb["Q3"].shape[:-1], dtype=net.dtype, device=fb["Q3"].device)
         return fb
 
     def trainable_feedback(self, feedback) -> list[str]:
@@ -149,15 +139,15 @@ class CNNDirectRule(CNNRule):
     # ------------------------------------------------------------------------------- feedback maps
     @staticmethod
     def _g_flat(feedback: Params, k: int, z: Tensor) -> Tensor:
-        """g_k(z) flattened to (B, n_k)."""
+        """g_k(z) flattened to (..., B, n_k)."""
         u = z @ feedback[f"Q{k}"].mT
         if k == 3:
-            u = u + feedback["d3"]
+            u = u + feedback["d3"].unsqueeze(-2)
         return u
 
     def feedback_map(self, net: ConvNet, feedback: Params, k: int, z: Tensor) -> Tensor:
-        """g_k(z) for output-space values z (B, n_L), shaped like h_k ((B, C, H, W) for k = 1, 2)."""
-        return self._g_flat(feedback, k, z).reshape(z.shape[0], *net.layer_shapes[k])
+        """g_k(z) for output-space values z (..., B, n_L), shaped like h_k ((..., B, C, H, W) for k = 1, 2)."""
+        return self._g_flat(feedback, k, z).reshape(*z.shape[:-1], *net.layer_shapes[k])
 
     # ------------------------------------------------------------------------------------- update
     def _forward_update(self, net, params, feedback, fwd, y) -> StepResult:
@@ -180,24 +170,25 @@ class CNNDirectRule(CNNRule):
             h = fwd.h[k]
             h_noisy = h + noise[k].reshape(h.shape)  # h̃_k
             y_noisy = net.forward_from(params, k, h_noisy)  # ỹ = F_{k→4}(h̃_k)
-            hf, hnf = h.flatten(1), h_noisy.flatten(1)  # (B, n_k)
-            count = hf.numel()  # mean over B·C·H·W (conv) or B·n_3
+            dims = len(net.layer_shapes[k])
+            hf, hnf = h.flatten(-dims), h_noisy.flatten(-dims)  # (..., B, n_k)
+            count = hf.shape[-2] * hf.shape[-1]  # mean over B·C·H·W (conv) or B·n_3
             g_n = self._g_flat(feedback, k, y_noisy)
             if self.feedback_loss == "drl":
                 scale = 1.0 / self.hp["sigma"] ** 2
                 resid = g_n + hf - self._g_flat(feedback, k, h_L) - hnf  # r − h̃_k
                 G = 2.0 * scale * resid / count  # ∂L/∂r, (B, n_k)
                 gQ = G.mT @ y_noisy - G.mT @ h_L
-                gd = G.sum(0) - G.sum(0)  # d_3 cancels in the difference correction: zero
+                gd = G.sum(-2) - G.sum(-2)  # d_3 cancels in the difference correction: zero
             else:  # control
                 scale = 1.0
                 resid = g_n - hnf
                 G = 2.0 * resid / count
-                gQ, gd = G.mT @ y_noisy, G.sum(0)
+                gQ, gd = G.mT @ y_noisy, G.sum(-2)
             grads[f"Q{k}"] = gQ
             if k == 3:
                 grads["d3"] = gd
-            losses[k] = scale * (resid ** 2).mean()
+            losses[k] = scale * (resid ** 2).mean(dim=(-2, -1))
         return grads, losses
 
 
