@@ -11,23 +11,27 @@ import pytest
 import torch
 
 import tp
+import tp.cnn
 from tp.rules import REGISTRY
 
-RULES = list(REGISTRY)
-NOISY_RULES = [n for n in RULES if REGISTRY[n].trains_feedback]
-MLP_RULES = [n for n in RULES if REGISTRY[n].model == "mlp"]
-CNN_RULES = [n for n in RULES if REGISTRY[n].model == "cnn"]
+MLP_RULES = [n for n in REGISTRY if "mlp" in REGISTRY[n].networks]
+CNN_RULES = [n for n in REGISTRY if "cnn" in REGISTRY[n].networks]
+#: (rule, network) cases: "name" on the MLP, "name@cnn" on the CNN — the same rule object on either
+RULES = MLP_RULES + [f"{n}@cnn" for n in CNN_RULES]
+NOISY_RULES = [c for c in RULES if REGISTRY[c.partition("@")[0]].trains_feedback]
 SIZES = (6, 5, 4, 4, 3)
 CNN = {"in_shape": (2, 6, 6), "channels": (2, 3), "fc": 5, "n_out": 3}
 B = 4
 R = 3
 
 
-def make(name):
-    """The rule with small-network hyperparameters (only those the rule takes) and its small network."""
+def make(case):
+    """The rule of ``case`` with small-network hyperparameters (only those the rule takes) and its small
+    network (the CNN for "name@cnn")."""
+    name, _, model = case.partition("@")
     values = {"target_stepsize": 0.5, "sigma": 0.1, "size_hidden_fb": 7, "gn_damping": 0.1}
     rule = tp.make_rule(name, **{k: v for k, v in values.items() if k in REGISTRY[name].hyperparameters})
-    return rule, (rule.build_network(**CNN) if rule.model == "cnn" else rule.build_network(SIZES))
+    return rule, (tp.cnn.ConvNet(**CNN) if model == "cnn" else rule.build_network(SIZES))
 
 
 def data(seed=123, net=None):
@@ -44,11 +48,11 @@ def layer_shape(net, i):
 
 
 def test_every_rule_names_its_network():
-    assert set(MLP_RULES) | set(CNN_RULES) == set(RULES)
-    assert CNN_RULES == ["bp-cnn", "dfa-cnn", "ddtp-linear-cnn", "ddtp-control-cnn"]
-    for name in RULES:
-        rule, net = make(name)
-        assert isinstance(net, tp.cnn.ConvNet if name in CNN_RULES else tp.MLP), name
+    assert set(MLP_RULES) | set(CNN_RULES) == set(REGISTRY)
+    assert CNN_RULES == ["bp", "dfa", "ddtp-linear", "ddtp-control", "gnt"]
+    for case in RULES:
+        rule, net = make(case)
+        assert isinstance(net, tp.cnn.ConvNet if case.endswith("@cnn") else tp.MLP), case
 
 
 def run(name, init_seed=0, noise_seed=1):

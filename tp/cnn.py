@@ -27,8 +27,10 @@ from torch import Tensor
 
 from .activations import Activation, get_activation
 from .conv import CONV_IMPLS, conv2d, conv2d_gemm, max_pool
-from .network import Forward, Params, xavier_normal
+from .interface import Forward, Losses, Params
+from .network import xavier_normal
 from .random import Generators, num_replicas, randn
+from .targets import dense_local_loss_gradients
 
 __all__ = ["ConvNet", "ConvForward", "conv2d_gemm", "CONV_IMPLS", "KERNEL", "PADDING", "POOL_KERNEL", "POOL_STRIDE",
            "POOL_PADDING"]
@@ -53,7 +55,7 @@ class ConvForward(Forward):
 
 
 @dataclass(frozen=True)
-class ConvNet:
+class ConvNet(Losses):
     """The SPEC §8.1 CNN (defaults: the paper's CIFAR-10 network 3×32×32 → 32 → 64 conv → 512 → 10).
 
     Args:
@@ -202,32 +204,77 @@ class ConvNet:
             fwd.a.append(a), fwd.h.append(h)
         return fwd
 
+    def layer(self, params: Params, i: int, h_prev: Tensor) -> Tensor:
+        """f_i: h_i from h_{i−1} (a conv block for i ≤ 2, a dense layer for i = 3, 4)."""
+        return self.conv_block(params, i, h_prev)[2] if i <= 2 else self.fc_layer(params, i, h_prev)[1]
+
     def forward_from(self, params: Params, i: int, h_i: Tensor) -> Tensor:
         """F_{i→4}: the output obtained by feeding ``h_i`` through layers i+1…4."""
         h = h_i
         for k in range(i + 1, self.L + 1):
-            if k <= 2:
-                h = self.conv_block(params, k, h)[2]
-            else:
-                h = self.fc_layer(params, k, h)[1]
+            h = self.layer(params, k, h)
         return h
 
-    # ------------------------------------------------------------------------------------------ loss
-    def per_sample_loss(self, output: Tensor, y: Tensor) -> Tensor:
-        """−log softmax(h_4^b)_{y_b}, shape (..., B)."""
-        idx = y.expand(output.shape[:-1]).unsqueeze(-1)
-        return -torch.log_softmax(output, dim=-1).gather(-1, idx).squeeze(-1)
+    def flatten_layer(self, i: int, h: Tensor) -> Tensor:
+        """(..., B, *layer_shapes[i]) → (..., B, n_i), channel-major for the conv blocks."""
+        return h.flatten(-len(self.layer_shapes[i])) if len(self.layer_shapes[i]) > 1 else h
 
-    def loss_value(self, output: Tensor, y: Tensor) -> Tensor:
-        """ℒ = (1/B) Σ_b −log softmax(h_4^b)_{y_b} (PyTorch ``CrossEntropyLoss``), a scalar."""
-        return self.per_sample_loss(output, y).mean(-1)
+    def unflatten_layer(self, i: int, v: Tensor) -> Tensor:
+        """(..., B, n_i) → (..., B, *layer_shapes[i])."""
+        return v.reshape(*v.shape[:-1], *self.layer_shapes[i]) if len(self.layer_shapes[i]) > 1 else v
 
-    def output_gradient(self, output: Tensor, y: Tensor) -> Tensor:
-        """∂ℒ/∂h_4 of the minibatch-mean loss: (softmax(h_4^b) − onehot(y_b)) / B (SPEC §2.1)."""
-        B, n = output.shape[-2], output.shape[-1]
-        onehot = torch.nn.functional.one_hot(y, n).to(output.dtype)
-        return (torch.softmax(output, dim=-1) - onehot) / B
+    # ------------------------------------------------------------------------- gradients and Jacobians
+    def local_loss_gradients(self, params: Params, fwd: ConvForward, targets) -> Params:
+        """Gradients of the local losses of the layers in ``targets`` (SPEC §8.3), keyed like ``params``:
 
-    def accuracy(self, output: Tensor, y: Tensor) -> Tensor:
-        """Fraction of correct argmax predictions."""
-        return (output.argmax(-1) == y).to(output.dtype).mean(-1)
+        * conv blocks k ∈ {1, 2}: ∂/∂(W_k, b_k) of mean_{B·C·H·W}(h_k − ĥ_k)² through max-pool (routed to the
+          arg-max positions) and tanh, ĥ_k and h_{k−1} constant (autograd on a recomputation of the block);
+        * dense layers 3, 4: the SPEC §2.2 formula (2/B) Σ_b [φ′(a_i^b) ⊙ (h_i^b − ĥ_i^b)] h_{i−1}^bᵀ, with h_2
+          flattened channel-major as the input of layer 3 (:func:`tp.targets.dense_local_loss_gradients`).
+
+        ``targets[k]`` is shaped like ``fwd.h[k]``; per replica with a replica axis."""
+        grads: Params = {}
+        for k, target in targets.items():
+            if k <= 2:
+                with torch.enable_grad():
+                    W = params[f"W{k}"].detach().requires_grad_(True)
+                    b = params[f"b{k}"].detach().requires_grad_(True)
+                    h = self.conv_block({f"W{k}": W, f"b{k}": b}, k, fwd.h[k - 1].detach())[2]
+                    loss = ((h - target.detach()) ** 2).flatten(-4).mean(-1)  # ℓ_k per replica
+                    grads[f"W{k}"], grads[f"b{k}"] = torch.autograd.grad(loss.sum(), (W, b))
+            else:
+                h_prev = self.flatten_layer(k - 1, fwd.h[k - 1])
+                grads[f"W{k}"], grads[f"b{k}"] = dense_local_loss_gradients(
+                    self.activation(k), fwd.a[k], fwd.h[k], h_prev, target, True)
+        return {k: grads[k] for k in self.param_shapes() if k in grads}
+
+    def backprop_gradients(self, params: Params, fwd: ConvForward, dL_dhL: Tensor) -> Params:
+        """∂ℒ/∂θ of every parameter given ∂ℒ/∂h_4 (..., B, n_L): autograd through the recomputed network
+        (conv, tanh and max-pool), the vector-Jacobian product with ``dL_dhL``."""
+        names = list(self.param_shapes())
+        with torch.enable_grad():
+            p = {k: params[k].detach().requires_grad_(True) for k in names}
+            out = self.forward(p, fwd.h[0].detach()).output
+            grads = torch.autograd.grad(out, [p[k] for k in names], grad_outputs=dL_dhL)
+        return dict(zip(names, grads))
+
+    def output_jacobians(self, params: Params, fwd: ConvForward, layers=None) -> dict[int, Tensor]:
+        """``{k: J_k}``, J_k^b = ∂h_4^b/∂h_k^b flattened to (..., B, n_L, n_k), for ``layers`` (default 1…4).
+
+        Layers lowest+1…4 are recomputed from h_lowest with autograd; row c of every J_k^b is the gradient of
+        Σ_b h_4^b[c] w.r.t. h_k (the samples and replicas do not interact, so the sum separates them): n_L
+        reverse sweeps."""
+        layers = list(range(1, self.L + 1)) if layers is None else sorted(layers)
+        if not layers or layers[0] < 1 or layers[-1] > self.L:
+            raise ValueError(f"CNN layers are 1…{self.L}, got {layers}")
+        with torch.enable_grad():
+            h = {layers[0]: fwd.h[layers[0]].detach().requires_grad_(True)}
+            for i in range(layers[0] + 1, self.L + 1):  # h_i = f_i(h_{i−1}), keeping the graph
+                h[i] = self.layer(params, i, h[i - 1])
+            out = h[self.L]  # (..., B, n_L)
+            rows = {k: [] for k in layers}
+            for c in range(out.shape[-1]):
+                grads = torch.autograd.grad(out[..., c].sum(), [h[k] for k in layers], retain_graph=True)
+                for k, g in zip(layers, grads):
+                    rows[k].append(self.flatten_layer(k, g))  # (..., B, n_k)
+        return {k: torch.stack(rows[k], dim=-2) for k in layers}  # (..., B, n_L, n_k)
