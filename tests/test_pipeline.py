@@ -148,6 +148,7 @@ def test_smoke_configuration_runs_end_to_end(tmp_path):
     # the CNN runs: the same rules on images, the smoke's small conv blocks, per-layer Adam settings
     cnn = json.loads((results / "runs/test/ddtp-linear/cifar10-cnn/seed1/summary.json").read_text())
     assert cnn["status"] == "finished" and cnn["rule"] == "ddtp-linear" and cnn["config"]["model"] == "cnn"
+    assert cnn["block_seeds"] == [1, 2]  # the CNN cells are seed blocks too
     assert cnn["config"]["conv_channels"] == [4, 8] and len(cnn["config"]["lr"]) == 4
     cnn_alignment = list(csv.DictReader(open(results / "runs/alignment/dfa/cifar10-cnn/seed42/alignment.csv")))
     assert {(r["reference"], r["layer"]) for r in cnn_alignment} == {("bp", str(i)) for i in (1, 2, 3, 4)} | {

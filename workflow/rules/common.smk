@@ -114,7 +114,8 @@ def seed_blocks():
     every table cell (MLP and CNN), its seeds in chunks of ``seed_block`` (none when it is 1)."""
     size = int(config.get("seed_block") or 1)
     seeds = list(config["seeds"])
-    return [(t, m, d, seeds[k:k + size]) for t, m, d in RUN_CELLS for k in range(0, len(seeds), size) if size > 1 and len(seeds[k:k + size]) > 1]
+    return [(t, m, d, seeds[k:k + size]) for t, m, d in RUN_CELLS
+            for k in range(0, len(seeds), size) if size > 1 and len(seeds[k:k + size]) > 1]
 
 
 def block_rule_name(block):
