@@ -28,6 +28,7 @@ import torch
 import yaml
 
 import tp
+from tp.cnn import ConvNet
 from tp.config import METHODS, resolve_config, rule_hyperparameters
 from tp.optim import Adam
 from tp.train import evaluate
@@ -56,8 +57,8 @@ def time_config(cfg: dict, device, steps: int, warmup: int) -> dict[str, float]:
     rule = tp.make_rule(cfg["rule"], **rule_hyperparameters(cfg))
     if cfg.get("model") == "cnn":
         shape, n_eval = INPUT[cfg["dataset"]], 1536
-        net = rule.build_network(in_shape=shape, channels=tuple(cfg["conv_channels"]), fc=cfg["size_hidden"],
-                                 n_out=10, dtype=dtype)
+        net = ConvNet(in_shape=shape, channels=tuple(cfg["conv_channels"]), fc=cfg["size_hidden"],
+                      n_out=10, dtype=dtype)
     else:
         sizes = [INPUT[cfg["dataset"]]] + [cfg["size_hidden"]] * cfg["num_hidden"] + [10]
         shape, n_eval = (sizes[0],), 15000

@@ -1,4 +1,5 @@
-"""The CNN of SPEC §8 (tp.cnn.ConvNet) and its rules (tp.rules.cnn) against slow dense references.
+"""The CNN of SPEC §8 (tp.cnn.ConvNet) and the rules that train it (BP, DFA, DDTP-linear, DDTP-control: the same
+rule classes as on the MLP) against slow dense references.
 
 The references below never call autograd through ``conv2d`` / ``max_pool2d``: the convolution is unfolded
 into a matrix product (``F.unfold``) and the max-pool is evaluated window by window on an explicitly
@@ -15,7 +16,9 @@ import torch.nn.functional as F
 
 from tp.cnn import ConvForward, ConvNet
 from tp.rules.base import HyperparameterError
-from tp.rules.cnn import CNNBP, CNNDDTPControl, CNNDDTPLinear, CNNDFA
+from tp.rules import BP as CNNBP
+from tp.rules.ddtp import DDTPControl as CNNDDTPControl, DDTPLinear as CNNDDTPLinear
+from tp.rules.dfa import DFA as CNNDFA
 
 DT = torch.float64
 B = 3
@@ -131,8 +134,8 @@ def test_default_architecture_and_init():
     assert fb["Q1"].shape == (8192, 10) and fb["Q2"].shape == (4096, 10) and fb["Q3"].shape == (512, 10)
     assert abs(fb["Q1"].std().item() / math.sqrt(2 / (8192 + 10)) - 1) < 0.02
     assert not fb["d3"].any() and set(fb) == {"Q1", "Q2", "Q3", "d3"}
-    with pytest.raises(ValueError):
-        net.init_params([torch.Generator()])
+    one = net.init_params([torch.Generator().manual_seed(1)])  # a replica dimension of 1: the same draws
+    assert all(torch.equal(one[k][0], p[k]) for k in p)
 
 
 def test_forward_matches_unfold_reference(setup):
@@ -321,11 +324,5 @@ def test_hyperparameters_required():
     with pytest.raises(HyperparameterError):
         CNNBP(sigma=0.1)
     names = {c.name for c in (CNNBP, CNNDFA, CNNDDTPLinear, CNNDDTPControl)}
-    assert names == {"bp-cnn", "dfa-cnn", "ddtp-linear-cnn", "ddtp-control-cnn"}
-
-
-def test_rules_reject_mlp(setup):
-    from tp.network import MLP
-    mlp = MLP.build((4, 3, 2))
-    with pytest.raises(TypeError):
-        CNNDFA().init_feedback(mlp, torch.Generator())
+    assert names == {"bp", "dfa", "ddtp-linear", "ddtp-control"}  # one name per method, on either network
+    assert all("cnn" in c.networks and "mlp" in c.networks for c in (CNNBP, CNNDFA, CNNDDTPLinear, CNNDDTPControl))

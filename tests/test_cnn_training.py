@@ -15,7 +15,7 @@ from tp.alignment import alignment_angles, angle, bp_reference, gnt_reference
 from tp.cnn import ConvNet
 from tp.config import ConfigError, resolve_config
 from tp.data import DataSplits, synthetic_classification
-from tp.gauss_newton import conv_output_jacobians, gn_displacements
+from tp.gauss_newton import gn_displacements, output_jacobians
 from tp.models import build_model, forward_optimizer_settings
 from tp.optim import Adam
 from tp.rules import make_rule
@@ -47,7 +47,7 @@ def per_sample_jacobian(net, params, k, h_b):
 # ------------------------------------------------------------------------------- Gauss–Newton targets
 def test_conv_output_jacobians_equal_per_sample_references(setup):
     net, params, x, y, fwd = setup
-    J = conv_output_jacobians(net, params, fwd, LAYERS)
+    J = output_jacobians(net, params, fwd, LAYERS)
     for k in LAYERS:
         assert J[k].shape == (B, net.sizes[-1], net.sizes[k])
         for b in range(B):
@@ -107,13 +107,13 @@ def test_heavily_damped_gnt_turns_into_the_gradient(setup):
     gnt, bp = gnt_reference(net, params, fwd, y, 1e8), bp_reference(net, params, fwd, y)
     for k in LAYERS:
         assert float(angle(gnt[f"W{k}"], bp[f"W{k}"])) < 1e-3, k
-    torch.testing.assert_close(bp["W1"], make_rule("bp-cnn").forward_update(net, params, {}, fwd, y).forward_grads["W1"],
+    torch.testing.assert_close(bp["W1"], make_rule("bp").forward_update(net, params, {}, fwd, y).forward_grads["W1"],
                                rtol=0, atol=0)
 
 
 def test_alignment_angles_of_the_cnn(setup):
     net, params, x, y, fwd = setup
-    rule = make_rule("ddtp-linear-cnn", target_stepsize=0.3, sigma=0.05)
+    rule = make_rule("ddtp-linear", target_stepsize=0.3, sigma=0.05)
     fb = rule.init_feedback(net, torch.Generator().manual_seed(2))
     update = rule.forward_update(net, params, fb, fwd, y).forward_grads
     rows = alignment_angles(net, params, fwd, y, update, [0.1, 0.1, 1e-4])
@@ -170,9 +170,9 @@ def test_cnn_configuration_errors_name_the_bad_value():
     flat = DataSplits(torch.zeros(4, 3 * 8 * 8, dtype=DT), torch.arange(4), torch.zeros(2, 192, dtype=DT),
                       torch.arange(2))
     with pytest.raises(ConfigError, match="image inputs"):
-        build_model(cfg, make_rule("bp-cnn"), flat, "cross_entropy", DT)
-    with pytest.raises(ConfigError, match="rule 'bp' trains the 'mlp' network"):
         build_model(cfg, make_rule("bp"), flat, "cross_entropy", DT)
+    with pytest.raises(ConfigError, match="rule 'dtp' trains the 'mlp' network"):
+        build_model(cfg, make_rule("dtp", target_stepsize=0.1, sigma=0.1), flat, "cross_entropy", DT)
 
 
 # ------------------------------------------------------------------------------------ training runs
@@ -194,7 +194,7 @@ def test_every_cnn_method_trains_through_the_loop(method, tmp_path):
     cfg = resolve_config(method, "cifar10-cnn", "test", {**TINY, "epochs": 3, "epochs_fb": 1, "extra_fb_epochs": 1,
                                                          "normalize_lr": False, "lr": 3e-3, "lr_fb": 1e-3})
     s = train(cfg, image_data(), seed=1, out_dir=tmp_path, progress=False, log=quiet)
-    assert s["status"] == "finished" and s["epochs_run"] == 3 and s["rule"] == f"{method}-cnn"
+    assert s["status"] == "finished" and s["epochs_run"] == 3 and s["rule"] == method
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     losses = [float(r["train_loss"]) for r in rows]
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses

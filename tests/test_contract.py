@@ -3,8 +3,7 @@ keys and shapes of what a step returns, determinism from explicit generators, no
 independence from the global RNG, and replicas (a list of R generators) == R separate runs.
 
 MLP rules run on a small MLP, the CNN rules (``model = "cnn"``) on a small :class:`tp.cnn.ConvNet` with image
-inputs; the CNN has no replica dimension, so for it the replica check becomes: any replica use is a clear
-error."""
+inputs; both networks take a leading replica dimension."""
 
 from __future__ import annotations
 
@@ -12,23 +11,27 @@ import pytest
 import torch
 
 import tp
+import tp.cnn
 from tp.rules import REGISTRY
 
-RULES = list(REGISTRY)
-NOISY_RULES = [n for n in RULES if REGISTRY[n].trains_feedback]
-MLP_RULES = [n for n in RULES if REGISTRY[n].model == "mlp"]
-CNN_RULES = [n for n in RULES if REGISTRY[n].model == "cnn"]
+MLP_RULES = [n for n in REGISTRY if "mlp" in REGISTRY[n].networks]
+CNN_RULES = [n for n in REGISTRY if "cnn" in REGISTRY[n].networks]
+#: (rule, network) cases: "name" on the MLP, "name@cnn" on the CNN — the same rule object on either
+RULES = MLP_RULES + [f"{n}@cnn" for n in CNN_RULES]
+NOISY_RULES = [c for c in RULES if REGISTRY[c.partition("@")[0]].trains_feedback]
 SIZES = (6, 5, 4, 4, 3)
 CNN = {"in_shape": (2, 6, 6), "channels": (2, 3), "fc": 5, "n_out": 3}
 B = 4
 R = 3
 
 
-def make(name):
-    """The rule with small-network hyperparameters (only those the rule takes) and its small network."""
+def make(case):
+    """The rule of ``case`` with small-network hyperparameters (only those the rule takes) and its small
+    network (the CNN for "name@cnn")."""
+    name, _, model = case.partition("@")
     values = {"target_stepsize": 0.5, "sigma": 0.1, "size_hidden_fb": 7, "gn_damping": 0.1}
     rule = tp.make_rule(name, **{k: v for k, v in values.items() if k in REGISTRY[name].hyperparameters})
-    return rule, (rule.build_network(**CNN) if rule.model == "cnn" else rule.build_network(SIZES))
+    return rule, (tp.cnn.ConvNet(**CNN) if model == "cnn" else rule.build_network(SIZES))
 
 
 def data(seed=123, net=None):
@@ -45,11 +48,11 @@ def layer_shape(net, i):
 
 
 def test_every_rule_names_its_network():
-    assert set(MLP_RULES) | set(CNN_RULES) == set(RULES)
-    assert CNN_RULES == ["bp-cnn", "dfa-cnn", "ddtp-linear-cnn", "ddtp-control-cnn"]
-    for name in RULES:
-        rule, net = make(name)
-        assert isinstance(net, tp.cnn.ConvNet if name in CNN_RULES else tp.MLP), name
+    assert set(MLP_RULES) | set(CNN_RULES) == set(REGISTRY)
+    assert CNN_RULES == ["bp", "dfa", "ddtp-linear", "ddtp-control", "gnt"]
+    for case in RULES:
+        rule, net = make(case)
+        assert isinstance(net, tp.cnn.ConvNet if case.endswith("@cnn") else tp.MLP), case
 
 
 def run(name, init_seed=0, noise_seed=1):
@@ -142,40 +145,20 @@ def test_global_rng_untouched(name):
     state = torch.random.get_rng_state()
     run(name)
     rule, net = make(name)
-    if rule.model == "mlp":  # replicas too
-        gens = [torch.Generator().manual_seed(r) for r in range(2)]
-        x, y = data()
-        rule.step(net, net.init_params(gens), rule.init_feedback(net, gens), x, y,
-                  generator=[torch.Generator().manual_seed(r) for r in range(2)])
+    gens = [torch.Generator().manual_seed(r) for r in range(2)]  # replicas too
+    x, y = data(net=net)
+    rule.step(net, net.init_params(gens), rule.init_feedback(net, gens), x, y,
+              generator=[torch.Generator().manual_seed(r) for r in range(2)])
     assert torch.equal(state, torch.random.get_rng_state())
 
 
-@pytest.mark.parametrize("name", CNN_RULES)
-def test_cnn_rules_reject_any_replica_use(name):
-    """The CNN trains one network per run: a list of generators (for the parameters, the feedback or the
-    noise) and parameters with a leading replica axis are clear errors, never a silent broadcast."""
-    rule, net, params, fb, x, y, out = run(name)
-    gens = [torch.Generator().manual_seed(r) for r in range(R)]
-    with pytest.raises(ValueError, match="no replica dimension"):
-        net.init_params(gens)
-    if rule.has_feedback:
-        with pytest.raises(ValueError, match="no replica dimension"):
-            rule.init_feedback(net, gens)
-    stacked = {k: torch.stack([v] * R) for k, v in params.items()}
-    with pytest.raises(ValueError, match="no replica dimension.*W1"):
-        rule.step(net, stacked, fb, x, y, generator=torch.Generator().manual_seed(0))
-    if rule.trains_feedback:
-        with pytest.raises(ValueError, match="no replica dimension"):
-            rule.step(net, params, fb, x, y, generator=gens)
-
-
-@pytest.mark.parametrize("name", MLP_RULES)
+@pytest.mark.parametrize("name", RULES)
 def test_replicas_equal_separate_runs(name):
     rule, net = make(name)
     gens = [torch.Generator().manual_seed(r) for r in range(R)]
     params = net.init_params(gens)
     fb = rule.init_feedback(net, gens)
-    x, y = data()
+    x, y = data(net=net)
     out = flat(rule.step(net, params, fb, x, y,
                          generator=[torch.Generator().manual_seed(100 + r) for r in range(R)]))
     for r in range(R):

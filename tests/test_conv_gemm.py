@@ -39,8 +39,8 @@ def test_conv_impl_is_validated():
 
 @pytest.mark.parametrize("method", ["bp", "ddtp-linear"])
 def test_cnn_rules_give_the_same_updates_with_either_convolution(method):
-    rule = make_rule(f"{method}-cnn", **({"target_stepsize": 0.1, "sigma": 0.1} if method != "bp" else {}))
-    net = rule.build_network(in_shape=(3, 8, 8), channels=(2, 3), fc=8, n_out=10)
+    rule = make_rule(method, **({"target_stepsize": 0.1, "sigma": 0.1} if method != "bp" else {}))
+    net = ConvNet(in_shape=(3, 8, 8), channels=(2, 3), fc=8, n_out=10)
     g = torch.Generator().manual_seed(1)
     params = net.init_params(g)
     feedback = rule.init_feedback(net, g)

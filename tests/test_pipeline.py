@@ -74,9 +74,9 @@ def test_dry_run_of_the_default_matrix_lists_every_training_job(tmp_path, seed_b
     assert tunings.count("alignment") == 33 and tunings.count("damping") == 33
     blocks = {k: int(v) for k, v in counts.items() if re.fullmatch(r"train_\w+_seeds1to10", k)}
     if seed_block == 10:
-        # every MLP table cell is one process of its 10 seeds; the CNN, alignment and damping runs one each
-        assert len(blocks) == 70 and set(blocks.values()) == {1}
-        assert int(counts["train"]) == 70 + 33 + 33
+        # every table cell (70 MLP, 7 CNN) is one process of its 10 seeds; alignment and damping runs one each
+        assert len(blocks) == 77 and set(blocks.values()) == {1}
+        assert int(counts["train"]) == 33 + 33
     else:
         assert not blocks and int(counts["train"]) == 836
     assert int(counts["alignment_figure"]) == 5
@@ -220,9 +220,10 @@ def test_smoke_configuration_runs_end_to_end(smoke_run):
     summary = json.loads((results / "runs/test/ddtp-linear/mnist/seed1/summary.json").read_text())
     assert summary["status"] == "finished" and summary["config"]["num_hidden"] == 3
     assert summary["block_seeds"] == [1, 2]  # the smoke's two seeds trained together (seed_block)
-    # the CNN runs: the CNN rules on images, the smoke's small conv blocks, per-layer Adam settings
+    # the CNN runs: the same rules on images, the smoke's small conv blocks, per-layer Adam settings
     cnn = json.loads((results / "runs/test/ddtp-linear/cifar10-cnn/seed1/summary.json").read_text())
-    assert cnn["status"] == "finished" and cnn["rule"] == "ddtp-linear-cnn" and cnn["config"]["model"] == "cnn"
+    assert cnn["status"] == "finished" and cnn["rule"] == "ddtp-linear" and cnn["config"]["model"] == "cnn"
+    assert cnn["block_seeds"] == [1, 2]  # the CNN cells are seed blocks too
     assert cnn["config"]["conv_channels"] == [4, 8] and len(cnn["config"]["lr"]) == 4
     cnn_alignment = list(csv.DictReader(open(results / "runs/alignment/dfa/cifar10-cnn/seed42/alignment.csv")))
     assert {(r["reference"], r["layer"]) for r in cnn_alignment} == {("bp", str(i)) for i in (1, 2, 3, 4)} | {

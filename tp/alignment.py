@@ -11,10 +11,10 @@ with
 
 by angle(A, B) = (180/π)·arccos(⟨A, B⟩_F / (‖A‖_F ‖B‖_F)), the cosine clipped to [−1, 1].
 
-For the CNN of SPEC §8 (:class:`tp.cnn.ConvNet`; Fig. S7) the same quantities per layer, conv kernels
-flattened: BP by autograd, and damped GNT with Δ_k from the Jacobians of the output w.r.t. the max-pool outputs
-h_1, h_2 and h_3 (:func:`tp.gauss_newton.conv_output_jacobians`), turned into updates by the CNN's local losses
-(SPEC §8.3: conv blocks by autograd through max-pool and tanh, ∝ autograd.grad(h_k, W_k, Δ_k); FC 3 by §2.2).
+Everything goes through the network interface (:mod:`tp.interface`), so the CNN of SPEC §8 (Fig. S7) gets the
+same quantities per layer, conv kernels flattened: its BP gradient by autograd, and damped GNT with Δ_k from
+the Jacobians of the output w.r.t. the max-pool outputs h_1, h_2 and h_3, turned into updates by the CNN's
+local losses (SPEC §8.3: conv blocks ∝ autograd.grad(h_k, W_k, Δ_k); FC 3 by §2.2).
 """
 
 from __future__ import annotations
@@ -25,12 +25,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .cnn import ConvNet
 from .gauss_newton import gn_displacements
-from .network import MLP, Forward, Params
-from .rules.bp import backprop_gradients
-from .rules.cnn import CNNBP, target_gradients
-from .targets import local_loss_gradients
+from .interface import Forward, Network, Params
 
 __all__ = ["angle", "bp_reference", "gnt_reference", "alignment_angles", "DAMPING_CANDIDATES"]
 
@@ -54,14 +50,12 @@ def angle(a: Tensor, b: Tensor) -> Tensor:
     return torch.rad2deg(torch.arccos(cos))
 
 
-def bp_reference(net: MLP, params: Params, fwd: Forward, y: Tensor) -> Params:
+def bp_reference(net: Network, params: Params, fwd: Forward, y: Tensor) -> Params:
     """∂ℒ/∂θ of the minibatch loss (the BP gradient) at the forward pass ``fwd``."""
-    if isinstance(net, ConvNet):  # autograd through conv, tanh and max-pool
-        return CNNBP().forward_update(net, params, {}, fwd, y).forward_grads
-    return backprop_gradients(net, params, fwd, net.output_gradient(fwd.output, y))
+    return net.backprop_gradients(params, fwd, net.output_gradient(fwd.output, y))
 
 
-def gnt_reference(net: MLP, params: Params, fwd: Forward, y: Tensor,
+def gnt_reference(net: Network, params: Params, fwd: Forward, y: Tensor,
                   damping: float | Sequence[float]) -> Params:
     """Local-loss gradients of the damped GNT targets of the hidden layers 1…L−1 (SPEC §7.1(b)).
 
@@ -71,12 +65,10 @@ def gnt_reference(net: MLP, params: Params, fwd: Forward, y: Tensor,
     lams = [float(damping)] * len(hidden) if isinstance(damping, (int, float)) else list(damping)
     delta = gn_displacements(net, params, fwd, net.output_gradient(fwd.output, y), lams, layers=hidden)
     targets = {i: fwd.h[i] - d for i, d in delta.items()}
-    if isinstance(net, ConvNet):
-        return target_gradients(net, params, fwd, targets)
-    return local_loss_gradients(net, params, fwd, targets)
+    return net.local_loss_gradients(params, fwd, targets)
 
 
-def alignment_angles(net: MLP, params: Params, fwd: Forward, y: Tensor, update: Mapping[str, Tensor],
+def alignment_angles(net: Network, params: Params, fwd: Forward, y: Tensor, update: Mapping[str, Tensor],
                      damping: float | Sequence[float] | None = None) -> list[dict]:
     """Tidy rows ``{layer, reference, angle}``: the angle of the update of every weight matrix with BP
     (all layers) and, when ``damping`` is given, with damped GNT (hidden layers).  A layer whose update

@@ -8,12 +8,13 @@ Layers are numbered 1…L = 4 like :class:`tp.network.MLP`:
     layer 3:         a_3 = W_3 flatten(h_2) + b_3,  h_3 = tanh(a_3)      (flatten channel-major C, H, W)
     layer 4:         a_4 = W_4 h_3 + b_4,           h_4 = a_4             (logits, softmax cross-entropy)
 
-``h_1, h_2`` are the 4-D post-pool activations (B, C, H, W); ``h_3, h_4`` are (B, n).  The forward pass
+``h_1, h_2`` are the post-pool activations (..., B, C, H, W); ``h_3, h_4`` are (..., B, n).  The forward pass
 (:class:`ConvForward`) also keeps the pre-pool activations ``t_k`` and the pool's arg-max indices.
 
 Parameters live in a plain dict keyed ``W1, b1, …, W4, b4`` (conv kernels ``W_k`` of shape
-(C_k, C_{k−1}, 5, 5)).  Unlike :class:`tp.network.MLP` there is **no replica dimension**: parameters
-and activations of one network only (a sequence of generators is rejected).
+(C_k, C_{k−1}, 5, 5)).  Like :class:`tp.network.MLP`, ``...`` is an optional leading *replica* dimension R:
+parameters of shape (R, *shape) hold R independent networks (e.g. R seeds) evaluated together, each
+replica's convolutions in one grouped call (:mod:`tp.conv`).
 """
 
 from __future__ import annotations
@@ -22,42 +23,20 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .activations import Activation, get_activation
-from .network import Forward, Params, xavier_normal
-from .random import Generators, randn
+from .conv import CONV_IMPLS, conv2d, conv2d_gemm, max_pool
+from .interface import Forward, Losses, Params
+from .network import xavier_normal
+from .random import Generators, num_replicas, randn
+from .targets import dense_local_loss_gradients
 
 __all__ = ["ConvNet", "ConvForward", "conv2d_gemm", "CONV_IMPLS", "KERNEL", "PADDING", "POOL_KERNEL", "POOL_STRIDE",
            "POOL_PADDING"]
 
 KERNEL, PADDING = 5, 2  # Conv2d(5×5, stride 1, padding 2)
 POOL_KERNEL, POOL_STRIDE, POOL_PADDING = 3, 2, 1  # MaxPool2d(3, stride 2, padding 1)
-
-
-#: how a conv block computes its convolution: ``direct`` (``F.conv2d``: cuDNN / the CPU kernels; the default)
-#: or ``gemm`` (:func:`conv2d_gemm`).  Measured on an H200 in float64 (README, Speed): the GEMM form is 16 %
-#: faster for BP's step but 2× slower for the DDTP/DFA steps and 3× for evaluation, so it is opt-in.
-CONV_IMPLS = ("direct", "gemm")
-
-
-def conv2d_gemm(x: Tensor, weight: Tensor, bias: Tensor, padding: int) -> Tensor:
-    """Stride-1 2-D convolution (cross-correlation, like ``F.conv2d``) as a matrix product (im2col).
-
-    float64 convolutions are slow in cuDNN on many GPUs, while float64 matrix products run on the tensor
-    cores of recent ones; autograd differentiates this form through ``unfold`` (its adjoint is ``fold``) and
-    the products.  ``F.conv2d`` is its reference twin in the tests.  (On an H200 the unfolded copies cost
-    more than cuDNN's float64 kernels for all but BP's step: ``ConvNet(conv="gemm")`` is opt-in.)
-
-        x (B, C, H, W), weight (C_out, C, k_h, k_w), bias (C_out,) -> (B, C_out, H_out, W_out)
-    """
-    B, _, H, W = x.shape
-    c_out, _, kh, kw = weight.shape
-    h_out, w_out = H + 2 * padding - kh + 1, W + 2 * padding - kw + 1
-    cols = F.unfold(x, (kh, kw), padding=padding)  # (B, C·k_h·k_w, H_out·W_out)
-    out = weight.reshape(c_out, -1) @ cols  # (B, C_out, H_out·W_out)
-    return (out + bias.unsqueeze(-1)).reshape(B, c_out, h_out, w_out)
 
 
 def _pooled(n: int) -> int:
@@ -76,7 +55,7 @@ class ConvForward(Forward):
 
 
 @dataclass(frozen=True)
-class ConvNet:
+class ConvNet(Losses):
     """The SPEC §8.1 CNN (defaults: the paper's CIFAR-10 network 3×32×32 → 32 → 64 conv → 512 → 10).
 
     Args:
@@ -154,16 +133,18 @@ class ConvNet:
         }
 
     def init_params(self, generator: Generators, init: str = "xavier_normal", device=None) -> Params:
-        """Xavier normal weights (conv: fan_in = C_in·25, fan_out = C_out·25), zero biases (SPEC §8.1)."""
+        """Xavier normal weights (conv: fan_in = C_in·25, fan_out = C_out·25), zero biases (SPEC §8.1).
+
+        A sequence of R generators gives parameters with a leading replica dimension R (replica r drawn from
+        generator r only, in the order W1, W2, W3, W4: what a single run with that generator draws)."""
         if init != "xavier_normal":
             raise ValueError(f"the CNN supports only init='xavier_normal', got {init!r}")
-        if not isinstance(generator, torch.Generator):
-            raise ValueError(f"ConvNet has no replica dimension: pass a single torch.Generator, got "
-                             f"{type(generator).__name__}")
+        R = num_replicas(generator)
+        lead = () if R is None else (R,)
         params: Params = {}
         for name, shape in self.param_shapes().items():
             if name[0] == "b":
-                params[name] = torch.zeros(shape, dtype=self.dtype, device=device)
+                params[name] = torch.zeros(lead + shape, dtype=self.dtype, device=device)
             elif len(shape) == 4:
                 c_out, c_in, kh, kw = shape
                 std = math.sqrt(2.0 / (c_in * kh * kw + c_out * kh * kw))
@@ -172,40 +153,47 @@ class ConvNet:
                 params[name] = xavier_normal(shape, generator, self.dtype, device)
         return params
 
-    def check_params(self, params: Params) -> None:
-        """Every parameter has exactly this network's shape (a leading replica axis is an error: the CNN
-        trains one network per run)."""
+    def check_params(self, params: Params) -> int | None:
+        """Every parameter has this network's shape, all with or all without one leading replica axis R;
+        returns R (None without replicas)."""
+        lead = set()
         for name, shape in self.param_shapes().items():
             if name not in params:
                 raise ValueError(f"ConvNet parameter {name} missing; it has {', '.join(self.param_shapes())}")
-            if tuple(params[name].shape) != shape:
-                raise ValueError(f"ConvNet has no replica dimension: parameter {name} has shape "
-                                 f"{tuple(params[name].shape)}, the network's is {shape}")
+            got = tuple(params[name].shape)
+            if got[len(got) - len(shape):] != shape or len(got) - len(shape) not in (0, 1):
+                raise ValueError(f"ConvNet parameter {name} has shape {got}; the network's is {shape} "
+                                 f"(or (R, *{shape}) for R replicas)")
+            lead.add(got[:len(got) - len(shape)])
+        if len(lead) != 1:
+            raise ValueError(f"ConvNet parameters disagree on the replica axis: leading shapes {sorted(lead)}")
+        (lead,) = lead
+        return lead[0] if lead else None
 
     # --------------------------------------------------------------------------------------- forward
     def conv_block(self, params: Params, k: int, h_prev: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Block k ∈ {1, 2}: ``(a_k, t_k = tanh(a_k), h_k = maxpool(t_k), pool indices)``."""
-        if self.conv == "gemm":
-            a = conv2d_gemm(h_prev, params[f"W{k}"], params[f"b{k}"], PADDING)
-        else:
-            a = F.conv2d(h_prev, params[f"W{k}"], params[f"b{k}"], stride=1, padding=PADDING)
+        """Block k ∈ {1, 2}: ``(a_k, t_k = tanh(a_k), h_k = maxpool(t_k), pool indices)``, all
+        (..., B, C, H, W) (the replicas' convolutions in one grouped call: :func:`tp.conv.conv2d`)."""
+        a = conv2d(h_prev, params[f"W{k}"], params[f"b{k}"], PADDING, self.conv)
         t = torch.tanh(a)
-        h, idx = F.max_pool2d(t, POOL_KERNEL, POOL_STRIDE, POOL_PADDING, return_indices=True)
+        h, idx = max_pool(t, POOL_KERNEL, POOL_STRIDE, POOL_PADDING)
         return a, t, h, idx
 
     def fc_layer(self, params: Params, i: int, h_prev: Tensor) -> tuple[Tensor, Tensor]:
-        """Layer i ∈ {3, 4}: ``(a_i, h_i)`` from h_{i−1} (flattened channel-major when 4-D)."""
-        if h_prev.dim() > 2:
-            h_prev = h_prev.flatten(1)
-        a = h_prev @ params[f"W{i}"].mT + params[f"b{i}"]
+        """Layer i ∈ {3, 4}: ``(a_i, h_i)`` from h_{i−1} (h_2 flattened channel-major, (..., B, C·H·W))."""
+        if i == 3:
+            h_prev = h_prev.flatten(-3)
+        a = h_prev @ params[f"W{i}"].mT + params[f"b{i}"].unsqueeze(-2)  # (..., B, n_i)
         return a, self.activation(i)(a)
 
     def forward(self, params: Params, x: Tensor) -> ConvForward:
-        """Forward pass of a batch ``x`` (B, C_0, H_0, W_0) storing a_i, h_i, the pre-pool maps and the
-        pool indices."""
-        if x.dim() != 4:
-            raise ValueError(f"ConvNet input must be (B, C, H, W), got shape {tuple(x.shape)}")
-        self.check_params(params)
+        """Forward pass of a batch ``x`` (B, C_0, H_0, W_0) — or (R, B, C_0, H_0, W_0), one batch per replica —
+        storing a_i, h_i, the pre-pool maps and the pool indices."""
+        R = self.check_params(params)
+        valid = (4,) if R is None else (4, 5)
+        if x.dim() not in valid or (x.dim() == 5 and x.shape[0] != R):
+            raise ValueError(f"ConvNet input must be (B, C, H, W)" + (f" or ({R}, B, C, H, W)" if R else "")
+                             + f", got shape {tuple(x.shape)}")
         fwd = ConvForward([None], [x], [None], [None])
         h = x
         for k in (1, 2):
@@ -216,31 +204,77 @@ class ConvNet:
             fwd.a.append(a), fwd.h.append(h)
         return fwd
 
+    def layer(self, params: Params, i: int, h_prev: Tensor) -> Tensor:
+        """f_i: h_i from h_{i−1} (a conv block for i ≤ 2, a dense layer for i = 3, 4)."""
+        return self.conv_block(params, i, h_prev)[2] if i <= 2 else self.fc_layer(params, i, h_prev)[1]
+
     def forward_from(self, params: Params, i: int, h_i: Tensor) -> Tensor:
         """F_{i→4}: the output obtained by feeding ``h_i`` through layers i+1…4."""
         h = h_i
         for k in range(i + 1, self.L + 1):
-            if k <= 2:
-                h = self.conv_block(params, k, h)[2]
-            else:
-                h = self.fc_layer(params, k, h)[1]
+            h = self.layer(params, k, h)
         return h
 
-    # ------------------------------------------------------------------------------------------ loss
-    def per_sample_loss(self, output: Tensor, y: Tensor) -> Tensor:
-        """−log softmax(h_4^b)_{y_b}, shape (B,)."""
-        return -torch.log_softmax(output, dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    def flatten_layer(self, i: int, h: Tensor) -> Tensor:
+        """(..., B, *layer_shapes[i]) → (..., B, n_i), channel-major for the conv blocks."""
+        return h.flatten(-len(self.layer_shapes[i])) if len(self.layer_shapes[i]) > 1 else h
 
-    def loss_value(self, output: Tensor, y: Tensor) -> Tensor:
-        """ℒ = (1/B) Σ_b −log softmax(h_4^b)_{y_b} (PyTorch ``CrossEntropyLoss``), a scalar."""
-        return self.per_sample_loss(output, y).mean(-1)
+    def unflatten_layer(self, i: int, v: Tensor) -> Tensor:
+        """(..., B, n_i) → (..., B, *layer_shapes[i])."""
+        return v.reshape(*v.shape[:-1], *self.layer_shapes[i]) if len(self.layer_shapes[i]) > 1 else v
 
-    def output_gradient(self, output: Tensor, y: Tensor) -> Tensor:
-        """∂ℒ/∂h_4 of the minibatch-mean loss: (softmax(h_4^b) − onehot(y_b)) / B (SPEC §2.1)."""
-        B, n = output.shape[-2], output.shape[-1]
-        onehot = F.one_hot(y, n).to(output.dtype)
-        return (torch.softmax(output, dim=-1) - onehot) / B
+    # ------------------------------------------------------------------------- gradients and Jacobians
+    def local_loss_gradients(self, params: Params, fwd: ConvForward, targets) -> Params:
+        """Gradients of the local losses of the layers in ``targets`` (SPEC §8.3), keyed like ``params``:
 
-    def accuracy(self, output: Tensor, y: Tensor) -> Tensor:
-        """Fraction of correct argmax predictions."""
-        return (output.argmax(-1) == y).to(output.dtype).mean(-1)
+        * conv blocks k ∈ {1, 2}: ∂/∂(W_k, b_k) of mean_{B·C·H·W}(h_k − ĥ_k)² through max-pool (routed to the
+          arg-max positions) and tanh, ĥ_k and h_{k−1} constant (autograd on a recomputation of the block);
+        * dense layers 3, 4: the SPEC §2.2 formula (2/B) Σ_b [φ′(a_i^b) ⊙ (h_i^b − ĥ_i^b)] h_{i−1}^bᵀ, with h_2
+          flattened channel-major as the input of layer 3 (:func:`tp.targets.dense_local_loss_gradients`).
+
+        ``targets[k]`` is shaped like ``fwd.h[k]``; per replica with a replica axis."""
+        grads: Params = {}
+        for k, target in targets.items():
+            if k <= 2:
+                with torch.enable_grad():
+                    W = params[f"W{k}"].detach().requires_grad_(True)
+                    b = params[f"b{k}"].detach().requires_grad_(True)
+                    h = self.conv_block({f"W{k}": W, f"b{k}": b}, k, fwd.h[k - 1].detach())[2]
+                    loss = ((h - target.detach()) ** 2).flatten(-4).mean(-1)  # ℓ_k per replica
+                    grads[f"W{k}"], grads[f"b{k}"] = torch.autograd.grad(loss.sum(), (W, b))
+            else:
+                h_prev = self.flatten_layer(k - 1, fwd.h[k - 1])
+                grads[f"W{k}"], grads[f"b{k}"] = dense_local_loss_gradients(
+                    self.activation(k), fwd.a[k], fwd.h[k], h_prev, target, True)
+        return {k: grads[k] for k in self.param_shapes() if k in grads}
+
+    def backprop_gradients(self, params: Params, fwd: ConvForward, dL_dhL: Tensor) -> Params:
+        """∂ℒ/∂θ of every parameter given ∂ℒ/∂h_4 (..., B, n_L): autograd through the recomputed network
+        (conv, tanh and max-pool), the vector-Jacobian product with ``dL_dhL``."""
+        names = list(self.param_shapes())
+        with torch.enable_grad():
+            p = {k: params[k].detach().requires_grad_(True) for k in names}
+            out = self.forward(p, fwd.h[0].detach()).output
+            grads = torch.autograd.grad(out, [p[k] for k in names], grad_outputs=dL_dhL)
+        return dict(zip(names, grads))
+
+    def output_jacobians(self, params: Params, fwd: ConvForward, layers=None) -> dict[int, Tensor]:
+        """``{k: J_k}``, J_k^b = ∂h_4^b/∂h_k^b flattened to (..., B, n_L, n_k), for ``layers`` (default 1…4).
+
+        Layers lowest+1…4 are recomputed from h_lowest with autograd; row c of every J_k^b is the gradient of
+        Σ_b h_4^b[c] w.r.t. h_k (the samples and replicas do not interact, so the sum separates them): n_L
+        reverse sweeps."""
+        layers = list(range(1, self.L + 1)) if layers is None else sorted(layers)
+        if not layers or layers[0] < 1 or layers[-1] > self.L:
+            raise ValueError(f"CNN layers are 1…{self.L}, got {layers}")
+        with torch.enable_grad():
+            h = {layers[0]: fwd.h[layers[0]].detach().requires_grad_(True)}
+            for i in range(layers[0] + 1, self.L + 1):  # h_i = f_i(h_{i−1}), keeping the graph
+                h[i] = self.layer(params, i, h[i - 1])
+            out = h[self.L]  # (..., B, n_L)
+            rows = {k: [] for k in layers}
+            for c in range(out.shape[-1]):
+                grads = torch.autograd.grad(out[..., c].sum(), [h[k] for k in layers], retain_graph=True)
+                for k, g in zip(layers, grads):
+                    rows[k].append(self.flatten_layer(k, g))  # (..., B, n_k)
+        return {k: torch.stack(rows[k], dim=-2) for k in layers}  # (..., B, n_L, n_k)

@@ -7,8 +7,9 @@ them; see ``defaults.yaml`` for the resolution order.  (The checkout's top-level
 pipeline's experiment matrices, ``config.yaml`` and ``smoke.yaml``, not run hyperparameters.)
 
 Methods, datasets and tunings are the entries of :mod:`tp.catalog`.  Datasets are the tables' columns.
-``cifar10-cnn`` is CIFAR-10 trained with the CNN of SPEC §8 (Table 3, S9, S10, Fig. S7): the dataset fixes the network (``model``: ``mlp`` or ``cnn``), and a method's rule on
-the CNN is its CNN counterpart (:data:`CNN_RULES`, e.g. ``ddtp-linear`` → ``ddtp-linear-cnn``).
+``cifar10-cnn`` is CIFAR-10 trained with the CNN of SPEC §8 (Table 3, S9, S10, Fig. S7): the dataset fixes the
+network (``model``: ``mlp`` or ``cnn``); a method runs the same rule on either network (those whose rule lists
+the network in ``networks``).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import yaml
 
 from . import catalog
 from .catalog import Method
-from .rules import REGISTRY
+from .rules import REGISTRY, rule_class
 from .validation import check_values
 
 __all__ = ["Method", "METHODS", "DATASETS", "TUNINGS", "ConfigError", "config_dir", "resolve_config",
-           "available_configs", "parse_override", "rule_hyperparameters", "DATASET_MODEL", "CNN_RULES", "model_of",
+           "available_configs", "parse_override", "rule_hyperparameters", "DATASET_MODEL", "model_of",
            "rule_of", "per_layer"]
 
 
@@ -42,9 +43,6 @@ DATASETS: dict[str, str] = {slug: d.paper_name for slug, d in catalog.DATASETS.i
 TUNINGS = tuple(catalog.TUNINGS)
 #: the network a dataset trains when not the SPEC §1 MLP ("mlp"): CIFAR-10 images through the SPEC §8 CNN
 DATASET_MODEL: dict[str, str] = {slug: d.model for slug, d in catalog.DATASETS.items() if d.model != "mlp"}
-#: method slug -> its rule on the CNN (the four methods the paper runs on the CNN, SPEC §8)
-CNN_RULES: dict[str, str] = {"bp": "bp-cnn", "dfa": "dfa-cnn", "ddtp-linear": "ddtp-linear-cnn",
-                             "ddtp-control": "ddtp-control-cnn"}
 #: the CNN's hidden layers: conv block 1, conv block 2, FC layer 3 (SPEC §8.1)
 CNN_HIDDEN = 3
 
@@ -91,14 +89,13 @@ def model_of(dataset: str) -> str:
 
 
 def rule_of(method: str, dataset: str) -> str:
-    """The registry rule that ``method`` runs on ``dataset`` (the CNN counterpart on a CNN dataset)."""
+    """The registry rule that ``method`` runs on ``dataset`` (the same on every network its rule trains)."""
     _choice("method", method, list(METHODS))
-    rule = METHODS[method].rule
-    if model_of(dataset) == "cnn":
-        if method not in CNN_RULES:
-            raise ConfigError(f"method {method!r} has no CNN rule; on {dataset!r} the methods are: "
-                              f"{', '.join(CNN_RULES)}")
-        rule = CNN_RULES[method]
+    rule, model = METHODS[method].rule, model_of(dataset)
+    if model not in rule_class(rule).networks:
+        valid = [m for m, spec in METHODS.items() if model in rule_class(spec.rule).networks]
+        raise ConfigError(f"method {method!r} does not train the {model!r} network of {dataset!r}; the methods "
+                          f"there are: {', '.join(valid)}")
     return rule
 
 

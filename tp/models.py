@@ -1,9 +1,12 @@
 """Which network a run trains, and its forward-optimiser settings, from a resolved configuration.
 
 * ``model: mlp`` — the fully connected network of SPEC §1: n_0 → ``size_hidden`` × ``num_hidden`` → n_out,
-  built by the rule (its bias layout, SPEC §12.4).
+  with the rule's bias layout (:meth:`tp.rules.Rule.forward_bias`, SPEC §12.4).
 * ``model: cnn`` — the CNN of SPEC §8.1 (:class:`tp.cnn.ConvNet`) on image inputs (N, C, H, W):
-  ``conv_channels`` for the two conv blocks, ``size_hidden`` for FC layer 3; ``num_hidden`` is 3.
+  ``conv_channels`` for the two conv blocks, ``size_hidden`` for FC layer 3; ``num_hidden`` is 3; every layer
+  has a bias whatever the rule.
+
+Both implement the network interface of :mod:`tp.interface`; a rule trains every network in its ``networks``.
 
 Forward Adam (SPEC §5.1, §8.5): lr_k / β (``normalize_lr``, SPEC §2.4) and ε_k per layer k when ``lr`` /
 ``epsilon`` are lists (the CNN configurations: one Adam per layer, W_k and b_k together), one value for every
@@ -18,6 +21,7 @@ from typing import Any, Mapping
 
 import torch
 
+from .cnn import ConvNet
 from .config import ConfigError, per_layer
 from .data import DataSplits
 
@@ -31,9 +35,9 @@ def build_model(cfg: Mapping[str, Any], rule, data: DataSplits, loss: str, dtype
     model = cfg.get("model", "mlp")
     if model not in MODELS:
         raise ConfigError(f"unknown model {model!r}; valid choices: {', '.join(MODELS)}")
-    if rule.model != model:
-        raise ConfigError(f"rule {rule.name!r} trains the {rule.model!r} network, the configuration asks for "
-                          f"model {model!r}")
+    if model not in rule.networks:
+        raise ConfigError(f"rule {rule.name!r} trains the {'/'.join(rule.networks)!r} network, the configuration "
+                          f"asks for model {model!r}")
     n_out = int(data.train_y.max()) + 1 if loss == "cross_entropy" else data.train_y.shape[-1]
     shape = tuple(data.train_x.shape[1:])  # one sample: (n_0,) or (C, H, W)
     if model == "mlp":
@@ -47,8 +51,8 @@ def build_model(cfg: Mapping[str, Any], rule, data: DataSplits, loss: str, dtype
     if cfg["hidden_activation"] != "tanh" or cfg["initialization"] != "xavier_normal":
         raise ConfigError("the CNN (SPEC §8.1) uses hidden_activation=tanh and initialization=xavier_normal, got "
                           f"{cfg['hidden_activation']!r} and {cfg['initialization']!r}")
-    return rule.build_network(in_shape=shape, channels=tuple(cfg["conv_channels"]), fc=cfg["size_hidden"],
-                              n_out=n_out, loss=loss, dtype=dtype)
+    return ConvNet(in_shape=shape, channels=tuple(cfg["conv_channels"]), fc=cfg["size_hidden"], n_out=n_out,
+                   loss=loss, dtype=dtype)
 
 
 def forward_optimizer_settings(cfg: Mapping[str, Any], names) -> tuple[Any, Any]:

@@ -10,7 +10,8 @@ dimension R: parameters of shape ``(R, n_i, n_{i-1})`` hold R independent networ
 are evaluated together; every function here broadcasts over it.
 
 Parameters live in a plain ``dict[str, Tensor]`` keyed ``W1, b1, …, WL, bL`` (no ``b_i`` when layer i has
-no bias), so that updates are dictionaries with the same keys.
+no bias), so that updates are dictionaries with the same keys.  The MLP implements the network interface of
+:mod:`tp.interface` (shared with the CNN); its losses are :class:`tp.interface.Losses`.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ import torch
 from torch import Tensor
 
 from .activations import Activation, get_activation
+from .interface import LOSSES, Forward, Losses, Params
 from .random import Generators, rand_uniform, randn
+from .targets import dense_local_loss_gradients
 
-__all__ = ["MLP", "Forward", "INITIALIZATIONS", "LOSSES", "xavier_normal"]
-
-Params = dict[str, Tensor]
+__all__ = ["MLP", "Forward", "Params", "INITIALIZATIONS", "LOSSES", "xavier_normal"]
 
 INITIALIZATIONS = ("xavier_normal", "xavier_uniform", "teacher")
-LOSSES = ("cross_entropy", "mse")
 
 
 def xavier_normal(shape: tuple[int, int], generator: Generators, dtype, device=None,
@@ -42,20 +42,8 @@ def xavier_normal(shape: tuple[int, int], generator: Generators, dtype, device=N
     return std * randn(shape, generator, dtype, device)
 
 
-@dataclass
-class Forward:
-    """Activations of one forward pass: ``a[i]``, ``h[i]`` for i = 0…L (``a[0]`` is None, ``h[0] = x``)."""
-
-    a: list
-    h: list
-
-    @property
-    def output(self) -> Tensor:
-        return self.h[-1]
-
-
 @dataclass(frozen=True)
-class MLP:
+class MLP(Losses):
     """A fully connected network description (no parameters inside).
 
     Args:
@@ -166,35 +154,59 @@ class MLP:
             _, h = self.layer(params, k, h)
         return h
 
-    # ------------------------------------------------------------------------------------------- loss
-    def per_sample_loss(self, output: Tensor, y: Tensor) -> Tensor:
-        """Loss of each sample, (..., B): −log softmax(h_L^b)_{y_b}, or the mean of (h_L^b − y^b)²."""
-        if self.loss == "cross_entropy":
-            logp = torch.log_softmax(output, dim=-1)
-            idx = y.expand(output.shape[:-1]).unsqueeze(-1)
-            return -logp.gather(-1, idx).squeeze(-1)
-        return ((output - y) ** 2).mean(-1)
+    # ------------------------------------------------------------------------- gradients and Jacobians
+    def local_loss_gradients(self, params: Params, fwd: Forward, targets) -> Params:
+        """∂/∂(W_i, b_i) of ℒ_i = (1/B) Σ_b ‖h_i^b − ĥ_i^b‖² for the layers in ``targets`` (SPEC §2.2,
+        :func:`tp.targets.dense_local_loss_gradients`), keyed like ``params``."""
+        grads: Params = {}
+        for i, h_hat in targets.items():
+            gW, gb = dense_local_loss_gradients(self.activation(i), fwd.a[i], fwd.h[i], fwd.h[i - 1], h_hat,
+                                                self.bias[i - 1])
+            grads[f"W{i}"] = gW
+            if gb is not None:
+                grads[f"b{i}"] = gb
+        return dict(sorted(grads.items(), key=lambda kv: (int(kv[0][1:]), kv[0][0] == "b")))
 
-    def loss_value(self, output: Tensor, y: Tensor) -> Tensor:
-        """ℒ per replica: shape ``output.shape[:-2]`` (a scalar without replicas).
+    def backprop_gradients(self, params: Params, fwd: Forward, dL_dhL: Tensor) -> Params:
+        """∂ℒ/∂θ for every parameter by the chain rule, given ∂ℒ/∂h_L (..., B, n_L) (SPEC §4.1):
 
-        cross-entropy: (1/B) Σ_b −log softmax(h_L^b)_{y_b};  mse: mean over B·n_L of (h_L − y)²
-        (PyTorch ``CrossEntropyLoss`` / ``MSELoss`` with their default mean reduction).
+            δ_L = ∂ℒ/∂h_L ⊙ φ_L′(a_L),   δ_i = (δ_{i+1} W_{i+1}) ⊙ φ_i′(a_i),
+            ∂ℒ/∂W_i = Σ_b δ_i^b h_{i−1}^bᵀ,   ∂ℒ/∂b_i = Σ_b δ_i^b
+
+        (``dL_dhL`` already carries the 1/B of the minibatch mean).
         """
-        return self.per_sample_loss(output, y).mean(-1)
+        grads: Params = {}
+        delta = dL_dhL * self.activation(self.L).derivative(fwd.a[self.L], fwd.h[self.L])  # (..., B, n_L)
+        for i in range(self.L, 0, -1):
+            grads[f"W{i}"] = delta.mT @ fwd.h[i - 1]  # (..., n_i, n_{i-1})
+            if self.bias[i - 1]:
+                grads[f"b{i}"] = delta.sum(-2)
+            if i > 1:
+                delta = (delta @ params[f"W{i}"]) * self.activation(i - 1).derivative(fwd.a[i - 1], fwd.h[i - 1])
+        return {k: grads[k] for k in self.param_shapes()}
 
-    def output_gradient(self, output: Tensor, y: Tensor) -> Tensor:
-        """∂ℒ/∂h_L of the minibatch-mean loss, per sample: (..., B, n_L).
+    def output_jacobians(self, params: Params, fwd: Forward, layers: Sequence[int] | None = None) -> dict:
+        """``{i: J_i}`` with J_i^b = ∂h_L^b/∂h_i^b of shape (..., B, n_L, n_i), for ``layers`` (default 1…L):
+        J_L = I,  J_i = (J_{i+1} ⊙ φ′_{i+1}(a_{i+1})) W_{i+1}  (all samples at once, no loop over them)."""
+        layers = list(range(1, self.L + 1)) if layers is None else sorted(layers)
+        out = fwd.output
+        n_L = out.shape[-1]
+        eye = torch.eye(n_L, dtype=out.dtype, device=out.device)
+        J = {self.L: eye.expand(*out.shape[:-1], n_L, n_L)}  # J_L = ∂h_L/∂h_L = I for every sample
+        for i in range(self.L - 1, layers[0] - 1, -1):
+            dphi = self.activation(i + 1).derivative(fwd.a[i + 1], fwd.h[i + 1])  # (..., B, n_{i+1})
+            W = params[f"W{i + 1}"].unsqueeze(-3)  # (..., 1, n_{i+1}, n_i)
+            J[i] = (J[i + 1] * dphi.unsqueeze(-2)) @ W  # (..., B, n_L, n_i)
+        return {i: J[i] for i in layers}
 
-        cross-entropy: e^b / B with e^b = softmax(h_L^b) − onehot(y_b)   (SPEC §2.1);
-        mse: 2(h_L^b − y^b) / (B·n_L)                                      (SPEC §15).
-        """
-        B, n_L = output.shape[-2], output.shape[-1]
-        if self.loss == "cross_entropy":
-            onehot = torch.nn.functional.one_hot(y, n_L).to(output.dtype)
-            return (torch.softmax(output, dim=-1) - onehot) / B
-        return 2.0 * (output - y) / (B * n_L)
+    @property
+    def layer_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """(n_i,) for i = 0…L: every layer is dense."""
+        return tuple((n,) for n in self.sizes)
 
-    def accuracy(self, output: Tensor, y: Tensor) -> Tensor:
-        """Fraction of correct argmax predictions per replica (classification only)."""
-        return (output.argmax(-1) == y).to(output.dtype).mean(-1)
+    def flatten_layer(self, i: int, h: Tensor) -> Tensor:
+        """Dense layers are flat already: ``h`` itself."""
+        return h
+
+    def unflatten_layer(self, i: int, v: Tensor) -> Tensor:
+        return v

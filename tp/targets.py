@@ -4,7 +4,9 @@ These are the pieces every target-propagation rule shares:
 
 * :func:`output_target` — ĥ_L = h_L − β ∂ℒ/∂h_L   (SPEC §2.1, supplement eq. 163)
 * :func:`difference_target_chain` — ĥ_{i−1} = g_i(ĥ_i) + h_{i−1} − g_i(h_i)   (DTP, paper eq. 7)
-* :func:`local_loss_gradients` — ∂/∂W_i of (1/B) Σ_b ‖h_i^b − ĥ_i^b‖²   (SPEC §2.2–2.3)
+* :func:`local_loss_gradients` — ∂/∂W_i of each layer's local loss (the network's own,
+  :meth:`tp.interface.Network.local_loss_gradients`), for dense layers
+  :func:`dense_local_loss_gradients`: ∂/∂W_i of (1/B) Σ_b ‖h_i^b − ĥ_i^b‖²   (SPEC §2.2–2.3)
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from typing import Callable, Mapping
 
 from torch import Tensor
 
-from .network import MLP, Forward, Params
+from .activations import Activation
+from .interface import Forward, Network, Params
 
-__all__ = ["output_target", "difference_target_chain", "local_loss_gradients"]
+__all__ = ["output_target", "difference_target_chain", "local_loss_gradients", "dense_local_loss_gradients"]
 
 
-def output_target(net: MLP, fwd: Forward, y: Tensor, target_stepsize: float) -> tuple[Tensor, Tensor]:
+def output_target(net: Network, fwd: Forward, y: Tensor, target_stepsize: float) -> tuple[Tensor, Tensor]:
     """Output target ĥ_L = h_L − β·∂ℒ/∂h_L (SPEC §2.1).
 
     The gradient is that of the *minibatch-mean* loss, so for cross-entropy the per-sample step is
@@ -54,22 +57,24 @@ def difference_target_chain(h: list, h_hat_L: Tensor, g: Callable[[int, Tensor],
     return targets
 
 
-def local_loss_gradients(net: MLP, params: Params, fwd: Forward, targets: Mapping[int, Tensor]) -> Params:
-    """Gradient of the local layer losses ℒ_i = (1/B) Σ_b ‖h_i^b − ĥ_i^b‖² (SPEC §2.2).
+def local_loss_gradients(net: Network, params: Params, fwd: Forward, targets: Mapping[int, Tensor]) -> Params:
+    """Gradients of the local losses of the layers in ``targets`` (keyed like ``params``): the network's
+    local loss of each layer (SPEC §2.2 for dense layers, §8.3 for the CNN's conv blocks)."""
+    return net.local_loss_gradients(params, fwd, targets)
+
+
+def dense_local_loss_gradients(activation: Activation, a_i: Tensor, h_i: Tensor, h_prev: Tensor, h_hat: Tensor,
+                               bias: bool) -> tuple[Tensor, Tensor | None]:
+    """Gradient of the local loss ℒ_i = (1/B) Σ_b ‖h_i^b − ĥ_i^b‖² of a dense layer (SPEC §2.2).
 
     With ĥ_i and h_{i−1} held constant (no ½, so the factor 2 stays — the tuned Adam ε depend on it):
 
         δ_i^b = 2 φ_i′(a_i^b) ⊙ (h_i^b − ĥ_i^b)
         ∂ℒ_i/∂W_i = (1/B) Σ_b δ_i^b h_{i−1}^bᵀ,   ∂ℒ_i/∂b_i = (1/B) Σ_b δ_i^b.
 
-    Returns gradients for the layers in ``targets`` only, keyed like ``params``.
+    ``a_i, h_i, h_hat`` (..., B, n_i), ``h_prev`` (..., B, n_{i−1}).  Returns ``(∂ℒ_i/∂W_i, ∂ℒ_i/∂b_i or None)``.
     """
-    grads: Params = {}
-    for i, h_hat in targets.items():
-        a_i, h_i, h_prev = fwd.a[i], fwd.h[i], fwd.h[i - 1]
-        B = h_i.shape[-2]
-        delta = 2.0 * net.activation(i).derivative(a_i, h_i) * (h_i - h_hat)  # (..., B, n_i)
-        grads[f"W{i}"] = delta.mT @ h_prev / B  # (..., n_i, n_{i-1})
-        if net.bias[i - 1]:
-            grads[f"b{i}"] = delta.mean(-2)  # (..., n_i)
-    return dict(sorted(grads.items(), key=lambda kv: (int(kv[0][1:]), kv[0][0] == "b")))
+    B = h_i.shape[-2]
+    delta = 2.0 * activation.derivative(a_i, h_i) * (h_i - h_hat)  # (..., B, n_i)
+    gW = delta.mT @ h_prev / B  # (..., n_i, n_{i-1})
+    return gW, (delta.mean(-2) if bias else None)  # (..., n_i)

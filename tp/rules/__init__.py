@@ -9,7 +9,6 @@ from typing import Any
 
 from .base import REQUIRED, HyperparameterError, Rule, StepResult
 from .bp import BP, backprop_gradients
-from .cnn import CNNBP, CNNDDTPControl, CNNDDTPLinear, CNNDFA
 from .ddtp import DDTPControl, DDTPLinear
 from .ddtp_rhl import DDTPRHL, DDTPRHLRec
 from .dfa import DFA
@@ -19,8 +18,8 @@ from .gnt import GNT
 __all__ = ["REGISTRY", "make_rule", "rule_class", "available_rules", "rules_for_model", "Rule", "StepResult",
            "HyperparameterError", "REQUIRED", "backprop_gradients"]
 
-#: rule name -> class.  Names are the project's slugs; ``paper_name`` is the paper's; ``model`` says which
-#: network the rule trains ("mlp": tp.MLP, "cnn": tp.cnn.ConvNet).
+#: rule name -> class.  Names are the project's slugs; ``paper_name`` is the paper's; ``networks`` says which
+#: networks the rule trains ("mlp": tp.MLP, "cnn": tp.cnn.ConvNet) — the same rule object on either.
 REGISTRY: dict[str, type[Rule]] = {
     "bp": BP,
     "dfa": DFA,
@@ -31,11 +30,6 @@ REGISTRY: dict[str, type[Rule]] = {
     "ddtp-rhl-rec": DDTPRHLRec,
     "ddtp-control": DDTPControl,
     "gnt": GNT,
-    # the CIFAR-10 CNN of SPEC §8 (network tp.cnn.ConvNet, ``model = "cnn"``; no replica dimension)
-    "bp-cnn": CNNBP,
-    "dfa-cnn": CNNDFA,
-    "ddtp-linear-cnn": CNNDDTPLinear,
-    "ddtp-control-cnn": CNNDDTPControl,
 }
 
 
@@ -50,10 +44,10 @@ def available_rules() -> list[str]:
 
 def rules_for_model(model: str) -> list[str]:
     """Names of the registered rules that train the network ``model`` ("mlp" or "cnn")."""
-    models = sorted({cls.model for cls in REGISTRY.values()})
+    models = sorted({m for cls in REGISTRY.values() for m in cls.networks})
     if model not in models:
-        raise UnknownRuleError(f"unknown model {model!r}; valid choices: {', '.join(models)}")
-    return [name for name, cls in REGISTRY.items() if cls.model == model]
+        raise UnknownRuleError(f"unknown network {model!r}; valid choices: {', '.join(models)}")
+    return [name for name, cls in REGISTRY.items() if model in cls.networks]
 
 
 def rule_class(name: str) -> type[Rule]:

@@ -22,7 +22,8 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import Tensor
 
-from ..network import MLP, Forward, Params
+from ..interface import Forward, Network, Params
+from ..network import MLP
 from ..random import Generators, randn
 
 __all__ = ["Rule", "StepResult", "REQUIRED", "HyperparameterError"]
@@ -76,8 +77,9 @@ class Rule:
     has_feedback: ClassVar[bool] = False
     #: the rule's feedback parameters are trained (has a reconstruction loss)
     trains_feedback: ClassVar[bool] = False
-    #: the network the rule trains: "mlp" (tp.MLP, SPEC §1) or "cnn" (tp.cnn.ConvNet, SPEC §8)
-    model: ClassVar[str] = "mlp"
+    #: the networks the rule trains (the models of :mod:`tp.models`): "mlp" (tp.MLP, SPEC §1) and/or "cnn"
+    #: (tp.cnn.ConvNet, SPEC §8); the rule itself sees only the network interface of :mod:`tp.interface`
+    networks: ClassVar[tuple[str, ...]] = ("mlp",)
 
     def __init__(self, **hyperparameters: Any):
         valid = self.hyperparameters
@@ -117,16 +119,18 @@ class Rule:
 
     # ------------------------------------------------------------------------------ network and init
     def forward_bias(self, num_layers: int) -> tuple[bool, ...]:
-        """Which forward layers have a bias in the official network of this rule (SPEC §1, §12.4)."""
+        """Which layers of the fully connected network have a bias in the official network of this rule
+        (SPEC §1, §12.4).  (The CNN's layout is fixed by SPEC §8.1: every layer has one.)"""
         return (True,) * num_layers
 
     def build_network(self, sizes, hidden_activation: str = "tanh", output_activation: str = "linear",
                       loss: str = "cross_entropy", dtype: torch.dtype = torch.float64) -> MLP:
-        """The SPEC §1 network with this rule's bias layout."""
+        """The SPEC §1 fully connected network with this rule's bias layout (:meth:`forward_bias`); the same
+        construction as :func:`tp.models.build_model` for ``model: mlp``."""
         return MLP.build(sizes, hidden_activation, output_activation, self.forward_bias(len(sizes) - 1),
                          loss, dtype)
 
-    def init_feedback(self, net: MLP, generator: Generators, device=None) -> Params:
+    def init_feedback(self, net: Network, generator: Generators, device=None) -> Params:
         """Fresh feedback parameters (empty for rules without feedback)."""
         return {}
 
@@ -136,7 +140,7 @@ class Rule:
 
     # ---------------------------------------------------------------------------------- computation
     @torch.no_grad()
-    def forward_update(self, net: MLP, params: Params, feedback: Params, x: Tensor | Forward,
+    def forward_update(self, net: Network, params: Params, feedback: Params, x: Tensor | Forward,
                        y: Tensor) -> StepResult:
         """Targets and the forward-parameter update of one minibatch (no feedback grads).
 
@@ -145,7 +149,7 @@ class Rule:
         return self._forward_update(net, params, feedback, fwd, y)
 
     @torch.no_grad()
-    def feedback_gradients(self, net: MLP, params: Params, feedback: Params, x: Tensor | Forward,
+    def feedback_gradients(self, net: Network, params: Params, feedback: Params, x: Tensor | Forward,
                            generator: Generators | None = None,
                            noise: Mapping[int, Tensor] | None = None,
                            cache: Mapping | None = None) -> tuple[Params, dict[int, Tensor]]:
@@ -164,7 +168,7 @@ class Rule:
         return self._feedback_gradients(net, params, feedback, fwd, noise, cache or {})
 
     @torch.no_grad()
-    def step(self, net: MLP, params: Params, feedback: Params, x: Tensor, y: Tensor,
+    def step(self, net: Network, params: Params, feedback: Params, x: Tensor, y: Tensor,
              generator: Generators | None = None, noise: Mapping[int, Tensor] | None = None) -> StepResult:
         """One minibatch: forward update and (if trained) feedback gradients, both at the same
         (pre-update) parameters and on the same forward pass, as in the official loop (SPEC §5.2)."""
@@ -177,11 +181,11 @@ class Rule:
         return result
 
     # -------------------------------------------------------------------------------------- noise
-    def noise_layers(self, net: MLP) -> dict[int, int]:
+    def noise_layers(self, net: Network) -> dict[int, int]:
         """Feedback block k -> the layer j whose activation h_j gets the noise of block k."""
         return {}
 
-    def _noise(self, net: MLP, fwd: Forward, generator, noise) -> dict[int, Tensor]:
+    def _noise(self, net: Network, fwd: Forward, generator, noise) -> dict[int, Tensor]:
         layers = self.noise_layers(net)
         if noise is not None:
             missing = sorted(set(layers) - set(noise))
@@ -196,7 +200,7 @@ class Rule:
         out = {}
         for k, j in layers.items():  # one independent sample per example and block
             h = fwd.h[j]
-            shape = h.shape if isinstance(generator, torch.Generator) else h.shape[-2:]
+            shape = h.shape if isinstance(generator, torch.Generator) else h.shape[1:]  # per replica
             out[k] = sigma * randn(shape, generator, h.dtype, h.device)
         return out
 

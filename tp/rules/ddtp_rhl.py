@@ -22,6 +22,7 @@ class DDTPRHL(DirectFeedbackRule):
     trains_feedback = True
     feedback_loss = "drl"
     random_layer = True
+    networks = ("mlp",)  # the paper trains the RHL variants on the fully connected network only
 
 
 class DDTPRHLRec(DDTPRHL):

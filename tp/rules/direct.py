@@ -15,6 +15,11 @@ hidden layer i, noise ε on h_i, ỹ = F_{i→L}(h_i + ε)):
 
 * DRL (paper eq. 10, SPEC §4.5(d)):  (1/σ²) · mean_{b,units} (g_i(ỹ) + h_i − g_i(h_L) − (h_i + ε))²
 * control (SPEC §4.6(d)):           mean_{b,units} (g_i(ỹ) − (h_i + ε))²
+
+The same rules train the CNN of SPEC §8 (DFA, DDTP-linear, DDTP-control; SPEC §8.2–8.4): the feedback maps
+live in the flattened layer space ℝ^{n_i} (a conv block's g_k(z) = reshape(Q_k z) to (C, H, W)), the noise is
+on the max-pool outputs, and the network supplies its own local loss (:mod:`tp.interface`).  A feedback map
+has a bias d_i where its layer is dense and has a forward bias.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import torch
 from torch import Tensor
 
 from ..activations import get_activation
-from ..network import MLP, Forward, Params, xavier_normal
+from ..interface import Forward, Network, Params
+from ..network import xavier_normal
 from ..random import Generators, rand_uniform
 from ..targets import local_loss_gradients, output_target
 from .base import HyperparameterError, Rule, StepResult
@@ -39,6 +45,7 @@ class DirectFeedbackRule(Rule):
     the bias layout."""
 
     has_feedback = True
+    networks = ("mlp", "cnn")
     #: feedback reconstruction loss: "drl", "control" or None (feedback fixed: DFA)
     feedback_loss: ClassVar[str | None] = "drl"
     #: the last hidden layer has a forward bias (and its feedback map a bias d_{L-1})
@@ -67,16 +74,16 @@ class DirectFeedbackRule(Rule):
             bias[num_layers - 2] = False  # layer L−1 (SPEC §12.4)
         return tuple(bias)
 
-    def _uses_random_layer(self, net: MLP, i: int) -> bool:
+    def _uses_random_layer(self, net: Network, i: int) -> bool:
         return self.random_layer and i <= net.L - 2  # layer L−1 bypasses it (SPEC §12.5)
 
-    def _feature_size(self, net: MLP, i: int) -> int:
+    def _feature_size(self, net: Network, i: int) -> int:
         if not self._uses_random_layer(net, i):
             return net.sizes[-1]
         m = self.hp["size_hidden_fb"]
         return m + net.sizes[i] if self.recurrent_input else m
 
-    def init_feedback(self, net: MLP, generator: Generators, device=None) -> Params:
+    def init_feedback(self, net: Network, generator: Generators, device=None) -> Params:
         """Q_i Xavier normal on the full (n_i × features) matrix, d_i = 0; DDTP-RHL's random layer
         R, r ~ U(−1/√n_L, 1/√n_L) (PyTorch's ``nn.Linear`` default, SPEC §1)."""
         fb: Params = {}
@@ -92,13 +99,15 @@ class DirectFeedbackRule(Rule):
                 fb[f"d{i}"] = torch.zeros(Q.shape[:-1], dtype=net.dtype, device=Q.device)
         return fb
 
-    def _has_fb_bias(self, net: MLP, i: int) -> bool:
-        return self.last_hidden_bias or i != net.L - 1
+    def _has_fb_bias(self, net: Network, i: int) -> bool:
+        """d_i exists where layer i is dense and has a forward bias (the MLP: not on layer L−1 without
+        ``last_hidden_bias``, SPEC §12.4; the CNN: d_3 only, SPEC §8.2)."""
+        return net.bias[i - 1] and len(net.layer_shapes[i]) == 1
 
     def trainable_feedback(self, feedback) -> list[str]:
         return [k for k in feedback if k[0] in "Qd"] if self.trains_feedback else []
 
-    def noise_layers(self, net: MLP) -> dict[int, int]:
+    def noise_layers(self, net: Network) -> dict[int, int]:
         return {i: i for i in range(1, net.L)} if self.trains_feedback else {}
 
     # ------------------------------------------------------------------------------- feedback maps
@@ -108,7 +117,7 @@ class DirectFeedbackRule(Rule):
             return None
         return torch.tanh(z @ feedback["R"].mT + feedback["r"].unsqueeze(-2))  # (..., B, m)
 
-    def _features(self, net: MLP, i: int, z: Tensor, s: Tensor | None, h_i: Tensor) -> Tensor:
+    def _features(self, net: Network, i: int, z: Tensor, s: Tensor | None, h_i: Tensor) -> Tensor:
         """u_i(z; h_i): the input of Q_i."""
         if not self._uses_random_layer(net, i):
             return z  # (..., B, n_L)
@@ -116,16 +125,18 @@ class DirectFeedbackRule(Rule):
             return torch.cat([s, h_i.expand(*s.shape[:-1], h_i.shape[-1])], dim=-1)  # (..., B, m+n_i)
         return s  # (..., B, m)
 
-    def _g(self, net: MLP, feedback: Params, i: int, feat: Tensor) -> tuple[Tensor, Tensor]:
+    def _g(self, net: Network, feedback: Params, i: int, feat: Tensor) -> tuple[Tensor, Tensor]:
         """(pre-activation, output) of g_i given its features."""
         u = feat @ feedback[f"Q{i}"].mT  # (..., B, n_i)
         if self._has_fb_bias(net, i):
             u = u + feedback[f"d{i}"].unsqueeze(-2)
         return u, get_activation(self.fb_activation_name)(u)
 
-    def feedback_map(self, net: MLP, feedback: Params, i: int, z: Tensor, h_i: Tensor) -> Tensor:
-        """g_i(z; h_i) for a batch of output-space values z (..., B, n_L)."""
-        return self._g(net, feedback, i, self._features(net, i, z, self._shared(feedback, z), h_i))[1]
+    def feedback_map(self, net: Network, feedback: Params, i: int, z: Tensor, h_i: Tensor) -> Tensor:
+        """g_i(z; h_i) for a batch of output-space values z (..., B, n_L), shaped like h_i."""
+        h_flat = net.flatten_layer(i, h_i)
+        g = self._g(net, feedback, i, self._features(net, i, z, self._shared(feedback, z), h_flat))[1]
+        return net.unflatten_layer(i, g)
 
     # ------------------------------------------------------------------------------------- targets
     def _clean(self, net, feedback, fwd: Forward) -> dict[int, tuple[Tensor, Tensor, Tensor]]:
@@ -133,7 +144,7 @@ class DirectFeedbackRule(Rule):
         s = self._shared(feedback, fwd.output)
         out = {}
         for i in range(1, net.L):
-            feat = self._features(net, i, fwd.output, s, fwd.h[i])
+            feat = self._features(net, i, fwd.output, s, net.flatten_layer(i, fwd.h[i]))
             out[i] = (feat, *self._g(net, feedback, i, feat))
         return out
 
@@ -143,8 +154,9 @@ class DirectFeedbackRule(Rule):
         clean = self._clean(net, feedback, fwd)
         targets = {}
         for i in range(1, net.L):
-            g_hat = self._g(net, feedback, i, self._features(net, i, h_hat_L, s_hat, fwd.h[i]))[1]
-            targets[i] = g_hat + fwd.h[i] - clean[i][2]  # ĥ_i = g_i(ĥ_L) + h_i − g_i(h_L)
+            h_i = net.flatten_layer(i, fwd.h[i])  # (..., B, n_i)
+            g_hat = self._g(net, feedback, i, self._features(net, i, h_hat_L, s_hat, h_i))[1]
+            targets[i] = net.unflatten_layer(i, g_hat + h_i - clean[i][2])  # ĥ_i = g_i(ĥ_L) + h_i − g_i(h_L)
         targets[net.L] = h_hat_L
         return StepResult(forward_grads=local_loss_gradients(net, params, fwd, targets), targets=targets,
                           loss=net.loss_value(fwd.output, y), output=fwd.output, cache={"clean": clean})
@@ -157,9 +169,9 @@ class DirectFeedbackRule(Rule):
             clean = cache.get("clean") or self._clean(net, feedback, fwd)
         grads, losses = {}, {}
         for i in range(1, net.L):
-            h_i = fwd.h[i]
-            h_noisy = h_i + noise[i]  # h̃_i
+            h_noisy = fwd.h[i] + noise[i]  # h̃_i
             y_noisy = net.forward_from(params, i, h_noisy)  # ỹ = F_{i→L}(h̃_i)
+            h_i, h_noisy = net.flatten_layer(i, fwd.h[i]), net.flatten_layer(i, h_noisy)  # (..., B, n_i)
             feat_n = self._features(net, i, y_noisy, self._shared(feedback, y_noisy), h_i)
             u_n, g_n = self._g(net, feedback, i, feat_n)
             count = h_i.shape[-2] * h_i.shape[-1]  # mean over B × n_i

@@ -18,6 +18,7 @@ class GNT(Rule):
     name = "gnt"
     paper_name = "GNT"
     hyperparameters = {"gn_damping": 0.0}
+    networks = ("mlp", "cnn")
 
     def _validate(self) -> None:
         lam = self.hp["gn_damping"]

@@ -67,8 +67,6 @@ def train_seeds(cfg: Mapping[str, Any], data: DataSplits, seeds: list[int],
     out_dirs = list(out_dirs) if out_dirs is not None else [None] * len(seeds)
     if len(out_dirs) != len(seeds):
         raise ConfigError(f"{len(seeds)} seeds but {len(out_dirs)} output folders")
-    if replicas and cfg.get("model") == "cnn":
-        raise ConfigError("the CNN has no replica dimension: train its seeds one per process (tp train --seed N)")
     if replicas and (cfg["log_alignment"] or cfg["gn_damping_hpsearch"]):
         raise ConfigError("alignment logging and the damping search run one seed per process; "
                           "train those seeds one at a time (tp train --seed N)")

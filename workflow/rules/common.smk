@@ -185,11 +185,10 @@ wildcard_constraints:
 
 def seed_blocks():
     """(tuning, method, dataset, seeds) of the training processes that train several seeds together:
-    every fully connected table cell, its seeds in chunks of ``seed_block`` (none when it is 1; the CNN has
-    no replica dimension)."""
+    every table cell (MLP and CNN), its seeds in chunks of ``seed_block`` (none when it is 1)."""
     size = int(config.get("seed_block") or 1)
     seeds = list(config["seeds"])
-    return [(t, m, d, seeds[k:k + size]) for t, m, d in RUN_CELLS if DATASET_MODEL.get(d, "mlp") == "mlp"
+    return [(t, m, d, seeds[k:k + size]) for t, m, d in RUN_CELLS
             for k in range(0, len(seeds), size) if size > 1 and len(seeds[k:k + size]) > 1]
 
 

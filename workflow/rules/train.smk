@@ -2,12 +2,12 @@
 # submitit and waits for it (launcher: slurm).
 #
 # * rule `train`: one job per (tuning, method, dataset, seed);
-# * seed blocks (`seed_block` > 1): the seeds of a fully connected table cell are trained together, up to
+# * seed blocks (`seed_block` > 1): the seeds of a table cell (MLP or CNN) are trained together, up to
 #   `seed_block` at a time, in one process (`tp train --seeds`, replicas along a leading dimension; on an
 #   H200 10 MNIST-network seeds cost about twice one seed).  Each block is its own rule whose outputs are the
 #   block's per-seed summaries: the DAG still has one result folder per (tuning, method, dataset, seed), and
-#   a seed's result equals its single-seed run up to rounding.  The CNN (no replica dimension) and the
-#   alignment and damping runs (one seed) stay single-seed jobs.
+#   a seed's result equals its single-seed run up to rounding.  The alignment and damping runs (one seed)
+#   stay single-seed jobs.
 # Tuning "damping" is the damping search of Table S7, a tuning of tp.catalog like the others (the alignment
 # configuration with the search switched on, which stops after its 3rd epoch, SPEC §7.2).
 
