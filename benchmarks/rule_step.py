@@ -58,7 +58,7 @@ def time_rule(name: str, sizes, batch: int, dtype, device, steps: int, warmup: i
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    mlp_rules = tp.rules.rules_for_model("mlp")  # the CNN rules (model "cnn") have their own network
+    mlp_rules = tp.rules.rules_for_model("mlp")  # the rules that train the MLP (all of them)
     p.add_argument("--rules", nargs="*", default=mlp_rules, choices=mlp_rules)
     p.add_argument("--sizes", type=int, nargs="+", default=[784] + [256] * 5 + [10])
     p.add_argument("--batch", type=int, default=128)

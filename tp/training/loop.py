@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from .. import catalog
 from ..data import DataSplits
 from .evaluation import evaluate
 from .hooks import Hook, config_hooks
@@ -28,8 +29,8 @@ from .steps import batches_per_epoch, feedback_epoch, finite_per_replica, train_
 
 __all__ = ["PRUNE_THRESHOLDS", "PRUNE_FROM_EPOCH", "Options", "Block", "train_block"]
 
-#: minimum training accuracy from the 6th epoch on (SPEC §15)
-PRUNE_THRESHOLDS = {"mnist": 0.4, "frozen-mnist": 0.4, "fashion-mnist": 0.4, "cifar10": 0.25, "cifar10-cnn": 0.25}
+#: minimum training accuracy from the 6th epoch on (SPEC §15), per dataset (tp.catalog)
+PRUNE_THRESHOLDS = {slug: d.prune_threshold for slug, d in catalog.DATASETS.items()}
 PRUNE_FROM_EPOCH = 6
 
 

@@ -34,7 +34,7 @@ validate(config, "../schemas/config.schema.yaml")
 
 from tp.catalog import DATASETS as CATALOG  # noqa: E402
 from tp.catalog import TUNINGS as TUNING_OF  # noqa: E402
-from tp.config import DATASET_MODEL, DATASETS, METHODS, ConfigError, available_configs, resolve_config  # noqa: E402
+from tp.config import DATASETS, METHODS, ConfigError, available_configs, resolve_config  # noqa: E402
 
 RESULTS = config["results"].rstrip("/")
 PYTHON = sys.executable
