@@ -59,7 +59,8 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` -> a device (TF32 off on CUDA)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -75,8 +76,37 @@ def _device(name: str) -> torch.device:
     return device
 
 
+def config_file(path: str) -> dict:
+    """A configuration file for ``tp train --config``: a run folder's config.yaml or a search's best.yaml (a
+    resolved configuration), or any mapping of configuration keys with ``method`` / ``dataset`` /
+    ``tuning`` (and optionally ``seed``)."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--config {path}: cannot read it ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"--config {path}: needs a mapping of configuration keys, got {type(doc).__name__}")
+    return doc
+
+
 def cmd_train(args) -> int:
-    overrides = dict(parse_override(s) for s in args.set)
+    overrides = {}
+    if args.config:
+        doc = config_file(args.config)
+        for key in ("method", "dataset", "tuning"):
+            if getattr(args, key) is None:
+                setattr(args, key, doc.get(key))
+        if args.seed is None and args.seeds is None and doc.get("seed") is not None:
+            args.seed = doc["seed"]
+        overrides = {k: v for k, v in doc.items() if k not in ("method", "dataset", "tuning", "rule", "model", "seed")}
+    args.tuning = args.tuning or "test"
+    for key, valid in (("method", METHODS), ("dataset", DATASETS)):
+        if getattr(args, key) is None:
+            raise ConfigError(f"--{key} is required (or a --config file that names it); valid choices: "
+                              f"{', '.join(valid)}")
+    overrides.update(parse_override(s) for s in args.set)
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     cfg = resolve_config(args.method, args.dataset, args.tuning, overrides)
@@ -87,7 +117,7 @@ def cmd_train(args) -> int:
     if args.out and block and "{seed}" not in args.out:
         raise ConfigError(f"--out {args.out!r} must contain '{{seed}}' with several seeds "
                           "(one result folder per seed), e.g. runs/seed{seed}")
-    device = _device(args.device)
+    device = resolve_device(args.device)
     outs = [Path(args.out.replace("{seed}", str(s))) if args.out else default_out(args.method, args.dataset,
                                                                                    args.tuning, s) for s in seeds]
     dtype = torch.float64 if cfg["double_precision"] else torch.float32
@@ -135,6 +165,7 @@ MAIN_EXAMPLES = """examples:
   tp download --dataset mnist --data-root data           # fetch MNIST into data/MNIST/raw/
   tp train --method ddtp-linear --dataset mnist --epochs 3 --data-root data --download
   tp train --method dfa --dataset mnist --source synthetic --epochs 1   # offline check, no files
+  tp search --method ddtp-linear --dataset mnist --trials 200 --block 20 --device cuda   # TPE search
 
   tp COMMAND --help shows the options of a command.  Exit status: 0 finished (or pruned),
   2 bad input, 3 diverged, 4 dataset missing.
@@ -146,6 +177,7 @@ TRAIN_EXAMPLES = """examples:
   tp train --method dtpdrl --dataset mnist --seeds 1-10 --device cuda      # 10 seeds, one process
   tp train --method ddtp-linear --dataset cifar10-cnn --tuning alignment   # a Fig. S7 run
   tp train --method bp --dataset mnist --set lr=1e-4 --epochs 3 --out runs/try1
+  tp train --config runs/try1/config.yaml --seed 2                        # a run's or a search's config
 
   Results go to --out (default runs/TUNING/METHOD/DATASET/seedSEED): metrics.csv, summary.json,
   config.yaml.  Running the same command again resumes an interrupted run from its checkpoint.
@@ -161,11 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one method on one dataset",
                        description="Train one method on one dataset with the paper's final configuration.",
                        epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--method", required=True, choices=list(METHODS), metavar="METHOD",
-                   help="one of: " + ", ".join(METHODS))
-    t.add_argument("--dataset", required=True, choices=list(DATASETS), metavar="DATASET",
-                   help="one of: " + ", ".join(DATASETS))
-    t.add_argument("--tuning", default="test", choices=TUNINGS,
+    t.add_argument("--method", choices=list(METHODS), metavar="METHOD",
+                   help="one of: " + ", ".join(METHODS) + " (required unless --config names it)")
+    t.add_argument("--dataset", choices=list(DATASETS), metavar="DATASET",
+                   help="one of: " + ", ".join(DATASETS) + " (required unless --config names it)")
+    t.add_argument("--config", default=None, metavar="FILE",
+                   help="a configuration file (a run's config.yaml, a search's best.yaml); --set goes on top")
+    t.add_argument("--tuning", default=None, choices=TUNINGS,
                    help="test: tuned for validation error (Table 1); train: for training loss (Table 2)")
     t.add_argument("--seed", type=int, default=None, help="the run's seed (default 0)")
     t.add_argument("--seeds", default=None, metavar="LIST",
@@ -197,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
                    help="--no-download only checks that the files are there")
     d.set_defaults(func=cmd_download)
+
+    from .search_cli import add_parser as add_search_parser
+    add_search_parser(sub)
 
     c = sub.add_parser("configs", help="list the available (dataset, method, tuning) configurations")
     c.set_defaults(func=cmd_configs)

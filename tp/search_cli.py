@@ -1,0 +1,99 @@
+"""``tp search``: the command line of :mod:`tp.search`.
+
+    tp search --method ddtp-linear --dataset mnist --trials 200 --block 20 --device cuda --out search/ddtp
+    tp search --method bp --dataset mnist --tuning train --trials 50 --storage journal:/shared/bp.journal
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from .config import DATASETS, METHODS, ConfigError, parse_override, resolve_config
+from .search import OBJECTIVES, SearchSettings, run_search, write_outputs
+
+__all__ = ["add_parser", "cmd_search", "trial_trainer"]
+
+
+def trial_trainer(data, seed: int, device, *, fast: str = "auto", prune: bool = True, log=print):
+    """A :data:`tp.search.TrainBlock` that trains each trial of a block as its own run, one after another."""
+    from .train import train
+
+    def train_block(cfgs, outs, heartbeat):
+        return [train(cfg, data, seed, out, device, progress=False, log=log, prune=prune, fast=fast,
+                      on_epoch_end=lambda epoch: heartbeat()) for cfg, out in zip(cfgs, outs)]
+
+    return train_block
+
+
+def cmd_search(args) -> int:
+    from .cli import resolve_device  # the same device handling as tp train (TF32 off)
+    from .data import load_dataset
+    from .train import run_generators
+
+    if args.trials < 0 or args.block < 1:
+        raise ConfigError(f"--trials must be >= 0 and --block >= 1, got {args.trials} and {args.block}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, got {args.seed}")
+    overrides = dict(parse_override(s) for s in args.set)
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    settings = SearchSettings(args.method, args.dataset, args.tuning, args.trials, args.block, Path(args.out),
+                              args.storage, overrides, args.seed, args.sampler_seed, args.startup_trials,
+                              args.stale_after, Path(args.space) if args.space else None)
+    base = resolve_config(args.method, args.dataset, args.tuning, overrides)  # bad --set values fail here
+    log = (lambda msg: print(msg, flush=True))
+    if args.trials:
+        device = resolve_device(args.device)
+        dtype = torch.float64 if base["double_precision"] else torch.float32
+        data = load_dataset(args.dataset, args.data_root, download=args.download, source=args.source,
+                            no_val_set=base["no_val_set"], split_generator=run_generators(args.seed)["split"],
+                            dtype=dtype, device=device)
+        trainer = trial_trainer(data, args.seed, device, fast=args.fast, prune=args.source == "real", log=log)
+        study = run_search(settings, trainer, log)
+    else:
+        from .search import open_study
+        study = open_study(settings)
+    written = write_outputs(study, settings, log)
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    s = sub.add_parser("search", help="tune a method's hyperparameters (TPE, Optuna), trials trained in blocks",
+                       description="Tree-of-Parzen-Estimators search of a method's hyperparameters (paper SM §B) "
+                                   "over its search space (config/search/METHOD.yaml).  Objective: "
+                                   + "; ".join(f"--tuning {k}: {v[1]}" for k, v in OBJECTIVES.items()) + ".",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    s.add_argument("--method", required=True, choices=list(METHODS), metavar="METHOD",
+                   help="one of: " + ", ".join(METHODS))
+    s.add_argument("--dataset", required=True, choices=list(DATASETS), metavar="DATASET",
+                   help="one of: " + ", ".join(DATASETS))
+    s.add_argument("--tuning", default="test", choices=list(OBJECTIVES),
+                   help="test: minimise the best validation error; train: the last training loss")
+    s.add_argument("--trials", type=int, default=20,
+                   help="ended trials the study must hold (0: only write the outputs of the storage)")
+    s.add_argument("--block", type=int, default=1, help="trials asked at once and trained as one block")
+    s.add_argument("--seed", type=int, default=0, help="the seed of every trial (default 0)")
+    s.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler")
+    s.add_argument("--startup-trials", type=int, default=10, help="random trials before TPE (Optuna's default)")
+    s.add_argument("--storage", default=None,
+                   help="Optuna storage URL (sqlite:///F, postgresql://...) or journal:PATH "
+                        "(default: sqlite in --out)")
+    s.add_argument("--stale-after", type=float, default=3600.0,
+                   help="seconds without a heartbeat after which another host's running trial is asked again")
+    s.add_argument("--space", default=None, help="search-space YAML (default config/search/METHOD.yaml)")
+    s.add_argument("--out", default="search", help="output folder (trials, trials.csv, best.yaml, plots)")
+    s.add_argument("--epochs", type=int, default=None, help="override the configured number of epochs")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix a configuration value under the searched ones (repeatable)")
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto")
+    s.add_argument("--fast", choices=("auto", "graph", "eager"), default="auto")
+    s.add_argument("--data-root", default="data")
+    s.add_argument("--download", action=argparse.BooleanOptionalAction, default=False)
+    s.add_argument("--source", choices=["real", "synthetic"], default="real")
+    s.set_defaults(func=cmd_search)
+    return s
