@@ -102,17 +102,27 @@ def _param(where: str, key: str, kind: str, value) -> Param:
 
 
 def _check_values(method: str, path: Path, space: dict[str, Param]) -> None:
-    """Every end point (and choice) must be a valid value of its key: resolve a configuration with it."""
+    """Every end point and choice must be a valid value of its key: resolve configurations with them (all
+    lows together, all highs together, the k-th choices together; one key at a time only to name a bad one)."""
     datasets = sorted({d for (d, m) in available_configs() if m == method})
     if not datasets:
         return
-    base = next(t for t in ("test", "train") if t in available_configs()[(datasets[0], method)])
-    for p in space.values():
-        for v in (p.choices if p.kind == "choices" else (p.low, p.high)):
-            try:
-                resolve_config(method, datasets[0], base, {p.name: v})
-            except ConfigError as exc:
-                raise ConfigError(f"{path}: {p.name}: value {v!r} is not valid: {exc}") from None
+    tuning = next(t for t in ("test", "train") if t in available_configs()[(datasets[0], method)])
+    points = [[(p.name, p.low if end == 0 else p.high) for p in space.values() if p.kind != "choices"]
+              for end in (0, 1)]
+    width = max([len(p.choices) for p in space.values() if p.kind == "choices"] or [0])
+    points += [[(p.name, p.choices[min(k, len(p.choices) - 1)]) for p in space.values() if p.kind == "choices"]
+               for k in range(width)]
+    for point in points:
+        try:
+            resolve_config(method, datasets[0], tuning, dict(point))
+        except ConfigError:
+            for name, v in point:
+                try:
+                    resolve_config(method, datasets[0], tuning, {name: v})
+                except ConfigError as exc:
+                    raise ConfigError(f"{path}: {name}: value {v!r} is not valid: {exc}") from None
+            raise
 
 
 def suggest(trial, space: dict[str, Param]) -> dict[str, Any]:

@@ -1,0 +1,159 @@
+"""The hyperparameter search (tp.search, `tp search`): search spaces, the TPE loop, resume, outputs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+optuna = pytest.importorskip("optuna")
+
+from tp.cli import main as tp_main  # noqa: E402
+from tp.config import METHODS, ConfigError, available_configs, resolve_config  # noqa: E402
+from tp.data import load_dataset  # noqa: E402
+from tp.search import SearchSettings, objective_of, run_search, write_outputs  # noqa: E402
+from tp.search_cli import trial_trainer  # noqa: E402
+from tp.search_space import load_space  # noqa: E402
+from tp.train import run_generators  # noqa: E402
+
+SMALL = {"num_hidden": 2, "size_hidden": 16, "epochs": 2, "epochs_fb": 1, "batch_size": 64}
+
+
+def test_every_method_has_a_valid_space_that_holds_its_final_configurations():
+    for method in METHODS:
+        space = load_space(method)
+        assert {"lr", "beta1", "beta2", "epsilon"} <= set(space)
+        for (dataset, m), tunings in available_configs().items():
+            if m != method:
+                continue
+            for tuning in set(tunings) & {"test", "train"}:
+                cfg = resolve_config(method, dataset, tuning)
+                for name, p in space.items():
+                    values = cfg[name] if isinstance(cfg[name], list) else [cfg[name]]
+                    for v in values:
+                        assert p.contains(v), (method, dataset, tuning, name, v, p)
+
+
+def test_dtp_searches_no_feedback_weight_decay_and_bp_no_feedback():
+    assert "feedback_wd" not in load_space("dtp") and "feedback_wd" in load_space("dtp-pretrained")
+    assert not {"lr_fb", "sigma", "target_stepsize"} & set(load_space("bp"))
+
+
+@pytest.mark.parametrize("space,fragment", [
+    ({"lrr": {"log_uniform": [1e-5, 1e-3]}}, "unknown configuration key"),
+    ({"lr": {"log_uniform": [1e-3, 1e-5]}}, "low < high"),
+    ({"lr": {"log_uniform": [0.0, 1e-3]}}, "0 < low"),
+    ({"lr": {"normal": [1e-3, 1e-5]}}, "exactly one of"),
+    ({"lr": {"choices": []}}, "non-empty list"),
+    ({"lr": {"choices": [-1.0]}}, "is not valid"),
+])
+def test_bad_space_files_name_the_file_and_key(tmp_path, space, fragment):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({"method": "bp", "space": space}))
+    with pytest.raises(ConfigError) as err:
+        load_space("bp", path=path)
+    assert str(path) in str(err.value) and fragment in str(err.value)
+
+
+def test_objective_is_the_tables_quantity_and_never_a_diverged_value():
+    s = {"status": "finished", "val_error_best": 3.5, "train_loss_last": 0.1}
+    assert objective_of(s, "test") == 3.5 and objective_of(s, "train") == 0.1
+    assert objective_of({**s, "status": "diverged"}, "test") is None
+    assert objective_of({**s, "status": "pruned"}, "test") is None
+    assert objective_of({**s, "val_error_best": float("nan")}, "test") is None
+
+
+def _data(seed=0):
+    return load_dataset("mnist", source="synthetic", split_generator=run_generators(seed)["split"],
+                        synthetic_sizes=(256, 128), val_size=64)
+
+
+def test_a_search_in_blocks_ranks_a_diverging_rate_below_a_good_one_and_writes_every_output(tmp_path):
+    space = tmp_path / "space.yaml"  # lr: a good value and one that diverges at once
+    space.write_text(yaml.safe_dump({"method": "ddtp-linear", "space": {
+        "lr": {"choices": [1e-3, 1e300]}, "target_stepsize": {"log_uniform": [0.01, 0.5]}}}))
+    settings = SearchSettings("ddtp-linear", "mnist", "test", trials=8, block=4, out=tmp_path / "s",
+                              overrides=SMALL, startup_trials=4, space_file=space)
+    study = run_search(settings, trial_trainer(_data(), 0, "cpu", prune=False, log=lambda m: None),
+                       log=lambda m: None)
+    states = {t.number: (t.state.name, t.params["lr"]) for t in study.trials}
+    assert len(states) == 8
+    for state, lr in states.values():
+        assert state == ("COMPLETE" if lr == 1e-3 else "FAIL")
+    assert any(lr == 1e-3 for _, lr in states.values()) and any(lr == 1e300 for _, lr in states.values())
+    for t in study.trials:
+        if t.state.name == "FAIL":
+            assert t.user_attrs["status"] == "diverged" and t.value is None
+    written = write_outputs(study, settings, log=lambda m: None)
+    out = tmp_path / "s"
+    rows = (out / "trials.csv").read_text().splitlines()
+    assert len(rows) == 9 and rows[0].startswith("trial,state,objective,value")
+    for name in ("history", "importances"):
+        for ext in ("png", "pdf"):
+            assert (out / f"{name}.{ext}").stat().st_size > 1000
+    assert set(written) == {"trials", "best", "history", "importances"}
+    # the storage is a real SQLite file holding the 8 trials
+    with sqlite3.connect(out / "study.db") as db:
+        assert db.execute("select count(*) from trials").fetchone()[0] == 8
+    # best.yaml is a configuration `tp train --config` takes as it is (and it resolves to the best trial's)
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best["lr"] == 1e-3 and best["method"] == "ddtp-linear"
+    assert best == resolve_config("ddtp-linear", "mnist", "test", {k: v for k, v in best.items()
+                                                                   if k not in ("method", "dataset", "tuning",
+                                                                                "rule", "model")})
+    rc = tp_main(["train", "--config", str(out / "best.yaml"), "--source", "synthetic", "--epochs", "1",
+                  "--out", str(tmp_path / "again")])
+    assert rc == 0
+    again = yaml.safe_load((tmp_path / "again" / "config.yaml").read_text())
+    assert {k: v for k, v in again.items() if k not in ("seed", "epochs")} == \
+           {k: v for k, v in best.items() if k != "epochs"}
+
+
+def _search_cmd(out: Path, trials: int) -> list[str]:
+    sets = [a for k, v in {**SMALL, "epochs": 6}.items() for a in ("--set", f"{k}={v}")]
+    return [sys.executable, "-m", "tp", "search", "--method", "dtpdrl", "--dataset", "mnist", "--source",
+            "synthetic", "--trials", str(trials), "--block", "2", "--startup-trials", "2", "--out", str(out),
+            *sets]
+
+
+def test_a_killed_search_resumes_and_asks_the_killed_trials_again(tmp_path):
+    out = tmp_path / "s"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(_search_cmd(out, 4), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    ckpt = out / "trials" / "0000" / "checkpoint.pt"
+    while not ckpt.exists():  # wait until the first block is part-way through its training
+        assert proc.poll() is None, "the search ended before it could be interrupted"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = subprocess.run(_search_cmd(out, 4), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "marked failed, asked again" in done.stdout and "resuming" in done.stdout + done.stderr
+    study = optuna.load_study(study_name="dtpdrl-mnist-test", storage=f"sqlite:///{out / 'study.db'}")
+    retried = {t.user_attrs["retry_of"]: t for t in study.trials if "retry_of" in t.user_attrs}
+    assert 0 in retried and 1 in retried  # the whole first block was in flight
+    for number, retry in retried.items():
+        killed = study.trials[number]
+        assert killed.state.name == "FAIL" and retry.params == killed.params
+        assert retry.user_attrs["out"] == killed.user_attrs["out"]  # same folder: resumed from its checkpoint
+        assert retry.state.name == "COMPLETE"
+    ended = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL")
+             and t.number not in retried]
+    assert len(ended) == 4
+
+
+def test_bad_search_arguments_are_named_errors(tmp_path, capsys):
+    assert tp_main(["search", "--method", "bp", "--dataset", "mnist", "--trials", "-1",
+                    "--out", str(tmp_path)]) == 2
+    assert "--trials" in capsys.readouterr().err
+    assert tp_main(["search", "--method", "bp", "--dataset", "mnist", "--tuning", "train", "--set", "lrr=1",
+                    "--out", str(tmp_path)]) == 2
+    assert "'lrr'" in capsys.readouterr().err
