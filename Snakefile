@@ -5,6 +5,7 @@
 #   snakemake --cores 2 --configfile config/smoke.yaml       # smoke run: synthetic data, minutes
 #   snakemake --cores 8 --config datasets=[mnist]            # only the MNIST (and Frozen-MNIST) cells
 #   snakemake --cores 8 --config 'data={download: false}'    # no downloads: cells without data are left out
+#   snakemake search --cores 2 --config 'search={"method": "bp", "dataset": "mnist"}'   # a TPE search
 #
 # The experiment matrix is config/config.yaml; the hyperparameters of each run come from
 # tp/configs/hyperparameters/ through the `tp` library.  Outputs: RESULTS/tables/, RESULTS/runs/, RESULTS/README.md.
@@ -28,6 +29,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/alignment.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/search.smk"
 
 
 rule all:

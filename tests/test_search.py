@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -157,3 +158,27 @@ def test_bad_search_arguments_are_named_errors(tmp_path, capsys):
     assert tp_main(["search", "--method", "bp", "--dataset", "mnist", "--tuning", "train", "--set", "lrr=1",
                     "--out", str(tmp_path)]) == 2
     assert "'lrr'" in capsys.readouterr().err
+
+
+def test_the_pipeline_search_target_runs_two_workers_on_one_storage(tmp_path):
+    """`snakemake search`: two worker jobs share one journal storage; the outputs rule writes the files."""
+    repo = Path(__file__).resolve().parents[1]
+    cfg = tmp_path / "search.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "results": str(tmp_path / "results"), "device": "cpu", "epochs": 1,
+        "data": {"root": str(tmp_path / "data"), "download": False, "source": "synthetic"},
+        "overrides": {"num_hidden": 3, "size_hidden": 16, "batch_size": 64},
+        "search": {"method": "bp", "dataset": "mnist", "trials": 4, "block": 2, "workers": 2}}))
+    res = subprocess.run([sys.executable, "-m", "snakemake", "search", "--snakefile", str(repo / "Snakefile"),
+                          "--directory", str(tmp_path), "--configfile", str(repo / "config" / "smoke.yaml"),
+                          str(cfg), "--cores", "2"], capture_output=True, text=True, cwd=repo,
+                         env={**os.environ, "PYTHONPATH": str(repo)})
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = tmp_path / "results" / "search" / "bp" / "mnist" / "test"
+    rows = (out / "trials.csv").read_text().splitlines()
+    assert len(rows) == 5  # 4 trials, however the two workers shared them
+    workers = [json.loads((out / "workers" / w / "summary.json").read_text()) for w in ("w0", "w1")]
+    assert sum(len(w["trials_run"]) for w in workers) == 4
+    assert yaml.safe_load((out / "best.yaml").read_text())["method"] == "bp"
+    for name in ("history", "importances"):
+        assert (out / f"{name}.png").exists() and (out / f"{name}.pdf").exists()

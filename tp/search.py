@@ -159,7 +159,7 @@ def _epoch_values(out: Path, tuning: str) -> list[float]:
 
 
 def run_search(settings: SearchSettings, train_block: TrainBlock,
-               log: Callable[[str], None] = print) -> optuna.Study:
+               log: Callable[[str], None] = print, worker: str | None = None) -> optuna.Study:
     """Ask, train and tell blocks of trials until the study holds ``settings.trials`` ended trials."""
     space = load_space(settings.method, path=settings.space_file)
     study = open_study(settings)
@@ -169,16 +169,17 @@ def run_search(settings: SearchSettings, train_block: TrainBlock,
         n = min(settings.block, settings.trials - _ended(study) - running)
         if n <= 0:
             break
-        _run_block(study, settings, space, [study.ask() for _ in range(n)], train_block, log)
+        _run_block(study, settings, space, [study.ask() for _ in range(n)], train_block, log, worker)
     return study
 
 
-def _run_block(study, settings: SearchSettings, space: dict[str, Param], trials, train_block, log) -> None:
+def _run_block(study, settings: SearchSettings, space: dict[str, Param], trials, train_block, log,
+               worker: str | None) -> None:
     cfgs, outs, told = [], [], set()
     for t in trials:
         out = Path(t.user_attrs.get("out") or settings.out / "trials" / f"{t.number:04d}")
         for key, value in (("host", socket.gethostname()), ("pid", os.getpid()), ("out", str(out)),
-                           ("heartbeat", time.time()), ("seed", settings.seed)):
+                           ("heartbeat", time.time()), ("seed", settings.seed), ("worker", worker or "")):
             t.set_user_attr(key, value)
         values = suggest(t, space)
         cfgs.append(resolve_config(settings.method, settings.dataset, settings.tuning,
@@ -253,19 +254,20 @@ def _plots(study, out: Path, label: str, complete: int, log) -> dict:
     from optuna.visualization import matplotlib as ovm
 
     written = {}
-    plots = [("history", lambda: ovm.plot_optimization_history(study, target_name=label))]
-    if complete >= 2:
-        plots.append(("importances", lambda: ovm.plot_param_importances(study, target_name=label)))
-    else:
-        log("parameter importances need at least 2 completed trials: no importance plot")
+    plots = [("history", lambda: ovm.plot_optimization_history(study, target_name=label)),
+             ("importances", lambda: ovm.plot_param_importances(study, target_name=label))]
     for name, plot in plots:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
             try:
+                if name == "importances" and complete < 2:
+                    raise ValueError(f"{complete} completed trial; the importances need at least 2")
                 ax = plot()
-            except (RuntimeError, ValueError) as exc:  # e.g. every completed trial has the same value
-                log(f"no {name} plot: {exc}")
-                continue
+            except (RuntimeError, ValueError, ZeroDivisionError) as exc:  # e.g. all values equal
+                log(f"no {name}: {exc}")
+                fig, ax = plt.subplots()  # the file says why, so the pipeline's output exists
+                ax.text(0.5, 0.5, f"no parameter importances:\n{exc}", ha="center", va="center", wrap=True)
+                ax.set_axis_off()
         fig = ax.figure
         fig.set_size_inches(7, 4.5)
         fig.tight_layout()

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import torch
@@ -44,6 +45,7 @@ def cmd_search(args) -> int:
                               args.storage, overrides, args.seed, args.sampler_seed, args.startup_trials,
                               args.stale_after, Path(args.space) if args.space else None)
     base = resolve_config(args.method, args.dataset, args.tuning, overrides)  # bad --set values fail here
+    t0 = time.time()
     log = (lambda msg: print(msg, flush=True))
     if args.trials:
         device = resolve_device(args.device)
@@ -52,14 +54,36 @@ def cmd_search(args) -> int:
                             no_val_set=base["no_val_set"], split_generator=run_generators(args.seed)["split"],
                             dtype=dtype, device=device)
         trainer = trial_trainer(data, args.seed, device, fast=args.fast, prune=args.source == "real", log=log)
-        study = run_search(settings, trainer, log)
+        study = run_search(settings, trainer, log, worker=args.worker)
     else:
         from .search import open_study
         study = open_study(settings)
-    written = write_outputs(study, settings, log)
-    for name, path in written.items():
-        print(f"{name}: {path}")
+    if args.worker:
+        _write_worker_record(settings, args.worker, study, device if args.trials else None, t0)
+    else:
+        for name, path in write_outputs(study, settings, log).items():
+            print(f"{name}: {path}")
     return 0
+
+
+def _write_worker_record(settings: SearchSettings, worker: str, study, device, t0: float) -> None:
+    """OUT/workers/WORKER/summary.json: what one worker of a shared search did (the pipeline's done flag)."""
+    import json
+    import os
+    import time
+
+    from .train import code_version, device_name
+
+    mine = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker]
+    folder = settings.out / "workers" / worker
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"status": "finished", "study": study.study_name, "worker": worker, "trials_run": mine,
+              "trials_in_study": len(study.get_trials(deepcopy=False)), "wall_time_s": round(time.time() - t0, 3),
+              "device": str(device) if device is not None else None,
+              "device_name": device_name(device) if device is not None else None, "code_version": code_version()}
+    tmp = folder / f".summary.json.{os.getpid()}"
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, folder / "summary.json")
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -85,6 +109,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "(default: sqlite in --out)")
     s.add_argument("--stale-after", type=float, default=3600.0,
                    help="seconds without a heartbeat after which another host's running trial is asked again")
+    s.add_argument("--worker", default=None, metavar="NAME",
+                   help="run as one of several workers sharing --storage: write OUT/workers/NAME/summary.json "
+                        "when the study is full, instead of the outputs")
     s.add_argument("--space", default=None, help="search-space YAML (default config/search/METHOD.yaml)")
     s.add_argument("--out", default="search", help="output folder (trials, trials.csv, best.yaml, plots)")
     s.add_argument("--epochs", type=int, default=None, help="override the configured number of epochs")

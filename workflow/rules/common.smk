@@ -24,7 +24,8 @@ def _parse_strings(value):
     return value
 
 
-for _key in ("seeds", "seed_block", "epochs", "data", "slurm", "overrides", "launcher", "device", "datasets"):
+for _key in ("seeds", "seed_block", "epochs", "data", "slurm", "overrides", "launcher", "device", "datasets",
+             "search"):
     if _key in config:
         config[_key] = _parse_strings(config[_key])
 if isinstance(config.get("datasets"), str):  # --config datasets=mnist,cifar10

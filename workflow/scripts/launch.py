@@ -48,6 +48,11 @@ def out_dirs(tp_argv: list[str]) -> tuple[Path, list[Path]]:
     if "--out" not in tp_argv:
         sys.exit("launch.py: the tp command needs --out DIR (the run folder)")
     out = tp_argv[tp_argv.index("--out") + 1]
+    if tp_argv[:1] == ["search"]:  # a worker of a shared search: OUT/workers/NAME/summary.json means done
+        if "--worker" not in tp_argv:
+            sys.exit("launch.py: a tp search job needs --worker NAME")
+        folder = Path(out) / "workers" / tp_argv[tp_argv.index("--worker") + 1]
+        return folder, [folder]
     if "--seeds" not in tp_argv:
         return Path(out), [Path(out)]
     from tp.cli import parse_seeds
