@@ -92,3 +92,39 @@ def test_capturable_adam_with_strided_gradients_equals_the_plain_form():
         capt.step(grads)
     for k in base:
         torch.testing.assert_close(capt_p[k], plain_p[k], rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("capturable", [False, True])
+def test_per_replica_hyperparameters_step_like_separate_optimisers(capturable):
+    """Replica r of an Adam with per-replica lr, ε, betas and weight decay equals a plain Adam with replica
+    r's values (float64; the block path of tp search and per-replica trial blocks)."""
+    g = torch.Generator().manual_seed(3)
+    R = 3
+    lrs, epss, b1s, b2s, wds = [1e-2, 3e-3, 1e-4], [1e-8, 1e-6, 1e-4], [0.9, 0.99, 0.999], [0.9, 0.99, 0.999], \
+        [0.0, 1e-3, 1e-2]
+    stacked = {"W": torch.randn(R, 4, 2, dtype=torch.float64, generator=g),
+               "b": torch.randn(R, 4, dtype=torch.float64, generator=g)}
+    single = [{k: v[r].clone() for k, v in stacked.items()} for r in range(R)]
+    opt = Adam(stacked, lr={"W": lrs, "b": [2 * x for x in lrs]}, betas=(b1s, b2s), eps=epss, weight_decay=wds,
+               capturable=capturable)
+    assert opt.per_replica
+    opts = [Adam(single[r], lr={"W": lrs[r], "b": 2 * lrs[r]}, betas=(b1s[r], b2s[r]), eps=epss[r],
+                 weight_decay=wds[r]) for r in range(R)]
+    for step in range(25):
+        grads = {k: torch.randn(v.shape, dtype=v.dtype, generator=g) for k, v in stacked.items()}
+        opt.step(grads)
+        for r in range(R):
+            opts[r].step({k: v[r] for k, v in grads.items()})
+        if step == 10:  # the state round-trips (the checkpoint format is unchanged)
+            state = opt.state_dict()
+            opt = Adam(stacked, lr={"W": lrs, "b": [2 * x for x in lrs]}, betas=(b1s, b2s), eps=epss,
+                       weight_decay=wds, capturable=capturable)
+            opt.load_state_dict(state)
+    for r in range(R):
+        for k in stacked:
+            torch.testing.assert_close(stacked[k][r], single[r][k], rtol=1e-12, atol=0)
+
+
+def test_per_replica_hyperparameters_need_one_value_per_replica():
+    with pytest.raises(ValueError, match="one per replica"):
+        Adam({"W": torch.zeros(3, 2, dtype=torch.float64)}, lr=[1e-3, 1e-2])

@@ -38,10 +38,15 @@ class Adam:
                  betas: tuple[float, float] = (0.9, 0.999), eps: float | Mapping[str, float] = 1e-8,
                  weight_decay: float = 0.0, capturable: bool = False):
         self.params = dict(params)
-        self.lr = {k: float(lr[k] if isinstance(lr, Mapping) else lr) for k in self.params}
-        self.eps = {k: float(eps[k] if isinstance(eps, Mapping) else eps) for k in self.params}
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.weight_decay = float(weight_decay)
+        lr = {k: lr[k] if isinstance(lr, Mapping) else lr for k in self.params}
+        eps = {k: eps[k] if isinstance(eps, Mapping) else eps for k in self.params}
+        self.per_replica = any(_is_seq(v) for v in [*lr.values(), *eps.values(), *betas, weight_decay])
+        if self.per_replica:  # one value per replica r (the leading dimension of every parameter)
+            self._hp = _ReplicaHyperparameters(self.params, lr, eps, betas, weight_decay)
+        self.lr = {k: _value(v) for k, v in lr.items()}
+        self.eps = {k: _value(v) for k, v in eps.items()}
+        self.betas = (_value(betas[0]), _value(betas[1]))
+        self.weight_decay = _value(weight_decay)
         self.step_count = 0
         self.exp_avg = {k: torch.zeros_like(p) for k, p in self.params.items()}
         self.exp_avg_sq = {k: torch.zeros_like(p) for k, p in self.params.items()}
@@ -59,6 +64,9 @@ class Adam:
     def step(self, grads: Mapping[str, Tensor]) -> None:
         """One Adam step of every parameter with its gradient in ``grads`` (others are untouched; the step
         counter is shared, as every parameter is stepped on every call in the training loop)."""
+        if self.per_replica:
+            self._step_per_replica(grads)
+            return
         if self.capturable:
             self._step_capturable(grads)
             return
@@ -81,6 +89,31 @@ class Adam:
             else:  # a rate beyond the dtype's range (float32 lr = 1e38): the update overflows to ±inf/NaN,
                 # as its arithmetic would, and the run is reported as diverged instead of raising here
                 p.add_(m.div(denom).mul_(step_size))
+
+    def _step_per_replica(self, grads: Mapping[str, Tensor]) -> None:
+        """The update of :meth:`step` with lr, ε, β₁, β₂ and λ per replica: 0-d → (R, 1, …, 1) tensors that
+        broadcast over each parameter's replica dimension (the step count on the device when capturable, so
+        that no host value changes from step to step)."""
+        if not grads:
+            return
+        if self.capturable:
+            self._t.add_(1)
+            t = self._t.to(torch.float64)
+        self.step_count += 1
+        if not self.capturable:
+            t = float(self.step_count)
+        hp = self._hp
+        for k, g in grads.items():
+            p, m, v = self.params[k], self.exp_avg[k], self.exp_avg_sq[k]
+            lr, eps, beta1, beta2, wd = hp.of(k)
+            if hp.decays:
+                g = g + wd * p
+            m.lerp_(g, 1 - beta1)
+            v.mul_(beta2).add_((1 - beta2) * g * g)
+            bias_correction1 = 1 - beta1 ** t
+            bias_correction2_sqrt = (1 - beta2 ** t).sqrt()
+            denom = (v.sqrt() / bias_correction2_sqrt).add_(eps)
+            p.addcdiv_(m * (-lr / bias_correction1), denom)
 
     def _step_capturable(self, grads: Mapping[str, Tensor]) -> None:
         """The same update as :meth:`step` with t on the device: PyTorch's fused Adam kernel (one kernel per
@@ -149,3 +182,48 @@ class Adam:
         for k in self.params:
             self.exp_avg[k].copy_(state["exp_avg"][k])
             self.exp_avg_sq[k].copy_(state["exp_avg_sq"][k])
+
+
+def _is_seq(v) -> bool:
+    return isinstance(v, (list, tuple, Tensor)) and not (isinstance(v, Tensor) and v.dim() == 0)
+
+
+def _value(v):
+    """A scalar hyperparameter as a float; a per-replica one as its list of floats (for reading only)."""
+    if isinstance(v, Tensor):
+        return v.tolist() if v.dim() else float(v)
+    return [float(x) for x in v] if isinstance(v, (list, tuple)) else float(v)
+
+
+class _ReplicaHyperparameters:
+    """Per-replica Adam hyperparameters as tensors shaped (R, 1, …, 1) per parameter (on its device and in
+    its dtype); a scalar is the same for every replica."""
+
+    def __init__(self, params, lr, eps, betas, weight_decay):
+        first = next(iter(params.values()))
+        self.replicas = first.shape[0]
+
+        def tensor(v, key):
+            t = torch.as_tensor(v, dtype=first.dtype, device=first.device).reshape(-1)
+            if t.numel() not in (1, self.replicas):
+                raise ValueError(f"Adam: {key} needs one value or one per replica ({self.replicas}), "
+                                 f"got {t.numel()}")
+            return t.expand(self.replicas).clone()
+
+        self.lr = {k: tensor(v, f"lr of {k}") for k, v in lr.items()}
+        self.eps = {k: tensor(v, f"eps of {k}") for k, v in eps.items()}
+        self.beta1, self.beta2 = tensor(betas[0], "beta1"), tensor(betas[1], "beta2")
+        self.wd = tensor(weight_decay, "weight_decay")
+        self.decays = bool((self.wd != 0).any())
+        self._shaped: dict[str, tuple] = {}
+        for k, p in params.items():
+            if p.shape[0] != self.replicas:
+                raise ValueError(f"Adam: per-replica hyperparameters need a leading replica dimension "
+                                 f"{self.replicas} on every parameter, {k} has shape {tuple(p.shape)}")
+            shape = (self.replicas,) + (1,) * (p.dim() - 1)
+            self._shaped[k] = tuple(x.reshape(shape) for x in
+                                    (self.lr[k], self.eps[k], self.beta1, self.beta2, self.wd))
+
+    def of(self, k: str) -> tuple:
+        """(lr, ε, β₁, β₂, λ) of parameter k, each (R, 1, …, 1)."""
+        return self._shaped[k]
