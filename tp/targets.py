@@ -17,11 +17,12 @@ from torch import Tensor
 
 from .activations import Activation
 from .interface import Forward, Network, Params
+from .replicas import per_replica
 
 __all__ = ["output_target", "difference_target_chain", "local_loss_gradients", "dense_local_loss_gradients"]
 
 
-def output_target(net: Network, fwd: Forward, y: Tensor, target_stepsize: float) -> tuple[Tensor, Tensor]:
+def output_target(net: Network, fwd: Forward, y: Tensor, target_stepsize) -> tuple[Tensor, Tensor]:
     """Output target ĥ_L = h_L − β·∂ℒ/∂h_L (SPEC §2.1).
 
     The gradient is that of the *minibatch-mean* loss, so for cross-entropy the per-sample step is
@@ -30,7 +31,7 @@ def output_target(net: Network, fwd: Forward, y: Tensor, target_stepsize: float)
     Returns ``(h_hat_L, dL_dhL)``, both (..., B, n_L).
     """
     dL_dhL = net.output_gradient(fwd.output, y)
-    return fwd.output - target_stepsize * dL_dhL, dL_dhL
+    return fwd.output - per_replica(target_stepsize, dL_dhL) * dL_dhL, dL_dhL
 
 
 def difference_target_chain(h: list, h_hat_L: Tensor, g: Callable[[int, Tensor], Tensor],

@@ -25,6 +25,7 @@ from torch import Tensor
 from ..interface import Forward, Network, Params
 from ..network import MLP
 from ..random import Generators, randn
+from ..replicas import is_per_replica, per_replica
 
 __all__ = ["Rule", "StepResult", "REQUIRED", "HyperparameterError"]
 
@@ -102,6 +103,12 @@ class Rule:
     def _validate(self) -> None:
         """Check hyperparameter values (subclasses extend)."""
         for key in ("target_stepsize", "sigma"):
+            value = self.hp.get(key)
+            if is_per_replica(value):  # one value per replica (tp.training.trials)
+                if not bool(((value > 0) & torch.isfinite(value)).all()):
+                    raise HyperparameterError(f"rule {self.name!r}: {key} must be positive and finite in every "
+                                              f"replica, got {value.tolist()}")
+                continue
             if key in self.hp and not (isinstance(self.hp[key], (int, float)) and self.hp[key] > 0):
                 raise HyperparameterError(
                     f"rule {self.name!r}: {key} must be a positive number, got {self.hp[key]!r}"
@@ -114,7 +121,7 @@ class Rule:
         raise AttributeError(key)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.hp.items())
+        args = ", ".join(f"{k}={v.tolist() if is_per_replica(v) else v!r}" for k, v in self.hp.items())
         return f"{type(self).__name__}({args})"
 
     # ------------------------------------------------------------------------------ network and init
@@ -201,7 +208,8 @@ class Rule:
         for k, j in layers.items():  # one independent sample per example and block
             h = fwd.h[j]
             shape = h.shape if isinstance(generator, torch.Generator) else h.shape[1:]  # per replica
-            out[k] = sigma * randn(shape, generator, h.dtype, h.device)
+            eps = randn(shape, generator, h.dtype, h.device)
+            out[k] = per_replica(sigma, eps) * eps
         return out
 
     # ---------------------------------------------------------------------------- to be implemented

@@ -33,6 +33,7 @@ from ..activations import get_activation
 from ..interface import Forward, Network, Params
 from ..network import xavier_normal
 from ..random import Generators, rand_uniform
+from ..replicas import per_replica
 from ..targets import local_loss_gradients, output_target
 from .base import HyperparameterError, Rule, StepResult
 
@@ -178,8 +179,8 @@ class DirectFeedbackRule(Rule):
             if self.feedback_loss == "drl":
                 feat_c, u_c, g_c = clean[i]
                 resid = g_n + h_i - g_c - h_noisy  # r − h̃_i
-                scale = 1.0 / self.hp["sigma"] ** 2
-                G = 2.0 * scale * resid / count  # ∂L/∂r
+                scale = 1.0 / self.hp["sigma"] ** 2  # a number, or (R,) per replica
+                G = 2.0 * per_replica(scale, resid) * resid / count  # ∂L/∂r
                 dU_n, dU_c = G * dfb(u_n, g_n), -G * dfb(u_c, g_c)
                 gQ = dU_n.mT @ feat_n + dU_c.mT @ feat_c
                 gd = (dU_n + dU_c).sum(-2)
@@ -190,5 +191,5 @@ class DirectFeedbackRule(Rule):
             grads[f"Q{i}"] = gQ
             if self._has_fb_bias(net, i):
                 grads[f"d{i}"] = gd
-            losses[i] = scale * (resid ** 2).mean(dim=(-2, -1))
+            losses[i] = scale * (resid ** 2).mean(dim=(-2, -1))  # per replica: (R,) * (R,)
         return grads, losses

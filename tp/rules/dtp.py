@@ -21,6 +21,7 @@ from torch import Tensor
 from ..activations import get_activation
 from ..network import MLP, Forward, Params, xavier_normal
 from ..random import Generators
+from ..replicas import is_per_replica, per_replica
 from ..targets import difference_target_chain, local_loss_gradients, output_target
 from .base import REQUIRED, Rule, StepResult
 
@@ -79,14 +80,15 @@ class DTP(Rule):
 
     def _feedback_gradients(self, net, params, feedback, fwd: Forward, noise, cache):
         dfb = get_activation(self.hp["fb_activation"]).derivative
-        c = 1.0 / max(self.hp["sigma"], DTP_SIGMA_FLOOR) ** 2
+        sigma = self.hp["sigma"]
+        c = 1.0 / (sigma.clamp(min=DTP_SIGMA_FLOOR) if is_per_replica(sigma) else max(sigma, DTP_SIGMA_FLOOR)) ** 2
         grads, losses = {}, {}
         for i in range(2, net.L + 1):
             h_noisy = fwd.h[i - 1] + noise[i]  # h̃_{i−1}
             _, z = net.layer(params, i, h_noisy)  # f_i(h̃_{i−1})
             u, r = self._g(feedback, i, z)
             resid = r - h_noisy
-            dU = 2.0 * c * resid / (resid.shape[-2] * resid.shape[-1]) * dfb(u, r)
+            dU = 2.0 * per_replica(c, resid) * resid / (resid.shape[-2] * resid.shape[-1]) * dfb(u, r)
             grads[f"Q{i}"] = dU.mT @ z
             grads[f"d{i}"] = dU.sum(-2)
             losses[i] = c * (resid ** 2).mean(dim=(-2, -1))
@@ -114,7 +116,7 @@ class DTPDRL(DTP):
             u_n, g_n = self._g(feedback, i, z)
             u_c, g_c = clean[i]
             resid = g_n + h_prev - g_c - h_noisy  # r − h̃_{i−1}
-            G = 2.0 * inv_var * resid / (resid.shape[-2] * resid.shape[-1])
+            G = 2.0 * per_replica(inv_var, resid) * resid / (resid.shape[-2] * resid.shape[-1])
             dU_n, dU_c = G * dfb(u_n, g_n), -G * dfb(u_c, g_c)
             grads[f"Q{i}"] = dU_n.mT @ z + dU_c.mT @ fwd.h[i]
             grads[f"d{i}"] = (dU_n + dU_c).sum(-2)

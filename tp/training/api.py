@@ -17,7 +17,7 @@ from .loop import Options, log_to_stderr, train_block
 from .records import CHECKPOINT
 from .resume import finished_summary, resume_point
 
-__all__ = ["FAST_MODES", "train", "train_seeds"]
+__all__ = ["FAST_MODES", "train", "train_seeds", "train_blocks", "fast_path"]
 
 FAST_MODES = ("auto", "graph", "eager")
 
@@ -60,8 +60,6 @@ def train_seeds(cfg: Mapping[str, Any], data: DataSplits, seeds: list[int],
     """
     cfg = dict(cfg)
     seeds = [int(s) for s in seeds]
-    if fast not in FAST_MODES:
-        raise ConfigError(f"unknown fast mode {fast!r}; valid choices: {', '.join(FAST_MODES)}")
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise ConfigError(f"seeds must be distinct non-negative integers and at least one, got {seeds}")
     out_dirs = list(out_dirs) if out_dirs is not None else [None] * len(seeds)
@@ -79,31 +77,51 @@ def train_seeds(cfg: Mapping[str, Any], data: DataSplits, seeds: list[int],
         raise ConfigError("several seeds with a validation set need replica splits (one per seed): "
                           "load the data with one split generator per seed")
     device = torch.device(device)
+    use_graphs = fast_path(fast, device)
+    options = Options(device=device, loss=loss, replicas=replicas, graphs=use_graphs, progress=progress,
+                      log=log or log_to_stderr, on_epoch_end=on_epoch_end, keep_checkpoint=keep_checkpoint,
+                      prune=prune, hooks=tuple(hooks))
+    return train_blocks([cfg] * len(seeds), data, seeds, out_dirs, options, per_replica=False)
+
+
+def fast_path(fast: str, device: torch.device) -> bool:
+    """Whether the steps run as CUDA graphs: ``auto`` on a CUDA device, ``graph`` (an error elsewhere),
+    never with ``eager``."""
+    if fast not in FAST_MODES:
+        raise ConfigError(f"unknown fast mode {fast!r}; valid choices: {', '.join(FAST_MODES)}")
     use_graphs = fast == "graph" or (fast == "auto" and device.type == "cuda")
     if use_graphs:
         from ..fast import graphs_available
         if not graphs_available(device):
             raise ConfigError(f"fast mode 'graph' needs a CUDA device, got {device}; use --fast eager or auto")
-    options = Options(device=device, loss=loss, replicas=replicas, graphs=use_graphs, progress=progress,
-                      log=log or log_to_stderr, on_epoch_end=on_epoch_end, keep_checkpoint=keep_checkpoint,
-                      prune=prune, hooks=tuple(hooks))
+    return use_graphs
+
+
+def train_blocks(cfgs: list[dict], data: DataSplits, seeds: list[int], out_dirs: list, options: Options,
+                 per_replica: bool) -> list[dict]:
+    """Train the replicas ``(cfgs[r], seeds[r])`` into ``out_dirs[r]`` (arguments already checked): those
+    that ended in their folder are skipped, the others train in blocks of replicas that stand at the same
+    point (``per_replica``: each with its own configuration).  Their summaries, in order."""
     outs = [Path(o) if o is not None else None for o in out_dirs]
+    rows = data.train_index.shape[0] if data.train_index is not None else None
     with hold_run_folders(outs):  # one process per run folder (tp.run_folder)
         results: dict[int, dict] = {}
-        pending = []  # (position, resume point) of seeds still to train
-        for pos, (seed, out) in enumerate(zip(seeds, outs)):
+        pending = []  # (position, resume point) of replicas still to train
+        for pos, (cfg, seed, out) in enumerate(zip(cfgs, seeds, outs)):
             done = finished_summary(out, cfg, seed, options.log)
             if done is not None:
                 results[pos] = done
-                if not keep_checkpoint and out is not None:  # the final checkpoint of a seed whose block stopped
+                if not options.keep_checkpoint and out is not None:  # the final checkpoint of a stopped replica
                     (out / CHECKPOINT).unlink(missing_ok=True)
                 continue
             pending.append((pos, resume_point(out)))
-        data = data.to(device, torch.float64 if cfg["double_precision"] else torch.float32)  # SPEC §1 precision
+        base = cfgs[0]
+        data = data.to(options.device, torch.float64 if base["double_precision"] else torch.float32)  # SPEC §1
         for key in sorted({k for _, k in pending}):
             block = [pos for pos, k in pending if k == key]
             sub = data if rows is None or len(block) == len(seeds) else replica_subset(data, block)
-            summaries = train_block(cfg, sub, [seeds[p] for p in block], [outs[p] for p in block], options)
+            summaries = train_block(cfgs[block[0]], sub, [seeds[p] for p in block], [outs[p] for p in block],
+                                    options, [cfgs[p] for p in block] if per_replica else None)
             results.update(zip(block, summaries))
     return [results[pos] for pos in range(len(seeds))]
 

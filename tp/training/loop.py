@@ -57,18 +57,19 @@ class Options:
 class Block:
     """One block of seeds from build (or resume) to its last epoch."""
 
-    def __init__(self, cfg: dict, data: DataSplits, seeds: list[int], outs: list[Path | None], options: Options):
+    def __init__(self, cfg: dict, data: DataSplits, seeds: list[int], outs: list[Path | None], options: Options,
+                 replica_cfgs: list[dict] | None = None):
         self.cfg, self.options, self.log = cfg, options, options.log
         self.run = run = build_run(cfg, seeds, data, options.device, options.loss, options.replicas,
-                                   options.graphs)
+                                   options.graphs, replica_cfgs)
         run.hooks = config_hooks(cfg) + list(options.hooks)
         for hook in run.hooks:
             hook.built(run)
         for r, out in enumerate(outs):
             run.records[r].out = out
-            resume(run, r, cfg, seeds[r], self.log)
+            resume(run, r, run.cfg_of(r), seeds[r], self.log)
             if out is not None:
-                write_config(out, cfg, seeds[r])
+                write_config(out, run.cfg_of(r), seeds[r])
         self.label = f"{cfg.get('method', cfg['rule'])}/{cfg.get('dataset', '')} seed" + (
             f"s {','.join(map(str, seeds))}" if options.replicas else f" {seeds[0]}")
         self.progress = Progress(use_progress_bar(options.progress), self.label)
@@ -86,7 +87,7 @@ class Block:
         run, rec = self.run, self.run.records[r]
         if rec.summary is None:  # (a seed resumed from a checkpoint that says it ended has its summary)
             rec.elapsed = run.elapsed
-            rec.summary = {**summary(run, r, rec.elapsed), "config": self.cfg}
+            rec.summary = {**summary(run, r, rec.elapsed), "config": run.cfg_of(r)}
         if rec.out is not None:
             write_outputs(rec.out, rec)
             if self.options.keep_checkpoint or run.running():
@@ -225,6 +226,7 @@ class Block:
 
 
 def train_block(cfg: dict, data: DataSplits, seeds: list[int], outs: list[Path | None],
-                options: Options) -> list[dict]:
-    """Train one block of seeds whose folders stand at the same point; their summaries."""
-    return Block(cfg, data, seeds, outs, options).train()
+                options: Options, replica_cfgs: list[dict] | None = None) -> list[dict]:
+    """Train one block of seeds whose folders stand at the same point (``replica_cfgs``: each replica's own
+    configuration, :func:`tp.training.trials.train_trials`); their summaries."""
+    return Block(cfg, data, seeds, outs, options, replica_cfgs).train()

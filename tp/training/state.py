@@ -63,6 +63,7 @@ class Record:
     damping: list = field(default_factory=list)  # rows of the damping search (gn_damping_hpsearch)
     elapsed: float = 0.0  # wall time when the run stopped (running: the block's)
     summary: dict | None = None  # its summary, fixed when it stopped
+    cfg: dict | None = None  # its own configuration in a block of trials (None: the run's)
 
 
 @dataclass
@@ -103,6 +104,10 @@ class Run:
         g = self.gens[stream]
         return g if self.replicas is None else g[r]
 
+    def cfg_of(self, r: int) -> dict:
+        """The configuration of replica r (its own in a block of trials, else the run's)."""
+        return self.records[r].cfg or self.cfg
+
     def running(self) -> list[int]:
         return [r for r, rec in enumerate(self.records) if rec.status == "running"]
 
@@ -117,7 +122,7 @@ class Run:
         checkpoints and vice versa."""
         rec = self.records[r]
         return {
-            "format": CHECKPOINT_FORMAT, "config": self.cfg, "seed": rec.seed,
+            "format": CHECKPOINT_FORMAT, "config": self.cfg_of(r), "seed": rec.seed,
             "pre_epochs_done": self.pre_epochs_done, "epochs_done": self.epochs_done,
             "params": {k: self.sel(v, r).detach().cpu() for k, v in self.params.items()},
             "feedback": {k: self.sel(v, r).detach().cpu() for k, v in self.feedback.items()},
@@ -153,14 +158,18 @@ class Run:
 
 
 def build_run(cfg: dict, seeds: list[int], data: DataSplits, device: torch.device, loss: str = "cross_entropy",
-              replicas: bool = False, fast: bool = False) -> Run:
+              replicas: bool = False, fast: bool = False, replica_cfgs: list[dict] | None = None) -> Run:
     """A fresh run of ``cfg`` for ``seeds`` (one seed, or several as replicas when ``replicas``): the
     seeds' generators, the network, its initial parameters and feedback weights (stream ``init``) and
-    both optimisers.  ``fast``: capturable optimisers (CUDA-graph steps)."""
+    both optimisers.  ``fast``: capturable optimisers (CUDA-graph steps).  ``replica_cfgs``: one
+    configuration per replica, differing from ``cfg`` only in continuous hyperparameters
+    (:data:`tp.training.trials.PER_REPLICA_KEYS`), which then become per-replica tensors of the rule and
+    per-replica values of both optimisers."""
     dtype = torch.float64 if cfg["double_precision"] else torch.float32
+    cfgs = replica_cfgs or [cfg]
     per_seed = [run_generators(s, device) for s in seeds]
     gens = {k: [g[k] for g in per_seed] for k in GENERATOR_STREAMS} if replicas else per_seed[0]
-    rule = make_rule(cfg["rule"], **rule_hyperparameters(cfg))
+    rule = make_rule(cfg["rule"], **_per_replica([rule_hyperparameters(c) for c in cfgs], dtype, device))
     net = build_model(cfg, rule, data, loss, dtype)  # the MLP (SPEC §1) or the CNN (SPEC §8) of cfg["model"]
     params = {k: v.to(device) for k, v in net.init_params(gens["init"], init=cfg["initialization"]).items()}
     feedback = {k: v.to(device) for k, v in rule.init_feedback(net, gens["init"]).items()}
@@ -168,14 +177,38 @@ def build_run(cfg: dict, seeds: list[int], data: DataSplits, device: torch.devic
     # forward optimiser: lr/β when normalize_lr (SPEC §2.4), per layer for the CNN (§8.5); Frozen-MNIST
     # trains W1, b1 only (SPEC §6)
     names = [k for k in params if not cfg["only_train_first_layer"] or k in ("W1", "b1")]
-    lr, eps = forward_optimizer_settings(cfg, names)
-    fwd_opt = Adam({k: params[k] for k in names}, lr=lr, betas=(cfg["beta1"], cfg["beta2"]),
-                   eps=eps, weight_decay=cfg["forward_wd"], capturable=fast)
+    settings = [forward_optimizer_settings(c, names) for c in cfgs]
+    fwd = _per_replica([{"lr": _by_name(lr, names), "eps": _by_name(eps, names), "beta1": c["beta1"],
+                         "beta2": c["beta2"], "wd": c["forward_wd"]} for (lr, eps), c in zip(settings, cfgs)])
+    fwd_opt = Adam({k: params[k] for k in names}, lr=fwd["lr"], betas=(fwd["beta1"], fwd["beta2"]),
+                   eps=fwd["eps"], weight_decay=fwd["wd"], capturable=fast)
     fb_opt = None
     trainable = rule.trainable_feedback(feedback)
     if trainable:
-        fb_opt = Adam({k: feedback[k] for k in trainable}, lr=cfg["lr_fb"],
-                      betas=(cfg["beta1_fb"], cfg["beta2_fb"]), eps=cfg["epsilon_fb"],
-                      weight_decay=cfg["feedback_wd"], capturable=fast)
-    return Run(cfg, [Record(s, None) for s in seeds], len(seeds) if replicas else None, device, data, net, rule,
+        fb = _per_replica([{k: c[k] for k in ("lr_fb", "beta1_fb", "beta2_fb", "epsilon_fb", "feedback_wd")}
+                           for c in cfgs])
+        fb_opt = Adam({k: feedback[k] for k in trainable}, lr=fb["lr_fb"], betas=(fb["beta1_fb"], fb["beta2_fb"]),
+                      eps=fb["epsilon_fb"], weight_decay=fb["feedback_wd"], capturable=fast)
+    records = [Record(s, None, cfg=c) for s, c in zip(seeds, replica_cfgs or [None] * len(seeds))]
+    return Run(cfg, records, len(seeds) if replicas else None, device, data, net, rule,
                params, feedback, fwd_opt, fb_opt, gens, fast=fast)
+
+
+def _by_name(value, names) -> dict:
+    return dict(value) if isinstance(value, Mapping) else {k: value for k in names}
+
+
+def _per_replica(values: list[dict], dtype=None, device=None) -> dict:
+    """Merge one dict of settings per replica: a value shared by every replica stays as it is; one that
+    differs becomes the list of the replicas' values (optimiser settings) or, given a dtype, a tensor (R,)
+    on ``device`` (rule hyperparameters); nested dicts (per-parameter rates) merge key by key."""
+    out = {}
+    for key in values[0]:
+        column = [v[key] for v in values]
+        if isinstance(column[0], Mapping):
+            out[key] = _per_replica(column, dtype, device)
+        elif all(c == column[0] for c in column):
+            out[key] = column[0]
+        else:
+            out[key] = column if dtype is None else torch.tensor(column, dtype=dtype, device=device)
+    return out
