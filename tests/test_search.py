@@ -19,10 +19,9 @@ optuna = pytest.importorskip("optuna")
 from tp.cli import main as tp_main  # noqa: E402
 from tp.config import METHODS, ConfigError, available_configs, resolve_config  # noqa: E402
 from tp.data import load_dataset  # noqa: E402
-from tp.search import SearchSettings, objective_of, run_search, write_outputs  # noqa: E402
+from tp.search import SearchSettings, objective_of, open_study, run_search, write_outputs  # noqa: E402
 from tp.search_cli import trial_trainer  # noqa: E402
 from tp.search_space import load_space  # noqa: E402
-from tp.train import run_generators  # noqa: E402
 
 SMALL = {"num_hidden": 2, "size_hidden": 16, "epochs": 2, "epochs_fb": 1, "batch_size": 64}
 
@@ -71,9 +70,9 @@ def test_objective_is_the_tables_quantity_and_never_a_diverged_value():
     assert objective_of({**s, "val_error_best": float("nan")}, "test") is None
 
 
-def _data(seed=0):
-    return load_dataset("mnist", source="synthetic", split_generator=run_generators(seed)["split"],
-                        synthetic_sizes=(256, 128), val_size=64)
+def _load(split_generator):
+    return load_dataset("mnist", source="synthetic", split_generator=split_generator, synthetic_sizes=(256, 128),
+                        val_size=64)
 
 
 def test_a_search_in_blocks_ranks_a_diverging_rate_below_a_good_one_and_writes_every_output(tmp_path):
@@ -82,7 +81,7 @@ def test_a_search_in_blocks_ranks_a_diverging_rate_below_a_good_one_and_writes_e
         "lr": {"choices": [1e-3, 1e300]}, "target_stepsize": {"log_uniform": [0.01, 0.5]}}}))
     settings = SearchSettings("ddtp-linear", "mnist", "test", trials=8, block=4, out=tmp_path / "s",
                               overrides=SMALL, startup_trials=4, space_file=space)
-    study = run_search(settings, trial_trainer(_data(), 0, "cpu", prune=False, log=lambda m: None),
+    study = run_search(settings, trial_trainer(_load, 0, "cpu", prune=False, log=lambda m: None),
                        log=lambda m: None)
     states = {t.number: (t.state.name, t.params["lr"]) for t in study.trials}
     assert len(states) == 8
@@ -182,3 +181,24 @@ def test_the_pipeline_search_target_runs_two_workers_on_one_storage(tmp_path):
     assert yaml.safe_load((out / "best.yaml").read_text())["method"] == "bp"
     for name in ("history", "importances"):
         assert (out / f"{name}.png").exists() and (out / f"{name}.pdf").exists()
+
+
+def test_the_median_pruner_stops_a_trial_worse_than_the_median_at_its_epoch(tmp_path):
+    """Five earlier trials at 10 % validation error in every epoch: a trial whose rate barely learns (about
+    90 %) is stopped after its first epoch, told as PRUNED with that epoch's value."""
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"method": "bp", "space": {"lr": {"choices": [1e-9]}}}))
+    settings = SearchSettings("bp", "mnist", "test", trials=6, out=tmp_path / "s", overrides={**SMALL, "epochs": 3},
+                              space_file=space, median_pruner=True)
+    study = open_study(settings)
+    dist = {"lr": optuna.distributions.CategoricalDistribution([1e-9])}
+    for _ in range(5):
+        study.add_trial(optuna.trial.create_trial(params={"lr": 1e-9}, distributions=dist, value=10.0,
+                                                  intermediate_values={1: 10.0, 2: 10.0, 3: 10.0}))
+    study = run_search(settings, trial_trainer(_load, 0, "cpu", prune=False, log=lambda m: None),
+                       log=lambda m: None)
+    trial = study.trials[-1]
+    assert trial.state.name == "PRUNED" and list(trial.intermediate_values) == [1]
+    assert trial.intermediate_values[1] > 50 and "median pruner" in trial.user_attrs["message"]
+    summary = json.loads((Path(trial.user_attrs["out"]) / "summary.json").read_text())
+    assert summary["status"] == "pruned" and summary["epochs_run"] == 1

@@ -40,6 +40,7 @@ import yaml
 from optuna.trial import TrialState
 
 from .config import resolve_config
+from .training import Hook
 from .search_space import Param, load_space, suggest
 
 __all__ = ["SearchSettings", "OBJECTIVES", "open_study", "recover_orphans", "run_search", "write_outputs",
@@ -51,8 +52,30 @@ OBJECTIVES = {"test": ("val_error_best", "best validation error (%)"),
 #: metrics.csv column of the objective per epoch (the intermediate values of a trial)
 EPOCH_COLUMN = {"test": "val_error", "train": "train_loss"}
 
-#: trains one block of trial configurations: (configs, run folders, heartbeat) -> their summaries
-TrainBlock = Callable[[list[dict], list[Path], Callable[[], None]], list[dict]]
+#: trains one block of trial configurations: (configs, run folders, hooks) -> their summaries, with the
+#: :class:`tp.training.Hook` objects passed to the training (replica r of the block is trial r)
+TrainBlock = Callable[[list[dict], list[Path], list], list[dict]]
+
+
+class TrialReporter(Hook):
+    """After every training epoch of trial r: its heartbeat, its objective so far as the trial's
+    intermediate value, and Optuna's pruner (``prune``: the median pruner decides; the run stops as
+    ``pruned``)."""
+
+    def __init__(self, trials: list, tuning: str, prune: bool):
+        self.trials, self.column, self.prune = trials, EPOCH_COLUMN[tuning], prune
+        self.reported: dict[int, set] = {t.number: set() for t in trials}
+
+    def epoch_end(self, block, r: int, epoch: int) -> None:
+        trial = self.trials[r]
+        trial.set_user_attr("heartbeat", time.time())
+        value = block.run.records[r].metrics[-1].get(self.column)
+        if value is None or not math.isfinite(value):
+            return
+        trial.report(value, epoch)
+        self.reported[trial.number].add(epoch)
+        if self.prune and trial.should_prune():
+            block.stop(r, "pruned", f"Optuna's median pruner after epoch {epoch} ({self.column} {value:.6g})")
 
 
 @dataclass
@@ -70,6 +93,7 @@ class SearchSettings:
     startup_trials: int = 10  # random trials before TPE models the objective (Optuna's default)
     stale_after: float = 3600.0  # seconds without a heartbeat after which a RUNNING trial is orphaned
     space_file: Path | None = None
+    median_pruner: bool = False  # Optuna's median pruner on the per-epoch objective (besides SPEC §15's stop)
 
     def __post_init__(self):
         if self.tuning not in OBJECTIVES:
@@ -100,8 +124,9 @@ def open_study(settings: SearchSettings) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed, constant_liar=True,
                                          n_startup_trials=settings.startup_trials)
+    pruner = optuna.pruners.MedianPruner() if settings.median_pruner else optuna.pruners.NopPruner()
     study = optuna.create_study(study_name=settings.study_name, storage=_storage(settings), sampler=sampler,
-                                direction="minimize", load_if_exists=True)
+                                pruner=pruner, direction="minimize", load_if_exists=True)
     study.set_user_attr("objective", OBJECTIVES[settings.tuning][0])
     return study
 
@@ -175,7 +200,7 @@ def run_search(settings: SearchSettings, train_block: TrainBlock,
 
 def _run_block(study, settings: SearchSettings, space: dict[str, Param], trials, train_block, log,
                worker: str | None) -> None:
-    cfgs, outs, told = [], [], set()
+    cfgs, outs = [], []
     for t in trials:
         out = Path(t.user_attrs.get("out") or settings.out / "trials" / f"{t.number:04d}")
         for key, value in (("host", socket.gethostname()), ("pid", os.getpid()), ("out", str(out)),
@@ -186,26 +211,24 @@ def _run_block(study, settings: SearchSettings, space: dict[str, Param], trials,
                                    {**settings.overrides, **values}))
         outs.append(out)
 
-    def heartbeat():
-        for t in trials:
-            if t.number not in told:
-                t.set_user_attr("heartbeat", time.time())
-
+    reporter = TrialReporter(trials, settings.tuning, settings.median_pruner)
     log(f"training trials {', '.join(str(t.number) for t in trials)}")
-    summaries = train_block(cfgs, outs, heartbeat)
+    summaries = train_block(cfgs, outs, [reporter])
     for t, out, summary in zip(trials, outs, summaries):
         value = objective_of(summary, settings.tuning)
         t.set_user_attr("status", summary.get("status"))
-        if summary.get("status") == "pruned":
+        if summary.get("message"):
+            t.set_user_attr("message", summary["message"])
+        if summary.get("status") == "pruned":  # the epochs a resumed trial did before (not reported yet)
             for epoch, v in enumerate(_epoch_values(out, settings.tuning), start=1):
-                t.report(v, epoch)
+                if epoch not in reporter.reported[t.number]:
+                    t.report(v, epoch)
             study.tell(t, state=TrialState.PRUNED)
         elif value is None:
             t.set_user_attr("message", summary.get("message") or "no finite objective value")
             study.tell(t, state=TrialState.FAIL)
         else:
             study.tell(t, value)
-        told.add(t.number)
         log(f"trial {t.number}: {summary.get('status')}" + (f", {OBJECTIVES[settings.tuning][1]} {value:.6g}"
                                                           if value is not None else ""))
 

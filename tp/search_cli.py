@@ -18,13 +18,27 @@ from .search import OBJECTIVES, SearchSettings, run_search, write_outputs
 __all__ = ["add_parser", "cmd_search", "trial_trainer"]
 
 
-def trial_trainer(data, seed: int, device, *, fast: str = "auto", prune: bool = True, log=print):
-    """A :data:`tp.search.TrainBlock` that trains each trial of a block as its own run, one after another."""
-    from .train import train
+def trial_trainer(load, seed: int, device, *, fast: str = "auto", prune: bool = True, log=print):
+    """A :data:`tp.search.TrainBlock`: a block of R > 1 trials trains as one block of replicas
+    (:func:`tp.training.trials.train_trials`, each on the validation split of ``seed``), a single trial as
+    one run.  ``load(split_generator)`` loads the data (a generator: one split; a list: replica splits)."""
+    from .train import run_generators, train
+    from .training.trials import train_trials
 
-    def train_block(cfgs, outs, heartbeat):
-        return [train(cfg, data, seed, out, device, progress=False, log=log, prune=prune, fast=fast,
-                      on_epoch_end=lambda epoch: heartbeat()) for cfg, out in zip(cfgs, outs)]
+    cache = {}
+
+    def data_for(r: int):
+        if r not in cache:  # the pool and its splits, once per block size
+            gens = run_generators(seed)["split"] if r == 1 else [run_generators(seed)["split"] for _ in range(r)]
+            cache[r] = load(gens)
+        return cache[r]
+
+    def train_block(cfgs, outs, hooks):
+        if len(cfgs) == 1:
+            return [train(cfgs[0], data_for(1), seed, outs[0], device, progress=False, log=log, prune=prune,
+                          fast=fast, hooks=hooks)]
+        return train_trials(cfgs, data_for(len(cfgs)), [seed] * len(cfgs), outs, device, progress=False, log=log,
+                            prune=prune, fast=fast, hooks=hooks)
 
     return train_block
 
@@ -32,7 +46,6 @@ def trial_trainer(data, seed: int, device, *, fast: str = "auto", prune: bool = 
 def cmd_search(args) -> int:
     from .cli import resolve_device  # the same device handling as tp train (TF32 off)
     from .data import load_dataset
-    from .train import run_generators
 
     if args.trials < 0 or args.block < 1:
         raise ConfigError(f"--trials must be >= 0 and --block >= 1, got {args.trials} and {args.block}")
@@ -43,17 +56,20 @@ def cmd_search(args) -> int:
         overrides["epochs"] = args.epochs
     settings = SearchSettings(args.method, args.dataset, args.tuning, args.trials, args.block, Path(args.out),
                               args.storage, overrides, args.seed, args.sampler_seed, args.startup_trials,
-                              args.stale_after, Path(args.space) if args.space else None)
+                              args.stale_after, Path(args.space) if args.space else None, args.median_pruner)
     base = resolve_config(args.method, args.dataset, args.tuning, overrides)  # bad --set values fail here
     t0 = time.time()
     log = (lambda msg: print(msg, flush=True))
     if args.trials:
         device = resolve_device(args.device)
         dtype = torch.float64 if base["double_precision"] else torch.float32
-        data = load_dataset(args.dataset, args.data_root, download=args.download, source=args.source,
-                            no_val_set=base["no_val_set"], split_generator=run_generators(args.seed)["split"],
-                            dtype=dtype, device=device)
-        trainer = trial_trainer(data, args.seed, device, fast=args.fast, prune=args.source == "real", log=log)
+
+        def load(split_generator):
+            return load_dataset(args.dataset, args.data_root, download=args.download, source=args.source,
+                                no_val_set=base["no_val_set"], split_generator=split_generator, dtype=dtype,
+                                device=device)
+
+        trainer = trial_trainer(load, args.seed, device, fast=args.fast, prune=args.source == "real", log=log)
         study = run_search(settings, trainer, log, worker=args.worker)
     else:
         from .search import open_study
@@ -112,6 +128,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--worker", default=None, metavar="NAME",
                    help="run as one of several workers sharing --storage: write OUT/workers/NAME/summary.json "
                         "when the study is full, instead of the outputs")
+    s.add_argument("--median-pruner", action="store_true",
+                   help="stop trials whose objective is worse than the median of earlier trials at the same "
+                        "epoch (Optuna's MedianPruner; the official early stop applies in any case)")
     s.add_argument("--space", default=None, help="search-space YAML (default config/search/METHOD.yaml)")
     s.add_argument("--out", default="search", help="output folder (trials, trials.csv, best.yaml, plots)")
     s.add_argument("--epochs", type=int, default=None, help="override the configured number of epochs")
