@@ -278,7 +278,8 @@ def _plots(study, out: Path, label: str, complete: int, log) -> dict:
 
     written = {}
     plots = [("history", lambda: ovm.plot_optimization_history(study, target_name=label)),
-             ("importances", lambda: ovm.plot_param_importances(study, target_name=label))]
+             ("importances", lambda: ovm.plot_param_importances(
+                 study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), target_name=label))]
     for name, plot in plots:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental

@@ -105,7 +105,7 @@ def _write_worker_record(settings: SearchSettings, worker: str, study, device, t
 def add_parser(sub) -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="tune a method's hyperparameters (TPE, Optuna), trials trained in blocks",
                        description="Tree-of-Parzen-Estimators search of a method's hyperparameters (paper SM §B) "
-                                   "over its search space (config/search/METHOD.yaml).  Objective: "
+                                   "over its search space (tp/configs/search/METHOD.yaml).  Objective: "
                                    + "; ".join(f"--tuning {k}: {v[1]}" for k, v in OBJECTIVES.items()) + ".",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     s.add_argument("--method", required=True, choices=list(METHODS), metavar="METHOD",
@@ -131,7 +131,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--median-pruner", action="store_true",
                    help="stop trials whose objective is worse than the median of earlier trials at the same "
                         "epoch (Optuna's MedianPruner; the official early stop applies in any case)")
-    s.add_argument("--space", default=None, help="search-space YAML (default config/search/METHOD.yaml)")
+    s.add_argument("--space", default=None, help="search-space YAML (default tp/configs/search/METHOD.yaml)")
     s.add_argument("--out", default="search", help="output folder (trials, trials.csv, best.yaml, plots)")
     s.add_argument("--epochs", type=int, default=None, help="override the configured number of epochs")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

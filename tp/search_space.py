@@ -1,6 +1,6 @@
 """Search spaces of the hyperparameter search (paper §B, Table S1): one YAML file per method.
 
-``config/search/<method>.yaml`` holds ``method: <slug>`` and ``space:``, a mapping from configuration keys
+``tp/configs/search/<method>.yaml`` holds ``method: <slug>`` and ``space:``, a mapping from configuration keys
 (those of ``config/defaults.yaml``) to one of
 
 * ``log_uniform: [low, high]`` — log-uniform on [low, high], 0 < low < high (rates, ε, β, σ, weight decay);
@@ -49,7 +49,7 @@ def space_path(method: str, root: Path | None = None) -> Path:
 
 
 def load_space(method: str, root: Path | None = None, path: Path | None = None) -> dict[str, Param]:
-    """The validated search space of ``method`` (from ``path`` when given, else its file in config/search)."""
+    """The validated search space of ``method`` (from ``path`` when given, else its file in tp/configs/search)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; valid choices: {', '.join(METHODS)}")
     path = Path(path) if path is not None else space_path(method, root)
