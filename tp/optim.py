@@ -161,6 +161,12 @@ class Adam:
         torch._foreach_div_(update, denom)
         torch._foreach_add_(ps, update)
 
+    @property
+    def device_step(self):
+        """The step count t as a 0-d device tensor (capturable form; None otherwise): state a captured CUDA
+        graph advances, so :mod:`tp.fast` saves and restores it with the parameters."""
+        return self._t
+
     def sync_step_count(self) -> None:
         """Read the device step count back into ``step_count`` (after graph replays)."""
         if self.capturable:

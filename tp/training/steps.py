@@ -121,7 +121,7 @@ def captured_step(run: Run, kind: str, idx: Tensor, sums: dict, log: Callable[[s
         state = [*run.params.values(), *run.feedback.values(), *sums.values()]
         for opt in (run.fwd_opt, run.fb_opt):
             if opt is not None:
-                state += [*opt.exp_avg.values(), *opt.exp_avg_sq.values(), opt._t]
+                state += [*opt.exp_avg.values(), *opt.exp_avg_sq.values(), opt.device_step]
         gens = run.gens["noise"] if run.replicas is not None else [run.gens["noise"]]
         counters = [(run, "steps"), (run, "fb_steps"), (run.fwd_opt, "step_count"), (run.fb_opt, "step_count")]
         try:
