@@ -29,7 +29,7 @@ import yaml
 
 import tp
 from tp.cnn import ConvNet
-from tp.config import METHODS, resolve_config, rule_hyperparameters
+from tp.config import resolve_config, rule_hyperparameters
 from tp.optim import Adam
 from tp.train import evaluate
 

@@ -25,7 +25,7 @@ import torch
 from tp import cli
 from tp.config import ConfigError, parse_override, resolve_config
 from tp.data import IMAGE_DATASETS, DataSplits, load_dataset, synthetic_classification
-from tp.integrity import IDX_FILES, SHA256_CACHE, DatasetCorruptError, DatasetNotFoundError, prepare_idx_folder
+from tp.integrity import IDX_FILES, SHA256_CACHE, DatasetCorruptError, prepare_idx_folder
 from tp.optim import Adam
 from tp.run_folder import LOCK_FILE, RunFolderBusy, RunFolderError, atomic_write, hold_run_folders
 from tp.train import CHECKPOINT, SUMMARY, train
@@ -247,7 +247,7 @@ def test_bad_values_are_named_errors_where_the_config_is_resolved(override, key,
     rc = cli.main(["train", "--method", "ddtp-linear", "--dataset", "mnist", "--source", "synthetic",
                    "--out", "/nonexistent/never/created", "--set", override])
     err = capsys.readouterr().err
-    assert rc == 2 and err.startswith(f"tp: error: ") and key in err and repr(v) in err and "Traceback" not in err
+    assert rc == 2 and err.startswith("tp: error: ") and key in err and repr(v) in err and "Traceback" not in err
 
 
 def test_a_negative_seed_is_a_named_error(capsys):

@@ -19,9 +19,9 @@ optuna = pytest.importorskip("optuna")
 from tp.cli import main as tp_main  # noqa: E402
 from tp.config import METHODS, ConfigError, available_configs, resolve_config  # noqa: E402
 from tp.data import load_dataset  # noqa: E402
-from tp.search import SearchSettings, objective_of, open_study, run_search, write_outputs  # noqa: E402
-from tp.search_cli import trial_trainer  # noqa: E402
-from tp.search_space import load_space  # noqa: E402
+from tp.search import (SearchSettings, TrialReporter, load_space, objective_of, open_study,  # noqa: E402
+                       run_search, write_outputs)
+from tp.search.cli import trial_trainer  # noqa: E402
 
 SMALL = {"num_hidden": 2, "size_hidden": 16, "epochs": 2, "epochs_fb": 1, "batch_size": 64}
 
@@ -202,3 +202,63 @@ def test_the_median_pruner_stops_a_trial_worse_than_the_median_at_its_epoch(tmp_
     assert trial.intermediate_values[1] > 50 and "median pruner" in trial.user_attrs["message"]
     summary = json.loads((Path(trial.user_attrs["out"]) / "summary.json").read_text())
     assert summary["status"] == "pruned" and summary["epochs_run"] == 1
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--stale-after", "-5"], "--stale-after"), (["--startup-trials", "-3"], "--startup-trials"),
+    (["--seed", "-1"], "--seed"), (["--storage", "foo://bar"], "foo://bar"),
+    (["--set", "no_val_set=true"], "no_val_set"), (["--epochs", "0"], "epochs"),
+])
+def test_bad_settings_are_refused_before_any_trial(tmp_path, capsys, args, fragment):
+    rc = tp_main(["search", "--method", "bp", "--dataset", "mnist", "--source", "synthetic", "--trials", "2",
+                  "--out", str(tmp_path / "s"), *args])
+    assert rc == 2 and fragment in capsys.readouterr().err
+    assert not (tmp_path / "s" / "trials").exists()  # nothing was trained
+
+
+def test_a_block_searches_only_keys_that_may_differ_between_replicas(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"method": "bp", "space": {"lr": {"log_uniform": [1e-4, 1e-2]},
+                                                               "batch_size": {"choices": [32, 64]}}}))
+    settings = SearchSettings("bp", "mnist", trials=2, block=2, out=tmp_path / "s", overrides=SMALL,
+                              space_file=space)
+    with pytest.raises(ConfigError, match="batch_size"):
+        run_search(settings, trial_trainer(_load, 0, "cpu"), log=lambda m: None)
+
+
+def test_a_study_refuses_other_fixed_values(tmp_path):
+    open_study(SearchSettings("bp", "mnist", out=tmp_path / "s", overrides={**SMALL, "epochs": 2}))
+    with pytest.raises(ConfigError, match="overrides"):
+        open_study(SearchSettings("bp", "mnist", out=tmp_path / "s", overrides={**SMALL, "epochs": 3}))
+
+
+def test_outputs_of_a_search_without_a_completed_trial_say_so(tmp_path):
+    space = tmp_path / "space.yaml"  # every trial diverges
+    space.write_text(yaml.safe_dump({"method": "bp", "space": {"lr": {"choices": [1e300]}}}))
+    settings = SearchSettings("bp", "mnist", trials=2, out=tmp_path / "s", overrides={**SMALL, "epochs": 1},
+                              space_file=space)
+    study = run_search(settings, trial_trainer(_load, 0, "cpu", prune=False, log=lambda m: None),
+                       log=lambda m: None)
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+    write_outputs(study, settings, log=lambda m: None)
+    out = tmp_path / "s"
+    assert "No trial" in (out / "best.yaml").read_text() and yaml.safe_load((out / "best.yaml").read_text()) is None
+    for name in ("history", "importances"):
+        assert (out / f"{name}.png").exists() and (out / f"{name}.pdf").exists()
+
+
+def test_the_reporter_finds_each_trial_by_its_run_folder(tmp_path):
+    """A block whose first trial already ended in its folder trains only the second: the epochs it reports
+    belong to the second trial (the replica index of the sub-block is 0)."""
+    settings = SearchSettings("bp", "mnist", trials=2, block=2, out=tmp_path / "s", overrides={**SMALL, "epochs": 2})
+    study = open_study(settings)
+    trials = [study.ask() for _ in range(2)]
+    outs = [tmp_path / "s" / "trials" / f"{t.number:04d}" for t in trials]
+    for t, out in zip(trials, outs):
+        t.set_user_attr("out", str(out))
+    cfgs = [resolve_config("bp", "mnist", "test", {**SMALL, "epochs": 2, "lr": lr}) for lr in (1e-3, 3e-3)]
+    train_block = trial_trainer(_load, 0, "cpu", prune=False, log=lambda m: None)
+    train_block(cfgs[:1], outs[:1], [])  # trial 0 ends before the block
+    reporter = TrialReporter(trials, "test", prune=False)
+    train_block(cfgs, outs, [reporter])
+    assert reporter.reported == {trials[0].number: set(), trials[1].number: {1, 2}}

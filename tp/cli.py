@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--no-download only checks that the files are there")
     d.set_defaults(func=cmd_download)
 
-    from .search_cli import add_parser as add_search_parser
+    from .search.cli import add_parser as add_search_parser
     add_search_parser(sub)
 
     c = sub.add_parser("configs", help="list the available (dataset, method, tuning) configurations")

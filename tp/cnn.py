@@ -192,7 +192,7 @@ class ConvNet(Losses):
         R = self.check_params(params)
         valid = (4,) if R is None else (4, 5)
         if x.dim() not in valid or (x.dim() == 5 and x.shape[0] != R):
-            raise ValueError(f"ConvNet input must be (B, C, H, W)" + (f" or ({R}, B, C, H, W)" if R else "")
+            raise ValueError("ConvNet input must be (B, C, H, W)" + (f" or ({R}, B, C, H, W)" if R else "")
                              + f", got shape {tuple(x.shape)}")
         fwd = ConvForward([None], [x], [None], [None])
         h = x

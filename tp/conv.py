@@ -13,7 +13,6 @@ replica axis in front like every other tensor of ``tp``.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

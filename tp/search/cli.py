@@ -12,8 +12,11 @@ from pathlib import Path
 
 import torch
 
-from .config import DATASETS, METHODS, ConfigError, parse_override, resolve_config
-from .search import OBJECTIVES, SearchSettings, run_search, write_outputs
+from ..config import DATASETS, METHODS, parse_override, resolve_config
+from .loop import run_search
+from .outputs import write_outputs
+from .settings import OBJECTIVES, SearchSettings
+from .study import open_study
 
 __all__ = ["add_parser", "cmd_search", "trial_trainer"]
 
@@ -22,8 +25,8 @@ def trial_trainer(load, seed: int, device, *, fast: str = "auto", prune: bool = 
     """A :data:`tp.search.TrainBlock`: a block of R > 1 trials trains as one block of replicas
     (:func:`tp.training.trials.train_trials`, each on the validation split of ``seed``), a single trial as
     one run.  ``load(split_generator)`` loads the data (a generator: one split; a list: replica splits)."""
-    from .train import run_generators, train
-    from .training.trials import train_trials
+    from ..train import run_generators, train
+    from ..training.trials import train_trials
 
     cache = {}
 
@@ -44,13 +47,9 @@ def trial_trainer(load, seed: int, device, *, fast: str = "auto", prune: bool = 
 
 
 def cmd_search(args) -> int:
-    from .cli import resolve_device  # the same device handling as tp train (TF32 off)
-    from .data import load_dataset
+    from ..cli import resolve_device  # the same device handling as tp train (TF32 off)
+    from ..data import load_dataset
 
-    if args.trials < 0 or args.block < 1:
-        raise ConfigError(f"--trials must be >= 0 and --block >= 1, got {args.trials} and {args.block}")
-    if args.seed < 0:
-        raise ConfigError(f"--seed must be a non-negative integer, got {args.seed}")
     overrides = dict(parse_override(s) for s in args.set)
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
@@ -72,8 +71,10 @@ def cmd_search(args) -> int:
         trainer = trial_trainer(load, args.seed, device, fast=args.fast, prune=args.source == "real", log=log)
         study = run_search(settings, trainer, log, worker=args.worker)
     else:
-        from .search import open_study
         study = open_study(settings)
+        running = [t.number for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"]
+        if running:
+            log(f"warning: trials {running} are still running; the outputs cover the trials that ended")
     if args.worker:
         _write_worker_record(settings, args.worker, study, device if args.trials else None, t0)
     else:
@@ -88,7 +89,7 @@ def _write_worker_record(settings: SearchSettings, worker: str, study, device, t
     import os
     import time
 
-    from .train import code_version, device_name
+    from ..train import code_version, device_name
 
     mine = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker]
     folder = settings.out / "workers" / worker
