@@ -1,90 +1,21 @@
-"""The toy experiments of the paper (SPEC §9): Fig. 2 and Fig. S3.
-
-* **Fig. 2 — null-space component of the forward updates** (paper §3.3 / Theorem 5, SPEC §9.2, §15).
-  For one sample x, the Jacobian of the output w.r.t. the (row-major) flattened weights of layer i,
-
-      J = ∂h_L/∂vec(W_i) ∈ ℝ^{n_L × n_i n_{i−1}},   J = (J_i D_i) ⊗ h_{i−1}ᵀ,
-
-  with J_i = ∂h_L/∂h_i (:func:`tp.gauss_newton.output_jacobians`) and D_i = diag φ_i′(a_i), has rank n_L
-  (generically).  Its null space N(J) holds the weight changes that leave the output unchanged to first
-  order.  The quantity plotted is ρ_i = ‖P_{N(J)} vec(ΔW_i)‖ / ‖vec(ΔW_i)‖ for the method's update ΔW_i:
-  GN-like updates (DDTP-linear trained with the DRL) have little null-space component, DTP's layer-wise
-  inverses do not (paper Fig. 2).
-  :func:`nullspace_experiment` reproduces the official run: student 6→6→6→2 on student–teacher data,
-  batch size 1, feedback trained by SGD, forward weights frozen.
-
-* **Fig. S3 — direction of the output change** (SPEC §9.3).  One SGD step (lr 10⁻⁵) of the GNT update
-  (λ = 0, all layers) and of the BP gradient on the single validation sample of a 4→4→4→2 network without
-  biases; Δy = y_after − y_before.  GN targets push the output along −e, e = ∂ℒ/∂h_L (paper Theorem 2):
-  exactly for the output layer and for the *targets* of every layer (J_i Δ_i = e); the local-loss update of
-  a tanh hidden layer adds the factor D_i², so the total step is very close to, not exactly, anti-parallel
-  to e.  BP's step is J_θ J_θᵀ e, in general visibly off that direction.
-
-Everything runs in float32 like the official toy configs (SPEC §9, §12.11); all randomness comes from
-``torch.Generator`` objects seeded from the ``seed`` argument (never the global RNG).
-"""
+"""Fig. 2: the null-space component of the forward updates (paper §3.3, Theorem 5; SPEC §9.2)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
-import yaml
 from torch import Tensor
 
-from .config import config_dir
-from .data import student_teacher
-from .gauss_newton import output_jacobians
-from .network import MLP, Params
-from .rules import backprop_gradients, make_rule, rule_class
+from ..data import student_teacher
+from ..gauss_newton import output_jacobians
+from ..network import MLP, Params
+from ..rules import make_rule, rule_class
+from .config import DTYPES, NULLSPACE_METHODS, nullspace_hyperparameters
 
-__all__ = [
-    "TOY_CONFIG_PATH", "NULLSPACE_METHODS", "load_toy_config", "nullspace_hyperparameters",
-    "output_space_hyperparameters", "weight_jacobian", "weight_jacobians", "nullspace_basis", "nullspace_ratio",
-    "nullspace_ratios", "sgd_step", "nullspace_experiment", "summarize_ratios", "OutputSpaceResult",
-    "output_space_experiment",
-]
-
-#: the toy experiments' configuration, package data beside the run configurations (tp/configs/toy.yaml)
-TOY_CONFIG_PATH = config_dir() / "toy.yaml"
-
-#: method slug of Fig. 2 -> label in the figure
-NULLSPACE_METHODS = {"dtp-pretrained": "DTP (pre-trained)", "ddtp-linear": "DDTP-linear"}
-
-_DTYPES = {False: torch.float32, True: torch.float64}
-
-
-# ------------------------------------------------------------------------------------------- config
-def load_toy_config(path: str | Path | None = None) -> dict[str, Any]:
-    """The parsed ``tp/configs/toy.yaml``, or ``path`` (keys ``fig2_nullspace`` and ``figS3_output_space``)."""
-    with open(path) if path is not None else TOY_CONFIG_PATH.open() as f:
-        return yaml.safe_load(f)
-
-
-def nullspace_hyperparameters(method: str, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Flat hyperparameters of one Fig. 2 method: the fixed block, then the method's own values, plus
-    ``sizes = (n_0, n_1, …, n_L)`` derived from ``size_input/size_hidden/num_hidden/size_output``."""
-    cfg = (config or load_toy_config())["fig2_nullspace"]
-    methods = cfg["methods"]
-    if method not in methods:
-        raise ValueError(f"unknown Fig. 2 method {method!r}; valid choices: {', '.join(methods)}")
-    hp = {k: v for k, v in cfg.items() if k != "methods"}
-    hp.update(methods[method])
-    hp["sizes"] = (hp["size_input"],) + (hp["size_hidden"],) * hp["num_hidden"] + (hp["size_output"],)
-    return hp
-
-
-def output_space_hyperparameters(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Flat hyperparameters of Fig. S3 (official keys plus the ``spec_defaults`` of SPEC §9.3) and
-    ``sizes``."""
-    cfg = dict((config or load_toy_config())["figS3_output_space"])
-    hp = {k: v for k, v in cfg.items() if k != "spec_defaults"}
-    hp.update(cfg.get("spec_defaults") or {})
-    hp["sizes"] = (hp["size_input"],) + (hp["size_hidden"],) * hp["num_hidden"] + (hp["size_output"],)
-    return hp
+__all__ = ["weight_jacobian", "weight_jacobians", "nullspace_basis", "nullspace_ratio", "nullspace_ratios", "sgd_step",
+           "nullspace_experiment", "summarize_ratios"]
 
 
 # --------------------------------------------------------------------------- null-space ratio (Fig. 2)
@@ -198,7 +129,7 @@ def nullspace_experiment(method: str, hp: Mapping[str, Any] | None = None, seed:
         hp["sizes"] = (hp["size_input"],) + (hp["size_hidden"],) * hp["num_hidden"] + (hp["size_output"],)
     if hp.get("batch_size", 1) != 1 or hp.get("momentum", 0.0) != 0.0:
         raise ValueError("the Fig. 2 experiment is defined for batch size 1 and SGD without momentum")
-    dtype = dtype or _DTYPES[bool(hp.get("double_precision", False))]
+    dtype = dtype or DTYPES[bool(hp.get("double_precision", False))]
     sizes = tuple(hp["sizes"])
 
     rule_hp = {"target_stepsize": hp["target_stepsize"], "sigma": hp["sigma"]}
@@ -260,95 +191,3 @@ def summarize_ratios(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
         sd = math.sqrt(sum((v - m) ** 2 for v in vals) / len(vals))
         out.append({"method": method, "layer": layer, "mean": m, "std": sd, "n": len(vals)})
     return out
-
-
-# --------------------------------------------------------------------------------- Fig. S3 experiment
-@dataclass
-class OutputSpaceResult:
-    """Everything Fig. S3 needs; 2-D output space, all tensors float64 copies on the CPU.
-
-    ``y``: the target (label) of the validation sample; ``y_before``: the network output before the step;
-    ``delta_y[m]`` = y_after − y_before for m ∈ {"bp", "gnt"}; ``arrow[m]``: the arrow drawn from
-    ``y_before``, direction Δy/‖Δy‖ and length ``arrow_length`` = ‖y_before − y‖/2;
-    ``cos_to_neg_error[m]``: cosine between Δy and −e = y − y_before; ``grid_x, grid_y`` (G,) and
-    ``loss_grid`` (G, G) with ``loss_grid[j, k] = MSE((grid_x[k], grid_y[j]), y)`` (``contourf(grid_x,
-    grid_y, loss_grid)`` layout); ``levels``: number of contour levels.
-    """
-
-    x: Tensor
-    y: Tensor
-    y_before: Tensor
-    delta_y: dict[str, Tensor]
-    arrow: dict[str, Tensor]
-    arrow_length: float
-    cos_to_neg_error: dict[str, float]
-    grid_x: Tensor
-    grid_y: Tensor
-    loss_grid: Tensor
-    levels: int
-    lr: float
-    seed: int
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def output_space_experiment(seed: int | None = None, hp: Mapping[str, Any] | None = None, *,
-                            lr: float | None = None, dtype: torch.dtype | None = None,
-                            grid_points: int | None = None) -> OutputSpaceResult:
-    """Fig. S3 (SPEC §9.3): one SGD step of GNT and of BP on the single validation sample.
-
-    Network 4→4→4→2, tanh hidden, linear output, no biases, Xavier-uniform init, MSE loss, float32; data
-    :func:`tp.data.student_teacher` (1000 train, 1000 test, 1 validation sample) with ``seed`` (default
-    the config's ``random_seed`` = 93), which also seeds the initialisation.
-    GNT: targets ĥ_i = h_i − J_i⁺ ∂ℒ/∂h_L (λ = 0) for layers 1, 2, 3 (output included) and the local-loss
-    gradients (SPEC §4.9); BP: the gradient of the MSE.  Each is applied once as W_i ← W_i − lr·ΔW_i to
-    all layers simultaneously; Δy = y_after − y_before.
-    """
-    hp = dict(output_space_hyperparameters() if hp is None else hp)
-    seed = int(hp["random_seed"] if seed is None else seed)
-    lr = float(hp["lr"] if lr is None else lr)
-    G = int(hp["grid_points"] if grid_points is None else grid_points)
-    dtype = dtype or _DTYPES[bool(hp.get("double_precision", False))]
-    sizes = tuple(hp["sizes"])
-    L = len(sizes) - 1
-    if sizes[-1] != 2:
-        raise ValueError(f"the output-space figure needs a 2-D output, got sizes {sizes}")
-    net = MLP.build(sizes, hidden_activation=hp["hidden_activation"], output_activation=hp["output_activation"],
-                    bias=not hp["no_bias"], loss="mse", dtype=dtype)
-    data = student_teacher(sizes[0], sizes[-1], hp["num_train"], hp["num_test"], hp["num_val"], seed, dtype)
-    x, y = data.val_x[:1], data.val_y[:1]  # (1, n_0), (1, n_L)
-    g = torch.Generator().manual_seed(seed)
-    params = net.init_params(g, init=hp["initialization"])
-
-    with torch.no_grad():
-        fwd = net.forward(params, x)
-        y_before = fwd.output  # (1, n_L)
-        gnt = make_rule("gnt", gn_damping=float(hp["gn_damping"]))
-        updates = {
-            "gnt": gnt.forward_update(net, params, {}, fwd, y).forward_grads,
-            "bp": backprop_gradients(net, params, fwd, net.output_gradient(y_before, y)),
-        }
-        delta_y = {}
-        for name, upd in updates.items():
-            stepped = {k: p - lr * upd[k] for k, p in params.items()}  # SGD on all layers at once
-            delta_y[name] = (net.forward(stepped, x).output - y_before)[0]  # (n_L,)
-
-    as64 = lambda t: t.detach().to("cpu", torch.float64)  # noqa: E731
-    y64, yb64 = as64(y[0]), as64(y_before[0])
-    err = yb64 - y64  # e ∝ ∂ℒ/∂h_L
-    radius = float(err.norm())
-    arrow_length = float(hp.get("arrow_length_factor", 0.5)) * radius
-    arrows, cosines = {}, {}
-    for name, d in delta_y.items():
-        d64 = as64(d)
-        arrows[name] = d64 / d64.norm() * arrow_length
-        cosines[name] = float(-(d64 @ err) / (d64.norm() * err.norm()))
-    span = float(hp["grid_span"]) * radius
-    grid_x = torch.linspace(float(y64[0]) - span, float(y64[0]) + span, G, dtype=torch.float64)
-    grid_y = torch.linspace(float(y64[1]) - span, float(y64[1]) + span, G, dtype=torch.float64)
-    GX, GY = torch.meshgrid(grid_x, grid_y, indexing="xy")  # (G, G): GX[j, k] = grid_x[k]
-    loss_grid = ((GX - y64[0]) ** 2 + (GY - y64[1]) ** 2) / 2  # MSE: mean over the n_L = 2 outputs
-    return OutputSpaceResult(
-        x=as64(x[0]), y=y64, y_before=yb64, delta_y={k: as64(v) for k, v in delta_y.items()}, arrow=arrows,
-        arrow_length=arrow_length, cos_to_neg_error=cosines, grid_x=grid_x, grid_y=grid_y, loss_grid=loss_grid,
-        levels=int(hp["contour_levels"]), lr=lr, seed=seed,
-        meta={"sizes": sizes, "layers": L, "dtype": str(dtype), "gn_damping": float(hp["gn_damping"])})
