@@ -8,6 +8,7 @@
 #   make data                      only the dataset downloads (DATASETS= as above)
 #   make smoke                     the whole pipeline on synthetic data, offline, into results/smoke/
 #   make report                    results/report.html (Snakemake's report of the tables and figures)
+#   make campaign MINUTES=150 DATASETS=mnist   a time-boxed campaign of the pending runs, from a fixed commit
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -16,7 +17,7 @@ BIN    := $(VENV)/bin
 TORCH  ?=
 TORCH_INDEX := https://download.pytorch.org/whl/cpu
 
-.PHONY: test reproduce data smoke report bench clean-venv
+.PHONY: test reproduce data smoke report bench campaign tables clean-venv
 
 # Re-install when the dependency declaration changes.
 $(VENV)/.installed: pyproject.toml
@@ -34,14 +35,15 @@ endif
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-## make reproduce: every table of the paper into results/ (CORES=8 by default).  First the downloads of the
+## make reproduce: every table of the paper into results/ (CORES: this machine's CPU count by default; every
+## training job runs one thread, so CORES jobs train at once).  First the downloads of the
 ## missing datasets (`make data`; offline they fail with the reason and the fix, and the rest goes on), then
 ## everything the data present allows, with --keep-going: cells whose data is missing are left out and marked
 ## "not run: dataset missing" in the tables, and the run ends non-zero with a summary of what to do.
 ## DATASETS=mnist,fashion-mnist,cifar10 selects datasets; DATA_ROOT=/datasets points at pre-downloaded files.
 ## CONFIG='key=value …' adds pipeline settings (Snakemake's --config; don't pass --config in SNAKEMAKE_ARGS).
 comma     := ,
-CORES     ?= 8
+CORES     ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 DATASETS  ?=
 DATA_ROOT ?=
 CONFIG    ?=
@@ -72,6 +74,22 @@ report: $(VENV)/.installed
 ## make bench: time one minibatch step of every rule on the MNIST shapes (CPU; BENCH_ARGS="--device cuda" for a GPU)
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/rule_step.py $(BENCH_ARGS)
+
+## make campaign MINUTES=150 DATASETS=mnist [SEEDS=1,2,3] [COMMIT=HEAD] [DATA_ROOT=…]: the pending runs of
+## the toy figures, Table S7 and Table 1 (seed by seed, cheap cells first) that fit in MINUTES, from a git
+## worktree of COMMIT; finished runs are copied into results/runs/ and the tables rebuilt (docs/pipeline.md)
+MINUTES ?=
+SEEDS   ?= 1,2,3
+COMMIT  ?= HEAD
+campaign: $(VENV)/.installed
+	$(if $(MINUTES),,$(error MINUTES=…: give the campaign's time box in minutes, e.g. make campaign MINUTES=150))
+	$(BIN)/python workflow/scripts/campaign.py --minutes $(MINUTES) --datasets $(or $(DATASETS),mnist) \
+		--seeds $(SEEDS) --commit $(COMMIT) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(CAMPAIGN_ARGS)
+
+## make tables: the tables, figures and results/README.md from the runs present (no training); SEEDS as above
+tables: $(VENV)/.installed
+	$(BIN)/snakemake --cores 1 --config partial=true 'seeds=[$(SEEDS)]' $(if $(DATASETS),'datasets=[$(DATASETS)]') \
+		'data={download: false}' $(SNAKEMAKE_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

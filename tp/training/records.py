@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from .. import __version__
+from ..audit import NUMERICS_VERSION
 from ..run_folder import atomic_write  # unique temporary names; a failed write is a named error
 from .hooks import selected_damping
 from .state import Record, Run
@@ -77,7 +78,7 @@ def summary(run: Run, r: int, wall: float) -> dict:
         "train_loss_last": last["train_loss"] if last and not diverged else None,
         "wall_time_s": round(wall, 3), "device": str(run.device), "device_name": device_name(run.device),
         "torch_version": str(torch.__version__), "code_version": code_version(),
-        "python_version": platform.python_version(),
+        "python_version": platform.python_version(), "numerics_version": NUMERICS_VERSION,
         "feedback_steps": run.fb_steps,
         "damping_selected": selected_damping(rec.damping) if rec.damping else None,
         # seeds trained together in one process (wall_time_s is then the block's) and the step path

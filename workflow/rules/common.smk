@@ -24,7 +24,7 @@ def _parse_strings(value):
     return value
 
 
-for _key in ("seeds", "seed_block", "epochs", "data", "slurm", "overrides", "launcher", "device", "datasets",
+for _key in ("seeds", "seed_block", "partial", "epochs", "data", "slurm", "overrides", "launcher", "device", "datasets",
              "search"):
     if _key in config:
         config[_key] = _parse_strings(config[_key])
@@ -38,6 +38,15 @@ from tp.catalog import TUNINGS as TUNING_OF  # noqa: E402
 from tp.config import DATASETS, METHODS, ConfigError, available_configs, resolve_config  # noqa: E402
 
 RESULTS = config["results"].rstrip("/")
+#: partial: the tables, figures and index are built from the runs present and nothing is trained (their cells
+#: say how many seeds are pending); otherwise every run they need is a job
+PARTIAL = bool(config.get("partial"))
+
+
+def wanted(paths):
+    """The run summaries a table or figure reads: all of them, or (partial) those present."""
+    return [p for p in paths if Path(p).exists()] if PARTIAL else list(paths)
+
 PYTHON = sys.executable
 LAUNCH = str(Path(workflow.basedir) / "workflow" / "scripts" / "launch.py")
 CONFIGS = available_configs()  # {(dataset, method): [tunings]} of tp/configs/hyperparameters
@@ -59,7 +68,8 @@ SELECTED_DATA = [d for d in datacheck.TORCHVISION if d in (config.get("datasets"
 DATA_STATUS = {d: config["data"]["source"] == "synthetic" or datacheck.present(d, config["data"]["root"])
                for d in SELECTED_DATA}
 #: datasets the DAG trains on: selected, and present or fetched by their download job (data.download)
-USABLE_DATA = [d for d in SELECTED_DATA if DATA_STATUS[d] or config["data"]["download"]]
+USABLE_DATA = [d for d in SELECTED_DATA if DATA_STATUS[d] or config["data"]["download"] or PARTIAL]
+# (partial: nothing reads the data; a selected dataset's cells are pending, not "dataset missing")
 #: selected but missing and not downloaded: their cells are left out, the tables mark them, the run fails
 MISSING_DATA = [d for d in SELECTED_DATA if d not in USABLE_DATA]
 
@@ -121,7 +131,7 @@ def data_report(final=False):
                             ALIGN["datasets"], DATA_OF, has_config, failed=failed)
 
 
-if config["data"]["source"] != "synthetic":  # before any job runs: which data is there, what that means
+if config["data"]["source"] != "synthetic" and not PARTIAL:  # before any job runs: which data is there, what that means
     print(data_report(), file=sys.stderr)
 
 
@@ -154,7 +164,7 @@ def run_summaries(cells):
 
 def table_inputs(wildcards):
     spec = config["tables"][wildcards.table]
-    return run_summaries([(spec["tuning"], m, d) for m, d in table_cells(spec)])
+    return wanted(run_summaries([(spec["tuning"], m, d) for m, d in table_cells(spec)]))
 
 
 def table_outputs():
@@ -163,16 +173,21 @@ def table_outputs():
 
 def alignment_summaries(kind, dataset=None):
     """Summaries of the alignment (kind "alignment") or damping-search (kind "damping") runs."""
-    return [f"{run_dir(kind, m, d, ALIGN['seed'])}/summary.json" for m, d in ALIGN_CELLS
-            if dataset is None or d == dataset]
+    return wanted(f"{run_dir(kind, m, d, ALIGN['seed'])}/summary.json" for m, d in ALIGN_CELLS
+                  if dataset is None or d == dataset)
 
 
 def alignment_outputs():
     if not ALIGN_CELLS:
         return []
-    figures = [f"{RESULTS}/figures/{name}_alignment_{d}.{ext}" for d in ALIGN_DATASETS
+    # partial: the figures of the datasets whose alignment runs have all finished, Table S7 of the damping
+    # searches present
+    datasets = [d for d in ALIGN_DATASETS if not PARTIAL or all(
+        Path(f"{run_dir('alignment', m, d, ALIGN['seed'])}/summary.json").exists() for m, dd in ALIGN_CELLS if dd == d)]
+    figures = [f"{RESULTS}/figures/{name}_alignment_{d}.{ext}" for d in datasets
                for name in ALIGN_FIGURES[d] for ext in ("png", "pdf")]
-    return figures + expand(f"{RESULTS}/tables/tableS7.{{ext}}", ext=["csv", "md", "tex", "html"])
+    s7 = not PARTIAL or alignment_summaries("damping")
+    return figures + (expand(f"{RESULTS}/tables/tableS7.{{ext}}", ext=["csv", "md", "tex", "html"]) if s7 else [])
 
 
 wildcard_constraints:
@@ -184,13 +199,30 @@ wildcard_constraints:
     table="|".join(config["tables"]),
 
 
+def seed_block_size():
+    """``seed_block``; ``auto``: 10 where the training jobs get a GPU (one on this host with device auto or
+    cuda, or SLURM jobs with gpus_per_node), else 1 (a CPU: one seed a job)."""
+    size = config.get("seed_block") or 1
+    if size != "auto":
+        return int(size)
+    slurm_gpu = config["launcher"] == "slurm" and (config.get("slurm") or {}).get("gpus_per_node")
+    import torch
+
+    local_gpu = config["launcher"] == "local" and config["device"] != "cpu" and torch.cuda.is_available()
+    return 10 if slurm_gpu or local_gpu else 1
+
+
 def seed_blocks():
     """(tuning, method, dataset, seeds) of the training processes that train several seeds together:
-    every table cell (MLP and CNN), its seeds in chunks of ``seed_block`` (none when it is 1)."""
-    size = int(config.get("seed_block") or 1)
-    seeds = list(config["seeds"])
-    return [(t, m, d, seeds[k:k + size]) for t, m, d in RUN_CELLS
-            for k in range(0, len(seeds), size) if size > 1 and len(seeds[k:k + size]) > 1]
+    every table cell (MLP and CNN), its seeds whose summary is missing in chunks of ``seed_block`` (none when
+    it is 1).  A block never holds a finished seed, so that it never retrains (or deletes) a committed run."""
+    size = seed_block_size()
+    blocks = []
+    for t, m, d in RUN_CELLS:
+        seeds = [s for s in config["seeds"] if not Path(f"{run_dir(t, m, d, s)}/summary.json").exists()]
+        blocks += [(t, m, d, seeds[k:k + size]) for k in range(0, len(seeds), size)
+                   if size > 1 and len(seeds[k:k + size]) > 1]
+    return blocks
 
 
 def block_rule_name(block):

@@ -25,6 +25,10 @@ def _epochs_arg(tuning):
 
 
 def data_flag(wildcards):
+    # a finished run needs nothing: after a fresh clone its committed summary is up to date (no download job,
+    # whose new ready flag would otherwise make every committed run "updated by another job")
+    if Path(run_dir(wildcards.tuning, wildcards.method, wildcards.dataset, wildcards.seed), "summary.json").exists():
+        return []
     return _data_flag(wildcards.dataset)
 
 

@@ -10,6 +10,40 @@ import pandas as pd
 import yaml
 
 
+def run_times(results: Path) -> list[str]:
+    """The measured wall time of the runs per cell (table runs, alignment and damping runs), from their
+    summaries: what a run of each cell costs on the machines that made them."""
+    rows = []
+    for path in results.glob("runs/*/*/*/seed*/summary.json"):
+        s = json.loads(path.read_text())
+        rows.append({"tuning": s.get("tuning"), "method": s.get("method"), "dataset": s.get("dataset"),
+                     "status": s.get("status"), "hours": (s.get("wall_time_s") or float("nan")) / 3600,
+                     "epochs": s.get("epochs_run"), "device": s.get("device_name"),
+                     "block": bool(s.get("block_seeds"))})
+    if not rows:
+        return []
+    df = pd.DataFrame(rows)
+    cells = (df.groupby(["tuning", "method", "dataset", "device", "block"], dropna=False)
+             .agg(runs=("hours", "size"), finished=("status", lambda v: int((v == "finished").sum())),
+                  epochs=("epochs", "max"), hours_mean=("hours", "mean"), hours_min=("hours", "min"),
+                  hours_max=("hours", "max"))
+             .reset_index().sort_values(["tuning", "dataset", "hours_mean"]))
+    cells["block"] = cells["block"].map({True: "seed block", False: "one seed"})
+    return ["", "## Wall time per run", "",
+            "Measured: `wall_time_s` of each run's summary (a seed block's is the block's), in hours, per cell and "
+            "device.", "", cells.to_markdown(index=False, floatfmt=".3f")]
+
+
+def campaigns(results: Path) -> list[str]:
+    """The campaigns that made the runs (``campaigns.csv``: one row per campaign, appended by
+    workflow/scripts/campaign.py): when, which commit, which command, on which machine, what finished."""
+    path = results / "campaigns.csv"
+    if not path.exists():
+        return []
+    return ["", "## Campaigns", "", "The commands that made the runs above (`campaigns.csv`).", "",
+            pd.read_csv(path).to_markdown(index=False)]
+
+
 def main(sm) -> None:
     results = Path(sm.params.results)
     cfg = sm.params.config
@@ -67,6 +101,7 @@ def main(sm) -> None:
             lines += ["", "Fig. 2 (null-space component ‖ΔW₂^null‖/‖ΔW₂‖ of the second hidden layer's update, "
                       "student–teacher toy, mean ± std over the logged samples): " + "; ".join(
                           f"{r.paper_name} {r['mean']:.4f} ± {r['std']:.4f}" for _, r in bars.iterrows()) + "."]
+    lines += run_times(results) + campaigns(results)
     lines += ["", "## Pipeline configuration", "", "```yaml", yaml.safe_dump(dict(cfg), sort_keys=False).rstrip(),
               "```", ""]
     Path(sm.output[0]).write_text("\n".join(lines))

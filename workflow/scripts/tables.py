@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tp import audit
 from tp.config import DATASETS, METHODS
 
 QUANTITY = {
@@ -25,8 +26,9 @@ QUANTITY = {
 }
 STATUS_COUNTS = ("diverged", "pruned", "missing")
 RUN_COLUMNS = ["tuning", "method", "dataset", "seed", "status", "epochs_run", "test_error_at_best_val",
-               "train_loss_last", "wall_time_s", "code_version", "device_name", "epochs_configured", "model",
-               "num_hidden", "size_hidden", "conv_channels", "data_source"]
+               "train_loss_last", "wall_time_s", "code_version", "numerics_version", "device_name",
+               "epochs_configured", "data_source", "model", "num_hidden", "size_hidden", "conv_channels", "folder",
+               "rejected"]
 
 
 def provenance(runs: pd.DataFrame, source: str) -> str:
@@ -47,10 +49,22 @@ def provenance(runs: pd.DataFrame, source: str) -> str:
         for model, nh, sh, conv in sizes:
             nets.append(f"{DATASETS[dataset]}: " + (f"CNN conv {'/'.join(map(str, conv))} channels, FC {sh}"
                                                     if model == "cnn" else f"{nh} hidden layers of {sh}"))
-    versions = sorted({str(v)[:12] for v in runs.code_version.dropna()})
+    versions = sorted({str(v) for v in runs.code_version.dropna()})
+    dirty = " (+dirty: made from a checkout with uncommitted changes)" if any(
+        v.endswith(audit.DIRTY) for v in versions) else ""
+    numerics = sorted({int(v) for v in runs.numerics_version.dropna()})
     devices = sorted({str(v) for v in runs.device_name.dropna()})
+    hours = runs.wall_time_s.dropna().astype(float).sum() / 3600
     return (f"Runs: {len(runs)} summaries; data: {data}; epochs: {ep}; networks: {'; '.join(nets)}; "
-            f"code version: {', '.join(versions) or 'unknown'}; device(s): {', '.join(devices) or 'unknown'}.")
+            f"code version: {', '.join(versions) or 'unknown'}{dirty}; numerics version: "
+            f"{', '.join(map(str, numerics)) or 'unknown'}; device(s): {', '.join(devices) or 'unknown'}; "
+            f"training time {hours:.2f} h in all.")
+
+
+def rejected_notes(runs: pd.DataFrame) -> list[str]:
+    """One note per run that failed the audit (tp.audit): its folder and the reason; never averaged."""
+    bad = runs[runs.rejected.notna()] if len(runs) else runs
+    return [f"Rejected, not averaged: runs/{r.folder}: {r.rejected}." for r in bad.itertuples()]
 
 
 def cnn_description(runs: pd.DataFrame) -> str:
@@ -87,42 +101,58 @@ def notes_for(spec: dict, runs: pd.DataFrame | None = None) -> list[str]:
             if "ddtp-control" in spec["rows"]:
                 notes.append("CIFAR10 (CNN) DDTP-control: the official set has no configuration tuned for training "
                              "loss for it, so its cell says \"no configuration\" (no run, no number).")
-    notes.append("Cells: mean ± std (ddof = 1) over the finished seeds; diverged, pruned (training accuracy below "
-                 "the official early-stop threshold) and missing runs are counted and excluded.")
+    notes.append("Cells: mean ± std (ddof = 1) over the finished seeds, n = their number; diverged, pruned "
+                 "(training accuracy below the official early-stop threshold), rejected (failed the run audit, "
+                 "listed below) and pending (not run yet) seeds are counted and excluded.")
     notes.append("'not run: dataset missing': the dataset's files were not under the data root; the pipeline's "
                  "summary (or `make reproduce`) says how to fetch them.  'not run: not selected': left out with "
                  "the pipeline's `datasets` selection.")
     return notes
 
 
-def load_runs(paths) -> pd.DataFrame:
+def load_runs(paths, overrides=None, epochs=None, data_source=None) -> pd.DataFrame:
+    """One row per summary found in ``paths``, audited (tp.audit): ``rejected`` is None for a run that may be
+    averaged, else the reason (path, configuration, metrics, numerics version, data source or a copy)."""
     rows = []
-    for path in paths:
-        path = Path(path)
-        if not path.exists():
+    for path, s, reason in audit.collect(paths, overrides, epochs, data_source):
+        folder = path.parent
+        if s is None:  # a corrupt summary is reported by path; the other runs still count
+            print(f"tables: {path} {reason}; counted as missing (delete it and rerun to train that run again)",
+                  file=sys.stderr)
             continue
-        try:  # a corrupt summary is reported by path and counted as missing; the other runs still count
-            s = json.loads(path.read_text())
-            if not isinstance(s, dict):
-                raise ValueError(f"a JSON {type(s).__name__}, not an object")
-        except (OSError, ValueError) as exc:
-            print(f"tables: {path} is corrupt ({exc}); counted as missing (delete it and rerun to train that "
-                  f"run again)", file=sys.stderr)
-            continue
-        cfg = s.get("config") or {}
-        rows.append({k: s.get(k) for k in ("tuning", "method", "dataset", "seed", "status", "epochs_run",
-                                            "test_error_at_best_val", "train_loss_last", "wall_time_s",
-                                            "code_version", "device_name", "epochs_configured", "data_source")}
+        if reason is not None:
+            print(f"tables: {folder} rejected: {reason}", file=sys.stderr)
+        cfg = s.get("config") if isinstance(s.get("config"), dict) else {}
+        rows.append({k: s.get(k) for k in RUN_COLUMNS[:-6]} | {"numerics_version": s.get("numerics_version", 1)}
                     | {"model": cfg.get("model", "mlp"), "num_hidden": cfg.get("num_hidden"),
-                       "size_hidden": cfg.get("size_hidden"), "conv_channels": tuple(cfg.get("conv_channels") or ())})
+                       "size_hidden": cfg.get("size_hidden"), "conv_channels": tuple(cfg.get("conv_channels") or ()),
+                       "folder": "/".join(Path(folder).parts[-4:]), "rejected": reason})
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def accepted(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs.rejected.isna()] if len(runs) else runs
+
+
+def cell_text(row: dict, fmt: str, seeds: int) -> str:
+    """``2.01 ± 0.05 (n=3)``; with the seeds not (yet) averaged: ``1.95 (n=1; 2 of 3 seeds pending)``,
+    ``pending: 0 of 3 seeds finished``, ``— (n=0; 1 diverged)``."""
+    n = row["n"]
+    flags = [f"{row[k]} {k}" for k in STATUS_COUNTS[:-1] + ("rejected",) if row[k]]
+    if row["missing"]:
+        flags.append(f"{row['missing']} of {seeds} seeds pending")
+    if not n and row["missing"] == seeds:
+        return f"pending: 0 of {seeds} seeds finished"
+    value = "—" if not n else fmt.format(row["mean"]) + (f" ± {fmt.format(row['std'])}" if n > 1 else "")
+    return f"{value} (n={n}{'; ' + ', '.join(flags) if flags else ''})"
 
 
 def aggregate(runs: pd.DataFrame, spec: dict, configured, seeds, table: str, not_run=()) -> pd.DataFrame:
     """Tidy table: one row per (method, dataset) of the spec, in the paper's order.
 
     configured: the (method, dataset) cells that ran; not_run: [method, dataset, reason] of configured cells
-    the pipeline left out (their data missing or not selected)."""
+    the pipeline left out (their data missing or not selected).  Only runs that passed the audit
+    (``rejected`` empty) and whose seed is one of ``seeds`` are counted: each seed once."""
     configured = {tuple(c) for c in configured}
     not_run = {(m, d): reason for m, d, reason in not_run}
     label, fmt = QUANTITY[spec["quantity"]]
@@ -132,7 +162,7 @@ def aggregate(runs: pd.DataFrame, spec: dict, configured, seeds, table: str, not
             row = {"table": table, "tuning": spec["tuning"], "quantity": spec["quantity"],
                    "method": METHODS[method].paper_name, "dataset": DATASETS[dataset], "method_slug": method,
                    "dataset_slug": dataset, "seeds": len(seeds), "n": 0, "diverged": 0, "pruned": 0,
-                   "missing": 0, "mean": math.nan, "std": math.nan}
+                   "rejected": 0, "missing": 0, "mean": math.nan, "std": math.nan}
             if (method, dataset) in not_run:
                 row["cell"] = not_run[(method, dataset)]
                 out.append(row)
@@ -141,19 +171,17 @@ def aggregate(runs: pd.DataFrame, spec: dict, configured, seeds, table: str, not
                 row["cell"] = "no configuration"
                 out.append(row)
                 continue
-            cell = runs[(runs.tuning == spec["tuning"]) & (runs.method == method) & (runs.dataset == dataset)
-                        & runs.seed.isin(seeds)]
+            mine = runs[(runs.tuning == spec["tuning"]) & (runs.method == method) & (runs.dataset == dataset)
+                        & runs.seed.isin(seeds)] if len(runs) else runs
+            cell = accepted(mine)
             done = cell[cell.status == "finished"][spec["quantity"]].dropna().astype(float)
             row.update(n=len(done), diverged=int((cell.status == "diverged").sum()),
-                       pruned=int((cell.status == "pruned").sum()),
-                       missing=len(seeds) - len(cell))
+                       pruned=int((cell.status == "pruned").sum()), rejected=len(mine) - len(cell),
+                       missing=len(seeds) - len(set(mine.seed)))
             if len(done):
                 row["mean"] = float(done.mean())
                 row["std"] = float(done.std(ddof=1)) if len(done) > 1 else math.nan
-            text = "—" if not len(done) else fmt.format(row["mean"]) + (
-                f" ± {fmt.format(row['std'])}" if len(done) > 1 else "")
-            flags = [f"{row[k]} {k}" for k in STATUS_COUNTS if row[k]]
-            row["cell"] = text + (f" ({', '.join(flags)})" if flags else "")
+            row["cell"] = cell_text(row, fmt, len(seeds))
             out.append(row)
     tidy = pd.DataFrame(out)
     tidy["method"] = pd.Categorical(tidy["method"], [METHODS[m].paper_name for m in spec["rows"]], ordered=True)
@@ -183,7 +211,7 @@ def write(tidy: pd.DataFrame, spec: dict, csv_path, md_path, tex_path, runs=None
     runs = load_runs([]) if runs is None else runs
     tidy.to_csv(csv_path, index=False)
     table = wide(tidy)
-    notes = [provenance(runs, source)] + notes_for(spec, runs)
+    notes = [provenance(accepted(runs), source)] + notes_for(spec, accepted(runs)) + rejected_notes(runs)
     recorded = set(runs.data_source.dropna()) if len(runs) else set()  # the runs' record, else the setting
     title = spec["title"] + (" — SYNTHETIC DATA, NOT A RESULT" if "synthetic" in (recorded or {source}) else "")
     md = [f"**{title}**", "", table.to_markdown(), ""] + [f"* {n}" for n in notes]
@@ -196,7 +224,7 @@ def write(tidy: pd.DataFrame, spec: dict, csv_path, md_path, tex_path, runs=None
 
 
 def main_snakemake(sm) -> None:
-    runs = load_runs(sm.input)
+    runs = load_runs(sm.input, sm.params.overrides, sm.params.epochs, sm.params.source)
     tidy = aggregate(runs, sm.params.spec, sm.params.configured, sm.params.seeds, sm.wildcards.table,
                      sm.params.not_run)
     write(tidy, sm.params.spec, sm.output.csv, sm.output.md, sm.output.tex, runs, sm.params.source,
@@ -212,13 +240,18 @@ def main(argv=None) -> int:
     p.add_argument("--table", required=True)
     p.add_argument("--results", default="results")
     p.add_argument("--config", default="config/config.yaml")
+    p.add_argument("--seeds", default=None, help="the seeds of a cell, e.g. 1,2,3 (default: the config's)")
     args = p.parse_args(argv)
     cfg = yaml.safe_load(Path(args.config).read_text())
+    if args.seeds:
+        cfg["seeds"] = [int(s) for s in args.seeds.split(",")]
+    if args.table not in cfg["tables"]:
+        p.error(f"--table {args.table!r}: valid tables are {', '.join(cfg['tables'])}")
     spec = cfg["tables"][args.table]
     have = available_configs()
     configured = [(m, d) for m in spec["rows"] for d in spec["columns"] if spec["tuning"] in have.get((d, m), [])]
     paths = Path(args.results).glob(f"runs/{spec['tuning']}/*/*/seed*/summary.json")
-    runs = load_runs(paths)
+    runs = load_runs(paths, cfg.get("overrides"), cfg.get("epochs"), cfg["data"]["source"])
     tidy = aggregate(runs, spec, configured, cfg["seeds"], args.table)
     out = Path(args.results) / "tables"
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,141 @@
+"""The run audit (tp.audit) and the tables built on it: a run is averaged only when its folder, configuration,
+metrics and numerics version agree — tried as a hostile user would (an edited number, a copied summary as an
+extra seed, a relabelled method, other network sizes or epochs, another numerics version)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tp import audit
+from tp.data import DataSplits, synthetic_classification
+from tp.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {"num_hidden": 1, "size_hidden": 8, "batch_size": 32, "epochs": 3}
+
+
+def _tables():
+    spec = importlib.util.spec_from_file_location("tables", REPO / "workflow" / "scripts" / "tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """One genuine (tiny, synthetic-data) run of the bp/mnist test cell, trained by tp.train."""
+    root = tmp_path_factory.mktemp("runs")
+    x, y, tx, ty = synthetic_classification(96 + 32, 32, 6, 10, 0)
+    data = DataSplits(x[:96], y[:96], tx, ty, x[96:], y[96:])
+    out = root / "runs" / "test" / "bp" / "mnist" / "seed1"
+    train(audit.expected_config("test", "bp", "mnist", SMALL), data, 1, out, progress=False, log=lambda m: None)
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    return out
+
+
+def clone(run: Path, root: Path, rel: str = "runs/test/bp/mnist/seed1") -> Path:
+    dst = root / rel
+    shutil.copytree(run, dst)
+    return dst
+
+
+def edit_summary(folder: Path, **changes) -> dict:
+    s = json.loads((folder / "summary.json").read_text())
+    s.update(changes)
+    (folder / "summary.json").write_text(json.dumps(s))
+    return s
+
+
+def reason(folder: Path, expected=None, source="synthetic"):
+    s = json.loads((folder / "summary.json").read_text())
+    return audit.audit_run(folder, s, expected or audit.expected_config("test", "bp", "mnist", SMALL), source)
+
+
+def test_a_genuine_run_passes_and_its_headline_is_its_metrics(real_run):
+    s = json.loads((real_run / "summary.json").read_text())
+    assert s["numerics_version"] == audit.NUMERICS_VERSION and s["data_source"] == "synthetic"
+    assert reason(real_run) is None
+    rows = audit.read_metrics(real_run / "metrics.csv")
+    best = min(range(len(rows)), key=lambda k: (rows[k]["val_error"], k))  # the slow, obvious reference
+    assert s["test_error_at_best_val"] == rows[best]["test_error"] and s["train_loss_last"] == rows[-1]["train_loss"]
+
+
+def test_an_edited_number_is_rejected(real_run, tmp_path):
+    run = clone(real_run, tmp_path)
+    s = edit_summary(run, test_error_at_best_val=1.23)
+    assert "disagrees with its metrics.csv: test_error_at_best_val 1.23" in reason(run)
+    edit_summary(run, test_error_at_best_val=json.loads((real_run / "summary.json").read_text())["test_error_at_best_val"])
+    lines = (run / "metrics.csv").read_text().splitlines()
+    head, rest = lines[0], lines[1:]
+    (run / "metrics.csv").write_text("\n".join([head] + rest[:-1]) + "\n")  # the last epoch cut off
+    assert "finished after 2 epochs in metrics.csv, but the configuration has 3" in reason(run)
+    assert s["seed"] == 1
+
+
+def test_a_relabelled_method_or_seed_is_rejected(real_run, tmp_path):
+    moved = clone(real_run, tmp_path, "runs/test/ddtp-linear/mnist/seed1")
+    assert "its summary.json says method 'bp', but it lies in test/ddtp-linear/mnist/seed1" in reason(moved)
+    edit_summary(moved, method="ddtp-linear")  # relabelled inside too: its configuration is still BP's
+    r = reason(moved, audit.expected_config("test", "ddtp-linear", "mnist", SMALL))
+    assert "not the cell's resolved configuration" in r and "method 'bp' ≠ 'ddtp-linear'" in r
+    reseeded = clone(real_run, tmp_path, "runs/test/bp/mnist/seed2")
+    edit_summary(reseeded, seed=2)
+    assert reason(reseeded) == "config.yaml says seed 1, summary.json says 2"
+
+
+@pytest.mark.parametrize("key, value", [("num_hidden", 5), ("epochs", 100)])
+def test_runs_of_other_sizes_or_epochs_are_not_the_cell(real_run, key, value):
+    expected = audit.expected_config("test", "bp", "mnist", {**SMALL, key: value})
+    assert f"{key} {SMALL[key]!r} ≠ {value!r}" in reason(real_run, expected)
+
+
+def test_other_numerics_versions_and_data_are_rejected(real_run, tmp_path):
+    assert reason(real_run, source="real") == "data source 'synthetic', expected 'real'"
+    run = clone(real_run, tmp_path)
+    edit_summary(run, numerics_version=audit.NUMERICS_VERSION + 1)
+    assert reason(run).startswith(f"numerics version {audit.NUMERICS_VERSION + 1}, this code's is")
+    s = edit_summary(run)
+    del s["numerics_version"]  # summaries older than the field are version 1
+    (run / "summary.json").write_text(json.dumps(s))
+    assert (reason(run) is None) == (audit.NUMERICS_VERSION == 1)
+
+
+def test_the_table_averages_each_genuine_seed_once_and_lists_the_rest(real_run, tmp_path):
+    tables = _tables()
+    good = clone(real_run, tmp_path)
+    copy = clone(real_run, tmp_path, "runs/test/bp/mnist/seed2")  # a copied summary as an extra seed
+    edit_summary(copy, seed=2)
+    cfg = yaml.safe_load((copy / "config.yaml").read_text())
+    (copy / "config.yaml").write_text(yaml.safe_dump({**cfg, "seed": 2}, sort_keys=False))
+    short = clone(real_run, tmp_path, "runs/test/bp/mnist/seed3")  # 1 hidden layer instead of 2
+    summary = edit_summary(short, seed=3, config={**json.loads((real_run / "summary.json").read_text())["config"],
+                                                  "num_hidden": 2})
+    (short / "config.yaml").write_text(yaml.safe_dump({"seed": 3, **summary["config"]}, sort_keys=False))
+    paths = [p / "summary.json" for p in (good, copy, short)]
+    runs = tables.load_runs(paths, {k: v for k, v in SMALL.items() if k != "epochs"}, 3, "synthetic")
+    assert list(runs.rejected.isna()) == [True, False, False]
+    assert "identical to that of seed1" in runs.rejected[1] and "num_hidden 2 ≠ 1" in runs.rejected[2]
+    spec = {"tuning": "test", "quantity": "test_error_at_best_val", "rows": ["bp"], "columns": ["mnist"]}
+    tidy = tables.aggregate(runs, spec, [("bp", "mnist")], [1, 2, 3, 4], "t")
+    row = tidy.iloc[0]
+    value = json.loads((good / "summary.json").read_text())["test_error_at_best_val"]
+    assert (row.n, row.rejected, row.missing) == (1, 2, 1) and row["mean"] == value
+    assert row.cell == f"{value:.2f} (n=1; 2 rejected, 1 of 4 seeds pending)"
+    notes = tables.rejected_notes(runs)
+    assert len(notes) == 2 and notes[0].startswith("Rejected, not averaged: runs/test/bp/mnist/seed2: ")
+    assert tables.cell_text({"n": 0, "diverged": 0, "pruned": 0, "rejected": 0, "missing": 3}, "{:.2f}", 3) == \
+        "pending: 0 of 3 seeds finished"
+
+
+def test_full_code_versions_and_dirty_marker_are_kept(real_run):
+    tables = _tables()
+    runs = tables.load_runs([real_run / "summary.json"])
+    runs.loc[0, "code_version"] = "0123456789abcdef0123456789abcdef01234567+dirty"
+    text = tables.provenance(runs, "synthetic")
+    assert "0123456789abcdef0123456789abcdef01234567+dirty" in text and "uncommitted changes" in text

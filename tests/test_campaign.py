@@ -1,0 +1,149 @@
+"""Committed runs count as done (a fresh clone plans only the missing runs; seed blocks never hold a finished
+seed; partial builds train nothing) and the campaign's plan (priority order, estimates, the time box)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+
+
+def dry_run(cwd: Path, configfile: Path, *extra) -> str:
+    res = subprocess.run(SNAKEMAKE + ["-n", "--configfile", str(configfile), *extra], cwd=cwd, capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res.stdout + res.stderr
+
+
+def planned(out: str) -> set[tuple[str, str, str, int]]:
+    runs = set()
+    for line in out.splitlines():
+        if line.strip().startswith("output:"):
+            runs |= {(t, m, d, int(s)) for t, m, d, s in
+                     re.findall(r"runs/(\w+)/([\w-]+)/([\w-]+)/seed(\d+)/summary\.json", line)}
+    return runs
+
+
+def fake_run(results: Path, tuning, method, dataset, seed) -> None:
+    folder = results / "runs" / tuning / method / dataset / f"seed{seed}"
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({"tuning": tuning, "method": method, "dataset": dataset,
+                                                     "seed": seed, "status": "finished", "wall_time_s": 60.0}))
+    (folder / "metrics.csv").write_text("epoch,train_loss\n1,0.5\n")
+    (folder / "config.yaml").write_text(f"seed: {seed}\n")
+
+
+def git(*args, cwd):
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+COMMITTED = [("test", "bp", "mnist", 1), ("test", "bp", "mnist", 2), ("test", "dfa", "mnist", 1)]
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    """A fresh clone of (a copy of) this repository with three committed runs of the MNIST cells."""
+    base = tmp_path_factory.mktemp("repo")
+    src, dst = base / "src", base / "clone"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for name in files:
+        if (REPO / name).is_file() and not name.startswith("results/"):
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, src / name)
+    for run in COMMITTED:
+        fake_run(src / "results", *run)
+    git("init", "-q", cwd=src)
+    git("add", "-A", cwd=src)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "runs", cwd=src)
+    git("clone", "-q", str(src), str(dst), cwd=base)
+    for path in (dst / "tp").rglob("*.py"):  # code edited after the runs (a change that alters no number)
+        path.touch()
+    config = base / "campaign.yaml"
+    config.write_text(yaml.safe_dump({**{k: SMOKE[k] for k in ("data", "overrides", "epochs", "device")},
+                                      "results": "results", "seeds": [1, 2, 3], "datasets": ["mnist"],
+                                      "seed_block": 1}))
+    return dst, config
+
+
+def test_a_fresh_clone_plans_only_the_runs_not_committed(clone):
+    repo, config = clone
+    runs = planned(dry_run(repo, config))
+    assert runs and not runs & set(COMMITTED)
+    assert ("test", "dfa", "mnist", 2) in runs and ("test", "bp", "mnist", 3) in runs
+    assert sum(1 for t, m, d, s in runs if (t, m, d) == ("test", "bp", "mnist")) == 1
+
+
+def test_seed_blocks_leave_committed_seeds_out(clone):
+    repo, config = clone
+    out = dry_run(repo, config, "--config", "seed_block=3")
+    runs = planned(out)
+    assert not runs & set(COMMITTED)
+    assert re.search(r"rule train_test_dfa_mnist_seeds2to3:", out)  # the two missing seeds of the DFA cell
+    assert not re.search(r"rule train_test_bp_mnist_seeds", out)  # one missing seed: no block
+
+
+def test_a_partial_build_trains_nothing(clone):
+    repo, config = clone
+    out = dry_run(repo, config, "--config", "partial=true", "data={root: nowhere, download: false}")
+    assert not planned(out)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
+    assert int(counts["table"]) == 7 and "datasets_missing" not in counts and "train" not in counts
+
+
+# ----------------------------------------------------------------------------------------------- the plan
+def _campaign():
+    spec = importlib.util.spec_from_file_location("campaign", REPO / "workflow" / "scripts" / "campaign.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["campaign"] = module  # (its dataclass looks its module up)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_plan_runs_every_cell_seed_1_first_cheap_cells_first(tmp_path):
+    campaign = _campaign()
+    results = tmp_path / "results"
+    for seed, wall in ((1, 600.0), (2, 1200.0), (3, 900.0)):  # DTP measured three times: median 900 s
+        fake_run(results, "test", "dtp", "mnist", seed)
+        path = results / "runs/test/dtp/mnist" / f"seed{seed}" / "summary.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "wall_time_s": wall}))
+    fake_run(results, "test", "bp", "mnist", 1)
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    args = argparse.Namespace(datasets=["mnist"], seeds=[1, 2, 3, 4], stages=["toy", "damping", "table1"],
+                              default_hours=9.0)
+    items = campaign.plan(cfg, args, results)
+    targets = [i.target for i in items]
+    assert targets[0] == "figures/fig2_nullspace.png" and all("damping" in t for t in targets[1:11])
+    seeds = [int(re.search(r"seed(\d+)", t).group(1)) for t in targets[11:]]
+    assert seeds == sorted(seeds)  # every cell's seed 1 before any seed 2
+    assert not {"runs/test/bp/mnist/seed1/summary.json", "runs/test/dtp/mnist/seed1/summary.json"} & set(targets)  # done
+    first = [i for i in items[11:] if "seed1/" in i.target]
+    assert len(first) == 15 - 2 and [i.hours for i in first] == sorted(i.hours for i in first)
+    dtp = next(i for i in items if i.target == "runs/test/dtp/mnist/seed4/summary.json")
+    assert dtp.hours == pytest.approx(900 / 3600) and "median of 3" in dtp.why
+    # frozen-mnist DTP: never run there, estimated from MNIST's runs scaled by the configured epochs
+    frozen = next(i for i in items if i.target == "runs/test/dtp/frozen-mnist/seed1/summary.json")
+    assert "mnist's runs scaled by epochs" in frozen.why or "cpu_hours" in frozen.why
+    # the time box: a run starts only when its estimate (× margin) ends before the deadline
+    assert campaign.pick(items[11:], now=0, deadline=900 * 1.2, margin=1.15).target.endswith("summary.json")
+    assert campaign.pick([dtp], now=0, deadline=900 * 1.1, margin=1.15) is None
+    assert campaign.pick([dtp], now=0, deadline=900 * 1.2, margin=1.15) is dtp
+
+
+def test_bad_campaign_arguments_name_the_valid_choices(capsys):
+    campaign = _campaign()
+    with pytest.raises(SystemExit):
+        campaign.main(["--minutes", "10", "--datasets", "svhn", "--dry-run"])
+    assert "--datasets svhn: valid choices are mnist, fashion-mnist, cifar10" in capsys.readouterr().err

@@ -1,0 +1,282 @@
+"""A time-boxed results campaign: the pending runs of the selected cells, in priority order, from a fixed commit.
+
+    python workflow/scripts/campaign.py --minutes 150 --datasets mnist [--seeds 1,2,3] [--commit HEAD]
+    make campaign MINUTES=150 DATASETS=mnist
+
+1. The code is a ``git worktree`` of one commit (``.campaign/COMMIT/``, git-ignored), run with this checkout's
+   virtual environment (``PYTHONPATH`` puts the worktree's ``tp`` first), so editing the checkout never reaches
+   a running job, and every run records that commit as its clean code version.
+2. The plan (``--dry-run`` prints it): the toy figures (Fig. 2, S3), the damping searches of Table S7, then the
+   Table 1 cells seed by seed — every cell's seed 1 before any seed 2, cheap cells before expensive ones.  A run
+   whose summary is already under ``RESULTS/runs/`` (committed, or copied by an earlier campaign) is done.
+3. ``--slots`` jobs at a time (default: the CPU count, one thread each: on the 2-core CPU two 1-thread jobs do
+   more work per hour than one 2-thread job, docs/speed.md).  A run starts only when its expected time fits
+   before the deadline: the median ``wall_time_s`` of the cell's finished runs, else
+   ``benchmarks/results/cpu_hours.csv`` (measured hours per run on this CPU), else another dataset's runs of
+   the method scaled by epochs, else ``--default-hours``; times ``--margin``.
+4. Each job is a Snakemake call in the worktree for one run; when it ends, the run's small files
+   (``summary.json``, ``metrics.csv``, ``config.yaml``, ``alignment.csv``, ``damping_search.csv``; never the
+   checkpoint) are copied into ``RESULTS/runs/`` (the toy figures into ``RESULTS/figures/``).  At the hard
+   deadline the jobs still running are stopped; their checkpoints stay in the worktree, and the next campaign on
+   the same machine resumes them (on a fresh machine they restart cleanly).
+5. Then the tables, figures and ``RESULTS/README.md`` are rebuilt from the runs present
+   (``snakemake --config partial=true``), ready to commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL_FILES = ("summary.json", "metrics.csv", "config.yaml", "alignment.csv", "damping_search.csv")
+TOY_FILES = ("fig2_nullspace.png", "fig2_nullspace.pdf", "fig2_nullspace.csv", "fig2_nullspace_summary.csv",
+             "figS3_output_space.png", "figS3_output_space.pdf", "figS3_output_space.json")
+DATA_OF = {"frozen-mnist": "mnist", "cifar10-cnn": "cifar10"}  # (tp.catalog: the files a dataset reads)
+
+
+@dataclass
+class Item:
+    target: str          # Snakemake target, relative to the results folder
+    hours: float         # expected wall time
+    why: str             # where the estimate comes from
+
+    @property
+    def run(self) -> str | None:  # TUNING/METHOD/DATASET/seedS of a training run
+        return str(Path(self.target).parent) if self.target.startswith("runs/") else None
+
+
+def git(*args, cwd=REPO) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def finished_times(results: Path) -> dict[tuple[str, str, str], list[float]]:
+    """Wall times (hours) of the finished runs under ``results/runs``, by (tuning, method, dataset)."""
+    out: dict[tuple[str, str, str], list[float]] = {}
+    for path in results.glob("runs/*/*/*/seed*/summary.json"):
+        try:
+            s = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if s.get("status") == "finished" and s.get("wall_time_s") and not s.get("block_seeds"):
+            out.setdefault(tuple(path.parts[-5:-2]), []).append(float(s["wall_time_s"]) / 3600)
+    return out
+
+
+def benchmark_hours(path: Path) -> dict[tuple[str, str, str], float]:
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        return {(r["tuning"], r["method"], r["dataset"]): float(r["hours"]) for r in csv.DictReader(f)}
+
+
+def epochs_of(tuning, method, dataset) -> int:
+    from tp.config import resolve_config
+
+    cfg = resolve_config(method, dataset, tuning)
+    return cfg["epochs"] + cfg.get("epochs_fb", 0)
+
+
+def estimate(cell, times, bench, default) -> tuple[float, str]:
+    if cell in times:
+        return statistics.median(times[cell]), f"median of {len(times[cell])} finished run(s)"
+    if cell in bench:
+        return bench[cell], "benchmarks/results/cpu_hours.csv"
+    tuning, method, _ = cell
+    for other, t in times.items():
+        if other[:2] == (tuning, method):
+            return statistics.median(t) * epochs_of(*cell) / epochs_of(*other), f"{other[2]}'s runs scaled by epochs"
+    return default, "--default-hours"
+
+
+def plan(cfg: dict, args, results: Path) -> list[Item]:
+    from tp.config import available_configs
+
+    have = available_configs()
+    times, bench = finished_times(results), benchmark_hours(REPO / "benchmarks" / "results" / "cpu_hours.csv")
+    datasets = [d for d in cfg["tables"]["table1"]["columns"] if DATA_OF.get(d, d) in args.datasets]
+    items = []
+    if "toy" in args.stages:
+        items.append(Item("figures/fig2_nullspace.png", 0.05, "minutes (Fig. 2, S3)"))
+    if "damping" in args.stages:
+        align = cfg["alignment"]
+        for d in [d for d in align["datasets"] if DATA_OF.get(d, d) in args.datasets]:
+            for m in align["methods"]:
+                if "alignment" in have.get((d, m), []):
+                    h, why = estimate(("damping", m, d), times, bench, 0.1)
+                    items.append(Item(f"runs/damping/{m}/{d}/seed{align['seed']}/summary.json", h, why))
+    if "table1" in args.stages:
+        spec = cfg["tables"]["table1"]
+        cells = [(spec["tuning"], m, d) for m in spec["rows"] for d in datasets if spec["tuning"] in have.get((d, m), [])]
+        est = {c: estimate(c, times, bench, args.default_hours) for c in cells}
+        for seed in args.seeds:
+            for c in sorted(cells, key=lambda c: est[c][0]):
+                items.append(Item(f"runs/{c[0]}/{c[1]}/{c[2]}/seed{seed}/summary.json", *est[c]))
+    return [i for i in items if not (results / i.target).exists()]
+
+
+def record(path: Path, row: dict) -> None:
+    """Append one campaign's row to ``campaigns.csv`` (committed with the runs; results/README.md shows it)."""
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def pick(items: list[Item], now: float, deadline: float, margin: float) -> Item | None:
+    """The first item of the plan whose expected time (× margin) ends before the deadline."""
+    return next((i for i in items if now + i.hours * 3600 * margin < deadline), None)
+
+
+def worktree(commit: str) -> Path:
+    sha = git("rev-parse", f"{commit}^{{commit}}")
+    path = REPO / ".campaign" / sha[:12]
+    if not (path / ".git").exists():
+        git("worktree", "add", "--detach", str(path), sha)
+    elif git("rev-parse", "HEAD", cwd=path) != sha:
+        raise SystemExit(f"campaign: {path} is not at {sha}; remove it (git worktree remove --force {path})")
+    return path
+
+
+def copy_run(src: Path, dst: Path) -> None:
+    """The run's small files into ``dst`` (through a temporary folder renamed into place)."""
+    tmp = dst.with_name(f".{dst.name}.copy")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in SMALL_FILES:
+        if (src / name).exists():
+            shutil.copy2(src / name, tmp / name)
+    shutil.rmtree(dst, ignore_errors=True)
+    os.replace(tmp, dst)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, required=True, help="time box: no run starts that would end later")
+    p.add_argument("--datasets", default="mnist", help="comma-separated dataset files: mnist, fashion-mnist, cifar10")
+    p.add_argument("--seeds", default="1,2,3", help="seeds of the Table 1 cells, in this order")
+    p.add_argument("--stages", default="toy,damping,table1", help="any of toy, damping, table1")
+    p.add_argument("--commit", default="HEAD", help="the code the runs are made with")
+    p.add_argument("--results", default=str(REPO / "results"))
+    p.add_argument("--data-root", default=str(REPO / "data"))
+    p.add_argument("--slots", type=int, default=os.cpu_count() or 1, help="jobs at a time (1 thread each)")
+    p.add_argument("--margin", type=float, default=1.15, help="safety factor on the estimates")
+    p.add_argument("--grace", type=float, default=10, help="minutes after the time box before the runs still "
+                   "going are stopped (their checkpoints stay)")
+    p.add_argument("--default-hours", type=float, default=1.5, help="estimate of a cell never run")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    p.add_argument("--no-tables", action="store_true", help="do not rebuild the tables at the end")
+    args = p.parse_args(argv)
+    args.datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.stages = [s.strip() for s in args.stages.split(",")]
+    for name, values, valid in (("--datasets", args.datasets, ("mnist", "fashion-mnist", "cifar10")),
+                                ("--stages", args.stages, ("toy", "damping", "table1"))):
+        bad = [v for v in values if v not in valid]
+        if bad:
+            p.error(f"{name} {','.join(bad)}: valid choices are {', '.join(valid)}")
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    results = Path(args.results).resolve()
+    deadline = time.time() + 60 * args.minutes
+    items = plan(cfg, args, results)
+    print(f"campaign: {len(items)} pending item(s), {args.slots} slot(s), until "
+          f"{time.strftime('%H:%M', time.localtime(deadline))}")
+    for i in items:
+        print(f"  {i.hours * 60:7.1f} min  {i.target}  ({i.why})")
+    if args.dry_run:
+        return 0
+    tree = worktree(args.commit)
+    env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep),
+           "OMP_NUM_THREADS": "1"}
+    snakemake = [str(Path(sys.executable).with_name("snakemake")), "--nolock", "--cores", "1"]
+    config = ["--config", f"seeds=[{','.join(map(str, args.seeds))}]", "seed_block=1",
+              f"datasets=[{','.join(args.datasets)}]", f"data={{root: {Path(args.data_root).resolve()}, download: false}}"]
+    logdir = results / "logs" / "campaign"
+    logdir.mkdir(parents=True, exist_ok=True)
+    log = open(logdir / time.strftime("%Y%m%d-%H%M%S.log"), "a", buffering=1)
+
+    def say(msg):
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        print(line, flush=True)
+        log.write(line + "\n")
+
+    say(f"code {git('rev-parse', 'HEAD', cwd=tree)} in {tree}")
+    started, finished, failed = time.time(), 0, 0
+    running: dict[str, tuple[subprocess.Popen, float, Item]] = {}
+    stopped = False
+
+    def stop(*_):
+        nonlocal stopped
+        stopped = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while (items or running) and not stopped:
+        for target, (proc, t0, item) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[target]
+            done = (tree / "results" / target).exists()
+            say(f"{'done' if done else 'FAILED'} (exit {proc.returncode}, {(time.time() - t0) / 60:.1f} min) {target}")
+            finished, failed = finished + done, failed + (not done)
+            if done and item.run:
+                copy_run(tree / "results" / item.run, results / item.run)
+            elif done:
+                (results / "figures").mkdir(parents=True, exist_ok=True)
+                for name in TOY_FILES:
+                    shutil.copy2(tree / "results" / "figures" / name, results / "figures" / name)
+        while len(running) < args.slots and items:
+            item = pick(items, time.time(), deadline, args.margin)
+            if item is None:
+                break
+            items.remove(item)
+            say(f"start (expect {item.hours * 60:.0f} min) {item.target}")
+            out = open(logdir / f"{item.target.replace('/', '_')}.log", "a")
+            proc = subprocess.Popen(snakemake + config + ["--", f"results/{item.target}"], cwd=tree, env=env,
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            running[item.target] = (proc, time.time(), item)
+        if not running:
+            break
+        if time.time() > deadline + 60 * args.grace:  # a run far beyond its estimate: stop it, keep its checkpoint
+            say("hard deadline: stopping the runs still going (their checkpoints stay)")
+            break
+        time.sleep(5)
+    for target, (proc, _, _) in running.items():
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        say(f"stopped {target}")
+    left = [i.target for i in items]
+    say(f"{len(left)} item(s) not started (no time left): {', '.join(left) or 'none'}")
+    record(results / "campaigns.csv", {
+        "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
+        "minutes": round((time.time() - started) / 60, 1), "commit": git("rev-parse", "HEAD", cwd=tree),
+        "command": "python workflow/scripts/campaign.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs".replace("  ", " "),
+        "slots": args.slots, "finished": finished, "failed": failed, "stopped": len(running),
+        "not_started": len(left)})
+    if not args.no_tables:
+        rebuild = [str(Path(sys.executable).with_name("snakemake")), "--cores", "1", "--config", "partial=true",
+                   f"seeds=[{','.join(map(str, args.seeds))}]", f"datasets=[{','.join(args.datasets)}]",
+                   f"results={results}", "data={download: false}"]
+        say("rebuilding tables, figures and README: " + " ".join(rebuild))
+        subprocess.run(rebuild, cwd=REPO, check=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
