@@ -128,3 +128,19 @@ def test_standalone_entry_reads_the_results_folder(curves, tmp_path):
     assert float(rows[("bp", 2, "test_error")]["mean"]) == 8.0 and rows[("bp", 2, "test_error")]["n"] == "2"
     assert (tmp_path / "figures" / "curves_fashion-mnist.pdf").exists()
 
+
+def test_results_index_lists_the_curves(tmp_path):
+    import runpy
+    from types import SimpleNamespace
+
+    (tmp_path / "figures").mkdir()
+    for name in ("figS5_alignment_mnist.png", "curves_mnist.png", "curves_cifar10-cnn.png"):
+        (tmp_path / "figures" / name).write_bytes(b"")
+    cfg = {"data": {"source": "real"}, "seeds": [1, 2], "epochs": None, "overrides": {}, "alignment": {"seed": 42}}
+    sm = SimpleNamespace(params=SimpleNamespace(results=str(tmp_path), config=cfg, tables={}, not_run=[]),
+                         output=[str(tmp_path / "README.md")])
+    runpy.run_path(str(REPO / "workflow" / "scripts" / "results_readme.py"), init_globals={"snakemake": sm})
+    text = (tmp_path / "README.md").read_text()
+    assert "* `figures/figS5_alignment_mnist.png` (and `.pdf`)" in text
+    assert "* `figures/curves_mnist.png` (and `.pdf`; the plotted numbers in `.csv`)" in text
+    assert text.index("Learning curves") < text.index("curves_cifar10-cnn.png")
