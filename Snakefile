@@ -28,6 +28,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/alignment.smk"
 include: "workflow/rules/toy.smk"
+include: "workflow/rules/curves.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/search.smk"
 
@@ -37,6 +38,7 @@ rule all:
         table_outputs(),
         alignment_outputs(),
         toy_outputs(),
+        curve_outputs(),
         f"{RESULTS}/README.md",
         rules.datasets_missing.output if MISSING_DATA else [],
     default_target: True

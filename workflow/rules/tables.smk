@@ -36,6 +36,7 @@ rule results_readme:
         table_outputs(),
         alignment_outputs(),
         toy_outputs(),
+        curve_outputs(),
     output:
         f"{RESULTS}/README.md",
     params:

@@ -93,7 +93,13 @@ def main(sm) -> None:
                   "Fashion-MNIST, S5 = MNIST, S6 = CIFAR-10 (MLP), S7 = CIFAR-10 (CNN: conv blocks 1, 2 and FC layer 3), "
                   "Fig. 4 = the first and last hidden layer of S4.",
                   ""]
-        lines += [f"* `figures/{name}` (and `.pdf`)" for name in figures]
+        curves = [name for name in figures if name.startswith("curves_")]
+        lines += [f"* `figures/{name}` (and `.pdf`)" for name in figures if name not in curves]
+        if curves:
+            lines += ["", "Learning curves: test error and training loss per epoch of every method's test-tuned "
+                      "runs (Table 1, S6; the CNN's Table 3), mean ± std over the finished seeds (diverged and "
+                      "pruned runs counted in the legend, not averaged in), one figure per dataset:", ""]
+            lines += [f"* `figures/{name}` (and `.pdf`; the plotted numbers in `.csv`)" for name in curves]
         summary = results / "figures" / "fig2_nullspace_summary.csv"
         if summary.exists():
             bars = pd.read_csv(summary)
