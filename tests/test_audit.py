@@ -139,3 +139,15 @@ def test_full_code_versions_and_dirty_marker_are_kept(real_run):
     runs.loc[0, "code_version"] = "0123456789abcdef0123456789abcdef01234567+dirty"
     text = tables.provenance(runs, "synthetic")
     assert "0123456789abcdef0123456789abcdef01234567+dirty" in text and "uncommitted changes" in text
+
+
+def test_the_learning_curves_leave_rejected_runs_out(real_run, tmp_path):
+    spec = importlib.util.spec_from_file_location("curves", REPO / "workflow" / "scripts" / "learning_curves.py")
+    curves = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curves)
+    good = clone(real_run, tmp_path)
+    edited = clone(real_run, tmp_path, "runs/test/bp/mnist/seed2")
+    edit_summary(edited, seed=2)
+    args = {"overrides": {k: v for k, v in SMALL.items() if k != "epochs"}, "epochs": 3, "data_source": "synthetic"}
+    runs, rows = curves.load([good / "summary.json", edited / "summary.json"], args)
+    assert [r["status"] for r in runs] == ["finished", "rejected"] and set(rows.seed) == {1}

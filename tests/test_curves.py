@@ -122,7 +122,7 @@ def test_standalone_entry_reads_the_results_folder(curves, tmp_path):
     fake_run(tmp_path, "bp", 1, "finished", [10.0, 9.0], [1.0, 0.5], dataset="fashion-mnist")
     fake_run(tmp_path, "bp", 2, "finished", [12.0, 7.0], [2.0, 0.25], dataset="fashion-mnist")
     fake_run(tmp_path, "bp", 1, "finished", [99.0, 99.0], [9.0, 9.0], dataset="mnist")  # another dataset
-    assert curves.main(["--dataset", "fashion-mnist", "--results", str(tmp_path),
+    assert curves.main(["--dataset", "fashion-mnist", "--results", str(tmp_path), "--no-audit",
                         "--config", str(REPO / "config" / "config.yaml")]) == 0
     rows = tidy_rows(tmp_path / "figures" / "curves_fashion-mnist.csv")
     assert float(rows[("bp", 2, "test_error")]["mean"]) == 8.0 and rows[("bp", 2, "test_error")]["n"] == "2"

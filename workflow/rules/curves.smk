@@ -25,7 +25,7 @@ def curve_outputs():
 
 rule learning_curves:
     input:
-        lambda w: run_summaries(curve_cells(w.dataset)),
+        lambda w: wanted(run_summaries(curve_cells(w.dataset))),
     output:
         png=report(f"{RESULTS}/figures/curves_{{dataset}}.png", caption="../report/curves.rst", category="Figures",
                    labels=report_labels(lambda w: f"learning curves ({DATASETS[w.dataset]})")),
@@ -36,5 +36,7 @@ rule learning_curves:
     params:
         rows=lambda w: [spec["rows"] for spec in CURVE_TABLES if w.dataset in spec["columns"]],
         source=config["data"]["source"],
+        overrides=config.get("overrides") or {},  # what the audit expects every run to record (tp.audit)
+        epochs=config.get("epochs"),
     script:
         "../scripts/learning_curves.py"

@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from tp import audit  # noqa: E402
 from tp.config import DATASETS, METHODS  # noqa: E402
 
 QUANTITIES = {"test_error": "test error (%)", "train_loss": "training loss"}
@@ -71,12 +72,18 @@ def read_summary(path: Path) -> dict:
     return {**fallback, **summary}
 
 
-def load(summaries) -> tuple[list[dict], pd.DataFrame]:
+def load(summaries, audit_args: dict | None = None) -> tuple[list[dict], pd.DataFrame]:
     """The runs (their summaries, with ``path``) and the training-epoch rows of the finished ones
-    (method, seed, epoch, test_error, train_loss)."""
+    (method, seed, epoch, test_error, train_loss).  With ``audit_args`` (overrides, epochs, data_source of
+    tp.audit.collect) a run that fails the audit is counted as "rejected", never averaged, as in the tables."""
+    summaries = [Path(p) for p in summaries]
+    verdict = {p: r for p, _, r in audit.collect(summaries, **audit_args)} if audit_args is not None else {}
     runs, frames = [], []
-    for path in map(Path, summaries):
+    for path in summaries:
         run = {**read_summary(path), "path": path}
+        if run["status"] == "finished" and verdict.get(path):
+            print(f"{path.parent} rejected: {verdict[path]}", file=sys.stderr)
+            run["status"] = "rejected"
         if run["status"] == "finished":
             metrics = path.parent / "metrics.csv"
             if not metrics.exists():
@@ -143,7 +150,7 @@ def provenance(runs: list[dict], source: str) -> str:
     data = "SYNTHETIC data (smoke run)" if synthetic(read, source) else "real data"
     return (f"{len(runs)} run{'' if len(runs) == 1 else 's'} ({statuses}): {data}; "
             f"seeds {join(r['seed'] for r in read)}; epochs {join(r['config'].get('epochs') for r in read)}; "
-            f"code {join(str(r.get('code_version'))[:12] for r in read)}; {join(r.get('device_name') for r in read)}")
+            f"code {join(str(r.get('code_version')) for r in read)}; {join(r.get('device_name') for r in read)}")
 
 
 def draw(tidy: pd.DataFrame, labels: dict[str, str], title: str, footer: str):
@@ -195,10 +202,12 @@ def draw(tidy: pd.DataFrame, labels: dict[str, str], title: str, footer: str):
     return fig
 
 
-def build(summaries, dataset: str, rows: list[list[str]], source: str, png, pdf, csv) -> pd.DataFrame:
-    """Read the runs, write the figure (PNG, PDF) and the tidy CSV; the tidy frame."""
+def build(summaries, dataset: str, rows: list[list[str]], source: str, png, pdf, csv,
+          audit_args: dict | None = None) -> pd.DataFrame:
+    """Read the runs (audited with ``audit_args``, see :func:`load`), write the figure (PNG, PDF) and the
+    tidy CSV; the tidy frame."""
     order = method_order(rows)
-    runs, metric_rows = load(summaries)
+    runs, metric_rows = load(summaries, audit_args)
     tidy = aggregate(metric_rows, order)
     tidy.to_csv(csv, index=False)
     sns.set_theme(style="whitegrid", context="paper")
@@ -221,6 +230,8 @@ def main(argv=None) -> int:
     p.add_argument("--results", default="results")
     p.add_argument("--config", default="config/config.yaml")
     p.add_argument("--out-dir", default=None, help="folder of the outputs (default: RESULTS/figures)")
+    p.add_argument("--no-audit", action="store_true", help="average every finished run without the run audit "
+                   "(tp.audit: folder, configuration, metrics, numerics version, data source)")
     args = p.parse_args(argv)
     cfg = yaml.safe_load(Path(args.config).read_text())
     tests = [s for s in cfg["tables"].values() if s["tuning"] == "test" and args.dataset in s["columns"]]
@@ -231,13 +242,15 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"curves_{args.dataset}"
     build(summaries, args.dataset, [s["rows"] for s in tests], cfg["data"]["source"],
-          f"{stem}.png", f"{stem}.pdf", f"{stem}.csv")
+          f"{stem}.png", f"{stem}.pdf", f"{stem}.csv", None if args.no_audit else
+          {"overrides": cfg.get("overrides"), "epochs": cfg.get("epochs"), "data_source": cfg["data"]["source"]})
     return 0
 
 
 def main_snakemake(sm) -> None:
     build(sm.input, sm.wildcards.dataset, sm.params.rows, sm.params.get("source", "real"),
-          sm.output.png, sm.output.pdf, sm.output.csv)
+          sm.output.png, sm.output.pdf, sm.output.csv,
+          {"overrides": sm.params.overrides, "epochs": sm.params.epochs, "data_source": sm.params.source})
 
 
 if __name__ == "__main__":
