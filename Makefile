@@ -86,10 +86,11 @@ campaign: $(VENV)/.installed
 	$(BIN)/python workflow/scripts/campaign.py --minutes $(MINUTES) --datasets $(or $(DATASETS),mnist) \
 		--seeds $(SEEDS) --commit $(COMMIT) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(CAMPAIGN_ARGS)
 
-## make tables: the tables, figures and results/README.md from the runs present (no training); SEEDS as above
+## make tables: the tables, figures and results/README.md from the runs present (no training); SEEDS as above;
+## cells of datasets neither under the data root (DATA_ROOT) nor run say "not run: dataset missing"
 tables: $(VENV)/.installed
 	$(BIN)/snakemake --cores 1 --config partial=true 'seeds=[$(SEEDS)]' $(if $(DATASETS),'datasets=[$(DATASETS)]') \
-		'data={download: false}' $(SNAKEMAKE_ARGS)
+		'data={$(if $(DATA_ROOT),root: $(DATA_ROOT)$(comma) )download: false}' $(SNAKEMAKE_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -67,9 +67,14 @@ import datacheck  # noqa: E402
 SELECTED_DATA = [d for d in datacheck.TORCHVISION if d in (config.get("datasets") or datacheck.TORCHVISION)]
 DATA_STATUS = {d: config["data"]["source"] == "synthetic" or datacheck.present(d, config["data"]["root"])
                for d in SELECTED_DATA}
-#: datasets the DAG trains on: selected, and present or fetched by their download job (data.download)
-USABLE_DATA = [d for d in SELECTED_DATA if DATA_STATUS[d] or config["data"]["download"] or PARTIAL]
-# (partial: nothing reads the data; a selected dataset's cells are pending, not "dataset missing")
+def _has_runs(data):
+    return any(Path(RESULTS, "runs").glob(f"*/*/{d}/seed*/summary.json") for d, f in DATA_OF.items() if f == data)
+
+
+#: datasets the DAG trains on: selected, and present or fetched by their download job (data.download); in a
+#: partial build (nothing is trained): selected, and present or with runs (their cells are then "pending")
+USABLE_DATA = [d for d in SELECTED_DATA if DATA_STATUS[d] or _has_runs(d)] if PARTIAL else \
+    [d for d in SELECTED_DATA if DATA_STATUS[d] or config["data"]["download"]]
 #: selected but missing and not downloaded: their cells are left out, the tables mark them, the run fails
 MISSING_DATA = [d for d in SELECTED_DATA if d not in USABLE_DATA]
 

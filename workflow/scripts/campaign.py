@@ -11,8 +11,7 @@
    whose summary is already under ``RESULTS/runs/`` (committed, or copied by an earlier campaign) is done.
 3. ``--slots`` jobs at a time (default: the CPU count, one thread each: on the 2-core CPU two 1-thread jobs do
    more work per hour than one 2-thread job, docs/speed.md).  A run starts only when its expected time fits
-   before the deadline: the median ``wall_time_s`` of the cell's finished runs, else
-   ``benchmarks/results/cpu_hours.csv`` (measured hours per run on this CPU), else another dataset's runs of
+   before the deadline: the median ``wall_time_s`` of the cell's finished runs, else another dataset's runs of
    the method scaled by epochs, else ``--default-hours``; times ``--margin``.
 4. Each job is a Snakemake call in the worktree for one run; when it ends, the run's small files
    (``summary.json``, ``metrics.csv``, ``config.yaml``, ``alignment.csv``, ``damping_search.csv``; never the
@@ -76,13 +75,6 @@ def finished_times(results: Path) -> dict[tuple[str, str, str], list[float]]:
     return out
 
 
-def benchmark_hours(path: Path) -> dict[tuple[str, str, str], float]:
-    if not path.exists():
-        return {}
-    with open(path, newline="") as f:
-        return {(r["tuning"], r["method"], r["dataset"]): float(r["hours"]) for r in csv.DictReader(f)}
-
-
 def epochs_of(tuning, method, dataset) -> int:
     from tp.config import resolve_config
 
@@ -90,11 +82,10 @@ def epochs_of(tuning, method, dataset) -> int:
     return cfg["epochs"] + cfg.get("epochs_fb", 0)
 
 
-def estimate(cell, times, bench, default) -> tuple[float, str]:
+def estimate(cell, times, default) -> tuple[float, str]:
+    """Expected hours of a run of ``cell`` and where the estimate comes from."""
     if cell in times:
         return statistics.median(times[cell]), f"median of {len(times[cell])} finished run(s)"
-    if cell in bench:
-        return bench[cell], "benchmarks/results/cpu_hours.csv"
     tuning, method, _ = cell
     for other, t in times.items():
         if other[:2] == (tuning, method):
@@ -106,7 +97,7 @@ def plan(cfg: dict, args, results: Path) -> list[Item]:
     from tp.config import available_configs
 
     have = available_configs()
-    times, bench = finished_times(results), benchmark_hours(REPO / "benchmarks" / "results" / "cpu_hours.csv")
+    times = finished_times(results)
     datasets = [d for d in cfg["tables"]["table1"]["columns"] if DATA_OF.get(d, d) in args.datasets]
     items = []
     if "toy" in args.stages:
@@ -116,12 +107,12 @@ def plan(cfg: dict, args, results: Path) -> list[Item]:
         for d in [d for d in align["datasets"] if DATA_OF.get(d, d) in args.datasets]:
             for m in align["methods"]:
                 if "alignment" in have.get((d, m), []):
-                    h, why = estimate(("damping", m, d), times, bench, 0.1)
+                    h, why = estimate(("damping", m, d), times, 0.1)
                     items.append(Item(f"runs/damping/{m}/{d}/seed{align['seed']}/summary.json", h, why))
     if "table1" in args.stages:
         spec = cfg["tables"]["table1"]
         cells = [(spec["tuning"], m, d) for m in spec["rows"] for d in datasets if spec["tuning"] in have.get((d, m), [])]
-        est = {c: estimate(c, times, bench, args.default_hours) for c in cells}
+        est = {c: estimate(c, times, args.default_hours) for c in cells}
         for seed in args.seeds:
             for c in sorted(cells, key=lambda c: est[c][0]):
                 items.append(Item(f"runs/{c[0]}/{c[1]}/{c[2]}/seed{seed}/summary.json", *est[c]))
@@ -270,9 +261,10 @@ def main(argv=None) -> int:
         "slots": args.slots, "finished": finished, "failed": failed, "stopped": len(running),
         "not_started": len(left)})
     if not args.no_tables:
+        # every dataset: those neither here nor run say "not run: dataset missing"
         rebuild = [str(Path(sys.executable).with_name("snakemake")), "--cores", "1", "--config", "partial=true",
-                   f"seeds=[{','.join(map(str, args.seeds))}]", f"datasets=[{','.join(args.datasets)}]",
-                   f"results={results}", "data={download: false}"]
+                   f"seeds=[{','.join(map(str, args.seeds))}]", f"results={results}",
+                   f"data={{root: {Path(args.data_root).resolve()}, download: false}}"]
         say("rebuilding tables, figures and README: " + " ".join(rebuild))
         subprocess.run(rebuild, cwd=REPO, check=False)
     return 0

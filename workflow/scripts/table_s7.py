@@ -22,7 +22,7 @@ def provenance(summaries: list, source: str) -> str:
     recorded = {s.get("data_source") for s in summaries} - {None}  # the runs' record, else the pipeline's
     data = "SYNTHETIC data (a smoke run: not the paper's datasets, not a result)" if "synthetic" in (recorded or {source}) else \
         "the real datasets"
-    versions = sorted({str(s.get("code_version"))[:12] for s in summaries})
+    versions = sorted({str(s.get("code_version")) for s in summaries})
     return (f"Runs: {len(summaries)} damping searches; data: {data}; {'/'.join(map(str, sorted({s['epochs_run'] for s in summaries})))} "
             f"training epochs before the search; networks: {'; '.join(nets)}; code version: {', '.join(versions)}.")
 
@@ -74,6 +74,9 @@ def main(sm):
         wide.columns = [f"layer {c}" for c in wide.columns]
         wide.index.name = None
         md += [f"*{DATASETS[ds]}*", "", wide.to_markdown(), ""]
+        pending = [o for o in order if o not in wide.index]
+        if pending:  # a partial build (--config partial=true): searches not run yet
+            md += [f"Pending on {DATASETS[ds]} (damping search not run yet): {', '.join(pending)}.", ""]
         tex.append(wide.style.to_latex(hrules=True, caption=f"Table S7, {DATASETS[ds]}: selected GNT damping"))
     for ds, reason in sm.params.get("not_run", []):
         md += [f"*{DATASETS[ds]}*: {reason}", ""]
