@@ -68,7 +68,8 @@ SELECTED_DATA = [d for d in datacheck.TORCHVISION if d in (config.get("datasets"
 DATA_STATUS = {d: config["data"]["source"] == "synthetic" or datacheck.present(d, config["data"]["root"])
                for d in SELECTED_DATA}
 def _has_runs(data):
-    return any(Path(RESULTS, "runs").glob(f"*/*/{d}/seed*/summary.json") for d, f in DATA_OF.items() if f == data)
+    return any(next(Path(RESULTS, "runs").glob(f"*/*/{d}/seed*/summary.json"), None) is not None
+               for d, f in DATA_OF.items() if f == data)
 
 
 #: datasets the DAG trains on: selected, and present or fetched by their download job (data.download); in a
