@@ -25,9 +25,13 @@ def _epochs_arg(tuning):
 
 
 def data_flag(wildcards):
-    # a finished run needs nothing: after a fresh clone its committed summary is up to date (no download job,
-    # whose new ready flag would otherwise make every committed run "updated by another job")
-    if Path(run_dir(wildcards.tuning, wildcards.method, wildcards.dataset, wildcards.seed), "summary.json").exists():
+    # a finished run whose dataset flag is not there (a fresh clone of committed runs) needs nothing: no
+    # download job, whose new ready flag would make every committed run "updated by another job".  Where the
+    # flag is there the input stays the flag, so that the input set Snakemake recorded for the job is unchanged
+    # (a changed set would rerun it).
+    flag = Path(f"{RESULTS}/data/{DATA_OF[wildcards.dataset]}.ready")
+    if not flag.exists() and Path(run_dir(wildcards.tuning, wildcards.method, wildcards.dataset, wildcards.seed),
+                                  "summary.json").exists():
         return []
     return _data_flag(wildcards.dataset)
 
