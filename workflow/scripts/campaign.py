@@ -44,7 +44,6 @@ REPO = Path(__file__).resolve().parents[2]
 SMALL_FILES = ("summary.json", "metrics.csv", "config.yaml", "alignment.csv", "damping_search.csv")
 TOY_FILES = ("fig2_nullspace.png", "fig2_nullspace.pdf", "fig2_nullspace.csv", "fig2_nullspace_summary.csv",
              "figS3_output_space.png", "figS3_output_space.pdf", "figS3_output_space.json")
-DATA_OF = {"frozen-mnist": "mnist", "cifar10-cnn": "cifar10"}  # (tp.catalog: the files a dataset reads)
 
 
 @dataclass
@@ -98,13 +97,15 @@ def plan(cfg: dict, args, results: Path) -> list[Item]:
 
     have = available_configs()
     times = finished_times(results)
-    datasets = [d for d in cfg["tables"]["table1"]["columns"] if DATA_OF.get(d, d) in args.datasets]
+    from tp.catalog import DATASETS  # the files each dataset reads (Frozen-MNIST: MNIST's)
+
+    datasets = [d for d in cfg["tables"]["table1"]["columns"] if DATASETS[d].files in args.datasets]
     items = []
     if "toy" in args.stages:
         items.append(Item("figures/fig2_nullspace.png", 0.05, "minutes (Fig. 2, S3)"))
     if "damping" in args.stages:
         align = cfg["alignment"]
-        for d in [d for d in align["datasets"] if DATA_OF.get(d, d) in args.datasets]:
+        for d in [d for d in align["datasets"] if DATASETS[d].files in args.datasets]:
             for m in align["methods"]:
                 if "alignment" in have.get((d, m), []):
                     h, why = estimate(("damping", m, d), times, 0.1)
@@ -176,7 +177,10 @@ def main(argv=None) -> int:
     args.datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.stages = [s.strip() for s in args.stages.split(",")]
-    for name, values, valid in (("--datasets", args.datasets, ("mnist", "fashion-mnist", "cifar10")),
+    from tp.catalog import DATASETS
+
+    files = list(dict.fromkeys(d.files for d in DATASETS.values()))
+    for name, values, valid in (("--datasets", args.datasets, files),
                                 ("--stages", args.stages, ("toy", "damping", "table1"))):
         bad = [v for v in values if v not in valid]
         if bad:
