@@ -61,6 +61,7 @@ class MLP(Losses):
     loss: str = "cross_entropy"
     dtype: torch.dtype = torch.float64
     _acts: tuple[Activation, ...] = field(init=False, repr=False, compare=False)
+    _shapes: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         sizes = tuple(int(n) for n in self.sizes)
@@ -78,6 +79,7 @@ class MLP(Losses):
         object.__setattr__(self, "activations", acts)
         object.__setattr__(self, "bias", bias)
         object.__setattr__(self, "_acts", tuple(get_activation(a) for a in acts))
+        object.__setattr__(self, "_shapes", tuple((n,) for n in sizes))  # read on every step: built once
 
     # ------------------------------------------------------------------------------------------ build
     @classmethod
@@ -202,7 +204,7 @@ class MLP(Losses):
     @property
     def layer_shapes(self) -> tuple[tuple[int, ...], ...]:
         """(n_i,) for i = 0…L: every layer is dense."""
-        return tuple((n,) for n in self.sizes)
+        return self._shapes
 
     def flatten_layer(self, i: int, h: Tensor) -> Tensor:
         """Dense layers are flat already: ``h`` itself."""
