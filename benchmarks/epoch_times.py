@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tp.cli import parse_seeds  # noqa: E402
 from tp.config import parse_override, resolve_config  # noqa: E402
 from tp.data import load_dataset  # noqa: E402
+from tp.runtime import dtype_of, resolve_device  # noqa: E402
 from tp.train import run_generators, train_seeds  # noqa: E402
 
 SIZES = {"mnist": (60000, 10000), "frozen-mnist": (60000, 10000), "fashion-mnist": (60000, 10000),
@@ -50,10 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--csv", default=None)
     args = p.parse_args(argv)
-    device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+    device = resolve_device(args.device)  # TF32 off on CUDA
     seeds = parse_seeds(args.seeds)
     sizes = tuple(int(v) for v in args.sizes.split(",")) if args.sizes else None
     rows = []
@@ -62,7 +60,7 @@ def main(argv=None) -> int:
         tuning = rest[0] if rest else "test"
         cfg = resolve_config(method, dataset, tuning, {**dict(parse_override(s) for s in args.set),
                                                        "epochs": args.epochs})
-        dtype = torch.float64 if cfg["double_precision"] else torch.float32
+        dtype = dtype_of(cfg)
         splits = [run_generators(s)["split"] for s in seeds]
         data = load_dataset(dataset, args.data_root, source=args.source, no_val_set=cfg["no_val_set"],
                             split_generator=splits if len(seeds) > 1 else splits[0], dtype=dtype, device=device,

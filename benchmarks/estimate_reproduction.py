@@ -31,6 +31,7 @@ import tp
 from tp.cnn import ConvNet
 from tp.config import resolve_config, rule_hyperparameters
 from tp.optim import Adam
+from tp.runtime import dtype_of, resolve_device
 from tp.train import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +54,7 @@ def _median(fn, steps: int, warmup: int, device) -> float:
 
 
 def time_config(cfg: dict, device, steps: int, warmup: int) -> dict[str, float]:
-    dtype = torch.float64 if cfg["double_precision"] else torch.float32
+    dtype = dtype_of(cfg)
     rule = tp.make_rule(cfg["rule"], **rule_hyperparameters(cfg))
     if cfg.get("model") == "cnn":
         shape, n_eval = INPUT[cfg["dataset"]], 1536
@@ -118,8 +119,7 @@ def main(argv=None) -> int:
     p.add_argument("--datasets", nargs="*", default=None, choices=list(TRAIN_SIZE),
                    help="only the cells of these datasets (e.g. cifar10-cnn)")
     args = p.parse_args(argv)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    device = torch.device(args.device)
+    device = resolve_device(args.device)  # TF32 off on CUDA
     pipeline = yaml.safe_load(Path(args.config).read_text())
     seeds = len(pipeline["seeds"])
     have = tp.config.available_configs()

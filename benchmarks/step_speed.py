@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tp.config import available_configs, resolve_config  # noqa: E402
 from tp.data import DataSplits  # noqa: E402
 from tp.rules import REGISTRY  # noqa: E402
+from tp.runtime import resolve_device  # noqa: E402
 from tp.training import (FEEDBACK_SUMS, TRAIN_SUMS, build_run, captured_step, epoch_sums,  # noqa: E402
                          evaluate, feedback_minibatch, train_minibatch)
 
@@ -259,10 +260,7 @@ def main(argv=None) -> int:
     p.add_argument("--csv", default=None)
     p.add_argument("--json", default=None, help="also write the environment and the rows as JSON")
     args = p.parse_args(argv)
-    device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+    device = resolve_device(args.device)  # TF32 off on CUDA
     paths = args.paths.split(",") if args.paths else (["eager", "graph"] if device.type == "cuda" else ["eager"])
     env = environment(device)
     rate = gemm_rate(device, torch.float64)

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from tp import catalog, config, data
+from tp.errors import ConfigError
 from tp.rules import REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,11 +44,11 @@ def test_entries_are_consistent():
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(KeyError, match="valid choices: mnist, frozen-mnist"):
+    with pytest.raises(ConfigError, match="valid choices: mnist, frozen-mnist"):
         catalog.dataset("svhn")
-    with pytest.raises(KeyError, match="valid choices: bp, ddtp-linear"):
+    with pytest.raises(ConfigError, match="valid choices: bp, ddtp-linear"):
         catalog.method("ddtp")
-    with pytest.raises(KeyError, match="valid choices: test, train, alignment, damping"):
+    with pytest.raises(ConfigError, match="valid choices: test, train, alignment, damping"):
         catalog.tuning("best")
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from tp.cnn import ConvForward, ConvNet
-from tp.rules.base import HyperparameterError
+from tp.errors import HyperparameterError
 from tp.rules import BP as CNNBP
 from tp.rules.ddtp import DDTPControl as CNNDDTPControl, DDTPLinear as CNNDDTPLinear
 from tp.rules.dfa import DFA as CNNDFA

@@ -13,7 +13,8 @@ import torch
 
 from tp.alignment import alignment_angles, angle, bp_reference, gnt_reference
 from tp.cnn import ConvNet
-from tp.config import ConfigError, resolve_config
+from tp.config import resolve_config
+from tp.errors import ConfigError
 from tp.data import DataSplits, synthetic_classification
 from tp.gauss_newton import gn_displacements, output_jacobians
 from tp.models import build_model, forward_optimizer_settings

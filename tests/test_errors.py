@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import tp
-from tp.rules import HyperparameterError
+from tp.errors import HyperparameterError
 
 
 def test_unknown_rule_lists_the_valid_names():

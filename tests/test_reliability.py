@@ -23,7 +23,8 @@ import pytest
 import torch
 
 from tp import cli
-from tp.config import ConfigError, parse_override, resolve_config
+from tp.config import parse_override, resolve_config
+from tp.errors import ConfigError
 from tp.data import IMAGE_DATASETS, DataSplits, load_dataset, synthetic_classification
 from tp.integrity import IDX_FILES, SHA256_CACHE, DatasetCorruptError, prepare_idx_folder
 from tp.optim import Adam
@@ -276,7 +277,7 @@ def test_bad_pipeline_overrides_fail_the_dry_run(tmp_path):
                           "--directory", str(tmp_path), "--configfile", str(REPO / "config" / "smoke.yaml"),
                           str(overlay)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert res.returncode != 0
-    assert "beta1 must be a number with 0 <= value < 1, got 'abc'" in res.stdout + res.stderr
+    assert "beta1 must be a finite number >= 0 and < 1, got 'abc'" in res.stdout + res.stderr
 
 
 # --------------------------------------------------------------------- 5. Ctrl-C, then the same snakemake command

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from tp import cli
-from tp.config import METHODS, ConfigError, resolve_config
+from tp.config import METHODS, resolve_config
+from tp.errors import ConfigError
 from tp.data import DataSplits, synthetic_classification, validation_split
 from tp.train import CHECKPOINT, Hook, run_generators, train, train_seeds
 

@@ -17,7 +17,8 @@ import yaml
 optuna = pytest.importorskip("optuna")
 
 from tp.cli import main as tp_main  # noqa: E402
-from tp.config import METHODS, ConfigError, available_configs, resolve_config  # noqa: E402
+from tp.config import METHODS, available_configs, resolve_config  # noqa: E402
+from tp.errors import ConfigError  # noqa: E402
 from tp.data import load_dataset  # noqa: E402
 from tp.search import (SearchSettings, TrialReporter, load_space, objective_of, open_study,  # noqa: E402
                        run_search, write_outputs)

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from tp import cli
-from tp.config import METHODS, ConfigError, resolve_config
+from tp.config import METHODS, resolve_config
+from tp.errors import ConfigError
 from tp.data import DataSplits, student_teacher, synthetic_classification
 from tp.train import CHECKPOINT, run_generators, train
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from test_replicas import SMALL, assert_same_run, block_data, pool, quiet, single_data
-from tp.config import METHODS, ConfigError, resolve_config
+from tp.config import METHODS, resolve_config
+from tp.errors import ConfigError
 from tp.training.trials import PER_REPLICA_KEYS, check_trial_configs, train_trials
 from tp.train import train
 

@@ -12,15 +12,16 @@ See the README for an example and ``tp.rules.REGISTRY`` for the rules.
 """
 
 from .activations import ACTIVATIONS, Activation, get_activation
+from .errors import ConfigError, HyperparameterError
 from .gauss_newton import damped_gn_displacement, gn_displacements, output_jacobians
 from .network import MLP, Forward
-from .rules import REGISTRY, HyperparameterError, Rule, StepResult, available_rules, make_rule
+from .rules import REGISTRY, Rule, StepResult, available_rules, make_rule
 from .targets import difference_target_chain, local_loss_gradients, output_target
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS", "Activation", "get_activation", "MLP", "Forward", "REGISTRY", "Rule", "StepResult",
-    "HyperparameterError", "available_rules", "make_rule", "output_target", "difference_target_chain",
+    "ConfigError", "HyperparameterError", "available_rules", "make_rule", "output_target", "difference_target_chain",
     "local_loss_gradients", "output_jacobians", "damped_gn_displacement", "gn_displacements",
 ]

@@ -16,6 +16,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .errors import unknown
+
 __all__ = ["Activation", "ACTIVATIONS", "get_activation"]
 
 
@@ -66,6 +68,4 @@ def get_activation(name: str | Activation) -> Activation:
     try:
         return ACTIVATIONS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown activation {name!r}; valid choices: {', '.join(sorted(ACTIVATIONS))}"
-        ) from None
+        raise unknown("activation", name, sorted(ACTIVATIONS)) from None

@@ -163,7 +163,8 @@ def expected_config(tuning: str, method: str, dataset: str, overrides: Mapping |
     pipeline's ``overrides`` and, for tunings that may be shortened, its ``epochs`` setting (as the
     pipeline's training rules pass them).  None when the cell has no configuration."""
     from .catalog import tuning as tuning_entry
-    from .config import ConfigError, resolve_config
+    from .config import resolve_config
+    from .errors import ConfigError
 
     extra = dict(overrides or {})
     try:

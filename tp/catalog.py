@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import unknown
+
 __all__ = ["ImageFiles", "Dataset", "Method", "Tuning", "FILES", "DATASETS", "METHODS", "TUNINGS", "MODELS",
            "dataset", "method", "tuning"]
 
@@ -145,7 +147,7 @@ TUNINGS: dict[str, Tuning] = {t.slug: t for t in [
 
 def _lookup(kind: str, table: dict, slug: str):
     if slug not in table:
-        raise KeyError(f"unknown {kind} {slug!r}; valid choices: {', '.join(table)}")
+        raise unknown(kind, slug, table)
     return table[slug]
 
 

@@ -32,9 +32,11 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .config import DATASETS, METHODS, TUNINGS, ConfigError, available_configs, parse_override, resolve_config
+from .config import DATASETS, METHODS, TUNINGS, available_configs, parse_override, resolve_config
 from .data import DatasetNotFoundError, load_dataset
+from .errors import ConfigError
 from .run_folder import RunFolderError
+from .runtime import dtype_of, resolve_device
 from .validation import check_seed
 from .train import FAST_MODES, run_generators, train_seeds
 
@@ -57,23 +59,6 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise ConfigError(f"bad seed list {text!r}: give distinct non-negative seeds, e.g. 1-10")
     return seeds
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` -> a device (TF32 off on CUDA)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {name!r}; valid examples: cpu, cuda, cuda:1") from exc
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-        # TF32 silently lowers float32 matmul precision (SPEC §12.1); float64 is unaffected
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    return device
 
 
 def config_file(path: str) -> dict:
@@ -120,7 +105,7 @@ def cmd_train(args) -> int:
     device = resolve_device(args.device)
     outs = [Path(args.out.replace("{seed}", str(s))) if args.out else default_out(args.method, args.dataset,
                                                                                    args.tuning, s) for s in seeds]
-    dtype = torch.float64 if cfg["double_precision"] else torch.float32
+    dtype = dtype_of(cfg)
     splits = [run_generators(s)["split"] for s in seeds]
     data = load_dataset(args.dataset, args.data_root, download=args.download, source=args.source,
                         no_val_set=cfg["no_val_set"], split_generator=splits if block else splits[0],

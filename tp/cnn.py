@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .activations import Activation, get_activation
 from .conv import CONV_IMPLS, conv2d, conv2d_gemm, max_pool
+from .errors import unknown
 from .interface import Forward, Losses, Params
 from .network import xavier_normal
 from .random import Generators, num_replicas, randn
@@ -87,7 +88,7 @@ class ConvNet(Losses):
         if int(self.fc) <= 0 or int(self.n_out) <= 0:
             raise ValueError(f"fc and n_out must be positive, got fc={self.fc}, n_out={self.n_out}")
         if self.conv not in CONV_IMPLS:
-            raise ValueError(f"unknown conv implementation {self.conv!r}; valid choices: {', '.join(CONV_IMPLS)}")
+            raise unknown("conv implementation", self.conv, CONV_IMPLS)
         if self.loss != "cross_entropy":
             raise ValueError(f"the CNN supports only loss='cross_entropy', got {self.loss!r}")
         object.__setattr__(self, "in_shape", in_shape)

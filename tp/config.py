@@ -24,16 +24,13 @@ import yaml
 
 from . import catalog
 from .catalog import Method
+from .errors import ConfigError, unknown
 from .rules import REGISTRY, rule_class
-from .validation import check_values
+from .validation import check_config
 
-__all__ = ["Method", "METHODS", "DATASETS", "TUNINGS", "ConfigError", "config_dir", "resolve_config",
+__all__ = ["Method", "METHODS", "DATASETS", "TUNINGS", "config_dir", "resolve_config",
            "available_configs", "parse_override", "rule_hyperparameters", "DATASET_MODEL", "model_of",
            "rule_of", "per_layer"]
-
-
-class ConfigError(ValueError):
-    """An unknown method, dataset, tuning or key, or an invalid value."""
 
 
 #: method slug -> catalog entry (rule, paper name, schedule; :data:`tp.catalog.METHODS`)
@@ -43,8 +40,6 @@ DATASETS: dict[str, str] = {slug: d.paper_name for slug, d in catalog.DATASETS.i
 TUNINGS = tuple(catalog.TUNINGS)
 #: the network a dataset trains when not the SPEC §1 MLP ("mlp"): CIFAR-10 images through the SPEC §8 CNN
 DATASET_MODEL: dict[str, str] = {slug: d.model for slug, d in catalog.DATASETS.items() if d.model != "mlp"}
-#: the CNN's hidden layers: conv block 1, conv block 2, FC layer 3 (SPEC §8.1)
-CNN_HIDDEN = 3
 
 #: keys a run configuration may hold besides the ones of configs/defaults.yaml
 IDENTITY_KEYS = ("method", "dataset", "tuning", "rule", "model")
@@ -66,7 +61,7 @@ def _load(path: Traversable) -> dict:
 
 def _choice(kind: str, value: str, valid) -> None:
     if value not in valid:
-        raise ConfigError(f"unknown {kind} {value!r}; valid choices: {', '.join(valid)}")
+        raise unknown(kind, value, valid)
 
 
 def available_configs(root: Path | Traversable | None = None) -> dict[tuple[str, str], list[str]]:
@@ -148,55 +143,8 @@ def resolve_config(method: str, dataset: str, tuning: str = "test",
             raise ConfigError(f"unknown configuration key {key!r}; valid keys: {', '.join(valid_keys)}")
         cfg[key] = value
     cfg.update(method=method, dataset=dataset, tuning=tuning, rule=rule_of(method, dataset), model=model_of(dataset))
-    _check(cfg)
+    check_config(cfg, lambda rule: REGISTRY[rule].trains_feedback)  # tp.validation: every key, then between keys
     return cfg
-
-
-def _check(cfg: Mapping[str, Any]) -> None:
-    def positive_int(key, allow_zero=False):
-        v = cfg[key]
-        if not isinstance(v, int) or isinstance(v, bool) or v < (0 if allow_zero else 1):
-            raise ConfigError(f"{key} must be an integer {'>= 0' if allow_zero else '> 0'}, got {v!r}")
-
-    for key in ("num_hidden", "size_hidden", "size_hidden_fb", "batch_size", "log_interval"):
-        positive_int(key)
-    for key in ("epochs", "epochs_fb", "extra_fb_epochs", "extra_fb_minibatches"):
-        positive_int(key, allow_zero=True)
-
-    def positive_number(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-
-    if cfg.get("model") == "cnn":
-        if cfg["num_hidden"] != CNN_HIDDEN:
-            raise ConfigError(f"the CNN (SPEC §8.1) has {CNN_HIDDEN} hidden layers (conv 1, conv 2, FC 3): "
-                              f"num_hidden must be {CNN_HIDDEN}, got {cfg['num_hidden']!r}")
-        ch = cfg["conv_channels"]
-        if not (isinstance(ch, (list, tuple)) and len(ch) == 2
-                and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in ch)):
-            raise ConfigError(f"conv_channels must list the two conv blocks' output channels (positive integers), "
-                              f"got {ch!r}")
-    layers = cfg["num_hidden"] + 1  # (the CNN: conv 1, conv 2, FC 3, FC 4)
-    for key in ("lr", "epsilon"):  # one value, or one per layer (the CNN configurations)
-        values = per_layer(cfg[key], layers, key)
-        if not all(positive_number(v) for v in values):
-            raise ConfigError(f"{key} must be a positive number or a list of {layers} positive numbers (one per "
-                              f"layer), got {cfg[key]!r}")
-    if REGISTRY[cfg["rule"]].trains_feedback:
-        for key in ("lr_fb", "sigma"):
-            v = cfg[key]
-            if v is None or not isinstance(v, (int, float)) or v <= 0:
-                raise ConfigError(f"{key} must be a positive number for method {cfg['method']!r}, got {v!r}")
-    lams = cfg.get("gn_damping_per_hidden_layer")
-    if isinstance(lams, list) and len(lams) != cfg["num_hidden"]:
-        raise ConfigError(f"gn_damping_per_hidden_layer needs one value per hidden layer ({cfg['num_hidden']}), "
-                          f"got {lams}")
-    if cfg.get("log_alignment") and lams is None:
-        raise ConfigError("log_alignment needs gn_damping_per_hidden_layer (the damped-GNT reference's λ_i)")
-    for key in ("double_precision", "normalize_lr", "no_val_set", "only_train_first_layer", "log_alignment",
-                "gn_damping_hpsearch"):
-        if not isinstance(cfg[key], bool):
-            raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}")
-    check_values(cfg)  # types and ranges of every other value (tp.validation)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

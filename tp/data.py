@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .catalog import DATASETS as CATALOG
 from .catalog import FILES, ImageFiles
+from .errors import unknown
 from .integrity import (IDX_FILES, DatasetCorruptError, DatasetNotFoundError, check_counts, files_sha256,
                         prepare_idx_folder)
 from .network import MLP
@@ -250,10 +251,9 @@ def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool 
     """
     key = ALIASES.get(name, name)
     if key not in IMAGE_DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid choices: "
-                         f"{', '.join(list(IMAGE_DATASETS) + list(ALIASES))}")
+        raise unknown("dataset", name, list(IMAGE_DATASETS) + list(ALIASES))
     if source not in ("real", "synthetic"):
-        raise ValueError(f"unknown data source {source!r}; valid choices: real, synthetic")
+        raise unknown("data source", source, ("real", "synthetic"))
     spec = IMAGE_DATASETS[key]
     if source == "synthetic":
         n0 = spec.shape[0] * spec.shape[1] * spec.shape[2]

@@ -22,7 +22,8 @@ from typing import Any, Mapping
 import torch
 
 from .cnn import ConvNet
-from .config import ConfigError, per_layer
+from .config import per_layer
+from .errors import ConfigError
 from .data import DataSplits
 
 __all__ = ["build_model", "forward_optimizer_settings", "MODELS"]

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .activations import Activation, get_activation
+from .errors import unknown
 from .interface import LOSSES, Forward, Losses, Params
 from .random import Generators, rand_uniform, randn
 from .targets import dense_local_loss_gradients
@@ -75,7 +76,7 @@ class MLP(Losses):
         if len(bias) != L:
             raise ValueError(f"bias must have one entry per layer ({L}), got {bias}")
         if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; valid choices: {', '.join(LOSSES)}")
+            raise unknown("loss", self.loss, LOSSES)
         object.__setattr__(self, "activations", acts)
         object.__setattr__(self, "bias", bias)
         object.__setattr__(self, "_acts", tuple(get_activation(a) for a in acts))
@@ -118,7 +119,7 @@ class MLP(Losses):
         A sequence of R generators gives parameters with a leading replica dimension R.
         """
         if init not in INITIALIZATIONS:
-            raise ValueError(f"unknown initialization {init!r}; valid choices: {', '.join(INITIALIZATIONS)}")
+            raise unknown("initialization", init, INITIALIZATIONS)
         params: Params = {}
         for i in range(1, self.L + 1):
             shape = (self.sizes[i], self.sizes[i - 1])

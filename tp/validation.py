@@ -1,81 +1,173 @@
-"""Type and range checks of every configuration value, run once where a configuration is resolved.
+"""The one validation layer of run configurations: a table of every key's type, range, nullability and
+per-layer form, and the checks between keys.
 
-:func:`check_values` is called by :func:`tp.config.resolve_config` (through its ``_check``), so the CLI
-(``--set``), the Python API and the pipeline (``overrides``, checked while Snakemake builds its DAG, e.g. by
-``snakemake -n``) reject the same values with the same message, before anything trains.  Each error names the
-key, the value and what is allowed.
+:func:`check_config` runs where a configuration is resolved (:func:`tp.config.resolve_config`), so the CLI
+(``--set``, ``--config``), the Python API and the pipeline (``overrides``, checked while Snakemake builds its
+DAG, e.g. by ``snakemake -n``) reject the same values with the same :class:`tp.errors.ConfigError`, before
+anything trains.  Each error names the key, the value and what is allowed.
 
-Ranges (SPEC §5.1, §2.4, §3): Adam's β₁, β₂ (forward and feedback) in [0, 1); learning rates, ε, the target
-step size β and the noise σ finite and positive; weight decays and GN damping finite and ≥ 0; activations and
-initialisations among the implemented ones.  The structural checks (integer sizes, per-layer list lengths, the
-CNN's shape, booleans) stay in :mod:`tp.config`.
+:data:`KEYS` has one entry per key of ``defaults.yaml``'s ``run`` block (a test holds them equal), so a new
+configuration key is one line here.  Ranges (SPEC §5.1, §2.4, §3): Adam's β₁, β₂ (forward and feedback) in
+[0, 1); learning rates, ε, the target step size β and the noise σ finite and positive; weight decays and GN
+damping finite and ≥ 0; sizes and epochs integers; activations and initialisations among the implemented ones.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 from .activations import ACTIVATIONS
+from .errors import ConfigError
 from .network import INITIALIZATIONS
 
-__all__ = ["check_values", "check_seed", "BETA_KEYS", "POSITIVE_KEYS", "NON_NEGATIVE_KEYS", "NAME_CHOICES"]
+__all__ = ["Key", "KEYS", "check_config", "check_seed", "CNN_HIDDEN"]
 
-#: Adam's moment decay rates: 0 ≤ β < 1
-BETA_KEYS = ("beta1", "beta2", "beta1_fb", "beta2_fb")
-#: finite and > 0 (lr and epsilon may be one value per layer; lr_fb and sigma may be null for rules
-#: without trained feedback)
-POSITIVE_KEYS = ("lr", "epsilon", "lr_fb", "epsilon_fb", "target_stepsize", "sigma")
-#: may be null (not used by the configuration's rule)
-NULLABLE_KEYS = ("lr_fb", "sigma", "gn_damping_per_hidden_layer", "fb_activation")
-#: finite and ≥ 0 (gn_damping and gn_damping_per_hidden_layer may be one value per layer)
-NON_NEGATIVE_KEYS = ("forward_wd", "feedback_wd", "gn_damping", "gn_damping_per_hidden_layer")
-#: names and their valid choices
-NAME_CHOICES = {"hidden_activation": tuple(ACTIVATIONS), "fb_activation": tuple(ACTIVATIONS),
-                "initialization": INITIALIZATIONS}
-
-
-def _error(message: str) -> Exception:
-    from .config import ConfigError  # (tp.config calls this module: imported at call time)
-
-    return ConfigError(message)
+#: the CNN's hidden layers: conv block 1, conv block 2, FC layer 3 (SPEC §8.1)
+CNN_HIDDEN = 3
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _numbers(key: str, value: Any, allowed: str, ok) -> None:
-    """One number or a list of numbers, each satisfying ``ok``."""
-    listed = isinstance(value, (list, tuple)) and len(value) > 0
-    for v in value if listed else [value]:
-        if not (_is_number(v) and math.isfinite(v) and ok(v)):
-            raise _error(f"{key} must be {allowed}, got {value!r}" + (f" (entry {v!r})" if listed else ""))
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
-def check_values(cfg: Mapping[str, Any]) -> None:
-    """Raise :class:`tp.config.ConfigError` naming the first key whose value has the wrong type or range."""
-    for key in BETA_KEYS:
-        if key in cfg:
-            _numbers(key, cfg[key], "a number with 0 <= value < 1", lambda v: 0 <= v < 1)
-    for key in POSITIVE_KEYS:
-        if key in cfg and not (cfg[key] is None and key in NULLABLE_KEYS):
-            listed = " (or one per layer)" if key in ("lr", "epsilon") else ""
-            _numbers(key, cfg[key], f"a finite number > 0{listed}", lambda v: v > 0)
-    for key in NON_NEGATIVE_KEYS:
-        if key in cfg and not (cfg[key] is None and key in NULLABLE_KEYS):
-            listed = " (or one per layer)" if key.startswith("gn_damping") else ""
-            _numbers(key, cfg[key], f"a finite number >= 0{listed}", lambda v: v >= 0)
-    for key, choices in NAME_CHOICES.items():
-        if key in cfg and not (cfg[key] is None and key in NULLABLE_KEYS) and cfg[key] not in choices:
-            raise _error(f"unknown {key} {cfg[key]!r}; valid choices: {', '.join(choices)}")
-    if cfg.get("model") == "cnn" and cfg.get("initialization") != "xavier_normal":
-        raise _error(f"the CNN (SPEC §8) is initialised xavier_normal only; got initialization "
-                     f"{cfg.get('initialization')!r}")
+@dataclass(frozen=True)
+class Key:
+    """What one configuration key may hold.
+
+    kind: ``int``, ``number``, ``bool``, ``name`` (one of ``choices``) or ``channels`` (the CNN's two conv
+    blocks' output channels); ``low``/``high``: the range (``low_open``: ``low`` itself excluded; ``high`` is
+    always excluded); ``nullable``: ``None`` allowed; ``per_layer``: a list is also allowed, with one value per
+    layer 1…L (``"layers"``) or per hidden layer 1…L−1 (``"hidden"``)."""
+
+    kind: str
+    low: float | None = None
+    low_open: bool = False
+    high: float | None = None
+    nullable: bool = False
+    per_layer: str | None = None
+    choices: tuple[str, ...] = ()
+
+    def accepts(self, v: Any) -> bool:
+        if self.kind == "bool":
+            return isinstance(v, bool)
+        if self.kind == "name":
+            return v in self.choices
+        if self.kind == "channels":
+            return isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(c) and c > 0 for c in v)
+        if not (_is_int(v) if self.kind == "int" else _is_number(v)):
+            return False
+        if self.low is not None and (v <= self.low if self.low_open else v < self.low):
+            return False
+        return self.high is None or v < self.high
+
+    def allowed(self) -> str:
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "name":
+            return "one of " + ", ".join(self.choices)
+        if self.kind == "channels":
+            return "a list of the two conv blocks' output channels (positive integers)"
+        what = "an integer" if self.kind == "int" else "a finite number"
+        if self.low is not None:
+            what += f" {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            what += f" and < {self.high:g}" if self.low is not None else f" < {self.high:g}"
+        return what
+
+
+_COUNT, _SIZE = Key("int", low=0), Key("int", low=0, low_open=True)
+_POSITIVE, _NON_NEGATIVE = Key("number", low=0, low_open=True), Key("number", low=0)
+_BETA, _BOOL = Key("number", low=0, high=1), Key("bool")
+
+#: every configuration key (``defaults.yaml``, ``run`` block) → what it may hold
+KEYS: dict[str, Key] = {
+    # network (SPEC §1, §8.1)
+    "num_hidden": _SIZE, "size_hidden": _SIZE, "size_hidden_fb": _SIZE,
+    "hidden_activation": Key("name", choices=tuple(ACTIVATIONS)),
+    "conv_channels": Key("channels", nullable=True),
+    "initialization": Key("name", choices=tuple(INITIALIZATIONS)),
+    "double_precision": _BOOL,
+    # learning rule (SPEC §2, §4)
+    "target_stepsize": _POSITIVE,
+    "sigma": Key("number", low=0, low_open=True, nullable=True),
+    "gn_damping": Key("number", low=0, per_layer="layers"),
+    "fb_activation": Key("name", choices=tuple(ACTIVATIONS), nullable=True),
+    # forward optimiser (SPEC §5.1): lr and ε may be one per layer (the CNN configurations, SPEC §8.5)
+    "lr": Key("number", low=0, low_open=True, per_layer="layers"),
+    "normalize_lr": _BOOL, "beta1": _BETA, "beta2": _BETA,
+    "epsilon": Key("number", low=0, low_open=True, per_layer="layers"),
+    "forward_wd": _NON_NEGATIVE,
+    # feedback optimiser (SPEC §3)
+    "lr_fb": Key("number", low=0, low_open=True, nullable=True),
+    "beta1_fb": _BETA, "beta2_fb": _BETA, "epsilon_fb": _POSITIVE, "feedback_wd": _NON_NEGATIVE,
+    # schedule (SPEC §5.2)
+    "epochs": _COUNT, "batch_size": _SIZE, "epochs_fb": _COUNT, "extra_fb_epochs": _COUNT,
+    "extra_fb_minibatches": _COUNT,
+    # data (SPEC §5.3, §6)
+    "no_val_set": _BOOL, "only_train_first_layer": _BOOL,
+    # alignment (SPEC §7)
+    "log_interval": _SIZE, "log_alignment": _BOOL,
+    "gn_damping_per_hidden_layer": Key("number", low=0, nullable=True, per_layer="hidden"),
+    "gn_damping_hpsearch": _BOOL,
+}
+
+
+def _check_key(name: str, spec: Key, value: Any, layers: int) -> None:
+    if value is None and spec.nullable:
+        return
+    if spec.per_layer and isinstance(value, (list, tuple)):
+        n = layers if spec.per_layer == "layers" else layers - 1
+        where = "layer" if spec.per_layer == "layers" else "hidden layer"
+        if len(value) != n:
+            raise ConfigError(f"{name} needs one value per {where} ({n}), got {list(value)}")
+        bad = [v for v in value if not spec.accepts(v)]
+        if bad:
+            raise ConfigError(f"{name} must be {spec.allowed()} (or one per {where}), got {list(value)!r} "
+                              f"(entry {bad[0]!r})")
+        return
+    if not spec.accepts(value):
+        if spec.kind == "name":
+            raise ConfigError(f"unknown {name} {value!r}; valid choices: {', '.join(spec.choices)}")
+        per = f" (or one per {'layer' if spec.per_layer == 'layers' else 'hidden layer'})" if spec.per_layer else ""
+        raise ConfigError(f"{name} must be {spec.allowed()}{per}, got {value!r}")
+
+
+def check_config(cfg: Mapping[str, Any], trains_feedback: Callable[[str], bool] | None = None) -> None:
+    """Raise :class:`~tp.errors.ConfigError` naming the first key whose value is wrong: each key against
+    :data:`KEYS` (structure first: the layer count the per-layer lists are checked against), then the rules
+    between keys — the CNN's shape and initialisation, ``lr_fb`` and ``σ`` where the rule trains feedback
+    (``trains_feedback(rule)``), the damping reference that alignment logging needs."""
+    _check_key("num_hidden", KEYS["num_hidden"], cfg.get("num_hidden"), 0)
+    cnn = cfg.get("model") == "cnn"
+    if cnn and cfg["num_hidden"] != CNN_HIDDEN:
+        raise ConfigError(f"the CNN (SPEC §8.1) has {CNN_HIDDEN} hidden layers (conv 1, conv 2, FC 3): "
+                          f"num_hidden must be {CNN_HIDDEN}, got {cfg['num_hidden']!r}")
+    layers = cfg["num_hidden"] + 1  # L (the CNN: conv 1, conv 2, FC 3, FC 4)
+    for name, spec in KEYS.items():
+        if name in cfg:
+            _check_key(name, spec, cfg[name], layers)
+    if cnn and cfg.get("conv_channels") is None:
+        raise ConfigError(f"conv_channels must be {KEYS['conv_channels'].allowed()} for the CNN, got None")
+    if cnn and cfg.get("initialization") != "xavier_normal":
+        raise ConfigError(f"the CNN (SPEC §8) is initialised xavier_normal only; got initialization "
+                          f"{cfg.get('initialization')!r}")
+    if trains_feedback is not None and "rule" in cfg and trains_feedback(cfg["rule"]):
+        for name in ("lr_fb", "sigma"):
+            if cfg.get(name) is None:
+                raise ConfigError(f"{name} must be a positive number for method {cfg.get('method')!r} (its rule "
+                                  f"{cfg['rule']!r} trains feedback weights), got None")
+    if cfg.get("log_alignment") and cfg.get("gn_damping_per_hidden_layer") is None:
+        raise ConfigError("log_alignment needs gn_damping_per_hidden_layer (the damped-GNT reference's λ_i)")
 
 
 def check_seed(seed: Any) -> int:
     """A run's seed: a non-negative integer (numpy's SeedSequence takes no negative seed)."""
-    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
-        raise _error(f"seed must be an integer >= 0, got {seed!r}")
+    if not (_is_int(seed) and seed >= 0):
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
     return seed

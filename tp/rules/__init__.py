@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import REQUIRED, HyperparameterError, Rule, StepResult
+from ..errors import unknown
+from .base import REQUIRED, Rule, StepResult
 from .bp import BP, backprop_gradients
 from .ddtp import DDTPControl, DDTPLinear
 from .ddtp_rhl import DDTPRHL, DDTPRHLRec
@@ -16,7 +17,7 @@ from .dtp import DTP, DTPDRL
 from .gnt import GNT
 
 __all__ = ["REGISTRY", "make_rule", "rule_class", "available_rules", "rules_for_model", "Rule", "StepResult",
-           "HyperparameterError", "REQUIRED", "backprop_gradients"]
+           "REQUIRED", "backprop_gradients"]
 
 #: rule name -> class.  Names are the project's slugs; ``paper_name`` is the paper's; ``networks`` says which
 #: networks the rule trains ("mlp": tp.MLP, "cnn": tp.cnn.ConvNet) — the same rule object on either.
@@ -33,11 +34,6 @@ REGISTRY: dict[str, type[Rule]] = {
 }
 
 
-class UnknownRuleError(KeyError, ValueError):
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
-
-
 def available_rules() -> list[str]:
     return list(REGISTRY)
 
@@ -46,7 +42,7 @@ def rules_for_model(model: str) -> list[str]:
     """Names of the registered rules that train the network ``model`` ("mlp" or "cnn")."""
     models = sorted({m for cls in REGISTRY.values() for m in cls.networks})
     if model not in models:
-        raise UnknownRuleError(f"unknown network {model!r}; valid choices: {', '.join(models)}")
+        raise unknown("network", model, models)
     return [name for name, cls in REGISTRY.items() if model in cls.networks]
 
 
@@ -55,7 +51,7 @@ def rule_class(name: str) -> type[Rule]:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise UnknownRuleError(f"unknown rule {name!r}; valid choices: {', '.join(REGISTRY)}") from None
+        raise unknown("rule", name, REGISTRY) from None
 
 
 def make_rule(name: str, **hyperparameters: Any) -> Rule:

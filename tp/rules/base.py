@@ -22,12 +22,13 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import Tensor
 
+from ..errors import HyperparameterError
 from ..interface import Forward, Network, Params
 from ..network import MLP
 from ..random import Generators, randn
 from ..replicas import is_per_replica, per_replica
 
-__all__ = ["Rule", "StepResult", "REQUIRED", "HyperparameterError"]
+__all__ = ["Rule", "StepResult", "REQUIRED"]
 
 
 class _Required:
@@ -36,10 +37,6 @@ class _Required:
 
 
 REQUIRED: Any = _Required()
-
-
-class HyperparameterError(ValueError):
-    """A hyperparameter is unknown to a rule, missing, or has an invalid value."""
 
 
 @dataclass

@@ -35,7 +35,8 @@ from ..network import xavier_normal
 from ..random import Generators, rand_uniform
 from ..replicas import per_replica
 from ..targets import local_loss_gradients, output_target
-from .base import HyperparameterError, Rule, StepResult
+from ..errors import HyperparameterError
+from .base import Rule, StepResult
 
 __all__ = ["DirectFeedbackRule"]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..gauss_newton import gn_displacements
 from ..targets import local_loss_gradients
-from .base import HyperparameterError, Rule, StepResult
+from ..errors import HyperparameterError
+from .base import Rule, StepResult
 
 __all__ = ["GNT"]
 

@@ -10,9 +10,8 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
-
 from ..config import DATASETS, METHODS, parse_override, resolve_config
+from ..runtime import dtype_of, resolve_device
 from .loop import run_search
 from .outputs import write_outputs
 from .settings import OBJECTIVES, SearchSettings
@@ -47,7 +46,6 @@ def trial_trainer(load, seed: int, device, *, fast: str = "auto", prune: bool = 
 
 
 def cmd_search(args) -> int:
-    from ..cli import resolve_device  # the same device handling as tp train (TF32 off)
     from ..data import load_dataset
 
     overrides = dict(parse_override(s) for s in args.set)
@@ -61,7 +59,7 @@ def cmd_search(args) -> int:
     log = (lambda msg: print(msg, flush=True))
     if args.trials:
         device = resolve_device(args.device)
-        dtype = torch.float64 if base["double_precision"] else torch.float32
+        dtype = dtype_of(base)
 
         def load(split_generator):
             return load_dataset(args.dataset, args.data_root, download=args.download, source=args.source,

@@ -15,7 +15,8 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from ..config import ConfigError, resolve_config
+from ..config import resolve_config
+from ..errors import ConfigError
 from ..training import Hook
 from ..training.trials import PER_REPLICA_KEYS
 from .settings import EPOCH_COLUMN, OBJECTIVES, SearchSettings, objective_of

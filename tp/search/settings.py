@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["OBJECTIVES", "EPOCH_COLUMN", "SearchSettings", "objective_of"]
 

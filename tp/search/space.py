@@ -21,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from ..config import METHODS, ConfigError, available_configs, config_dir, resolve_config
+from ..config import METHODS, available_configs, config_dir, resolve_config
+from ..errors import ConfigError
 
 __all__ = ["Param", "KINDS", "load_space", "space_path", "suggest"]
 

@@ -12,7 +12,7 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .settings import OBJECTIVES, SearchSettings
 from .space import load_space
 

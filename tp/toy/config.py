@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from ..config import config_dir
+from ..errors import unknown
 
 __all__ = ["TOY_CONFIG_PATH", "NULLSPACE_METHODS", "DTYPES", "load_toy_config", "nullspace_hyperparameters",
            "output_space_hyperparameters"]
@@ -35,7 +36,7 @@ def nullspace_hyperparameters(method: str, config: Mapping[str, Any] | None = No
     cfg = (config or load_toy_config())["fig2_nullspace"]
     methods = cfg["methods"]
     if method not in methods:
-        raise ValueError(f"unknown Fig. 2 method {method!r}; valid choices: {', '.join(methods)}")
+        raise unknown("Fig. 2 method", method, methods)
     hp = {k: v for k, v in cfg.items() if k != "methods"}
     hp.update(methods[method])
     hp["sizes"] = (hp["size_input"],) + (hp["size_hidden"],) * hp["num_hidden"] + (hp["size_output"],)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..data import student_teacher
+from ..errors import unknown
 from ..gauss_newton import output_jacobians
 from ..network import MLP, Params
 from ..rules import make_rule, rule_class
@@ -119,7 +120,7 @@ def nullspace_experiment(method: str, hp: Mapping[str, Any] | None = None, seed:
     is recorded for every layer i = 1…L.  Feedback: SGD, ``lr_fb``, coupled ``feedback_wd``.
     """
     if method not in NULLSPACE_METHODS:
-        raise ValueError(f"unknown Fig. 2 method {method!r}; valid choices: {', '.join(NULLSPACE_METHODS)}")
+        raise unknown("Fig. 2 method", method, NULLSPACE_METHODS)
     hp = dict(nullspace_hyperparameters(method) if hp is None else hp)
     for key, value in dict(epochs=epochs, epochs_fb=epochs_fb, extra_fb_epochs=extra_fb_epochs,
                            num_train=num_train, num_test=num_test, log_interval=log_interval).items():

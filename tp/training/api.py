@@ -9,9 +9,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ..config import ConfigError
 from ..data import DataSplits
+from ..errors import ConfigError
 from ..run_folder import hold_run_folders
+from ..runtime import dtype_of
 from .hooks import Hook
 from .loop import Options, log_to_stderr, train_block
 from .records import CHECKPOINT
@@ -116,7 +117,7 @@ def train_blocks(cfgs: list[dict], data: DataSplits, seeds: list[int], out_dirs:
                 continue
             pending.append((pos, resume_point(out)))
         base = cfgs[0]
-        data = data.to(options.device, torch.float64 if base["double_precision"] else torch.float32)  # SPEC §1
+        data = data.to(options.device, dtype_of(base))  # SPEC §1
         for key in sorted({k for _, k in pending}):
             block = [pos for pos, k in pending if k == key]
             sub = data if rows is None or len(block) == len(seeds) else replica_subset(data, block)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..run_folder import read_checkpoint, read_summary
 from .records import CHECKPOINT, SUMMARY
 from .state import Run

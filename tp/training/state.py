@@ -23,6 +23,7 @@ from ..data import DataSplits
 from ..models import build_model, forward_optimizer_settings
 from ..optim import Adam
 from ..rules import make_rule
+from ..runtime import dtype_of
 
 __all__ = ["GENERATOR_STREAMS", "CHECKPOINT_FORMAT", "RunDiverged", "Record", "Run", "run_generators",
            "build_run"]
@@ -165,7 +166,7 @@ def build_run(cfg: dict, seeds: list[int], data: DataSplits, device: torch.devic
     configuration per replica, differing from ``cfg`` only in continuous hyperparameters
     (:data:`tp.training.trials.PER_REPLICA_KEYS`), which then become per-replica tensors of the rule and
     per-replica values of both optimisers."""
-    dtype = torch.float64 if cfg["double_precision"] else torch.float32
+    dtype = dtype_of(cfg)
     cfgs = replica_cfgs or [cfg]
     per_seed = [run_generators(s, device) for s in seeds]
     gens = {k: [g[k] for g in per_seed] for k in GENERATOR_STREAMS} if replicas else per_seed[0]

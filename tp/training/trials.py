@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..data import DataSplits
 from .api import fast_path, train_blocks
 from .hooks import Hook

@@ -35,7 +35,8 @@ validate(config, "../schemas/config.schema.yaml")
 
 from tp.catalog import DATASETS as CATALOG  # noqa: E402
 from tp.catalog import TUNINGS as TUNING_OF  # noqa: E402
-from tp.config import DATASETS, METHODS, ConfigError, available_configs, resolve_config  # noqa: E402
+from tp.config import DATASETS, METHODS, available_configs, resolve_config  # noqa: E402
+from tp.errors import ConfigError  # noqa: E402
 
 RESULTS = config["results"].rstrip("/")
 #: partial: the tables, figures and index are built from the runs present and nothing is trained (their cells

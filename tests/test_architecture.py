@@ -1,0 +1,155 @@
+"""The package's structure: no import circle, one error type for a bad configuration, one validation table.
+
+These hold the architecture's promises (docs/architecture.md) so that a change that breaks them fails here:
+the ``tp`` modules form an acyclic import graph (imports at call time included, so a circle cannot hide
+behind a local import); every unknown name — method, dataset, tuning, rule, network, activation, loss,
+initialisation, device, data source — is a :class:`tp.errors.ConfigError` naming the value and the valid
+choices; and :data:`tp.validation.KEYS` describes exactly the configuration keys of ``defaults.yaml``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+import tp
+from tp import catalog
+from tp.activations import get_activation
+from tp.config import config_dir, resolve_config
+from tp.data import load_dataset
+from tp.errors import ConfigError
+from tp.rules import rules_for_model
+from tp.runtime import resolve_device
+from tp.validation import KEYS
+
+PACKAGE = Path(tp.__file__).resolve().parent
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for f in PACKAGE.rglob("*.py"):
+        parts = ["tp", *f.relative_to(PACKAGE).with_suffix("").parts]
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module → the ``tp`` modules it imports anywhere in its text (``from . import x`` names module x; a
+    module's imports of its own enclosing packages are not edges: the package is initialised first anyway)."""
+    mods = _modules()
+    edges: dict[str, set[str]] = {m: set() for m in mods}
+    for mod, path in mods.items():
+        package = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or "" if node.level == 0 else ".".join(
+                    package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+            else:
+                continue
+            for t in targets:
+                while t not in mods and "." in t:
+                    t = t.rsplit(".", 1)[0]
+                if t in mods and t != mod and not mod.startswith(t + "."):
+                    edges[mod].add(t)
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles: strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in edges:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_cycle_finder_finds_a_circle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circle():
+    edges = import_graph()
+    assert "tp.errors" in edges and edges["tp.errors"] == set(), "tp.errors imports nothing of tp"
+    assert edges["tp.validation"] >= {"tp.errors"} and "tp.config" not in edges["tp.validation"]
+    assert cycles(edges) == []
+
+
+@pytest.mark.parametrize("call, value", [
+    (lambda: catalog.method("dpt"), "dpt"),
+    (lambda: catalog.dataset("svhn"), "svhn"),
+    (lambda: catalog.tuning("best"), "best"),
+    (lambda: resolve_config("dpt", "mnist"), "dpt"),
+    (lambda: resolve_config("dtp", "svhn"), "svhn"),
+    (lambda: resolve_config("dtp", "mnist", "best"), "best"),
+    (lambda: resolve_config("dtp", "mnist", "test", {"lrr": 1.0}), "lrr"),
+    (lambda: tp.make_rule("ddtp-lin"), "ddtp-lin"),
+    (lambda: rules_for_model("rnn"), "rnn"),
+    (lambda: get_activation("swish"), "swish"),
+    (lambda: tp.MLP((2, 3, 2), ("tanh", "linear"), (True, True), "hinge"), "hinge"),
+    (lambda: load_dataset("svhn", source="synthetic"), "svhn"),
+    (lambda: load_dataset("mnist", source="imagined"), "imagined"),
+    (lambda: resolve_device("tpu:0"), "tpu:0"),
+])
+def test_every_unknown_name_is_one_error_naming_it_and_the_choices(call, value):
+    with pytest.raises(ConfigError) as err:
+        call()
+    assert repr(value) in str(err.value) and "valid" in str(err.value)
+
+
+def test_validation_table_has_exactly_the_configuration_keys():
+    with (config_dir() / "defaults.yaml").open() as f:
+        run = yaml.safe_load(f)["run"]
+    assert set(KEYS) == set(run) | {"fb_activation"}  # fb_activation: set by resolve_config (rule default)
+
+
+@pytest.mark.parametrize("key, value, needle", [
+    ("beta1", [0.9, 0.9], "beta1 must be"),                 # a list only where a key is per layer
+    ("epsilon_fb", [1e-8] * 6, "epsilon_fb must be"),
+    ("lr", [1e-3] * 5, "one value per layer (6)"),          # per layer: exactly L values
+    ("gn_damping", [0.0] * 5, "one value per layer (6)"),
+    ("gn_damping_per_hidden_layer", [0.1] * 6, "one value per hidden layer (5)"),
+    ("lr", [1e-3, -1e-3, 1e-3, 1e-3, 1e-3, 1e-3], "entry -0.001"),
+    ("target_stepsize", float("nan"), "finite"),
+    ("epochs", 2.0, "integer"),
+    ("log_alignment", "yes", "true or false"),
+])
+def test_validation_table_rejects_naming_the_key(key, value, needle):
+    with pytest.raises(ConfigError, match=key) as err:
+        resolve_config("ddtp-linear", "mnist", "test", {key: value})
+    assert needle in str(err.value)
+
+
+def test_per_layer_values_of_the_right_length_are_accepted():
+    cfg = resolve_config("ddtp-linear", "mnist", "alignment", {"lr": [1e-3] * 6, "gn_damping": [0.0] * 6,
+                                                        "gn_damping_per_hidden_layer": [1.0] * 5})
+    assert cfg["lr"] == [1e-3] * 6
