@@ -123,15 +123,16 @@ def test_heavily_damped_gnt_turns_into_the_gradient(setup):
     gnt = gnt_reference(net, params, fwd, y, 1e8)
     for k in LAYERS:
         assert float(angle(gnt[f"W{k}"], expected[f"W{k}"])) < 1e-3, k
-    for got in (bp_reference(net, params, fwd, y), make_rule("bp").forward_update(net, params, {}, fwd, y).forward_grads):
+    rule_update = make_rule("bp").forward_update(net, params, {}, fwd, y).forward_grads
+    for got in (bp_reference(net, params, fwd, y), rule_update):
         assert set(got) == set(expected) == set(params)
         for k in expected:
             torch.testing.assert_close(got[k], expected[k], rtol=1e-10, atol=1e-15)
 
 
 def test_alignment_angles_of_the_cnn(setup):
-    """Each row's angle against one written out here: BP rows against the autograd gradient, GNT rows against
-    ``gnt_reference`` (itself checked against the slow per-sample formula above)."""
+    """Each row's angle against one written out here: BP rows against the autograd gradient, GNT rows
+    against ``gnt_reference`` (itself checked against the slow per-sample formula above)."""
     net, params, x, y, fwd = setup
     rule = make_rule("ddtp-linear", target_stepsize=0.3, sigma=0.05)
     fb = rule.init_feedback(net, torch.Generator().manual_seed(2))

@@ -168,7 +168,8 @@ def test_graphed_block_of_seeds_equals_eager_single_runs(tmp_path, emulated_grap
         single = DataSplits(full.train_x[block.train_index[seeds.index(s)]],
                             full.train_y[block.train_index[seeds.index(s)]], full.test_x, full.test_y,
                             full.train_x[block.val_index[seeds.index(s)]], full.train_y[block.val_index[seeds.index(s)]])
-        train(cfg, single, s, tmp_path / f"s{s}", log=quiet, progress=False, fast="eager", keep_checkpoint=True)
+        train(cfg, single, s, tmp_path / f"s{s}", log=quiet, progress=False, fast="eager",
+              keep_checkpoint=True)
         assert_same_run(tmp_path / f"b{s}", tmp_path / f"s{s}")  # every metric, parameters, both optimisers
 
 

@@ -124,8 +124,8 @@ def autograd_output_jacobian(net, params, h_i, layer):
 
 
 def test_gnt_targets_move_the_output_along_minus_error():
-    """Theorem 2: J_i (ĥ_i − h_i) = −∂ℒ/∂h_L for every layer (exact, λ = 0), with J_i = ∂h_L/∂h_i taken by
-    autograd through the forward pass (not from ``tp.output_jacobians``, which GNT itself uses: J J⁺ e = e
+    """Theorem 2: J_i (ĥ_i − h_i) = −∂ℒ/∂h_L for every layer (exact, λ = 0), with J_i = ∂h_L/∂h_i taken
+    by autograd through the forward pass (not from ``tp.output_jacobians``, which GNT itself uses: J J⁺ e = e
     holds for any full-rank J, so GNT's own Jacobian would pass a wrong one), and ĥ_i − h_i = −J_i⁺ e, the
     minimum-norm solution (no null-space component).  ∂ℒ/∂h_L also by autograd of the MSE loss."""
     net, params, x, y, _ = tiny_net(0, bias=False)
