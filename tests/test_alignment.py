@@ -9,7 +9,9 @@ import math
 import pytest
 import torch
 
+import reference as ref
 import tp
+from cases import assert_close
 from tp.alignment import DAMPING_CANDIDATES, alignment_angles, angle, bp_reference, gnt_reference
 from tp.config import resolve_config
 from tp.data import DataSplits, synthetic_classification
@@ -43,13 +45,28 @@ def small_net(seed=0, sizes=(8, 7, 6, 5, 4)):
     return net, params, x, y
 
 
+def reference_net(net):
+    """The slow per-sample twin (``tests/reference.py``) of an ``MLP``."""
+    return ref.Net(list(net.sizes), list(net.activations), net.loss)
+
+
 def test_gnt_rule_update_equals_the_damped_gnt_reference_at_zero_damping():
+    """SPEC §4.9, §7.1(b): the GNT rule's update and ``gnt_reference`` at λ = 0 against the per-sample
+    float64 twin (Δ_i = J_i⁺g with J_i by ``torch.func.jacrev``, explicit pinv, local-loss gradients by
+    autograd), value by value: a wrong scale fails, not only a wrong direction."""
     net, params, x, y = small_net()
     fwd = net.forward(params, x)
     update = tp.make_rule("gnt", gn_damping=0.0).forward_update(net, params, {}, fwd, y).forward_grads
+    rnet = reference_net(net)
+    expected = ref.local_loss_gradients(rnet, params, x, ref.gnt_targets(rnet, params, x, y, 0.0))
+    assert set(update) == set(expected) == set(params)
+    for k in expected:
+        assert_close(update[k], expected[k], f"gnt rule {k}", rtol=1e-9)
     reference = gnt_reference(net, params, fwd, y, 0.0)
-    for i in range(1, net.L):
-        assert float(angle(update[f"W{i}"], reference[f"W{i}"])) < 1e-5
+    hidden = {k for k in params if int(k[1:]) < net.L}
+    assert set(reference) == hidden
+    for k in hidden:
+        assert_close(reference[k], expected[k], f"gnt_reference {k}", rtol=1e-9)
 
 
 def test_damped_gnt_turns_towards_the_gradient_as_damping_grows():
@@ -64,15 +81,39 @@ def test_damped_gnt_turns_towards_the_gradient_as_damping_grows():
         assert angles[-1] < 0.01 and angles[0] > 1.0
 
 
+def degrees(a, b):
+    """The angle of two updates in degrees, written out (not ``tp.alignment.angle``)."""
+    a, b = a.reshape(-1), b.reshape(-1)
+    return math.degrees(math.acos(max(-1.0, min(1.0, float(a @ b / (a.norm() * b.norm()))))))
+
+
 def test_alignment_rows_cover_every_layer_and_reference():
+    """Every row's angle against the per-sample twin's BP gradient (autograd) and damped-GNT update
+    (explicit (JJᵀ + λI)⁻¹), for a random update; and the BP rule's update equals the autograd gradient
+    value by value (BP is not compared with ``backprop_gradients`` itself)."""
     net, params, x, y = small_net()
     fwd = net.forward(params, x)
-    rule = tp.make_rule("bp")
-    update = rule.forward_update(net, params, {}, fwd, y).forward_grads
-    rows = alignment_angles(net, params, fwd, y, update, damping=[1.0, 0.1, 0.0])
+    rnet = reference_net(net)
+    bp_expected = ref.bp_gradients(rnet, params, x, y)
+    bp_update = tp.make_rule("bp").forward_update(net, params, {}, fwd, y).forward_grads
+    assert set(bp_update) == set(bp_expected)
+    for k in bp_expected:
+        assert_close(bp_update[k], bp_expected[k], f"bp rule {k}")
+    lams = [1.0, 0.1, 0.0]
+    gnt_expected = ref.local_loss_gradients(rnet, params, x, {
+        i: h for i, h in ref.gnt_targets(rnet, params, x, y, lams + [0.0]).items() if i < net.L})
+    g = torch.Generator().manual_seed(5)
+    update = {k: torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in params.items()}
+    rows = alignment_angles(net, params, fwd, y, update, damping=lams)
     assert {(r["layer"], r["reference"]) for r in rows} == \
         {(i, "bp") for i in range(1, 5)} | {(i, "gnt") for i in range(1, 4)}
-    assert all(r["angle"] < 1e-5 for r in rows if r["reference"] == "bp")  # BP is aligned with itself
+    assert len(rows) == 4 + 3
+    for r in rows:
+        expected = bp_expected if r["reference"] == "bp" else gnt_expected
+        want = degrees(update[f"W{r['layer']}"], expected[f"W{r['layer']}"])
+        assert r["angle"] == pytest.approx(want, abs=1e-9), r
+    bp_rows = alignment_angles(net, params, fwd, y, bp_expected)  # the true gradient is aligned with BP
+    assert len(bp_rows) == 4 and all(r["angle"] < 1e-5 for r in bp_rows)
 
 
 def small_data(n=256, dim=12):

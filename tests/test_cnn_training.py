@@ -101,28 +101,53 @@ def test_damped_gnt_reference_of_the_cnn_equals_the_slow_formula(setup, lams):
         torch.testing.assert_close(got[key], ref[key], rtol=1e-9, atol=1e-15)
 
 
+def autograd_bp(net, params, x, y):
+    """∂ℒ/∂θ by torch.autograd.grad of the mean cross-entropy of the forward pass (not through
+    ``output_gradient`` / ``backprop_gradients``)."""
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    loss = torch.nn.functional.cross_entropy(net.forward(leaves, x).output, y)
+    return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
+
+
+def degrees(a, b):
+    """The angle of two updates in degrees, written out (not ``tp.alignment.angle``)."""
+    a, b = a.reshape(-1), b.reshape(-1)
+    return math.degrees(math.acos(max(-1.0, min(1.0, float(a @ b / (a.norm() * b.norm()))))))
+
+
 def test_heavily_damped_gnt_turns_into_the_gradient(setup):
     """Tikhonov: Δ_k → J_kᵀg/λ = ∂ℒ/∂h_k / λ as λ → ∞, so the damped-GNT update of every hidden layer (conv
-    included) points along the BP gradient."""
+    included) points along the BP gradient (autograd of the loss).  ``bp_reference`` and the BP rule equal
+    that gradient value by value."""
     net, params, x, y, fwd = setup
-    gnt, bp = gnt_reference(net, params, fwd, y, 1e8), bp_reference(net, params, fwd, y)
+    expected = autograd_bp(net, params, x, y)
+    gnt = gnt_reference(net, params, fwd, y, 1e8)
     for k in LAYERS:
-        assert float(angle(gnt[f"W{k}"], bp[f"W{k}"])) < 1e-3, k
-    torch.testing.assert_close(bp["W1"], make_rule("bp").forward_update(net, params, {}, fwd, y).forward_grads["W1"],
-                               rtol=0, atol=0)
+        assert float(angle(gnt[f"W{k}"], expected[f"W{k}"])) < 1e-3, k
+    rule_update = make_rule("bp").forward_update(net, params, {}, fwd, y).forward_grads
+    for got in (bp_reference(net, params, fwd, y), rule_update):
+        assert set(got) == set(expected) == set(params)
+        for k in expected:
+            torch.testing.assert_close(got[k], expected[k], rtol=1e-10, atol=1e-15)
 
 
 def test_alignment_angles_of_the_cnn(setup):
+    """Each row's angle against one written out here: BP rows against the autograd gradient, GNT rows
+    against ``gnt_reference`` (itself checked against the slow per-sample formula above)."""
     net, params, x, y, fwd = setup
     rule = make_rule("ddtp-linear", target_stepsize=0.3, sigma=0.05)
     fb = rule.init_feedback(net, torch.Generator().manual_seed(2))
     update = rule.forward_update(net, params, fb, fwd, y).forward_grads
-    rows = alignment_angles(net, params, fwd, y, update, [0.1, 0.1, 1e-4])
+    lams = [0.1, 0.1, 1e-4]
+    rows = alignment_angles(net, params, fwd, y, update, lams)
     assert [(r["reference"], r["layer"]) for r in rows] == [("bp", i) for i in (1, 2, 3, 4)] + [
         ("gnt", i) for i in LAYERS]
-    assert all(0 <= r["angle"] <= 180 for r in rows)
-    bp_rows = alignment_angles(net, params, fwd, y, bp_reference(net, params, fwd, y))
-    assert all(r["angle"] < 1e-5 for r in bp_rows)  # BP against itself
+    expected = {"bp": autograd_bp(net, params, x, y), "gnt": gnt_reference(net, params, fwd, y, lams)}
+    for r in rows:
+        want = degrees(update[f"W{r['layer']}"], expected[r["reference"]][f"W{r['layer']}"])
+        assert r["angle"] == pytest.approx(want, abs=1e-9), r
+    bp_rows = alignment_angles(net, params, fwd, y, expected["bp"])  # the true gradient is aligned with BP
+    assert len(bp_rows) == 4 and all(r["angle"] < 1e-5 for r in bp_rows)
 
 
 # ----------------------------------------------------------------------------------- configuration

@@ -48,6 +48,35 @@ def setup(method: str, d: dict, **extra):
 
 TP_METHODS = ["dtp", "dtpdrl", "ddtp-linear", "ddtp-control", "ddtp-rhl", "ddtp-rhl-rec"]
 
+#: the official fixtures that hold no targets ĥ_i (only parameters, noise and gradients): their targets cannot
+#: be compared with the official code, only their gradients (``test_tp_rule_matches_official``) and the
+#: targets themselves with the per-sample twin (``tests/test_reference.py``).  The gradients do not pin the
+#: targets down: grad_W_i = (2/B) Σ_b [φ′(a_i^b) ⊙ (h_i^b − ĥ_i^b)] h_{i−1}^bᵀ has B = 16 samples per row
+#: against n_{i−1} + 1 ≤ 13 equations.
+NO_OFFICIAL_TARGETS = {m: f"tests/data/official/golden/{m}.npz holds no target{{i}} (only parameters, noise and "
+                          "gradients)" for m in ("ddtp-rhl", "ddtp-rhl-rec")}
+
+
+@pytest.mark.parametrize("method", [
+    pytest.param(m, marks=pytest.mark.xfail(reason=NO_OFFICIAL_TARGETS[m], raises=KeyError, strict=True))
+    if m in NO_OFFICIAL_TARGETS else m for m in TP_METHODS])
+def test_tp_targets_match_official(method):
+    """Every layer's target ĥ_i (the output target ĥ_L included) against the official one; a fixture without
+    targets is an explicit (strict) expected failure, named above, never a silent pass."""
+    d = load(method)
+    rule, net, params, fb, noise = setup(method, d)
+    out = rule.step(net, params, fb, d["x"], d["y"], noise=noise)
+    for i in range(1, net.L + 1):
+        assert_close(out.targets[i], d[f"target{i}"], f"{method} target{i}")
+
+
+def test_fixtures_without_targets_are_the_named_ones():
+    """Exactly the fixtures named in ``NO_OFFICIAL_TARGETS`` lack targets, and they lack every one."""
+    for method in TP_METHODS:
+        d = load(method)
+        have = {i for i in range(1, len(d["sizes"])) if f"target{i}" in d}
+        assert have == (set() if method in NO_OFFICIAL_TARGETS else set(range(1, len(d["sizes"])))), method
+
 
 @pytest.mark.parametrize("method", TP_METHODS)
 def test_tp_rule_matches_official(method):
@@ -56,9 +85,6 @@ def test_tp_rule_matches_official(method):
     assert set(fb) == set(rule.init_feedback(net, torch.Generator().manual_seed(0)))
     out = rule.step(net, params, fb, d["x"], d["y"], noise=noise)
 
-    for i in range(1, net.L + 1):
-        if f"target{i}" in d:
-            assert_close(out.targets[i], d[f"target{i}"], f"{method} target{i}")
     assert set(out.forward_grads) == set(params)
     for k, g in out.forward_grads.items():
         assert_close(g, d[f"grad_{k}"], f"{method} grad_{k}")

@@ -18,6 +18,7 @@ from tp.config import METHODS, resolve_config
 from tp.errors import ConfigError
 from tp.data import DataSplits, synthetic_classification, validation_split
 from tp.train import CHECKPOINT, Hook, run_generators, train, train_seeds
+from tp.training.api import fast_path
 
 SMALL = {"num_hidden": 2, "size_hidden": 16, "size_hidden_fb": 24, "batch_size": 32, "double_precision": True}
 SEEDS = [3, 1, 7]
@@ -47,11 +48,13 @@ def metrics(folder):
     return list(csv.DictReader(open(folder / "metrics.csv")))
 
 
-def assert_same_run(a, b, rtol=1e-9):
-    """Two result folders hold the same run: metrics, summary and (kept) final parameters."""
+def assert_same_metrics(a, b, rtol=1e-9):
+    """Two result folders hold the same ``metrics.csv``: as many rows (at least one), the same columns, every
+    value equal up to rounding (``seconds`` aside)."""
     rows_a, rows_b = metrics(a), metrics(b)
-    assert len(rows_a) == len(rows_b)
+    assert len(rows_a) == len(rows_b) > 0, (len(rows_a), len(rows_b))
     for ra, rb in zip(rows_a, rows_b):
+        assert set(ra) == set(rb)
         for key in ra:
             if key == "seconds":
                 continue
@@ -59,16 +62,33 @@ def assert_same_run(a, b, rtol=1e-9):
                 assert ra[key] == rb[key], key
             else:
                 assert float(ra[key]) == pytest.approx(float(rb[key]), rel=rtol, abs=1e-12), key
+
+
+def assert_same_tensors(ta: dict, tb: dict, what: str, rtol: float, atol: float) -> None:
+    """The same keys on both sides, every tensor equal up to rounding."""
+    assert set(ta) == set(tb), f"{what}: keys {sorted(ta)} != {sorted(tb)}"
+    for k in ta:
+        torch.testing.assert_close(tb[k], ta[k], rtol=rtol, atol=atol, msg=lambda m, k=k: f"{what} {k}: {m}")
+
+
+def assert_same_run(a, b, rtol=1e-9):
+    """Two result folders hold the same run: metrics, summary and (kept) final checkpoint — parameters,
+    feedback parameters, both Adam moments and the step count of both optimisers, generator states."""
+    assert_same_metrics(a, b, rtol)
     sa, sb = (json.loads((f / "summary.json").read_text()) for f in (a, b))
     for key in ("status", "epochs_run", "best_epoch", "seed", "feedback_steps", "config"):
         assert sa[key] == sb[key], key
     ca, cb = (torch.load(f / CHECKPOINT, weights_only=True) for f in (a, b))
     for group in ("params", "feedback"):
-        for k in ca[group]:
-            torch.testing.assert_close(ca[group][k], cb[group][k], rtol=rtol, atol=1e-12)
-    for k in ca["fwd_opt"]["exp_avg"]:
-        torch.testing.assert_close(ca["fwd_opt"]["exp_avg"][k], cb["fwd_opt"]["exp_avg"][k], rtol=1e-7, atol=1e-14)
-    assert ca["fwd_opt"]["step"] == cb["fwd_opt"]["step"]
+        assert_same_tensors(ca[group], cb[group], group, rtol, 1e-12)
+    for opt in ("fwd_opt", "fb_opt"):
+        assert (ca[opt] is None) == (cb[opt] is None), opt
+        if ca[opt] is None:  # a rule without trained feedback
+            continue
+        assert ca[opt]["step"] == cb[opt]["step"], opt
+        assert_same_tensors(ca[opt]["exp_avg"], cb[opt]["exp_avg"], f"{opt} exp_avg", 1e-7, 1e-14)
+        assert_same_tensors(ca[opt]["exp_avg_sq"], cb[opt]["exp_avg_sq"], f"{opt} exp_avg_sq", 1e-7, 1e-20)
+    assert set(ca["generators"]) == set(cb["generators"])
     for k in ca["generators"]:  # each replica drew exactly what its single run drew
         assert torch.equal(ca["generators"][k], cb["generators"][k]), k
 
@@ -212,10 +232,10 @@ def test_block_refuses_bad_input(tmp_path):
         train_seeds(cfg, block_data(data, [1, 1]), [1, 1], log=quiet)
     with pytest.raises(ConfigError, match="unknown fast mode 'turbo'"):
         train_seeds(cfg, block_data(data, [1, 2]), [1, 2], log=quiet, fast="turbo")
-    with pytest.raises(ConfigError, match="needs a CUDA device"):
-        if torch.cuda.is_available():
-            raise ConfigError("needs a CUDA device (skipped on a GPU machine)")
-        train_seeds(cfg, block_data(data, [1, 2]), [1, 2], log=quiet, fast="graph")
+    with pytest.raises(ConfigError, match="needs a CUDA device, got cpu"):  # on a GPU machine too
+        train_seeds(cfg, block_data(data, [1, 2]), [1, 2], device="cpu", log=quiet, fast="graph")
+    if torch.cuda.is_available():  # where there is a CUDA device, graph mode on it is accepted
+        assert fast_path("graph", torch.device("cuda")) is True
     with pytest.raises(ConfigError, match="one seed per process"):
         train_seeds(cfg | {"log_alignment": True}, block_data(data, [1, 2]), [1, 2], log=quiet)
 
@@ -224,15 +244,13 @@ def test_cli_trains_a_block_into_one_folder_per_seed(tmp_path, capsys):
     base = ["train", "--method", "ddtp-linear", "--dataset", "mnist", "--source", "synthetic", "--epochs", "1",
             "--set", "num_hidden=1", "--set", "size_hidden=8", "--set", "epochs_fb=0", "--data-root",
             str(tmp_path / "nodata")]
-    assert cli.main(base + ["--seeds", "1-2,5", "--out", str(tmp_path / "b" / "seed{seed}")]) == 0
+    assert cli.main(base + ["--seeds", "1-2,5", "--out", str(tmp_path / "b" / "seed{seed}"), "--keep-checkpoint"]) == 0
     printed = capsys.readouterr().out
     for s in (1, 2, 5):
         summary = json.loads((tmp_path / "b" / f"seed{s}" / "summary.json").read_text())
         assert summary["seed"] == s and summary["block_seeds"] == [1, 2, 5] and f"seed{s}" in printed
-    assert cli.main(base + ["--seed", "2", "--out", str(tmp_path / "single")]) == 0
-    a = metrics(tmp_path / "b" / "seed2")[0]
-    b = metrics(tmp_path / "single")[0]
-    assert float(a["test_loss"]) == pytest.approx(float(b["test_loss"]), rel=1e-9)
+    assert cli.main(base + ["--seed", "2", "--out", str(tmp_path / "single"), "--keep-checkpoint"]) == 0
+    assert_same_run(tmp_path / "b" / "seed2", tmp_path / "single")  # every row and column, the checkpoint
     assert cli.main(base + ["--seeds", "1,2", "--out", str(tmp_path / "x")]) == 2
     assert "must contain '{seed}'" in capsys.readouterr().err
     assert cli.main(base + ["--seeds", "1-x"]) == 2

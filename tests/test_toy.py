@@ -118,15 +118,28 @@ def cos(a, b):
     return float(a @ b / (a.norm() * b.norm()))
 
 
+def autograd_output_jacobian(net, params, h_i, layer):
+    """∂h_L/∂h_i of one sample by autograd on the network's own forward map h_i ↦ h_L: (n_L, n_i)."""
+    return torch.autograd.functional.jacobian(lambda h: net.forward_from(params, layer, h.unsqueeze(0))[0], h_i)
+
+
 def test_gnt_targets_move_the_output_along_minus_error():
-    """Theorem 2: J_i (ĥ_i − h_i) = −∂ℒ/∂h_L for every layer (exact, λ = 0)."""
+    """Theorem 2: J_i (ĥ_i − h_i) = −∂ℒ/∂h_L for every layer (exact, λ = 0), with J_i = ∂h_L/∂h_i taken
+    by autograd through the forward pass (not from ``tp.output_jacobians``, which GNT itself uses: J J⁺ e = e
+    holds for any full-rank J, so GNT's own Jacobian would pass a wrong one), and ĥ_i − h_i = −J_i⁺ e, the
+    minimum-norm solution (no null-space component).  ∂ℒ/∂h_L also by autograd of the MSE loss."""
     net, params, x, y, _ = tiny_net(0, bias=False)
     fwd = net.forward(params, x)
     out = tp.make_rule("gnt").forward_update(net, params, {}, fwd, y)
-    e = net.output_gradient(fwd.output, y)[0]
-    Jh = tp.output_jacobians(net, params, fwd)
+    output = fwd.output.detach().clone().requires_grad_(True)
+    (e,) = torch.autograd.grad(torch.nn.functional.mse_loss(output, y), output)
+    e = e[0]
     for i in range(1, net.L + 1):
-        torch.testing.assert_close(Jh[i][0] @ (out.targets[i] - fwd.h[i])[0], -e, rtol=0, atol=1e-13)
+        J = autograd_output_jacobian(net, params, fwd.h[i][0], i)
+        assert J.shape == (net.sizes[-1], net.sizes[i]) and J.dtype == DT
+        step = (out.targets[i] - fwd.h[i])[0]
+        torch.testing.assert_close(J @ step, -e, rtol=0, atol=1e-13)
+        torch.testing.assert_close(step, -torch.linalg.pinv(J) @ e, rtol=1e-10, atol=1e-14)
 
 
 def angle_deg(a, b):
