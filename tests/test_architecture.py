@@ -153,3 +153,17 @@ def test_per_layer_values_of_the_right_length_are_accepted():
     cfg = resolve_config("ddtp-linear", "mnist", "alignment", {"lr": [1e-3] * 6, "gn_damping": [0.0] * 6,
                                                         "gn_damping_per_hidden_layer": [1.0] * 5})
     assert cfg["lr"] == [1e-3] * 6
+
+
+def test_the_catalog_facts_have_their_readers():
+    """Each file format of the catalog has its reader (tp.formats), each network its entry, and the facts the
+    loop and the search read come from the catalog (no second copy to drift)."""
+    from tp.formats import FORMATS
+    from tp.search.settings import EPOCH_COLUMN, OBJECTIVES
+
+    assert {f.format for f in catalog.FILES.values()} <= set(FORMATS)
+    assert {d.model for d in catalog.DATASETS.values()} <= set(catalog.MODELS)
+    searched = {t.slug: t.objective for t in catalog.TUNINGS.values() if t.objective}
+    assert OBJECTIVES == {k: (o.summary_key, o.label) for k, o in searched.items()}
+    assert EPOCH_COLUMN == {k: o.epoch_column for k, o in searched.items()}
+    assert catalog.tuning("damping").damping_search_after == 3  # SPEC §7.2

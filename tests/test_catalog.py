@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,6 @@ def test_unknown_names_list_the_valid_ones():
 
 def test_damping_is_the_alignment_configuration_with_the_search():
     """Table S7's search (SPEC §7.2): every alignment configuration, the search on, its 3 epochs."""
-    from tp.training import DAMPING_SEARCH_AFTER
 
     assert catalog.tuning("damping").configuration == "alignment" and not catalog.tuning("damping").shortened
     cells = [(d, m) for (d, m), ts in config.available_configs().items() if "alignment" in ts]
@@ -62,7 +62,8 @@ def test_damping_is_the_alignment_configuration_with_the_search():
     for d, m in cells:
         align, damp = config.resolve_config(m, d, "alignment"), config.resolve_config(m, d, "damping")
         assert {k for k in align if align[k] != damp[k]} == {"tuning", "epochs", "gn_damping_hpsearch"}
-        assert (damp["tuning"], damp["epochs"], damp["gn_damping_hpsearch"]) == ("damping", DAMPING_SEARCH_AFTER, True)
+        after = catalog.tuning("damping").damping_search_after
+        assert (damp["tuning"], damp["epochs"], damp["gn_damping_hpsearch"]) == ("damping", after, True)
     # overrides still come last; a method without an alignment configuration has no damping search
     assert config.resolve_config("bp", "mnist", "damping", {"epochs": 5, "lr": 1e-3})["epochs"] == 5
     with pytest.raises(config.ConfigError, match="reads the 'alignment' configuration"):
@@ -72,9 +73,8 @@ def test_damping_is_the_alignment_configuration_with_the_search():
 @pytest.mark.parametrize("slug", list(catalog.DATASETS))
 def test_data_module_reads_the_catalog(slug):
     d = catalog.dataset(slug)
-    assert data.ALIASES.get(slug, slug) == d.files
-    assert data.IMAGE_DATASETS[d.files] is catalog.FILES[d.files]
-    assert (slug in data.IMAGE_INPUT) == (d.model == "cnn")
+    assert d.image is catalog.FILES[d.files] and (len(d.input_shape) == 3) == (d.model == "cnn")
+    assert data.dataset_files(slug, "root") == data.dataset_files(d.files, "root")  # the files it reads
     splits = data.load_dataset(slug, source="synthetic", no_val_set=True, synthetic_sizes=(12, 4))
     assert tuple(splits.train_x.shape[1:]) == tuple(splits.test_x.shape[1:]) == d.input_shape
     assert 0 <= int(splits.train_y.min()) and int(splits.train_y.max()) < d.num_classes
@@ -86,12 +86,26 @@ def test_training_loop_pruning_thresholds_are_the_catalog():
     assert PRUNE_THRESHOLDS == {slug: d.prune_threshold for slug, d in catalog.DATASETS.items()}
 
 
-def test_workflow_schema_enums_are_the_catalog():
-    schema = yaml.safe_load(SCHEMA.read_text())
+def test_workflow_schema_reads_the_catalog():
+    """The pipeline's schema lists no method, dataset or tuning itself: the Snakefile fills its $defs from the
+    catalog (workflow/scripts/catalog_schema.py), and the result validates the shipped experiment matrix."""
+    import jsonschema
+
+    sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+    from catalog_schema import catalog_schema
+
+    text = SCHEMA.read_text()
+    for slug in [*catalog.METHODS, *catalog.DATASETS]:
+        assert f" {slug}," not in text and f"[{slug}" not in text and f" {slug}]" not in text, slug
+    schema = catalog_schema(SCHEMA)
     assert schema["$defs"]["method"]["enum"] == list(catalog.METHODS)
     assert schema["$defs"]["dataset"]["enum"] == list(catalog.DATASETS)
+    assert schema["$defs"]["data"]["enum"] == list(catalog.FILES)
     aligned = {d for (d, _), ts in config.available_configs().items() if "alignment" in ts}
-    enum = schema["properties"]["alignment"]["properties"]["datasets"]["items"]["enum"]
-    assert sorted(enum) == sorted(aligned)
-    table = schema["properties"]["tables"]["additionalProperties"]["properties"]
-    assert set(table["tuning"]["enum"]) < set(catalog.TUNINGS)
+    assert sorted(schema["$defs"]["aligned_dataset"]["enum"]) == sorted(aligned)
+    assert schema["$defs"]["tuned"]["enum"] == ["test", "train"]
+    jsonschema.validate(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), schema)  # smoke.yaml: overlay
+    bad = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    bad["tables"]["table1"]["rows"] = ["bp", "backprop"]
+    with pytest.raises(jsonschema.ValidationError, match="backprop"):
+        jsonschema.validate(bad, schema)

@@ -184,7 +184,7 @@ def test_cnn_configuration_errors_name_the_bad_value():
         resolve_config("bp", "cifar10-cnn", "test", {"conv_channels": [4]})
     with pytest.raises(ConfigError, match="lr needs one value per layer \\(4\\)"):
         resolve_config("bp", "cifar10-cnn", "test", {"lr": [1e-3, 1e-3, 1e-3]})
-    with pytest.raises(ConfigError, match="epsilon must be a positive number"):
+    with pytest.raises(ConfigError, match=r"epsilon must be a finite number > 0 \(or one per layer\).*entry -1.0"):
         resolve_config("bp", "cifar10-cnn", "test", {"epsilon": [1e-8, -1.0, 1e-8, 1e-8]})
     with pytest.raises(ConfigError, match="available on cifar10-cnn: .*ddtp-linear/test"):
         resolve_config("dtp", "cifar10-cnn", "test")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from tp.data import IMAGE_DATASETS, DatasetNotFoundError, load_dataset, student_teacher
+from tp.catalog import FILES
+from tp.data import DatasetNotFoundError, load_dataset, student_teacher
 
 #: (training, test) samples of the small files these tests write (the real datasets' sizes are checked)
 FAKE_SIZES = {"mnist": (40, 12), "fashion-mnist": (40, 12), "cifar10": (30, 6)}
@@ -21,7 +22,7 @@ FAKE_SIZES = {"mnist": (40, 12), "fashion-mnist": (40, 12), "cifar10": (30, 6)}
 def fake_known_sizes(monkeypatch):
     """The loader checks the counts against the datasets' known sizes: here those of the small files."""
     for name, (n_train, n_test) in FAKE_SIZES.items():
-        monkeypatch.setitem(IMAGE_DATASETS, name, replace(IMAGE_DATASETS[name], num_train=n_train, num_test=n_test))
+        monkeypatch.setitem(FILES, name, replace(FILES[name], num_train=n_train, num_test=n_test))
 
 
 def write_idx(path, array: np.ndarray) -> None:

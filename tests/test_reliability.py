@@ -25,7 +25,8 @@ import torch
 from tp import cli
 from tp.config import parse_override, resolve_config
 from tp.errors import ConfigError
-from tp.data import IMAGE_DATASETS, DataSplits, load_dataset, synthetic_classification
+from tp.catalog import FILES
+from tp.data import DataSplits, load_dataset, synthetic_classification
 from tp.integrity import IDX_FILES, SHA256_CACHE, DatasetCorruptError, prepare_idx_folder
 from tp.optim import Adam
 from tp.run_folder import LOCK_FILE, RunFolderBusy, RunFolderError, atomic_write, hold_run_folders
@@ -55,7 +56,7 @@ def write_idx(path, array: np.ndarray) -> None:
 @pytest.fixture
 def mnist(tmp_path, monkeypatch):
     """A data root with small MNIST IDX files (40 training, 12 test samples: made the known sizes here)."""
-    monkeypatch.setitem(IMAGE_DATASETS, "mnist", replace(IMAGE_DATASETS["mnist"], num_train=N_TRAIN, num_test=N_TEST))
+    monkeypatch.setitem(FILES, "mnist", replace(FILES["mnist"], num_train=N_TRAIN, num_test=N_TEST))
     raw = tmp_path / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -78,7 +79,7 @@ def gzip_all(raw: Path) -> dict[str, bytes]:
 
 # ----------------------------------------------------------------------------- 1. wrong data trains silently
 def test_the_known_sizes_are_the_official_ones():
-    sizes = {k: (v.num_train, v.num_test) for k, v in IMAGE_DATASETS.items()}
+    sizes = {k: (v.num_train, v.num_test) for k, v in FILES.items()}
     assert sizes == {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000), "cifar10": (50000, 10000)}
 
 
@@ -174,7 +175,7 @@ def test_an_unpack_killed_midway_leaves_no_plain_file(mnist, monkeypatch):
     assert not (raw / "train-images-idx3-ubyte").exists()
     assert [p.name for p in raw.iterdir() if p.name.startswith(".")] == []
     monkeypatch.undo()
-    monkeypatch.setitem(IMAGE_DATASETS, "mnist", replace(IMAGE_DATASETS["mnist"], num_train=N_TRAIN, num_test=N_TEST))
+    monkeypatch.setitem(FILES, "mnist", replace(FILES["mnist"], num_train=N_TRAIN, num_test=N_TEST))
     assert load_dataset("mnist", mnist, no_val_set=True).train_x.shape == (N_TRAIN, 784)
 
 

@@ -11,7 +11,10 @@ Adding a dataset or a method is one entry here plus its configurations in ``tp/c
   SPEC §6; ``cifar10-cnn`` reads CIFAR-10 as images for the CNN of SPEC §8) and the network it trains.
 * :data:`METHODS`: the tables' rows: a learning rule (``tp.rules.REGISTRY``) and its training schedule.
 * :data:`TUNINGS`: which configuration of a (method, dataset) a run uses; ``damping`` (Table S7) is the
-  ``alignment`` configuration with the damping search switched on (``tp/configs/defaults.yaml``).
+  ``alignment`` configuration with the damping search switched on (``tp/configs/defaults.yaml``) after
+  ``damping_search_after`` epochs.
+* :data:`MODELS`: the networks (the CNN's fixed number of hidden layers); :data:`PRUNE_FROM_EPOCH`: the epoch
+  from which the official early stop applies (each dataset has its threshold).
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from dataclasses import dataclass
 
 from .errors import unknown
 
-__all__ = ["ImageFiles", "Dataset", "Method", "Tuning", "FILES", "DATASETS", "METHODS", "TUNINGS", "MODELS",
-           "dataset", "method", "tuning"]
+__all__ = ["ImageFiles", "Dataset", "Method", "Objective", "Tuning", "Model", "FILES", "DATASETS", "METHODS", "TUNINGS",
+           "MODELS", "PRUNE_FROM_EPOCH", "dataset", "method", "tuning", "model", "figure_label"]
+
+#: the official early stop (SPEC §12.13) looks at the training accuracy from this epoch on (1-based)
+PRUNE_FROM_EPOCH = 6
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,10 @@ class ImageFiles:
     num_train: int  # samples of the official training / test split
     num_test: int
     num_classes: int = 10
+    #: the file format (a key of tp.formats.FORMATS): how the files are found, checked and read
+    format: str = "idx"
+    #: validation samples drawn from the training split when a run keeps a validation set (SPEC §5.3)
+    val_size: int = 5000
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,8 @@ class Dataset:
     model: str  # the network it trains: "mlp" (SPEC §1) or "cnn" (SPEC §8)
     #: the official early stop (SPEC §12.13): training accuracy below this from epoch 6 on → "pruned"
     prune_threshold: float
+    #: the paper's alignment figures of this dataset (SPEC Q5), full grid first; "fig4" is the condensed view
+    alignment_figures: tuple[str, ...] = ()
 
     @property
     def image(self) -> ImageFiles:
@@ -84,6 +96,15 @@ class Method:
 
 
 @dataclass(frozen=True)
+class Objective:
+    """What a tuning minimises (``tp search``): a run summary's key, its label, its metrics.csv column per epoch."""
+
+    summary_key: str
+    label: str
+    epoch_column: str
+
+
+@dataclass(frozen=True)
 class Tuning:
     """Which configuration of a (method, dataset) a run uses (``tunings`` of ``tp/configs/defaults.yaml``)."""
 
@@ -94,6 +115,10 @@ class Tuning:
     reads: str = ""
     #: whether a pipeline's ``epochs`` setting (the smoke run's short runs) shortens it
     shortened: bool = True
+    #: the damping search (SPEC §7.2) runs after this many training epochs, then the run stops (None: never)
+    damping_search_after: int | None = None
+    #: what a search for this tuning's hyperparameters minimises (None: not searched)
+    objective: Objective | None = None
 
     @property
     def configuration(self) -> str:
@@ -101,21 +126,34 @@ class Tuning:
         return self.reads or self.slug
 
 
+@dataclass(frozen=True)
+class Model:
+    """A network a dataset trains."""
+
+    slug: str
+    description: str
+    #: fixed number of hidden layers (the configuration's ``num_hidden`` must equal it), or None (any)
+    hidden_layers: int | None = None
+
+
 #: the networks a dataset can train
-MODELS = ("mlp", "cnn")
+MODELS: dict[str, Model] = {m.slug: m for m in [
+    Model("mlp", "the fully connected network of SPEC §1: num_hidden layers of size_hidden units"),
+    Model("cnn", "the CNN of SPEC §8.1: conv block 1, conv block 2, FC layer 3, output layer", hidden_layers=3),
+]}
 
 FILES: dict[str, ImageFiles] = {f.name: f for f in [
     ImageFiles("mnist", "MNIST", (1, 28, 28), 0.1307, 0.3081, 60000, 10000),
     ImageFiles("fashion-mnist", "FashionMNIST", (1, 28, 28), None, None, 60000, 10000),
-    ImageFiles("cifar10", "CIFAR10", (3, 32, 32), 0.5, 0.5, 50000, 10000),
+    ImageFiles("cifar10", "CIFAR10", (3, 32, 32), 0.5, 0.5, 50000, 10000, format="cifar-batches"),
 ]}
 
 DATASETS: dict[str, Dataset] = {d.slug: d for d in [
-    Dataset("mnist", "MNIST", "mnist", "mlp", 0.4),
+    Dataset("mnist", "MNIST", "mnist", "mlp", 0.4, ("figS5",)),
     Dataset("frozen-mnist", "Frozen-MNIST", "mnist", "mlp", 0.4),
-    Dataset("fashion-mnist", "Fashion-MNIST", "fashion-mnist", "mlp", 0.4),
-    Dataset("cifar10", "CIFAR10", "cifar10", "mlp", 0.25),
-    Dataset("cifar10-cnn", "CIFAR10 (CNN)", "cifar10", "cnn", 0.25),
+    Dataset("fashion-mnist", "Fashion-MNIST", "fashion-mnist", "mlp", 0.4, ("figS4", "fig4")),
+    Dataset("cifar10", "CIFAR10", "cifar10", "mlp", 0.25, ("figS6",)),
+    Dataset("cifar10-cnn", "CIFAR10 (CNN)", "cifar10", "cnn", 0.25, ("figS7",)),
 ]}
 
 _PRETRAINED = "DTP with feedback pre-training (epochs_fb) and extra feedback epochs (extra_fb_epochs), SPEC §4.3"
@@ -136,13 +174,20 @@ METHODS: dict[str, Method] = {m.slug: m for m in [
 ]}
 
 TUNINGS: dict[str, Tuning] = {t.slug: t for t in [
-    Tuning("test", "tuned for validation error (Tables 1, S6, S8; Table 3, S9 for the CNN)"),
-    Tuning("train", "tuned for training loss, trained on the whole training set (Table 2; Table S10)"),
+    Tuning("test", "tuned for validation error (Tables 1, S6, S8; Table 3, S9 for the CNN)",
+           objective=Objective("val_error_best", "best validation error (%)", "val_error")),
+    Tuning("train", "tuned for training loss, trained on the whole training set (Table 2; Table S10)",
+           objective=Objective("train_loss_last", "last training loss", "train_loss")),
     Tuning("alignment", "the alignment-figure configurations (Fig. 4, S4-S7), alignment angles logged"),
     # SPEC §7.2: the search runs after the 3rd training epoch, then the run stops; its epochs are the protocol's
     Tuning("damping", "the GNT damping search of Table S7: the alignment configuration, searched after 3 "
-                      "epochs, then stopped", reads="alignment", shortened=False),
+                      "epochs, then stopped", reads="alignment", shortened=False, damping_search_after=3),
 ]}
+
+
+def figure_label(name: str) -> str:
+    """The paper's name of a figure file name: ``figS5`` → ``Fig. S5``, ``fig4`` → ``Fig. 4``."""
+    return "Fig. " + name.removeprefix("fig")
 
 
 def _lookup(kind: str, table: dict, slug: str):
@@ -164,3 +209,8 @@ def method(slug: str) -> Method:
 def tuning(slug: str) -> Tuning:
     """The catalog entry of a tuning; an unknown slug is an error listing the valid ones."""
     return _lookup("tuning", TUNINGS, slug)
+
+
+def model(slug: str) -> Model:
+    """The catalog entry of a network; an unknown slug is an error listing the valid ones."""
+    return _lookup("network", MODELS, slug)

@@ -10,7 +10,7 @@ from a shuffled permutation, so no per-sample transform runs during training.
 * Validation: 5,000 training samples held out by a seeded random permutation (``random_split``
   semantics: the last 5,000 of the permutation), or none (``no_val_set``).
 * ``cifar10-cnn``: the CIFAR-10 data with the same preprocessing, kept as images (N, 3, 32, 32) for the
-  CNN of SPEC §8 (:data:`IMAGE_INPUT`).
+  CNN of SPEC §8 (a dataset whose catalog entry's ``input_shape`` is an image).
 * ``source="synthetic"``: inputs and learnable labels of the right shapes, generated from a seed,
   no files: everything downstream runs offline.
 * :func:`student_teacher`: the synthetic regression data of the toy experiments (SPEC §9.1).
@@ -25,29 +25,21 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .catalog import DATASETS as CATALOG
-from .catalog import FILES, ImageFiles
+from . import catalog
+from .catalog import ImageFiles
 from .errors import unknown
-from .integrity import (IDX_FILES, DatasetCorruptError, DatasetNotFoundError, check_counts, files_sha256,
-                        prepare_idx_folder)
+from .formats import FORMATS
+from .integrity import DatasetCorruptError, DatasetNotFoundError, check_counts, files_sha256
 from .network import MLP
 from .random import randn, rand_uniform
 
 __all__ = ["DataSplits", "load_dataset", "student_teacher", "DatasetNotFoundError", "DatasetCorruptError",
-           "IMAGE_DATASETS", "VALIDATION_SIZE", "synthetic_classification", "validation_split", "dataset_files"]
-
-VALIDATION_SIZE = 5000
+           "synthetic_classification", "validation_split", "dataset_files"]
 
 
-#: the dataset files (torchvision class, image shape, normalisation, the known sizes of the official files,
-#: checked on every load by tp.integrity): :data:`tp.catalog.FILES`
-ImageDataset = ImageFiles
-IMAGE_DATASETS: dict[str, ImageDataset] = dict(FILES)
-#: Frozen-MNIST is the MNIST data (SPEC §6); the difference is in which parameters train.  cifar10-cnn is the
-#: CIFAR-10 data for the CNN (SPEC §8)
-ALIASES = {slug: d.files for slug, d in CATALOG.items() if d.files != slug}
-#: datasets whose inputs stay images (N, C, H, W) instead of flat (N, C·H·W) vectors (the CNN's, SPEC §10)
-IMAGE_INPUT = tuple(slug for slug, d in CATALOG.items() if len(d.input_shape) == 3)
+# The facts of every dataset are its tp.catalog entry: the files it reads (Frozen-MNIST reads MNIST's, SPEC §6;
+# cifar10-cnn CIFAR-10's, SPEC §8), their format, image shape, normalisation and sizes (checked on every load by
+# tp.integrity), and its input shape (images (N, C, H, W) for the CNN, else flat (N, C·H·W) vectors, SPEC §10).
 
 
 @dataclass
@@ -121,75 +113,27 @@ def validation_split(n: int, val_size: int, generator: torch.Generator) -> tuple
 
 
 # ------------------------------------------------------------------------------------ torchvision
-def _torchvision_class(spec: ImageDataset, verify_integrity: bool):
-    from torchvision import datasets
-
-    cls = getattr(datasets, spec.torchvision_class)
-    if verify_integrity or spec.torchvision_class != "CIFAR10":
-        return cls
-
-    class CIFAR10Unverified(cls):
-        """CIFAR-10 without the MD5 sums of its files (a test hook): torchvision then only checks that
-        the files exist; reading and parsing are unchanged."""
-
-        train_list = [[name, None] for name, _ in cls.train_list]
-        test_list = [[name, None] for name, _ in cls.test_list]
-        meta = {**cls.meta, "md5": None}
-
-    return CIFAR10Unverified
-
-
-def _where(spec: ImageDataset, root: Path) -> tuple[Path, str]:
-    """(folder to fill, URL torchvision downloads from)."""
-    from torchvision import datasets
-
-    cls = getattr(datasets, spec.torchvision_class)
-    if spec.torchvision_class == "CIFAR10":
-        return root / cls.base_folder, cls.url
-    return root / spec.torchvision_class / "raw", cls.mirrors[0]
-
-
 def dataset_files(name: str, root: str | os.PathLike) -> list[Path]:
     """The files a real dataset is read from (their SHA-256 go into each run's summary)."""
-    from torchvision import datasets
-
-    spec = IMAGE_DATASETS[ALIASES.get(name, name)]
-    folder, _ = _where(spec, Path(root))
-    if spec.torchvision_class == "CIFAR10":
-        cls = datasets.CIFAR10
-        return [folder / f for f, _ in cls.train_list + cls.test_list]
-    return [folder / f for f in IDX_FILES]
+    spec = catalog.dataset(name).image
+    return FORMATS[spec.format].files(spec, Path(root))
 
 
-def _split_files(spec: ImageDataset, root: Path, split: str) -> str:
+def _split_files(spec: ImageFiles, root: Path, split: str) -> str:
     """The file(s) of one split, for messages."""
-    files = [str(f) for f in dataset_files(spec.name, root)]
-    if spec.torchvision_class == "CIFAR10":
-        return ", ".join(f for f in files if ("test" in f) == (split == "test"))
-    return " and ".join(f for f in files if f.rsplit("/", 1)[-1].startswith("train" if split == "training" else "t10k"))
+    return FORMATS[spec.format].split_files([str(f) for f in dataset_files(spec.name, root)], split)
 
 
-def _cifar_damaged(spec: ImageDataset, root: Path) -> list[str]:
-    """CIFAR-10 batch files that are there but fail torchvision's MD5 check."""
-    from torchvision import datasets
-    from torchvision.datasets.utils import check_integrity
-
-    folder, _ = _where(spec, root)
-    cls = datasets.CIFAR10
-    return [str(folder / f) for f, md5 in cls.train_list + cls.test_list
-            if (folder / f).exists() and not check_integrity(str(folder / f), md5)]
-
-
-def _read_torchvision(spec: ImageDataset, root: Path, download: bool, verify_integrity: bool):
-    cls = _torchvision_class(spec, verify_integrity)
-    folder, url = _where(spec, root)
-    if spec.torchvision_class != "CIFAR10":
-        prepare_idx_folder(folder, spec.shape[1:], download)  # whole, checked plain files (tp.integrity)
+def _read_torchvision(spec: ImageFiles, root: Path, download: bool, verify_integrity: bool):
+    fmt = FORMATS[spec.format]  # tp.formats: where the files are, their checks, the torchvision reader
+    cls = fmt.reader(spec, verify_integrity)
+    folder, url = fmt.where(spec, root)
+    fmt.prepare(spec, root, download)
     try:
         train = cls(str(root), train=True, download=download)
         test = cls(str(root), train=False, download=download)
     except RuntimeError as exc:
-        damaged = _cifar_damaged(spec, root) if spec.torchvision_class == "CIFAR10" and verify_integrity else []
+        damaged = fmt.damaged(spec, root) if verify_integrity else []
         if damaged and not download:
             raise DatasetCorruptError(f"{spec.name}: {', '.join(damaged)} fail(s) the MD5 check of the official "
                                       f"files; delete them and download again (--download)") from exc
@@ -206,7 +150,7 @@ def _read_torchvision(spec: ImageDataset, root: Path, download: bool, verify_int
     return train, test
 
 
-def _to_flat(spec: ImageDataset, data, dtype: torch.dtype, flat: bool = True) -> Tensor:
+def _to_flat(spec: ImageFiles, data, dtype: torch.dtype, flat: bool = True) -> Tensor:
     """ToTensor + Normalize (float32 arithmetic), then the run's dtype: (N, n_0) flattened channel-major, or
     the images (N, C, H, W) with ``flat=False`` (the CNN)."""
     x = torch.as_tensor(data)
@@ -249,16 +193,15 @@ def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool 
             headers and sizes are checked, and damaged ones re-unpacked, either way).
         val_size: validation samples (default 5,000 for real data, 1/6 of the synthetic training set).
     """
-    key = ALIASES.get(name, name)
-    if key not in IMAGE_DATASETS:
-        raise unknown("dataset", name, list(IMAGE_DATASETS) + list(ALIASES))
+    entry = catalog.dataset(name)  # an unknown name: ConfigError listing the datasets
     if source not in ("real", "synthetic"):
         raise unknown("data source", source, ("real", "synthetic"))
-    spec = IMAGE_DATASETS[key]
+    spec, images = entry.image, len(entry.input_shape) == 3
     if source == "synthetic":
         n0 = spec.shape[0] * spec.shape[1] * spec.shape[2]
-        train_x, train_y, test_x, test_y = synthetic_classification(*synthetic_sizes, n0, 10, synthetic_seed, dtype)
-        if name in IMAGE_INPUT:  # the same values as images (channel-major, like the flattening of real ones)
+        train_x, train_y, test_x, test_y = synthetic_classification(*synthetic_sizes, n0, spec.num_classes,
+                                                                    synthetic_seed, dtype)
+        if images:  # the same values as images (channel-major, like the flattening of real ones)
             train_x, test_x = train_x.reshape(-1, *spec.shape), test_x.reshape(-1, *spec.shape)
         val_size = val_size or max(1, synthetic_sizes[0] // 6)
         provenance = {"data_source": "synthetic", "data_sha256": None}
@@ -268,11 +211,11 @@ def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool 
             check_counts(spec.name, {split: (_split_files(spec, Path(root), split), len(d.data), len(d.targets), n)
                                      for split, d, n in (("training", train, spec.num_train),
                                                          ("test", test, spec.num_test))})
-        provenance = {"data_source": "real", "data_sha256": files_sha256(Path(root), dataset_files(key, root))}
-        flat = name not in IMAGE_INPUT
+        provenance = {"data_source": "real", "data_sha256": files_sha256(Path(root), dataset_files(name, root))}
+        flat = not images
         train_x, test_x = _to_flat(spec, train.data, dtype, flat), _to_flat(spec, test.data, dtype, flat)
         train_y, test_y = torch.as_tensor(train.targets).long(), torch.as_tensor(test.targets).long()
-        val_size = val_size or VALIDATION_SIZE
+        val_size = val_size or spec.val_size  # SPEC §5.3 (tp.catalog)
     val_x = val_y = None
     if not no_val_set:
         if split_generator is None:

@@ -5,7 +5,7 @@
   unpacks at once cannot see each other's half-written output.  A plain file whose header or size is wrong
   is unpacked again from its ``.gz``; without one it is a named error.  A corrupt ``.gz`` is a named error.
 * Every dataset: the numbers of images and labels of each split must agree with each other and with the
-  dataset's known sizes (``num_train`` / ``num_test`` of :data:`tp.data.IMAGE_DATASETS`), so a test file
+  dataset's known sizes (``num_train`` / ``num_test`` of :data:`tp.catalog.FILES`), so a test file
   copied over the training file, or train and test swapped, never trains.  (CIFAR-10's batch files are also
   checked against torchvision's MD5 sums; the official MNIST ``.gz`` files are MD5-checked by torchvision
   when it downloads them.)

@@ -21,21 +21,19 @@ from typing import Any, Mapping
 
 import torch
 
+from . import catalog
 from .cnn import ConvNet
 from .config import per_layer
-from .errors import ConfigError
 from .data import DataSplits
+from .errors import ConfigError
 
-__all__ = ["build_model", "forward_optimizer_settings", "MODELS"]
-
-MODELS = ("mlp", "cnn")
+__all__ = ["build_model", "forward_optimizer_settings"]
 
 
 def build_model(cfg: Mapping[str, Any], rule, data: DataSplits, loss: str, dtype: torch.dtype):
     """The network of ``cfg["model"]`` (default ``mlp``) for ``data``'s input shape and number of classes."""
     model = cfg.get("model", "mlp")
-    if model not in MODELS:
-        raise ConfigError(f"unknown model {model!r}; valid choices: {', '.join(MODELS)}")
+    catalog.model(model)  # an unknown network is a ConfigError listing the valid ones
     if model not in rule.networks:
         raise ConfigError(f"rule {rule.name!r} trains the {'/'.join(rule.networks)!r} network, the configuration "
                           f"asks for model {model!r}")

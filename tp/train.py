@@ -20,12 +20,12 @@ The training steps of the TP family, DFA and BP do not synchronise with the host
 once per epoch.  (Alignment logging, every ``log_interval`` minibatches, and GNT's pseudo-inverse do.)
 """
 
-from .training import (ALIGNMENT, ALIGNMENT_COLUMNS, CHECKPOINT, CONFIG, DAMPING, DAMPING_SEARCH_AFTER, EVAL_BATCH,
-                       FAST_MODES, GENERATOR_STREAMS, METRIC_COLUMNS, METRICS, PRUNE_FROM_EPOCH, PRUNE_THRESHOLDS,
+from .training import (ALIGNMENT, ALIGNMENT_COLUMNS, CHECKPOINT, CONFIG, DAMPING, EVAL_BATCH,
+                       FAST_MODES, GENERATOR_STREAMS, METRIC_COLUMNS, METRICS, PRUNE_THRESHOLDS,
                        SUMMARY, Hook, RunDiverged, code_version, damping_search, device_name, evaluate,
                        run_generators, selected_damping, train, train_seeds)
 
 __all__ = ["train", "train_seeds", "FAST_MODES", "run_generators", "code_version", "METRIC_COLUMNS", "PRUNE_THRESHOLDS",
            "RunDiverged", "GENERATOR_STREAMS", "Hook", "evaluate", "damping_search", "selected_damping", "device_name",
-           "ALIGNMENT_COLUMNS", "PRUNE_FROM_EPOCH", "CHECKPOINT", "SUMMARY", "METRICS", "CONFIG", "ALIGNMENT",
-           "DAMPING", "DAMPING_SEARCH_AFTER", "EVAL_BATCH"]
+           "ALIGNMENT_COLUMNS", "CHECKPOINT", "SUMMARY", "METRICS", "CONFIG", "ALIGNMENT",
+           "DAMPING", "EVAL_BATCH"]

@@ -18,14 +18,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from . import catalog
 from .activations import ACTIVATIONS
 from .errors import ConfigError
 from .network import INITIALIZATIONS
 
-__all__ = ["Key", "KEYS", "check_config", "check_seed", "CNN_HIDDEN"]
-
-#: the CNN's hidden layers: conv block 1, conv block 2, FC layer 3 (SPEC §8.1)
-CNN_HIDDEN = 3
+__all__ = ["Key", "KEYS", "check_config", "check_seed"]
 
 
 def _is_number(v: Any) -> bool:
@@ -145,9 +143,11 @@ def check_config(cfg: Mapping[str, Any], trains_feedback: Callable[[str], bool] 
     (``trains_feedback(rule)``), the damping reference that alignment logging needs."""
     _check_key("num_hidden", KEYS["num_hidden"], cfg.get("num_hidden"), 0)
     cnn = cfg.get("model") == "cnn"
-    if cnn and cfg["num_hidden"] != CNN_HIDDEN:
-        raise ConfigError(f"the CNN (SPEC §8.1) has {CNN_HIDDEN} hidden layers (conv 1, conv 2, FC 3): "
-                          f"num_hidden must be {CNN_HIDDEN}, got {cfg['num_hidden']!r}")
+    fixed = catalog.model(cfg.get("model", "mlp")).hidden_layers  # the CNN's: conv 1, conv 2, FC 3 (SPEC §8.1)
+    if fixed is not None and cfg["num_hidden"] != fixed:
+        raise ConfigError(f"the {cfg['model']} network has {fixed} hidden layers "
+                          f"({catalog.model(cfg['model']).description}): num_hidden must be {fixed}, "
+                          f"got {cfg['num_hidden']!r}")
     layers = cfg["num_hidden"] + 1  # L (the CNN: conv 1, conv 2, FC 3, FC 4)
     for name, spec in KEYS.items():
         if name in cfg:

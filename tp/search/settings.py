@@ -6,15 +6,15 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import catalog
 from ..errors import ConfigError
 
 __all__ = ["OBJECTIVES", "EPOCH_COLUMN", "SearchSettings", "objective_of"]
 
-#: tuning -> (summary key, label) of the objective (minimised)
-OBJECTIVES = {"test": ("val_error_best", "best validation error (%)"),
-              "train": ("train_loss_last", "last training loss")}
+#: tuning -> (summary key, label) of the objective (minimised): the tunings' objectives in tp.catalog
+OBJECTIVES = {t.slug: (t.objective.summary_key, t.objective.label) for t in catalog.TUNINGS.values() if t.objective}
 #: metrics.csv column of the objective per epoch (the intermediate values of a trial)
-EPOCH_COLUMN = {"test": "val_error", "train": "train_loss"}
+EPOCH_COLUMN = {t.slug: t.objective.epoch_column for t in catalog.TUNINGS.values() if t.objective}
 
 
 @dataclass

@@ -13,8 +13,8 @@
 
 from .api import FAST_MODES, replica_subset, train, train_seeds
 from .evaluation import EVAL_BATCH, evaluate
-from .hooks import DAMPING_SEARCH_AFTER, AlignmentLogger, DampingSearch, Hook, damping_search, selected_damping
-from .loop import PRUNE_FROM_EPOCH, PRUNE_THRESHOLDS, Block, Options, train_block
+from .hooks import AlignmentLogger, DampingSearch, Hook, damping_search, selected_damping
+from .loop import PRUNE_THRESHOLDS, Block, Options, train_block
 from .records import (ALIGNMENT, ALIGNMENT_COLUMNS, CHECKPOINT, CONFIG, DAMPING, METRIC_COLUMNS, METRICS, SUMMARY,
                       code_version, device_name)
 from .state import GENERATOR_STREAMS, Record, Run, RunDiverged, build_run, run_generators
@@ -22,8 +22,8 @@ from .steps import (FEEDBACK_SUMS, TRAIN_SUMS, batches, captured_step, epoch_sum
                     feedback_minibatch, gather, train_epoch, train_minibatch)
 
 __all__ = ["train", "train_seeds", "FAST_MODES", "run_generators", "code_version", "device_name", "METRIC_COLUMNS",
-           "ALIGNMENT_COLUMNS", "PRUNE_THRESHOLDS", "PRUNE_FROM_EPOCH", "RunDiverged", "GENERATOR_STREAMS",
-           "CHECKPOINT", "SUMMARY", "METRICS", "CONFIG", "ALIGNMENT", "DAMPING", "DAMPING_SEARCH_AFTER",
+           "ALIGNMENT_COLUMNS", "PRUNE_THRESHOLDS", "RunDiverged", "GENERATOR_STREAMS",
+           "CHECKPOINT", "SUMMARY", "METRICS", "CONFIG", "ALIGNMENT", "DAMPING",
            "EVAL_BATCH", "evaluate", "damping_search", "selected_damping", "Hook", "AlignmentLogger",
            "DampingSearch", "Run", "Record", "build_run", "Options", "Block", "train_block", "replica_subset",
            "TRAIN_SUMS", "FEEDBACK_SUMS", "batches", "gather", "train_minibatch", "feedback_minibatch", "epoch_sums",

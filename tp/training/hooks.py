@@ -17,15 +17,14 @@ import math
 
 import torch
 
+from .. import catalog
 from ..alignment import DAMPING_CANDIDATES, alignment_angles, angle, gnt_reference
 from .state import Run
 from .steps import batches, gather
 
-__all__ = ["Hook", "AlignmentLogger", "DampingSearch", "DAMPING_SEARCH_AFTER", "damping_search",
+__all__ = ["Hook", "AlignmentLogger", "DampingSearch", "damping_search",
            "selected_damping", "config_hooks"]
 
-#: the damping search runs after this many training epochs (SPEC §7.2: end of epoch index 2)
-DAMPING_SEARCH_AFTER = 3
 
 
 class Hook:
@@ -69,11 +68,12 @@ def _damping_of(damping, layer: int):
 
 
 class DampingSearch(Hook):
-    """SPEC §7.2: after ``DAMPING_SEARCH_AFTER`` training epochs, :func:`damping_search`, then the seed
-    ends (status ``finished``, message naming the selected λ per hidden layer)."""
+    """SPEC §7.2: after the damping tuning's ``damping_search_after`` training epochs (3, :mod:`tp.catalog`),
+    :func:`damping_search`, then the seed ends (status ``finished``, message naming the selected λ per hidden
+    layer)."""
 
     def epoch_end(self, block, r: int, epoch: int) -> None:
-        if epoch != DAMPING_SEARCH_AFTER:
+        if epoch != catalog.tuning("damping").damping_search_after:
             return
         rec = block.run.records[r]
         block.checkpoint(r)  # the 3 training epochs are kept even if the search is interrupted

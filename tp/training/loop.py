@@ -27,11 +27,10 @@ from .resume import resume
 from .state import build_run
 from .steps import batches_per_epoch, feedback_epoch, finite_per_replica, train_epoch, values
 
-__all__ = ["PRUNE_THRESHOLDS", "PRUNE_FROM_EPOCH", "Options", "Block", "train_block"]
+__all__ = ["PRUNE_THRESHOLDS", "Options", "Block", "train_block"]
 
 #: minimum training accuracy from the 6th epoch on (SPEC §15), per dataset (tp.catalog)
 PRUNE_THRESHOLDS = {slug: d.prune_threshold for slug, d in catalog.DATASETS.items()}
-PRUNE_FROM_EPOCH = 6
 
 
 def log_to_stderr(msg: str) -> None:
@@ -210,7 +209,7 @@ class Block:
         """Pruned (the official early stop) or, after the last epoch, finished."""
         threshold = PRUNE_THRESHOLDS.get(self.cfg.get("dataset")) if self.options.prune else None
         cls = self.run.net.loss == "cross_entropy"
-        if cls and threshold is not None and epoch >= PRUNE_FROM_EPOCH and train_acc < threshold:
+        if cls and threshold is not None and epoch >= catalog.PRUNE_FROM_EPOCH and train_acc < threshold:
             self.stop(r, "pruned", f"training accuracy {train_acc:.3f} < {threshold} in epoch {epoch} "
                                    f"(early stop of the official code, SPEC §12.13)")
         elif epoch == self.cfg["epochs"]:

@@ -12,12 +12,12 @@ rule alignment_figure:
         lambda w: alignment_summaries("alignment", w.dataset),
     output:
         png=report(f"{RESULTS}/figures/{{figure}}_alignment_{{dataset}}.png", caption="../report/alignment.rst",
-                   category="Figures", labels=report_labels(lambda w: w.figure.replace("fig", "Fig. "))),
+                   category="Figures", labels=report_labels(lambda w: figure_label(w.figure))),
         pdf=f"{RESULTS}/figures/{{figure}}_alignment_{{dataset}}.pdf",
     log:
         f"{RESULTS}/logs/figures/{{figure}}_alignment_{{dataset}}.log",
     wildcard_constraints:
-        figure="fig4|figS4|figS5|figS6|figS7",
+        figure="|".join(f for names in ALIGN_FIGURES.values() for f in names),
     params:
         methods=lambda w: [m for m, d in ALIGN_CELLS if d == w.dataset],
         smooth=ALIGN["smooth"],

@@ -31,10 +31,27 @@ for _key in ("seeds", "seed_block", "partial", "epochs", "data", "slurm", "overr
 if isinstance(config.get("datasets"), str):  # --config datasets=mnist,cifar10
     config["datasets"] = [d.strip() for d in config["datasets"].split(",") if d.strip()]
 
-validate(config, "../schemas/config.schema.yaml")
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
+from catalog_schema import catalog_schema  # noqa: E402
+
+
+def _validate_with_catalog(cfg):
+    """validate() against config.schema.yaml with the catalog's enumerations filled in (it reads a file)."""
+    import tempfile
+
+    schema = catalog_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+    with tempfile.TemporaryDirectory(prefix="tp-schema-") as tmp:
+        path = Path(tmp) / "config.schema.json"
+        path.write_text(json.dumps(schema))
+        validate(cfg, str(path))
+
+
+_validate_with_catalog(config)
 
 from tp.catalog import DATASETS as CATALOG  # noqa: E402
 from tp.catalog import TUNINGS as TUNING_OF  # noqa: E402
+from tp.catalog import figure_label  # noqa: E402
+from tp import catalog  # noqa: E402
 from tp.config import DATASETS, METHODS, available_configs, resolve_config  # noqa: E402
 from tp.errors import ConfigError  # noqa: E402
 
@@ -60,12 +77,11 @@ def has_config(tuning, method, dataset):
 
 
 # ----------------------------------------------------------------------------- which data the DAG uses
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 import datacheck  # noqa: E402
 
 #: the datasets (files) selected with config `datasets` (null: all); MNIST covers MNIST and Frozen-MNIST,
 #: CIFAR-10 the MLP and the CNN columns
-SELECTED_DATA = [d for d in datacheck.TORCHVISION if d in (config.get("datasets") or datacheck.TORCHVISION)]
+SELECTED_DATA = [d for d in catalog.FILES if d in (config.get("datasets") or catalog.FILES)]  # the dataset files
 DATA_STATUS = {d: config["data"]["source"] == "synthetic" or datacheck.present(d, config["data"]["root"])
                for d in SELECTED_DATA}
 def _has_runs(data):
@@ -114,8 +130,8 @@ RUN_CELLS = sorted({(spec["tuning"], m, d) for spec in config["tables"].values()
 ALIGN = config.get("alignment") or {"seed": 42, "datasets": [], "methods": [], "smooth": 30}
 ALIGN_DATASETS = [d for d in ALIGN["datasets"] if usable(d)]
 ALIGN_CELLS = [(m, d) for d in ALIGN_DATASETS for m in ALIGN["methods"] if has_config("alignment", m, d)]
-#: figure name(s) of each dataset's alignment grid (SPEC Q5; Fig. 4 is the condensed Fashion-MNIST view)
-ALIGN_FIGURES = {"fashion-mnist": ["figS4", "fig4"], "mnist": ["figS5"], "cifar10": ["figS6"], "cifar10-cnn": ["figS7"]}
+#: figure name(s) of each dataset's alignment grid (SPEC Q5; Fig. 4 is the condensed Fashion-MNIST view; tp.catalog)
+ALIGN_FIGURES = {slug: list(d.alignment_figures) for slug, d in CATALOG.items() if d.alignment_figures}
 
 # check the per-run overrides once, on every cell, before anything runs
 for _tuning, _method, _dataset in RUN_CELLS + [("alignment", m, d) for m, d in ALIGN_CELLS]:

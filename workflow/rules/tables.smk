@@ -45,7 +45,7 @@ rule results_readme:
         results=RESULTS,
         not_run=[f"{d}: " + ("dataset missing" if d in MISSING_DATA else "not selected") + " — " +
                  datacheck.impact(d, config["tables"], ALIGN["datasets"], DATA_OF, has_config).split(": ", 1)[1]
-                 for d in datacheck.TORCHVISION if d not in USABLE_DATA],
+                 for d in catalog.FILES if d not in USABLE_DATA],
     script:
         "../scripts/results_readme.py"
 

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from tp.catalog import figure_label  # noqa: E402
 from tp.config import METHODS  # noqa: E402
 
 REFERENCES = {"bp": "BP gradient", "gnt": "damped GNT"}
@@ -28,7 +29,6 @@ REFERENCES = {"bp": "BP gradient", "gnt": "damped GNT"}
 LINESTYLES = ["-", "--", "-.", ":"]
 #: column titles of the CNN's hidden layers (SPEC §8.1)
 CNN_LAYERS = {1: "conv block 1", 2: "conv block 2", 3: "FC layer 3"}
-FIGURE_LABEL = {"fig4": "Fig. 4:", "figS4": "Fig. S4:", "figS5": "Fig. S5:", "figS6": "Fig. S6:", "figS7": "Fig. S7:"}
 
 
 def provenance(summaries, source: str) -> str:
@@ -146,7 +146,7 @@ def main(sm):
     df = smoothed(load(sm.input, sm.params.methods), sm.params.smooth)
     name = DATASETS[sm.wildcards.dataset]
     source = sm.params.get("source", "real")
-    title = f"{FIGURE_LABEL[sm.wildcards.figure]} {name}" + (" — SYNTHETIC DATA, NOT A RESULT" if source == "synthetic" else "")
+    title = f"{figure_label(sm.wildcards.figure)}: {name}" + (" — SYNTHETIC DATA, NOT A RESULT" if source == "synthetic" else "")
     fig = condensed(df, title) if sm.params.condensed else grid(df, title)
     fig.supxlabel(provenance(sm.input, source), fontsize=6)  # the runs behind the figure
     fig.savefig(sm.output.png, dpi=150)

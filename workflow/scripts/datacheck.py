@@ -2,8 +2,9 @@
 
 Used by the Snakefile when it is read (the report before any job runs, the DAG that leaves out cells without
 data, the summary at the end) and by the download rule when a download fails (``python datacheck.py hint
-DATA ROOT``: the reason and the fix on the console).  The file lists are torchvision's: a dataset is present
-when every file torchvision reads is there (MNIST-style files plain or ``.gz``).
+DATA ROOT``: the reason and the fix on the console).  The datasets are the catalog's files (:data:`tp.catalog.FILES`) and their
+file lists the format's (:mod:`tp.formats`, torchvision's lists): a dataset is present when every file torchvision
+reads is there (MNIST-style files plain or ``.gz``).
 """
 
 from __future__ import annotations
@@ -11,24 +12,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-#: torchvision class of each dataset whose files the pipeline needs
-TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
-#: paper names of the figures of each alignment dataset (SPEC Q5)
-FIGURE_NAMES = {"fashion-mnist": "Fig. S4 and Fig. 4", "mnist": "Fig. S5", "cifar10": "Fig. S6",
-                "cifar10-cnn": "Fig. S7"}
+from tp import catalog
+from tp.formats import FORMATS
 
 
 def expected_files(data: str, root: str | Path) -> tuple[Path, list[tuple[str, ...]]]:
-    """(folder, [alternative file names, …]) torchvision reads for ``data`` under ``root``."""
-    from torchvision import datasets
+    """(folder, [alternative file names, …]) torchvision reads for the files ``data`` under ``root``."""
+    spec = catalog.FILES[data]
+    return FORMATS[spec.format].expected(spec, Path(root))
 
-    cls = getattr(datasets, TORCHVISION[data])
-    root = Path(root)
-    if data == "cifar10":
-        names = [n for n, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
-        return root / cls.base_folder, [(n,) for n in names]
-    gz = [name for name, _ in cls.resources]
-    return root / cls.__name__ / "raw", [(n.removesuffix(".gz"), n) for n in gz]
+
+def figure_names(dataset: str) -> str:
+    """The paper's alignment figures of a dataset: "Fig. S4 and Fig. 4" (tp.catalog)."""
+    return " and ".join(catalog.figure_label(f) for f in catalog.dataset(dataset).alignment_figures)
 
 
 def present(data: str, root: str | Path) -> bool:
@@ -61,7 +57,7 @@ def impact(data: str, tables: dict, align_datasets: list, data_of: dict, has_con
         if cells:
             parts.append(f"{spec['title'].split(':')[0]} ({cells} cells)")
     figures = [d for d in align_datasets if data_of[d] == data]
-    parts += [FIGURE_NAMES[d] for d in figures]
+    parts += [figure_names(d) for d in figures]
     if figures:
         parts.append(f"Table S7 ({', '.join(figures)})")
     return f"{data}: {', '.join(parts)}"
@@ -77,7 +73,7 @@ def report(status: dict, download: bool, root, tables: dict, align_datasets: lis
     left_out = [d for d in selected if not status[d] and not download]
     head = "tp pipeline, data" + ("" if failed is None else " (summary)") + f": root {root}; "
     head += ", ".join(f"{d} {'present' if status[d] else 'MISSING'}" for d in selected)
-    others = [d for d in TORCHVISION if d not in selected]
+    others = [d for d in catalog.FILES if d not in selected]
     if others:
         head += f"; not selected: {', '.join(others)}"
     lines = [head]
