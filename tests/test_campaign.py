@@ -147,3 +147,18 @@ def test_bad_campaign_arguments_name_the_valid_choices(capsys):
     with pytest.raises(SystemExit):
         campaign.main(["--minutes", "10", "--datasets", "svhn", "--dry-run"])
     assert "--datasets svhn: valid choices are mnist, fashion-mnist, cifar10" in capsys.readouterr().err
+
+
+def test_a_run_folder_held_by_a_live_process_is_seen_without_taking_it(tmp_path):
+    """The campaign asks :func:`tp.run_folder.holder` before it starts a run, so that a run another process is
+    training (a job left by a killed campaign) is not started twice; asking takes nothing and creates nothing."""
+    import os
+
+    from tp.run_folder import hold_run_folders, holder
+
+    out = tmp_path / "run"
+    assert holder(out) is None and not out.exists()
+    with hold_run_folders([out]):
+        assert holder(out) == str(os.getpid())
+        assert holder(out) == str(os.getpid())  # asked twice: still held by its owner
+    assert holder(out) is None  # released with the block

@@ -43,8 +43,6 @@ DATASET_MODEL: dict[str, str] = {slug: d.model for slug, d in catalog.DATASETS.i
 
 #: keys a run configuration may hold besides the ones of configs/defaults.yaml
 IDENTITY_KEYS = ("method", "dataset", "tuning", "rule", "model")
-#: keys passed to the rule when it takes them
-RULE_KEYS = ("target_stepsize", "sigma", "size_hidden_fb", "fb_activation", "gn_damping")
 
 
 def config_dir() -> Traversable:
@@ -106,8 +104,8 @@ def per_layer(value, num_layers: int, key: str = "value") -> list:
 
 def rule_hyperparameters(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The subset of a resolved configuration that the rule ``cfg['rule']`` takes."""
-    takes = REGISTRY[cfg["rule"]].hyperparameters
-    out = {k: cfg[k] for k in RULE_KEYS if k in takes and cfg.get(k) is not None}
+    takes = REGISTRY[cfg["rule"]].hyperparameters  # the rule's own hyperparameters are configuration keys
+    out = {k: cfg[k] for k in takes if cfg.get(k) is not None}
     if "fb_activation" in takes and cfg.get("fb_activation") is None:
         out.pop("fb_activation", None)
     return out

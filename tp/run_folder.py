@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 
 from .integrity import remove_temporaries, unique_temporary
 
-__all__ = ["RunFolderError", "RunFolderBusy", "hold_run_folders", "atomic_write", "read_checkpoint",
+__all__ = ["RunFolderError", "RunFolderBusy", "hold_run_folders", "holder", "atomic_write", "read_checkpoint",
            "read_summary", "LOCK_FILE", "CHECKPOINT_KEYS"]
 
 LOCK_FILE = ".tp.lock"
@@ -77,6 +77,24 @@ def _lock(out: Path):
         raise RunFolderError(f"cannot write in the output folder {out}: {_why(exc)}; free space or choose "
                              f"another output folder (--out)") from None
     return f
+
+
+def holder(out: Path) -> str | None:
+    """The PID of the live process that holds the run folder ``out`` (as the file records it), or None when
+    no process holds it; creates nothing (a scheduler asks before it starts a run a second time)."""
+    import fcntl
+
+    try:
+        f = open(Path(out) / LOCK_FILE)
+    except OSError:
+        return None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released when the file closes
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return f.read().strip() or "unknown"
+        return None
 
 
 @contextlib.contextmanager

@@ -41,7 +41,8 @@ class Key:
     kind: ``int``, ``number``, ``bool``, ``name`` (one of ``choices``) or ``channels`` (the CNN's two conv
     blocks' output channels); ``low``/``high``: the range (``low_open``: ``low`` itself excluded; ``high`` is
     always excluded); ``nullable``: ``None`` allowed; ``per_layer``: a list is also allowed, with one value per
-    layer 1…L (``"layers"``) or per hidden layer 1…L−1 (``"hidden"``)."""
+    layer 1…L (``"layers"``) or per hidden layer 1…L−1 (``"hidden"``); ``per_replica``: may differ between the
+    trials of one block."""
 
     kind: str
     low: float | None = None
@@ -50,6 +51,9 @@ class Key:
     nullable: bool = False
     per_layer: str | None = None
     choices: tuple[str, ...] = ()
+    #: a continuous hyperparameter that may differ between the replicas of one block of trials
+    #: (:data:`tp.training.trials.PER_REPLICA_KEYS`: per-replica optimiser values, (R,) tensors of the rule)
+    per_replica: bool = False
 
     def accepts(self, v: Any) -> bool:
         if self.kind == "bool":
@@ -80,8 +84,11 @@ class Key:
 
 
 _COUNT, _SIZE = Key("int", low=0), Key("int", low=0, low_open=True)
-_POSITIVE, _NON_NEGATIVE = Key("number", low=0, low_open=True), Key("number", low=0)
-_BETA, _BOOL = Key("number", low=0, high=1), Key("bool")
+_BOOL = Key("bool")
+# continuous hyperparameters, one value per replica in a block of trials
+_POSITIVE = Key("number", low=0, low_open=True, per_replica=True)
+_NON_NEGATIVE = Key("number", low=0, per_replica=True)
+_BETA = Key("number", low=0, high=1, per_replica=True)
 
 #: every configuration key (``defaults.yaml``, ``run`` block) → what it may hold
 KEYS: dict[str, Key] = {
@@ -93,16 +100,16 @@ KEYS: dict[str, Key] = {
     "double_precision": _BOOL,
     # learning rule (SPEC §2, §4)
     "target_stepsize": _POSITIVE,
-    "sigma": Key("number", low=0, low_open=True, nullable=True),
+    "sigma": Key("number", low=0, low_open=True, nullable=True, per_replica=True),
     "gn_damping": Key("number", low=0, per_layer="layers"),
     "fb_activation": Key("name", choices=tuple(ACTIVATIONS), nullable=True),
     # forward optimiser (SPEC §5.1): lr and ε may be one per layer (the CNN configurations, SPEC §8.5)
-    "lr": Key("number", low=0, low_open=True, per_layer="layers"),
+    "lr": Key("number", low=0, low_open=True, per_layer="layers", per_replica=True),
     "normalize_lr": _BOOL, "beta1": _BETA, "beta2": _BETA,
-    "epsilon": Key("number", low=0, low_open=True, per_layer="layers"),
+    "epsilon": Key("number", low=0, low_open=True, per_layer="layers", per_replica=True),
     "forward_wd": _NON_NEGATIVE,
     # feedback optimiser (SPEC §3)
-    "lr_fb": Key("number", low=0, low_open=True, nullable=True),
+    "lr_fb": Key("number", low=0, low_open=True, nullable=True, per_replica=True),
     "beta1_fb": _BETA, "beta2_fb": _BETA, "epsilon_fb": _POSITIVE, "feedback_wd": _NON_NEGATIVE,
     # schedule (SPEC §5.2)
     "epochs": _COUNT, "batch_size": _SIZE, "epochs_fb": _COUNT, "extra_fb_epochs": _COUNT,

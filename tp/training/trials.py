@@ -17,17 +17,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ..errors import ConfigError
 from ..data import DataSplits
+from ..errors import ConfigError
+from ..validation import KEYS
 from .api import fast_path, train_blocks
 from .hooks import Hook
 from .loop import Options, log_to_stderr
 
 __all__ = ["PER_REPLICA_KEYS", "check_trial_configs", "train_trials"]
 
-#: configuration keys whose values may differ between the replicas of one block
-PER_REPLICA_KEYS = ("lr", "beta1", "beta2", "epsilon", "forward_wd", "lr_fb", "beta1_fb", "beta2_fb",
-                    "epsilon_fb", "feedback_wd", "target_stepsize", "sigma")
+#: configuration keys whose values may differ between the replicas of one block (tp.validation.KEYS)
+PER_REPLICA_KEYS = tuple(name for name, key in KEYS.items() if key.per_replica)
 
 
 def check_trial_configs(cfgs: Sequence[Mapping[str, Any]]) -> None:

@@ -196,6 +196,12 @@ def main(argv=None) -> int:
     if args.dry_run:
         return 0
     tree = worktree(args.commit)
+    from tp.run_folder import holder
+
+    for item in [i for i in items if i.run and holder(tree / "results" / i.run)]:  # e.g. a killed campaign's job
+        items.remove(item)
+        print(f"campaign: {item.target} is being trained by another process (PID "
+              f"{holder(tree / 'results' / item.run)}): not started again")
     env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep),
            "OMP_NUM_THREADS": "1"}
     snakemake = [str(Path(sys.executable).with_name("snakemake")), "--nolock", "--cores", "1"]
