@@ -109,3 +109,18 @@ def test_workflow_schema_reads_the_catalog():
     bad["tables"]["table1"]["rows"] = ["bp", "backprop"]
     with pytest.raises(jsonschema.ValidationError, match="backprop"):
         jsonschema.validate(bad, schema)
+
+
+def test_table_footnotes_are_the_catalog_cell_notes():
+    """A table carries a cell's note (tp.catalog.CELL_NOTES) exactly when it shows that cell (and quantity)."""
+    sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+    from tables import notes_for
+
+    control, bp = catalog.CELL_NOTES
+    spec = {"rows": ["bp", "ddtp-control"], "columns": ["mnist", "cifar10"], "tuning": "test",
+            "quantity": "test_error_at_best_val"}
+    notes = notes_for(spec)
+    assert control.text in notes and bp.text not in notes
+    assert bp.text in notes_for({**spec, "quantity": "train_loss_last"})
+    assert not {control.text, bp.text} & set(notes_for({**spec, "columns": ["mnist"]}))
+    assert control.text not in notes_for({**spec, "tuning": "train"})

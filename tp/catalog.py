@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from .errors import unknown
 
-__all__ = ["ImageFiles", "Dataset", "Method", "Objective", "Tuning", "Model", "FILES", "DATASETS", "METHODS", "TUNINGS",
+__all__ = ["ImageFiles", "Dataset", "Method", "Objective", "Tuning", "Model", "CellNote", "CELL_NOTES", "FILES", "DATASETS", "METHODS", "TUNINGS",
            "MODELS", "PRUNE_FROM_EPOCH", "dataset", "method", "tuning", "model", "figure_label"]
 
 #: the official early stop (SPEC §12.13) looks at the training accuracy from this epoch on (1-based)
@@ -183,6 +183,29 @@ TUNINGS: dict[str, Tuning] = {t.slug: t for t in [
     Tuning("damping", "the GNT damping search of Table S7: the alignment configuration, searched after 3 "
                       "epochs, then stopped", reads="alignment", shortened=False, damping_search_after=3),
 ]}
+
+
+@dataclass(frozen=True)
+class CellNote:
+    """A footnote a table carries when it shows this cell: what the reader must know about its number."""
+
+    method: str
+    dataset: str
+    tuning: str
+    text: str
+    #: only in tables of this quantity (a run summary's key), or in every table of the cell (None)
+    quantity: str | None = None
+
+
+CELL_NOTES: list[CellNote] = [
+    CellNote("ddtp-control", "cifar10", "test",
+             "CIFAR10 DDTP-control: the official configuration file builds DDTP-linear (SPEC §12.6, Q1); this cell "
+             "runs the real DDTP-control with those hyperparameters, so the published entry was most likely "
+             "produced by DDTP-linear."),
+    CellNote("bp", "cifar10", "test",
+             "CIFAR10 BP: the official test configuration trains 150 epochs; its training loss is the one after "
+             "epoch 150.", quantity="train_loss_last"),
+]
 
 
 def figure_label(name: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from tp import audit
+from tp.catalog import CELL_NOTES
 from tp.config import DATASETS, METHODS
 
 QUANTITY = {
@@ -79,15 +80,8 @@ def cnn_description(runs: pd.DataFrame) -> str:
 def notes_for(spec: dict, runs: pd.DataFrame | None = None) -> list[str]:
     """Footnotes the reader needs (SPEC §12.6, §15); network sizes and epochs from the runs."""
     runs = load_runs([]) if runs is None else runs
-    notes = []
-    if "ddtp-control" in spec["rows"] and "cifar10" in spec["columns"] and spec["tuning"] == "test":
-        notes.append("CIFAR10 DDTP-control: the official configuration file builds DDTP-linear (SPEC §12.6, Q1); "
-                     "this cell runs the real DDTP-control with those hyperparameters, so the published entry was "
-                     "most likely produced by DDTP-linear.")
-    if spec["quantity"] == "train_loss_last" and spec["tuning"] == "test" and "bp" in spec["rows"] \
-            and "cifar10" in spec["columns"]:
-        notes.append("CIFAR10 BP: the official test configuration trains 150 epochs; its training loss is the "
-                     "one after epoch 150.")
+    notes = [n.text for n in CELL_NOTES if n.method in spec["rows"] and n.dataset in spec["columns"]
+             and n.tuning == spec["tuning"] and n.quantity in (None, spec["quantity"])]  # tp.catalog
     if "cifar10-cnn" in spec["columns"]:
         notes.append(f"CIFAR10 (CNN): {cnn_description(runs)}, float64, one forward Adam per layer; DDTP-linear, "
                      "DDTP-control and DFA send their targets directly from the output to the max-pool outputs "
