@@ -1,7 +1,7 @@
 """Wall time per training epoch of real ``tp`` training runs (everything an epoch does: shuffling, every
 minibatch step, extra feedback epochs, evaluation of the validation and test sets, the checkpoint).
 
-Each cell ``METHOD:DATASET[:TUNING]`` is trained for ``--epochs`` epochs through ``tp.train.train_seeds``
+Each cell ``METHOD:DATASET[:TUNING]`` is trained for ``--epochs`` epochs through ``tp.training.train_seeds``
 (one seed, or ``--seeds`` trained together) on the real data (``--source real``) or on synthetic data of
 the real sizes (``--source synthetic``: 50,000/60,000 training and 10,000 test samples of the dataset's
 shape, for machines without the dataset).  The first epoch includes one-off costs (CUDA-graph capture,
@@ -29,7 +29,7 @@ from tp.cli import parse_seeds  # noqa: E402
 from tp.config import parse_override, resolve_config  # noqa: E402
 from tp.data import load_dataset  # noqa: E402
 from tp.runtime import dtype_of, resolve_device  # noqa: E402
-from tp.train import run_generators, train_seeds  # noqa: E402
+from tp.training import run_generators, train_seeds  # noqa: E402
 
 SIZES = {"mnist": (60000, 10000), "frozen-mnist": (60000, 10000), "fashion-mnist": (60000, 10000),
          "cifar10": (50000, 10000), "cifar10-cnn": (50000, 10000)}

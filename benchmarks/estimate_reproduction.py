@@ -32,7 +32,7 @@ from tp.cnn import ConvNet
 from tp.config import resolve_config, rule_hyperparameters
 from tp.optim import Adam
 from tp.runtime import dtype_of, resolve_device
-from tp.train import evaluate
+from tp.training import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_SIZE = {"mnist": 60000, "frozen-mnist": 60000, "fashion-mnist": 60000, "cifar10": 50000, "cifar10-cnn": 50000}

@@ -15,7 +15,7 @@ from cases import assert_close
 from tp.alignment import DAMPING_CANDIDATES, alignment_angles, angle, bp_reference, gnt_reference
 from tp.config import resolve_config
 from tp.data import DataSplits, synthetic_classification
-from tp.train import train
+from tp.training import train
 
 
 def test_angle_basic_properties():

@@ -14,7 +14,7 @@ import yaml
 
 from tp import audit
 from tp.data import DataSplits, synthetic_classification
-from tp.train import train
+from tp.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"num_hidden": 1, "size_hidden": 8, "batch_size": 32, "epochs": 3}
@@ -29,7 +29,7 @@ def _tables():
 
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
-    """One genuine (tiny, synthetic-data) run of the bp/mnist test cell, trained by tp.train."""
+    """One genuine (tiny, synthetic-data) run of the bp/mnist test cell, trained by tp.training."""
     root = tmp_path_factory.mktemp("runs")
     x, y, tx, ty = synthetic_classification(96 + 32, 32, 6, 10, 0)
     data = DataSplits(x[:96], y[:96], tx, ty, x[96:], y[96:])

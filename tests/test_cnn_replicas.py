@@ -4,7 +4,7 @@ single runs.
 Reference twin: the same rule on one network at a time, each from its own generators.  The block computes
 every replica's convolutions in one grouped call (tp.conv), so the two agree up to rounding; checked in
 float64 to 1e-9 relative, at the rule level (targets, forward and feedback gradients, feedback losses) and
-through ``tp.train.train_seeds`` (metrics, final parameters and optimiser state, generator states).
+through ``tp.training.train_seeds`` (metrics, final parameters and optimiser state, generator states).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tp.cnn import ConvNet
 from tp.config import resolve_config, rule_of
 from tp.data import DataSplits, synthetic_classification, validation_split
 from tp.rules import make_rule
-from tp.train import run_generators, train, train_seeds
+from tp.training import run_generators, train, train_seeds
 
 DT = torch.float64
 METHODS = ["bp", "dfa", "ddtp-linear", "ddtp-control"]

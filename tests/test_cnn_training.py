@@ -1,6 +1,6 @@
 """The CNN (SPEC §8) in the training loop and the alignment metrics: damped Gauss–Newton targets of the conv
 layers against slow per-sample float64 references, the per-layer forward Adam against one torch Adam per layer
-(SPEC §8.5), the configuration checks, and short training runs through ``tp.train`` (schedule, alignment
+(SPEC §8.5), the configuration checks, and short training runs through ``tp.training`` (schedule, alignment
 logging, damping search, resume)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tp.gauss_newton import gn_displacements, output_jacobians
 from tp.models import build_model, forward_optimizer_settings
 from tp.optim import Adam
 from tp.rules import make_rule
-from tp.train import CHECKPOINT, train
+from tp.training import CHECKPOINT, train
 
 DT = torch.float64
 B = 3

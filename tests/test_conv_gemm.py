@@ -12,7 +12,7 @@ from tp.cnn import ConvNet, conv2d_gemm
 from tp.config import resolve_config
 from tp.data import DataSplits, synthetic_classification
 from tp.rules import make_rule
-from tp.train import train
+from tp.training import train
 
 
 @pytest.mark.parametrize("shape,kernel,padding", [((4, 3, 8, 8), 5, 2), ((2, 5, 7, 9), 3, 1), ((3, 2, 6, 6), 5, 0)])

@@ -20,7 +20,7 @@ import tp.training.steps
 from tp.config import resolve_config
 from tp.data import DataSplits, synthetic_classification
 from tp.fast import CapturedStep
-from tp.train import CHECKPOINT, train
+from tp.training import CHECKPOINT, train
 from test_replicas import assert_same_run
 
 SMALL = {"num_hidden": 2, "size_hidden": 16, "size_hidden_fb": 24, "batch_size": 32, "double_precision": True,
@@ -151,7 +151,7 @@ def test_capture_changes_nothing_and_replays_advance_counters():
 
 
 def test_graphed_block_of_seeds_equals_eager_single_runs(tmp_path, emulated_graphs):
-    from tp.train import run_generators, train_seeds
+    from tp.training import run_generators, train_seeds
 
     cfg = resolve_config("ddtp-rhl", "mnist", "test", SMALL)
     pool = data()

@@ -30,7 +30,7 @@ from tp.data import DataSplits, load_dataset, synthetic_classification
 from tp.integrity import IDX_FILES, SHA256_CACHE, DatasetCorruptError, prepare_idx_folder
 from tp.optim import Adam
 from tp.run_folder import LOCK_FILE, RunFolderBusy, RunFolderError, atomic_write, hold_run_folders
-from tp.train import CHECKPOINT, SUMMARY, train
+from tp.training import CHECKPOINT, SUMMARY, train
 
 REPO = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST = 40, 12

@@ -17,7 +17,7 @@ from tp import cli
 from tp.config import METHODS, resolve_config
 from tp.errors import ConfigError
 from tp.data import DataSplits, synthetic_classification, validation_split
-from tp.train import CHECKPOINT, Hook, run_generators, train, train_seeds
+from tp.training import CHECKPOINT, Hook, run_generators, train, train_seeds
 from tp.training.api import fast_path
 
 SMALL = {"num_hidden": 2, "size_hidden": 16, "size_hidden_fb": 24, "batch_size": 32, "double_precision": True}

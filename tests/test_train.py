@@ -13,7 +13,7 @@ from tp import cli
 from tp.config import METHODS, resolve_config
 from tp.errors import ConfigError
 from tp.data import DataSplits, student_teacher, synthetic_classification
-from tp.train import CHECKPOINT, run_generators, train
+from tp.training import CHECKPOINT, run_generators, train
 
 SMALL = {"num_hidden": 2, "size_hidden": 16, "size_hidden_fb": 24, "batch_size": 32}
 
@@ -195,7 +195,7 @@ def test_cli_unknown_method_lists_choices(capsys):
 def test_evaluation_averages_per_batch_means_like_the_official_loader():
     """SPEC §5.4: the last, smaller batch weighs like a full one."""
     from tp.network import MLP
-    from tp.train import evaluate
+    from tp.training import evaluate
 
     net = MLP.build([5, 4, 3])
     g = torch.Generator().manual_seed(0)
@@ -255,7 +255,7 @@ def test_the_progress_bar_counts_minibatches_per_epoch_and_replaces_the_epoch_li
 def test_hooks_are_called_at_their_points_and_change_nothing(tmp_path):
     """A caller's hook: built once, step on the minibatches it wants (before the forward step is applied:
     it sees the parameters the update was computed at), epoch_end per epoch; the run equals one without."""
-    from tp.train import Hook
+    from tp.training import Hook
 
     class Spy(Hook):
         def __init__(self):

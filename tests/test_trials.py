@@ -10,7 +10,7 @@ from test_replicas import SMALL, assert_same_run, block_data, pool, quiet, singl
 from tp.config import METHODS, resolve_config
 from tp.errors import ConfigError
 from tp.training.trials import PER_REPLICA_KEYS, check_trial_configs, train_trials
-from tp.train import train
+from tp.training import train
 
 SEEDS = [3, 1, 3]  # a seed may repeat: the trials then differ only in their hyperparameters
 #: per trial, values of every per-replica key the configuration uses (rates, ε, betas, decays, β, σ)

@@ -38,7 +38,7 @@ from .errors import ConfigError
 from .run_folder import RunFolderError
 from .runtime import dtype_of, resolve_device
 from .validation import check_seed
-from .train import FAST_MODES, run_generators, train_seeds
+from .training import FAST_MODES, run_generators, train_seeds
 
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_NO_DATA = 2, 3, 4
 

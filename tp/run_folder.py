@@ -28,7 +28,7 @@ __all__ = ["RunFolderError", "RunFolderBusy", "hold_run_folders", "holder", "ato
            "read_summary", "LOCK_FILE", "CHECKPOINT_KEYS"]
 
 LOCK_FILE = ".tp.lock"
-#: keys every checkpoint holds (tp.train's state dict, format 1)
+#: keys every checkpoint holds (tp.training's state dict, format 1)
 CHECKPOINT_KEYS = ("format", "config", "seed", "pre_epochs_done", "epochs_done", "params", "feedback", "fwd_opt",
                    "fb_opt", "generators", "metrics", "elapsed", "status", "message", "fb_steps", "steps",
                    "alignment", "damping")

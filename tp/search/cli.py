@@ -24,7 +24,7 @@ def trial_trainer(load, seed: int, device, *, fast: str = "auto", prune: bool = 
     """A :data:`tp.search.TrainBlock`: a block of R > 1 trials trains as one block of replicas
     (:func:`tp.training.trials.train_trials`, each on the validation split of ``seed``), a single trial as
     one run.  ``load(split_generator)`` loads the data (a generator: one split; a list: replica splits)."""
-    from ..train import run_generators, train
+    from ..training import run_generators, train
     from ..training.trials import train_trials
 
     cache = {}
@@ -87,7 +87,7 @@ def _write_worker_record(settings: SearchSettings, worker: str, study, device, t
     import os
     import time
 
-    from ..train import code_version, device_name
+    from ..training import code_version, device_name
 
     mine = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker]
     folder = settings.out / "workers" / worker

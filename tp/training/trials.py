@@ -53,7 +53,7 @@ def train_trials(cfgs: Sequence[Mapping[str, Any]], data: DataSplits, seeds: Seq
     """Train trial r (configuration ``cfgs[r]``, seed ``seeds[r]``) for every r as one block of replicas;
     their summaries (also written to ``out_dirs[r]``).  ``data`` needs one replica split per trial
     (:meth:`DataSplits.replica_splits`, e.g. ``load_dataset(..., split_generator=[...])``) unless it has
-    no validation set.  The other arguments are those of :func:`tp.train.train_seeds`."""
+    no validation set.  The other arguments are those of :func:`tp.training.train_seeds`."""
     cfgs = [dict(c) for c in cfgs]
     seeds = [int(s) for s in seeds]
     check_trial_configs(cfgs)
