@@ -264,12 +264,12 @@ def test_hooks_are_called_at_their_points_and_change_nothing(tmp_path):
         def built(self, run):
             self.calls.append(("built", run.epochs_done))
 
-        def wants_step(self, run):
-            return run.batch % 3 == 0
+        def wants_step(self, run, batch):
+            return batch % 3 == 0
 
-        def step(self, run, fwd, y, forward_grads):
+        def step(self, run, batch, fwd, y, forward_grads):
             assert run.fwd_opt.step_count == run.steps and "W1" in forward_grads  # not applied yet
-            self.calls.append(("step", run.epochs_done + 1, run.batch, run.steps))
+            self.calls.append(("step", run.epochs_done + 1, batch, run.steps))
 
         def epoch_end(self, block, r, epoch):
             self.calls.append(("epoch_end", epoch, len(block.run.records[r].metrics)))

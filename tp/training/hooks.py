@@ -33,12 +33,12 @@ class Hook:
     def built(self, run: Run) -> None:
         """The run was built (its parameters are fresh: nothing resumed yet)."""
 
-    def wants_step(self, run: Run) -> bool:
-        """Whether :meth:`step` observes the current training minibatch (``run.batch``)."""
+    def wants_step(self, run: Run, batch: int) -> bool:
+        """Whether :meth:`step` observes training minibatch ``batch`` (its index in the epoch)."""
         return False
 
-    def step(self, run: Run, fwd, y, forward_grads: dict) -> None:
-        """A training minibatch: its forward pass, targets and forward update, not yet applied."""
+    def step(self, run: Run, batch: int, fwd, y, forward_grads: dict) -> None:
+        """Training minibatch ``batch``: its forward pass, targets and forward update, not yet applied."""
 
     def epoch_end(self, block, r: int, epoch: int) -> None:
         """Training epoch ``epoch`` of seed r ended (its metrics row recorded).  ``block``:
@@ -53,12 +53,12 @@ class AlignmentLogger(Hook):
     def __init__(self, interval: int, damping):
         self.interval, self.damping = interval, damping
 
-    def wants_step(self, run: Run) -> bool:
-        return run.batch % self.interval == 0
+    def wants_step(self, run: Run, batch: int) -> bool:
+        return batch % self.interval == 0
 
-    def step(self, run: Run, fwd, y, forward_grads: dict) -> None:
+    def step(self, run: Run, batch: int, fwd, y, forward_grads: dict) -> None:
         for row in alignment_angles(run.net, run.params, fwd, y, forward_grads, self.damping):
-            row.update(epoch=run.epochs_done + 1, step=run.steps, batch=run.batch,
+            row.update(epoch=run.epochs_done + 1, step=run.steps, batch=batch,
                        damping=None if row["reference"] == "bp" else _damping_of(self.damping, row["layer"]))
             run.records[0].alignment.append(row)
 

@@ -94,7 +94,6 @@ class Run:
     fast: bool = False  # capture full minibatches as CUDA graphs (tp.fast)
     graphs: dict = field(default_factory=dict)  # (kind, index shape) -> CapturedStep
     sums: dict = field(default_factory=dict)  # kind -> running sums of the current epoch
-    batch: int = 0  # index of the current training minibatch in its epoch
     hooks: list = field(default_factory=list)  # tp.training.hooks.Hook objects the steps call
 
     def sel(self, t: Tensor, r: int) -> Tensor:

@@ -70,11 +70,12 @@ def feedback_minibatch(run: Run, idx: Tensor, sums: dict[str, Tensor]) -> None:
     sums["rec"].add_(feedback_step(run, x))
 
 
-def train_minibatch(run: Run, idx: Tensor, sums: dict[str, Tensor]) -> None:
+def train_minibatch(run: Run, idx: Tensor, sums: dict[str, Tensor], batch: int | None = None) -> None:
     """One training minibatch (SPEC §5.2): targets and forward update at the current parameters, the
     feedback step on the same forward pass with fresh noise, then the forward Adam step; the running sums
-    of loss, accuracy and reconstruction loss are updated in place (no host synchronisation).  The run's
-    hooks that want this minibatch see the forward update before it is applied (SPEC §7.1)."""
+    of loss, accuracy and reconstruction loss are updated in place (no host synchronisation).  ``batch``: its
+    index in the epoch, for the run's hooks — those that want it see the forward update before it is applied
+    (SPEC §7.1); None (a captured CUDA-graph step): no hook observes it."""
     net = run.net
     x, y = gather(run.data, idx)
     fwd = net.forward(run.params, x)
@@ -87,9 +88,9 @@ def train_minibatch(run: Run, idx: Tensor, sums: dict[str, Tensor]) -> None:
         if run.cfg["extra_fb_minibatches"]:  # 0 in every final configuration
             for e_idx in batches(run, run.data.num_train)[: run.cfg["extra_fb_minibatches"]]:
                 feedback_step(run, gather(run.data, e_idx)[0])
-    for hook in run.hooks:
-        if hook.wants_step(run):
-            hook.step(run, fwd, y, result.forward_grads)
+    for hook in run.hooks if batch is not None else ():
+        if hook.wants_step(run, batch):
+            hook.step(run, batch, fwd, y, result.forward_grads)
     run.steps += 1
     # only the parameters the optimiser holds move (Frozen-MNIST: W1, b1)
     run.fwd_opt.step({k: g for k, g in result.forward_grads.items() if k in run.fwd_opt.params})
@@ -153,13 +154,12 @@ def train_epoch(run: Run, log: Callable[[str], None], on_minibatch: OnMinibatch 
     sums = epoch_sums(run, "train", TRAIN_SUMS)
     epoch = batches(run, run.data.num_train)
     for k, idx in enumerate(epoch):
-        run.batch = k
-        observed = any(hook.wants_step(run) for hook in run.hooks)  # observed minibatches run eagerly
+        observed = any(hook.wants_step(run, k) for hook in run.hooks)  # observed minibatches run eagerly
         graph = None if observed else captured_step(run, "train", idx, sums, log)
         if graph is not None:
             graph(idx)
         else:
-            train_minibatch(run, idx, sums)
+            train_minibatch(run, idx, sums, batch=k)
         if on_minibatch is not None:
             on_minibatch(k, sums)
     n = len(epoch)
