@@ -121,7 +121,8 @@ def dataset_files(name: str, root: str | os.PathLike) -> list[Path]:
 
 def _split_files(spec: ImageFiles, root: Path, split: str) -> str:
     """The file(s) of one split, for messages."""
-    return FORMATS[spec.format].split_files([str(f) for f in dataset_files(spec.name, root)], split)
+    fmt = FORMATS[spec.format]
+    return fmt.split_files([str(f) for f in fmt.files(spec, Path(root))], split)
 
 
 def _read_torchvision(spec: ImageFiles, root: Path, download: bool, verify_integrity: bool):
