@@ -19,10 +19,26 @@ TORCH_INDEX := https://download.pytorch.org/whl/cpu
 
 .PHONY: test reproduce data smoke report bench campaign tables clean-venv
 
-# Re-install when the dependency declaration changes.
+# INSTALL=no: use the environment VENV as it is (one that already has the dependencies: a conda environment,
+# a shared one; e.g. make test INSTALL=no VENV=$$CONDA_PREFIX): nothing is installed, nothing downloaded.
+INSTALL ?= yes
+ifeq ($(INSTALL),no)
+READY := check-env
+else ifeq ($(INSTALL),yes)
+READY := $(VENV)/.installed
+else
+$(error INSTALL=$(INSTALL): valid values are yes (build or update .venv) or no (use VENV as it is))
+endif
+
+.PHONY: check-env
+check-env:
+	@test -x $(BIN)/python || { echo "INSTALL=no: $(BIN)/python does not exist; set VENV to an environment with the dependencies (pyproject.toml)" >&2; exit 2; }
+	@$(BIN)/python -c "import tp, torch, snakemake, pytest" || { echo "INSTALL=no: $(VENV) lacks a dependency (above); install '.[pipeline,test]' into it or drop INSTALL=no" >&2; exit 2; }
+
+# Re-install when the dependency declaration changes (pip is upgraded only in a new environment, so an
+# up-to-date one needs no network).
 $(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade --quiet pip
+	test -x $(BIN)/python || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --upgrade --quiet pip; }
 ifeq ($(TORCH),cpu)
 	$(BIN)/python -m pip install --quiet torch torchvision --index-url $(TORCH_INDEX)
 else ifneq ($(TORCH),)
@@ -32,7 +48,7 @@ endif
 	touch $@
 
 ## make test: the whole test suite (CPU, float64)
-test: $(VENV)/.installed
+test: $(READY)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 ## make reproduce: every table of the paper into results/ (CORES: this machine's CPU count by default; every
@@ -52,27 +68,27 @@ SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --keep-going
 config_of = $(strip $(if $(DATASETS),'datasets=[$(DATASETS)]') $(CONFIG) $(1))
 fetch_cfg := $(call config_of,$(if $(DATA_ROOT),'data={root: $(DATA_ROOT)}'))
 run_cfg   := $(call config_of,'data={$(if $(DATA_ROOT),root: $(DATA_ROOT)$(comma) )download: false}')
-reproduce: $(VENV)/.installed
+reproduce: $(READY)
 	-$(SNAKEMAKE) $(if $(fetch_cfg),--config $(fetch_cfg)) $(SNAKEMAKE_ARGS) -- fetch_data
 	$(SNAKEMAKE) --config $(run_cfg) $(SNAKEMAKE_ARGS)
 
 ## make data: download the missing datasets into data/ (or DATA_ROOT), nothing else
-data: $(VENV)/.installed
+data: $(READY)
 	$(SNAKEMAKE) $(if $(fetch_cfg),--config $(fetch_cfg)) $(SNAKEMAKE_ARGS) -- fetch_data
 
 ## make smoke: the same DAG on synthetic data, 2 seeds, 1 tiny epoch (results/smoke/, minutes on 2 cores)
-smoke: $(VENV)/.installed
+smoke: $(READY)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml $(SNAKEMAKE_ARGS)
 
 ## make report: Snakemake's HTML report of the finished pipeline (tables and figures with captions)
 ## (REPORT_CONFIG=config/smoke.yaml: the smoke run's)
 REPORT_CONFIG ?=
 REPORT        ?= results/report.html
-report: $(VENV)/.installed
+report: $(READY)
 	$(BIN)/snakemake $(if $(REPORT_CONFIG),--configfile $(REPORT_CONFIG)) --report $(REPORT) $(SNAKEMAKE_ARGS)
 
 ## make bench: time one minibatch step of every rule on the MNIST shapes (CPU; BENCH_ARGS="--device cuda" for a GPU)
-bench: $(VENV)/.installed
+bench: $(READY)
 	$(BIN)/python benchmarks/rule_step.py $(BENCH_ARGS)
 
 ## make campaign MINUTES=150 DATASETS=mnist [SEEDS=1,2,3] [COMMIT=HEAD] [DATA_ROOT=…]: the pending runs of
@@ -81,14 +97,14 @@ bench: $(VENV)/.installed
 MINUTES ?=
 SEEDS   ?= 1,2,3
 COMMIT  ?= HEAD
-campaign: $(VENV)/.installed
+campaign: $(READY)
 	$(if $(MINUTES),,$(error MINUTES=…: give the campaign's time box in minutes, e.g. make campaign MINUTES=150))
 	$(BIN)/python workflow/scripts/campaign.py --minutes $(MINUTES) --datasets $(or $(DATASETS),mnist) \
 		--seeds $(SEEDS) --commit $(COMMIT) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(CAMPAIGN_ARGS)
 
 ## make tables: the tables, figures and results/README.md from the runs present (no training); SEEDS as above;
 ## cells of datasets neither under the data root (DATA_ROOT) nor run say "not run: dataset missing"
-tables: $(VENV)/.installed
+tables: $(READY)
 	$(BIN)/snakemake --cores 1 --config partial=true 'seeds=[$(SEEDS)]' $(if $(DATASETS),'datasets=[$(DATASETS)]') \
 		'data={$(if $(DATA_ROOT),root: $(DATA_ROOT)$(comma) )download: false}' $(SNAKEMAKE_ARGS)
 

@@ -1,7 +1,7 @@
 """Wall time per training epoch of real ``tp`` training runs (everything an epoch does: shuffling, every
 minibatch step, extra feedback epochs, evaluation of the validation and test sets, the checkpoint).
 
-Each cell ``METHOD:DATASET[:TUNING]`` is trained for ``--epochs`` epochs through ``tp.training.train_seeds``
+Each cell ``METHOD:DATASET[:TUNING]`` is trained for ``--epochs`` epochs through ``tp.training.train_runs``
 (one seed, or ``--seeds`` trained together) on the real data (``--source real``) or on synthetic data of
 the real sizes (``--source synthetic``: 50,000/60,000 training and 10,000 test samples of the dataset's
 shape, for machines without the dataset).  The first epoch includes one-off costs (CUDA-graph capture,
@@ -29,7 +29,7 @@ from tp.cli import parse_seeds  # noqa: E402
 from tp.config import parse_override, resolve_config  # noqa: E402
 from tp.data import load_dataset  # noqa: E402
 from tp.runtime import dtype_of, resolve_device  # noqa: E402
-from tp.training import run_generators, train_seeds  # noqa: E402
+from tp.training import TrainOptions, run_generators, train_runs  # noqa: E402
 
 SIZES = {"mnist": (60000, 10000), "frozen-mnist": (60000, 10000), "fashion-mnist": (60000, 10000),
          "cifar10": (50000, 10000), "cifar10-cnn": (50000, 10000)}
@@ -69,8 +69,10 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             outs = [Path(tmp) / f"seed{s}" for s in seeds]
             t0 = time.perf_counter()
-            summaries = train_seeds(cfg, data, seeds, outs, device, progress=False, fast=args.fast,
-                                    replicas=len(seeds) > 1, prune=False, log=lambda m: print(m, flush=True))
+            options = TrainOptions(device=device, progress=False, fast=args.fast, prune=False,
+                                   log=lambda m: print(m, flush=True))
+            summaries = train_runs("seeds" if len(seeds) > 1 else "run", [cfg] * len(seeds), data, seeds, outs,
+                                   options)
             wall = time.perf_counter() - t0
             with open(outs[0] / "metrics.csv") as f:
                 seconds = [float(r["seconds"]) for r in csv.DictReader(f)]

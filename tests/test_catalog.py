@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,10 +19,9 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def test_config_lists_are_the_catalog():
-    assert list(config.METHODS) == list(catalog.METHODS)
-    assert all(config.METHODS[m] is catalog.METHODS[m] for m in catalog.METHODS)
-    assert config.DATASETS == {d.slug: d.paper_name for d in catalog.DATASETS.values()}
-    assert config.TUNINGS == tuple(catalog.TUNINGS) == ("test", "train", "alignment", "damping")
+    """The catalog's tables have no second names: tp.config reads them, it does not copy them."""
+    assert not {"METHODS", "DATASETS", "TUNINGS", "DATASET_MODEL", "Method"} & set(vars(config))
+    assert tuple(catalog.TUNINGS) == ("test", "train", "alignment", "damping")
     assert {d: config.model_of(d) for d in catalog.DATASETS} == {d.slug: d.model for d in catalog.DATASETS.values()}
     assert config.model_of("cifar10-cnn") == "cnn" and config.model_of("mnist") == "mlp"
 
@@ -109,6 +110,31 @@ def test_workflow_schema_reads_the_catalog():
     bad["tables"]["table1"]["rows"] = ["bp", "backprop"]
     with pytest.raises(jsonschema.ValidationError, match="backprop"):
         jsonschema.validate(bad, schema)
+
+
+def test_a_bad_pipeline_key_is_one_line_naming_it(tmp_path):
+    """Issue 21.8: a typo'd pipeline key, or a value out of range, is a line naming the key (and the valid
+    keys), not Snakemake's dump of the whole schema; `snakemake -n` stops with it."""
+    sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+    from catalog_schema import catalog_schema, config_errors
+
+    schema = catalog_schema(SCHEMA)
+    good = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert config_errors(good, schema) == []
+    bad = {**good, "epoch": 3, "epochs": 0}
+    bad["tables"]["table1"]["columns"] = ["mnist", "mnst"]
+    errors = config_errors(bad, schema)
+    assert len(errors) == 3, errors
+    assert any(e.startswith("config key '(top level)': Additional properties are not allowed ('epoch' was "
+                            "unexpected); valid keys here: ") and "epochs" in e for e in errors)
+    assert "config key 'epochs': 0 is less than the minimum of 1" in errors
+    assert any(e.startswith("config key 'tables.table1.columns[1]': 'mnst' is not one of") for e in errors)
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", "epoch=3"], cwd=REPO,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.returncode != 0
+    out = res.stdout + res.stderr
+    assert "config key '(top level)': Additional properties are not allowed ('epoch' was unexpected)" in out
+    assert len(out.splitlines()) < 40 and "$defs" not in out, out
 
 
 def test_table_footnotes_are_the_catalog_cell_notes():

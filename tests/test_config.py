@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tp.config import DATASETS, METHODS, available_configs, parse_override, resolve_config, rule_hyperparameters
+from tp.catalog import DATASETS, METHODS
+from tp.config import available_configs, parse_override, resolve_config, rule_hyperparameters
 from tp.errors import ConfigError
 from tp.rules import make_rule
 from cases import official_hyperparameters as official

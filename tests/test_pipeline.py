@@ -172,7 +172,8 @@ def smoke_run(tmp_path_factory):
 def test_smoke_configuration_runs_end_to_end(smoke_run):
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     results = smoke_run / "results" / "smoke"
-    from tp.config import DATASETS, METHODS, available_configs
+    from tp.catalog import DATASETS, METHODS
+    from tp.config import available_configs
 
     have = available_configs()
     for table in TABLES:
@@ -184,7 +185,7 @@ def test_smoke_configuration_runs_end_to_end(smoke_run):
             [(m, d) for m in spec["rows"] for d in spec["columns"]]
         for r in rows:
             assert r["method"] == METHODS[r["method_slug"]].paper_name
-            assert r["dataset"] == DATASETS[r["dataset_slug"]]
+            assert r["dataset"] == DATASETS[r["dataset_slug"]].paper_name
             if spec["tuning"] not in have.get((r["dataset_slug"], r["method_slug"]), []):
                 assert (r["method_slug"], r["dataset_slug"]) in {("dfa", "frozen-mnist"), ("ddtp-control", "cifar10-cnn")}
                 assert r["cell"] == "no configuration"
@@ -433,3 +434,19 @@ def test_slurm_sigkill_then_restart_reattaches_to_the_running_job(tmp_path, slur
                 and int(j) >= int(job_id)]
     assert same_run == [job_id]  # no duplicate submission
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.parametrize("source", ["synthetic", "real"])
+def test_the_report_introduction_renders_its_bold_words(source):
+    """Issue 21.8: the introduction's bold data source stays bold however Jinja treats the newline after a
+    block tag (Snakemake's report renders the RST after Jinja)."""
+    import docutils.core
+    import jinja2
+
+    text = (REPO / "workflow" / "report" / "workflow.rst").read_text()
+    config = {"results": "results", "data": {"source": source}, "seeds": [1, 2], "epochs": None, "overrides": {}}
+    for trim in (False, True):
+        rst = jinja2.Environment(trim_blocks=trim).from_string(text).render(snakemake={"config": config})
+        html = docutils.core.publish_parts(rst, writer_name="html")["body"]
+        assert f"<strong>{source}</strong>" in html and "**" not in html, html
+        assert ("<strong>not results</strong>" in html) == (source == "synthetic")

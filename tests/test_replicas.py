@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from tp import cli
-from tp.config import METHODS, resolve_config
+from tp.catalog import METHODS
+from tp.config import resolve_config
 from tp.errors import ConfigError
 from tp.data import DataSplits, synthetic_classification, validation_split
-from tp.training import CHECKPOINT, Hook, run_generators, train, train_seeds
-from tp.training.api import fast_path
+from tp.training import CHECKPOINT, Hook, TrainOptions, run_generators, train, train_seeds
 
 SMALL = {"num_hidden": 2, "size_hidden": 16, "size_hidden_fb": 24, "batch_size": 32, "double_precision": True}
 SEEDS = [3, 1, 7]
@@ -235,7 +235,7 @@ def test_block_refuses_bad_input(tmp_path):
     with pytest.raises(ConfigError, match="needs a CUDA device, got cpu"):  # on a GPU machine too
         train_seeds(cfg, block_data(data, [1, 2]), [1, 2], device="cpu", log=quiet, fast="graph")
     if torch.cuda.is_available():  # where there is a CUDA device, graph mode on it is accepted
-        assert fast_path("graph", torch.device("cuda")) is True
+        assert TrainOptions(device="cuda", fast="graph").graphs is True
     with pytest.raises(ConfigError, match="one seed per process"):
         train_seeds(cfg | {"log_alignment": True}, block_data(data, [1, 2]), [1, 2], log=quiet)
 

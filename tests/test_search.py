@@ -17,12 +17,14 @@ import yaml
 optuna = pytest.importorskip("optuna")
 
 from tp.cli import main as tp_main  # noqa: E402
-from tp.config import METHODS, available_configs, resolve_config  # noqa: E402
+from tp.catalog import METHODS  # noqa: E402
+from tp.config import available_configs, resolve_config  # noqa: E402
 from tp.errors import ConfigError  # noqa: E402
 from tp.data import load_dataset  # noqa: E402
 from tp.search import (SearchSettings, TrialReporter, load_space, objective_of, open_study,  # noqa: E402
                        run_search, write_outputs)
 from tp.search.cli import trial_trainer  # noqa: E402
+from tp.search.space import suggest  # noqa: E402
 
 SMALL = {"num_hidden": 2, "size_hidden": 16, "epochs": 2, "epochs_fb": 1, "batch_size": 64}
 
@@ -168,7 +170,7 @@ def test_the_pipeline_search_target_runs_two_workers_on_one_storage(tmp_path):
         "results": str(tmp_path / "results"), "device": "cpu", "epochs": 1,
         "data": {"root": str(tmp_path / "data"), "download": False, "source": "synthetic"},
         "overrides": {"num_hidden": 3, "size_hidden": 16, "batch_size": 64},
-        "search": {"method": "bp", "dataset": "mnist", "trials": 4, "block": 2, "workers": 2}}))
+        "search": {"method": "bp", "dataset": "mnist", "trials": 4, "block": 2, "workers": 2, "epochs": 2}}))
     res = subprocess.run([sys.executable, "-m", "snakemake", "search", "--snakefile", str(repo / "Snakefile"),
                           "--directory", str(tmp_path), "--configfile", str(repo / "config" / "smoke.yaml"),
                           str(cfg), "--cores", "2"], capture_output=True, text=True, cwd=repo,
@@ -201,7 +203,8 @@ def test_the_median_pruner_stops_a_trial_worse_than_the_median_at_its_epoch(tmp_
     trial = study.trials[-1]
     assert trial.state.name == "PRUNED" and list(trial.intermediate_values) == [1]
     assert trial.intermediate_values[1] > 50 and "median pruner" in trial.user_attrs["message"]
-    summary = json.loads((Path(trial.user_attrs["out"]) / "summary.json").read_text())
+    folder = settings.trial_folder(trial.user_attrs["out"], trial.number)  # recorded relative to settings.out
+    summary = json.loads((folder / "summary.json").read_text())
     assert summary["status"] == "pruned" and summary["epochs_run"] == 1
 
 
@@ -263,3 +266,29 @@ def test_the_reporter_finds_each_trial_by_its_run_folder(tmp_path):
     reporter = TrialReporter(trials, "test", prune=False)
     train_block(cfgs, outs, [reporter])
     assert reporter.reported == {trials[0].number: set(), trials[1].number: {1, 2}}
+
+
+def _fake_block(cfgs, outs, hooks):
+    """Trains nothing: each trial 'finishes' with its lr as the objective (the sampler is what is tested)."""
+    return [{"status": "finished", "val_error_best": float(c["lr"])} for c in cfgs]
+
+
+def test_continued_and_concurrent_searches_never_repeat_a_point(tmp_path):
+    """Issue 21.1: a search continued with more trials, and two studies asking into one storage at once, draw
+    new points (each trial's sampler is seeded from the sampler seed and the trial's number)."""
+    settings = dict(method="bp", dataset="mnist", out=tmp_path / "s", overrides=SMALL, startup_trials=10)
+    for n in (2, 4, 6):  # `tp search --trials 2`, then 4, then 6: a new process (a new sampler) each time
+        study = run_search(SearchSettings(trials=n, **settings), _fake_block, log=lambda m: None)
+    points = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(points) == 6 and len(set(points)) == 6, points
+    a, b = (open_study(SearchSettings(**{**settings, "out": tmp_path / "c"})) for _ in range(2))
+    space = load_space("bp")
+    ta, tb = a.ask(), b.ask()  # two workers, each asking its first trial before either trains
+    assert (ta.number, tb.number) == (0, 1)
+    assert suggest(ta, space) != suggest(tb, space)
+    # the points follow from the sampler seed and the trial numbers: the same study again asks the same ones
+    again = run_search(SearchSettings(trials=6, **{**settings, "out": tmp_path / "again"}), _fake_block,
+                       log=lambda m: None)
+    assert [t.params for t in again.trials] == [t.params for t in study.trials]
+    with pytest.raises(ConfigError, match="sampler_seed"):
+        SearchSettings(sampler_seed=-1, **settings)

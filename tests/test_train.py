@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from tp import cli
-from tp.config import METHODS, resolve_config
+from tp.catalog import METHODS
+from tp.config import resolve_config
 from tp.errors import ConfigError
 from tp.data import DataSplits, student_teacher, synthetic_classification
-from tp.training import CHECKPOINT, run_generators, train
+from tp.training import CHECKPOINT, TrainOptions, run_generators, train, train_runs
 
 SMALL = {"num_hidden": 2, "size_hidden": 16, "size_hidden_fb": 24, "batch_size": 32}
 
@@ -288,3 +289,57 @@ def test_hooks_are_called_at_their_points_and_change_nothing(tmp_path):
     a, b = (torch.load(tmp_path / f / CHECKPOINT, weights_only=True) for f in ("a", "b"))
     for k in a["params"]:
         assert torch.equal(a["params"][k], b["params"][k])
+
+
+def test_training_entries_refuse_bad_input(tmp_path):
+    """Every entry (train, train_seeds, train_trials) goes through train_runs and its one set of checks: each
+    mistake is a ConfigError naming the bad value (and the valid choices), raised before anything trains."""
+    cfg, data = config("bp", epochs=1), small_data()
+    for call, message in [
+        (lambda: train(cfg, data, 0, tmp_path / "a", "cpu"), "options must be a TrainOptions, got 'cpu'"),
+        (lambda: train(cfg, data, 0, devcie="cpu"), "unknown training option 'devcie'; valid choices: device,"),
+        (lambda: train(cfg, data, 0, loss="l1"), "unknown loss 'l1'; valid choices: cross_entropy, mse"),
+        (lambda: train(cfg, data, 0, device="tpu:x"), "bad device 'tpu:x'"),
+        (lambda: train(cfg, data, -1), r"non-negative integers .* got \[-1\]"),
+        (lambda: train(cfg, data, 1.5), r"got \[1.5\]"),
+        (lambda: train(cfg, data, True), r"got \[True\]"),
+        (lambda: train_runs("batch", [cfg], data, [0]), "unknown kind of training 'batch'; valid choices: run,"),
+        (lambda: train_runs("run", [cfg, cfg], data, [0, 1]), "a single run takes one seed"),
+        (lambda: train_runs("trials", [cfg, cfg], data, [0, 1], [tmp_path / "x", tmp_path / "y" / ".." / "x"]),
+         "its own output folder"),
+        (lambda: train_runs("seeds", [cfg], data, [0, 1]), "1 configurations need 1 seeds, got 2"),
+        (lambda: train(cfg, data, 0, hooks=[print]), "hooks must be tp.training.Hook objects"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            call()
+    assert not any(tmp_path.iterdir())  # nothing was written
+    assert TrainOptions.of(TrainOptions(prune=False), {"fast": "eager"}) == TrainOptions(prune=False, fast="eager")
+
+
+def test_a_cpu_run_records_the_cpu_model(tmp_path):
+    """The provenance of a CPU run names the processor (results from several machines get mixed in one table),
+    its architecture and the threads torch used."""
+    from tp.training.records import cpu_model, device_name
+
+    name = device_name(torch.device("cpu"))
+    assert name.endswith(f"CPU ({torch.get_num_threads()} threads)")
+    model = cpu_model()
+    if model is not None:  # Linux: /proc/cpuinfo's model name
+        assert name.startswith(model + ", ")
+    s = train(config("bp", epochs=1), small_data(), seed=0, out_dir=tmp_path, progress=False, log=quiet)
+    assert s["device_name"] == name
+
+
+def test_metrics_csv_grows_as_each_epoch_ends(tmp_path):
+    """Issue 21.8: metrics.csv is written (atomically) after every epoch, not only when the run ends."""
+    seen = []
+
+    def look(epoch):
+        rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+        seen.append([int(r["epoch"]) for r in rows])
+        assert (tmp_path / "summary.json").exists() == (epoch == 3)  # the summary only when the run ends
+
+    train(config("ddtp-linear", epochs=3, epochs_fb=1), small_data(), seed=0, out_dir=tmp_path, progress=False,
+          log=quiet, on_epoch_end=look)
+    assert seen == [[1], [1, 2], [1, 2, 3]]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [".tp.lock"]  # no temporaries left

@@ -1,4 +1,4 @@
-"""Blocks of trials (tp.training.trials): replicas that differ in their continuous hyperparameters as well as
+"""Blocks of trials (tp.training.train_trials): replicas that differ in their continuous hyperparameters as well as
 in their seeds.  Reference twin: each trial's configuration trained alone (``train``); the block must agree
 up to floating-point rounding, checked in float64 for every MLP rule of the paper's methods."""
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from test_replicas import SMALL, assert_same_run, block_data, pool, quiet, single_data
-from tp.config import METHODS, resolve_config
+from tp.catalog import METHODS
+from tp.config import resolve_config
 from tp.errors import ConfigError
-from tp.training.trials import PER_REPLICA_KEYS, check_trial_configs, train_trials
-from tp.training import train
+from tp.training import PER_REPLICA_KEYS, check_trial_configs, train, train_trials
 
 SEEDS = [3, 1, 3]  # a seed may repeat: the trials then differ only in their hyperparameters
 #: per trial, values of every per-replica key the configuration uses (rates, ε, betas, decays, β, σ)
@@ -44,11 +44,12 @@ def test_a_block_of_trials_equals_each_trial_trained_alone(rule, tmp_path):
     assert len({tuple(c[k] for k in PER_REPLICA_KEYS) for c in cfgs}) == 3
     data = pool()
     outs = [tmp_path / "block" / f"trial{r}" for r in range(3)]
-    summaries = train_trials(cfgs, block_data(data, SEEDS), SEEDS, outs, "cpu", log=quiet, keep_checkpoint=True,
+    summaries = train_trials(cfgs, block_data(data, SEEDS), SEEDS, outs, device="cpu", log=quiet, keep_checkpoint=True,
                              prune=False)
     for r, (cfg, seed) in enumerate(zip(cfgs, SEEDS)):
         alone = tmp_path / "alone" / f"trial{r}"
-        ref = train(cfg, single_data(data, seed), seed, alone, "cpu", log=quiet, keep_checkpoint=True, prune=False)
+        ref = train(cfg, single_data(data, seed), seed, alone, device="cpu", log=quiet, keep_checkpoint=True,
+                    prune=False)
         assert summaries[r]["config"] == cfg and summaries[r]["status"] == ref["status"] == "finished"
         assert_same_run(outs[r], alone)
 
@@ -67,7 +68,7 @@ def test_a_trial_block_resumes_from_its_trials_checkpoints(tmp_path):
     cfgs = trial_configs("dtpdrl")
     data = block_data(pool(), SEEDS)
     whole = [tmp_path / "whole" / f"t{r}" for r in range(3)]
-    train_trials(cfgs, data, SEEDS, whole, "cpu", log=quiet, keep_checkpoint=True, prune=False)
+    train_trials(cfgs, data, SEEDS, whole, device="cpu", log=quiet, keep_checkpoint=True, prune=False)
 
     class Stop(Exception):
         pass
@@ -78,7 +79,7 @@ def test_a_trial_block_resumes_from_its_trials_checkpoints(tmp_path):
 
     parts = [tmp_path / "parts" / f"t{r}" for r in range(3)]
     with pytest.raises(Stop):
-        train_trials(cfgs, data, SEEDS, parts, "cpu", log=quiet, on_epoch_end=stop_after_first, prune=False)
-    train_trials(cfgs, data, SEEDS, parts, "cpu", log=quiet, keep_checkpoint=True, prune=False)
+        train_trials(cfgs, data, SEEDS, parts, device="cpu", log=quiet, on_epoch_end=stop_after_first, prune=False)
+    train_trials(cfgs, data, SEEDS, parts, device="cpu", log=quiet, keep_checkpoint=True, prune=False)
     for a, b in zip(whole, parts):
         assert_same_run(a, b, rtol=1e-12)

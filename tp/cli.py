@@ -32,13 +32,14 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .config import DATASETS, METHODS, TUNINGS, available_configs, parse_override, resolve_config
+from .catalog import DATASETS, METHODS, TUNINGS
+from .config import available_configs, parse_override, read_user_yaml, resolve_config
 from .data import DatasetNotFoundError, load_dataset
 from .errors import ConfigError
 from .run_folder import RunFolderError
 from .runtime import dtype_of, resolve_device
 from .validation import check_seed
-from .training import FAST_MODES, run_generators, train_seeds
+from .training import FAST_MODES, TrainOptions, run_generators, train_runs
 
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_NO_DATA = 2, 3, 4
 
@@ -65,12 +66,10 @@ def config_file(path: str) -> dict:
     """A configuration file for ``tp train --config``: a run folder's config.yaml or a search's best.yaml (a
     resolved configuration), or any mapping of configuration keys with ``method`` / ``dataset`` /
     ``tuning`` (and optionally ``seed``)."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"--config {path}: cannot read it ({exc})") from None
+    doc = read_user_yaml(path, f"--config {path}")
+    if doc is None:
+        raise ConfigError(f"--config {path}: holds no configuration (it is empty or only comments; a search "
+                          "without a completed trial writes such a best.yaml)")
     if not isinstance(doc, dict):
         raise ConfigError(f"--config {path}: needs a mapping of configuration keys, got {type(doc).__name__}")
     return doc
@@ -110,9 +109,9 @@ def cmd_train(args) -> int:
     data = load_dataset(args.dataset, args.data_root, download=args.download, source=args.source,
                         no_val_set=cfg["no_val_set"], split_generator=splits if block else splits[0],
                         dtype=dtype, device=device)
-    summaries = train_seeds(cfg, data, seeds, outs, device, progress=args.progress,
-                            keep_checkpoint=args.keep_checkpoint, fast=args.fast, replicas=block,
-                            prune=args.source == "real")  # the early-stop thresholds are the real datasets'
+    options = TrainOptions(device=device, progress=args.progress, keep_checkpoint=args.keep_checkpoint,
+                           fast=args.fast, prune=args.source == "real")  # early-stop thresholds: the real datasets'
+    summaries = train_runs("seeds" if block else "run", [cfg] * len(seeds), data, seeds, outs, options)
     for out, summary in zip(outs, summaries):
         print(f"{out}: {final_line(summary)}")
     return EXIT_DIVERGED if any(s["status"] == "diverged" for s in summaries) else 0

@@ -15,6 +15,8 @@ the network in ``networks``).
 from __future__ import annotations
 
 import ast
+import copy
+import re
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -23,23 +25,14 @@ from typing import Any, Mapping
 import yaml
 
 from . import catalog
-from .catalog import Method
 from .errors import ConfigError, unknown
 from .rules import REGISTRY, rule_class
 from .validation import check_config
 
-__all__ = ["Method", "METHODS", "DATASETS", "TUNINGS", "config_dir", "resolve_config",
-           "available_configs", "parse_override", "rule_hyperparameters", "DATASET_MODEL", "model_of",
-           "rule_of", "per_layer"]
+__all__ = ["config_dir", "resolve_config", "available_configs", "parse_override", "rule_hyperparameters",
+           "model_of", "rule_of", "per_layer"]
 
 
-#: method slug -> catalog entry (rule, paper name, schedule; :data:`tp.catalog.METHODS`)
-METHODS: dict[str, Method] = dict(catalog.METHODS)
-#: dataset slug -> paper name (the catalog's :data:`tp.catalog.DATASETS` has the other facts)
-DATASETS: dict[str, str] = {slug: d.paper_name for slug, d in catalog.DATASETS.items()}
-TUNINGS = tuple(catalog.TUNINGS)
-#: the network a dataset trains when not the SPEC §1 MLP ("mlp"): CIFAR-10 images through the SPEC §8 CNN
-DATASET_MODEL: dict[str, str] = {slug: d.model for slug, d in catalog.DATASETS.items() if d.model != "mlp"}
 
 #: keys a run configuration may hold besides the ones of configs/defaults.yaml
 IDENTITY_KEYS = ("method", "dataset", "tuning", "rule", "model")
@@ -52,9 +45,64 @@ def config_dir() -> Traversable:
     return files(__package__) / "configs"
 
 
+#: a number in exponent form without a point (``1e-4``): a float, as in YAML 1.2 and Python (YAML 1.1, which
+#: PyYAML follows, wants ``1.0e-4`` and reads ``1e-4`` as a string)
+_EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+
+
+class _PackageLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """The package's configuration files: libyaml's parser where PyYAML has it (only the scanner and parser
+    are C; constructors and resolvers are SafeLoader's, so the values are the same), ``1e-4`` a float."""
+
+
+class UserLoader(yaml.SafeLoader):
+    """Files a user gives (``--config``, ``--space``): ``1e-4`` a float, and no aliases (``*name``): a few
+    hundred bytes of nested aliases expand to gigabytes, and a configuration needs none."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"an alias (*{event.anchor}): configuration files take "
+                                              "none; write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+for _loader in (_PackageLoader, UserLoader):
+    _loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789"))
+_CACHE: dict[tuple, Any] = {}
+
+
+def read_user_yaml(path: str | Path, what: str) -> Any:
+    """The YAML document of a file the user gave (``what``: e.g. ``--config F``); a missing, unreadable,
+    non-UTF-8 or invalid file is a :class:`ConfigError` naming it (and the line, for YAML errors)."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    try:
+        return yaml.load(text, Loader=UserLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what}: not valid YAML ({exc})") from None
+
+
 def _load(path: Traversable) -> dict:
-    with path.open() as f:
-        return yaml.safe_load(f) or {}
+    """A configuration file's mapping, parsed once per process and file version (a resolution reads
+    ``defaults.yaml`` and a dataset's file; a search space checks dozens of resolutions); a deep copy,
+    so callers may change it."""
+    try:
+        stat = Path(str(path)).stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+    except OSError:  # not a file on disk (a zipped package): no cache
+        key = None
+    if key is None or key not in _CACHE:
+        with path.open() as f:
+            doc = yaml.load(f, Loader=_PackageLoader) or {}
+        if key is None:
+            return doc
+        _CACHE[key] = doc
+    return copy.deepcopy(_CACHE[key])
 
 
 def _choice(kind: str, value: str, valid) -> None:
@@ -67,7 +115,7 @@ def available_configs(root: Path | Traversable | None = None) -> dict[tuple[str,
     (default :func:`config_dir`)."""
     root = root or config_dir()
     out = {}
-    for ds in DATASETS:
+    for ds in catalog.DATASETS:
         path = root / "hyperparameters" / f"{ds}.yaml"
         if path.is_file():
             for method, tunings in (_load(path).get("methods") or {}).items():
@@ -76,17 +124,17 @@ def available_configs(root: Path | Traversable | None = None) -> dict[tuple[str,
 
 
 def model_of(dataset: str) -> str:
-    """``"cnn"`` for the CNN dataset(s), else ``"mlp"``."""
-    _choice("dataset", dataset, list(DATASETS))
-    return DATASET_MODEL.get(dataset, "mlp")
+    """The network the dataset trains (:attr:`tp.catalog.Dataset.model`): ``"cnn"`` or ``"mlp"``."""
+    _choice("dataset", dataset, list(catalog.DATASETS))
+    return catalog.DATASETS[dataset].model
 
 
 def rule_of(method: str, dataset: str) -> str:
     """The registry rule that ``method`` runs on ``dataset`` (the same on every network its rule trains)."""
-    _choice("method", method, list(METHODS))
-    rule, model = METHODS[method].rule, model_of(dataset)
+    _choice("method", method, list(catalog.METHODS))
+    rule, model = catalog.METHODS[method].rule, model_of(dataset)
     if model not in rule_class(rule).networks:
-        valid = [m for m, spec in METHODS.items() if model in rule_class(spec.rule).networks]
+        valid = [m for m, spec in catalog.METHODS.items() if model in rule_class(spec.rule).networks]
         raise ConfigError(f"method {method!r} does not train the {model!r} network of {dataset!r}; the methods "
                           f"there are: {', '.join(valid)}")
     return rule
@@ -114,9 +162,9 @@ def rule_hyperparameters(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def resolve_config(method: str, dataset: str, tuning: str = "test",
                    overrides: Mapping[str, Any] | None = None, root: Path | Traversable | None = None) -> dict[str, Any]:
     """The full configuration of one run; unknown names or keys are errors listing the valid ones."""
-    _choice("method", method, list(METHODS))
-    _choice("dataset", dataset, list(DATASETS))
-    _choice("tuning", tuning, list(TUNINGS))
+    _choice("method", method, list(catalog.METHODS))
+    _choice("dataset", dataset, list(catalog.DATASETS))
+    _choice("tuning", tuning, list(catalog.TUNINGS))
     root = root or config_dir()
     defaults = _load(root / "defaults.yaml")
     cfg: dict[str, Any] = dict(defaults["run"])
@@ -141,7 +189,14 @@ def resolve_config(method: str, dataset: str, tuning: str = "test",
             raise ConfigError(f"unknown configuration key {key!r}; valid keys: {', '.join(valid_keys)}")
         cfg[key] = value
     cfg.update(method=method, dataset=dataset, tuning=tuning, rule=rule_of(method, dataset), model=model_of(dataset))
-    check_config(cfg, lambda rule: REGISTRY[rule].trains_feedback)  # tp.validation: every key, then between keys
+    try:
+        check_config(cfg, lambda rule: REGISTRY[rule].trains_feedback)  # tp.validation: every key, then between keys
+    except ConfigError as exc:  # name the configuration, and the overrides that made a configured value wrong
+        given = sorted(overrides or {})
+        where = f"the {tuning!r} configuration of {method!r} on {dataset!r}"
+        if given and not any(repr(k) in str(exc) or str(exc).startswith(k) for k in given):
+            where += f" with the overrides {', '.join(given)} (the value it names is the configuration's own)"
+        raise ConfigError(f"{where}: {exc}") from None
     return cfg
 
 

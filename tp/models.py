@@ -27,7 +27,10 @@ from .config import per_layer
 from .data import DataSplits
 from .errors import ConfigError
 
-__all__ = ["build_model", "forward_optimizer_settings"]
+__all__ = ["build_model", "trained_parameters", "forward_optimizer_settings"]
+
+#: the layers the forward optimiser trains with ``only_train_first_layer`` (Frozen-MNIST, SPEC §6): the first
+FIRST_LAYERS = 1
 
 
 def build_model(cfg: Mapping[str, Any], rule, data: DataSplits, loss: str, dtype: torch.dtype):
@@ -52,6 +55,15 @@ def build_model(cfg: Mapping[str, Any], rule, data: DataSplits, loss: str, dtype
                           f"{cfg['hidden_activation']!r} and {cfg['initialization']!r}")
     return ConvNet(in_shape=shape, channels=tuple(cfg["conv_channels"]), fc=cfg["size_hidden"], n_out=n_out,
                    loss=loss, dtype=dtype)
+
+
+def trained_parameters(cfg: Mapping[str, Any], names) -> list[str]:
+    """The forward parameters (of ``names``: W1, b1, …) the forward optimiser holds: every one, or with
+    ``only_train_first_layer`` (Frozen-MNIST, SPEC §6) those of the first layer only, W1 and b1; the
+    feedback parameters all train either way."""
+    if not cfg["only_train_first_layer"]:
+        return list(names)
+    return [k for k in names if int(k[1:]) <= FIRST_LAYERS]
 
 
 def forward_optimizer_settings(cfg: Mapping[str, Any], names) -> tuple[Any, Any]:

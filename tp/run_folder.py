@@ -24,8 +24,8 @@ from typing import Callable, Iterator
 
 from .integrity import remove_temporaries, unique_temporary
 
-__all__ = ["RunFolderError", "RunFolderBusy", "hold_run_folders", "holder", "atomic_write", "read_checkpoint",
-           "read_summary", "LOCK_FILE", "CHECKPOINT_KEYS"]
+__all__ = ["RunFolderError", "RunFolderBusy", "usable_folder", "hold_run_folders", "holder", "atomic_write",
+           "read_checkpoint", "read_summary", "LOCK_FILE", "CHECKPOINT_KEYS"]
 
 LOCK_FILE = ".tp.lock"
 #: keys every checkpoint holds (tp.training's state dict, format 1)
@@ -44,6 +44,20 @@ class RunFolderBusy(RunFolderError):
 
 def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
+
+
+def usable_folder(out: Path, option: str = "--out") -> Path:
+    """``out``, made if missing and checked writable: a file, a path under a file, a read-only or special
+    location is a :class:`RunFolderError` naming it (instead of an OSError traceback)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".tp-probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise RunFolderError(f"cannot use the output folder {out}: {_why(exc)}"
+                             f"{f' ({exc.filename})' if exc.filename else ''}; choose another one ({option})") from None
+    return out
 
 
 def _lock(out: Path):

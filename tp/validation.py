@@ -54,6 +54,8 @@ class Key:
     #: a continuous hyperparameter that may differ between the replicas of one block of trials
     #: (:data:`tp.training.trials.PER_REPLICA_KEYS`: per-replica optimiser values, (R,) tensors of the rule)
     per_replica: bool = False
+    #: why the range has the bound it has, when it is this toolkit's and not the maths' (said in the error)
+    why: str = ""
 
     def accepts(self, v: Any) -> bool:
         if self.kind == "bool":
@@ -80,10 +82,18 @@ class Key:
             what += f" {'>' if self.low_open else '>='} {self.low:g}"
         if self.high is not None:
             what += f" and < {self.high:g}" if self.low is not None else f" < {self.high:g}"
-        return what
+        return what + (f" ({self.why})" if self.why else "")
 
 
 _COUNT, _SIZE = Key("int", low=0), Key("int", low=0, low_open=True)
+#: bounds that catch a typo before it hangs or exhausts memory (the paper's networks: 5 hidden layers of 256
+#: units or fewer; 100 to 300 epochs)
+_DEPTH = Key("int", low=0, low_open=True, high=1025,
+             why="at most 1024 hidden layers: a deeper network is almost surely a typo and would take minutes "
+                 "to build before anything fails")
+_WIDTH = Key("int", low=0, low_open=True, high=16385,
+             why="at most 16384 units: one 16384 × 16384 float64 weight matrix is already 2 GiB")
+_EPOCHS = Key("int", low=0, high=100001, why="at most 100000 epochs; the paper's runs have 100 to 300")
 _BOOL = Key("bool")
 # continuous hyperparameters, one value per replica in a block of trials
 _POSITIVE = Key("number", low=0, low_open=True, per_replica=True)
@@ -93,7 +103,7 @@ _BETA = Key("number", low=0, high=1, per_replica=True)
 #: every configuration key (``defaults.yaml``, ``run`` block) → what it may hold
 KEYS: dict[str, Key] = {
     # network (SPEC §1, §8.1)
-    "num_hidden": _SIZE, "size_hidden": _SIZE, "size_hidden_fb": _SIZE,
+    "num_hidden": _DEPTH, "size_hidden": _WIDTH, "size_hidden_fb": _WIDTH,
     "hidden_activation": Key("name", choices=tuple(ACTIVATIONS)),
     "conv_channels": Key("channels", nullable=True),
     "initialization": Key("name", choices=tuple(INITIALIZATIONS)),
@@ -112,7 +122,7 @@ KEYS: dict[str, Key] = {
     "lr_fb": Key("number", low=0, low_open=True, nullable=True, per_replica=True),
     "beta1_fb": _BETA, "beta2_fb": _BETA, "epsilon_fb": _POSITIVE, "feedback_wd": _NON_NEGATIVE,
     # schedule (SPEC §5.2)
-    "epochs": _COUNT, "batch_size": _SIZE, "epochs_fb": _COUNT, "extra_fb_epochs": _COUNT,
+    "epochs": _EPOCHS, "batch_size": _SIZE, "epochs_fb": _EPOCHS, "extra_fb_epochs": _EPOCHS,
     "extra_fb_minibatches": _COUNT,
     # data (SPEC §5.3, §6)
     "no_val_set": _BOOL, "only_train_first_layer": _BOOL,

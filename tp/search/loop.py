@@ -17,8 +17,7 @@ from optuna.trial import TrialState
 
 from ..config import resolve_config
 from ..errors import ConfigError
-from ..training import Hook
-from ..training.trials import PER_REPLICA_KEYS
+from ..training import PER_REPLICA_KEYS, Hook
 from .settings import EPOCH_COLUMN, OBJECTIVES, SearchSettings, objective_of
 from .space import Param, load_space, suggest
 from .study import ALREADY_ENDED, ended_trials, open_study, recover_orphans
@@ -35,13 +34,14 @@ class TrialReporter(Hook):
     as the trial's intermediate value, and Optuna's pruner (``prune``: the median pruner decides; the run
     stops as ``pruned``)."""
 
-    def __init__(self, trials: list, tuning: str, prune: bool):
+    def __init__(self, trials: list, tuning: str, prune: bool, root: Path | None = None):
         self.column, self.prune = EPOCH_COLUMN[tuning], prune
-        self.by_out = {Path(t.user_attrs["out"]): t for t in trials}
+        # the trials' recorded folders are relative to the search folder ``root`` (older studies: absolute)
+        self.by_out = {(Path(root or "") / t.user_attrs["out"]).resolve(): t for t in trials}
         self.reported: dict[int, set] = {t.number: set() for t in trials}
 
     def epoch_end(self, block, r: int, epoch: int) -> None:
-        trial = self.by_out.get(Path(block.run.records[r].out))
+        trial = self.by_out.get(Path(block.run.records[r].out).resolve())
         value = block.run.records[r].metrics[-1].get(self.column)
         if trial is None or value is None or not math.isfinite(value):
             return
@@ -97,6 +97,10 @@ def check_search(settings: SearchSettings, space: dict[str, Param]) -> None:
             raise ConfigError(f"--block {settings.block}: the trials of a block may differ only in "
                               f"{', '.join(PER_REPLICA_KEYS)}; the search space also varies {', '.join(fixed)} "
                               "(use --block 1)")
+    searched = sorted(set(space) & set(settings.overrides))
+    if searched:
+        raise ConfigError(f"--set {', '.join(searched)}: searched key(s) (the search space gives their range, the "
+                          "fixed value would be ignored); drop the --set, or give a --space without them")
     base = resolve_config(settings.method, settings.dataset, settings.tuning, settings.overrides)
     if base["epochs"] < 1:
         raise ConfigError(f"a search needs trials of at least one epoch, got epochs={base['epochs']}")
@@ -111,7 +115,7 @@ def run_search(settings: SearchSettings, train_block: TrainBlock,
     none is still training elsewhere)."""
     space = load_space(settings.method, path=settings.space_file)
     check_search(settings, space)
-    study = open_study(settings)
+    study = open_study(settings, log)
     waiting = False
     while True:
         recover_orphans(study, settings.stale_after, log)
@@ -133,8 +137,9 @@ def _run_block(study, settings: SearchSettings, space: dict[str, Param], trials,
                worker: str | None) -> None:
     cfgs, outs = [], []
     for t in trials:
-        out = Path(t.user_attrs.get("out") or settings.out / "trials" / f"{t.number:04d}").resolve()
-        for key, value in (("host", socket.gethostname()), ("pid", os.getpid()), ("out", str(out)),
+        out = settings.trial_folder(t.user_attrs.get("out"), t.number).resolve()
+        recorded = os.path.relpath(out, settings.out)  # relative: a moved search folder keeps working
+        for key, value in (("host", socket.gethostname()), ("pid", os.getpid()), ("out", recorded),
                            ("heartbeat", time.time()), ("seed", settings.seed), ("worker", worker or "")):
             t.set_user_attr(key, value)
         values = suggest(t, space)
@@ -142,7 +147,7 @@ def _run_block(study, settings: SearchSettings, space: dict[str, Param], trials,
                                    {**settings.overrides, **values}))
         outs.append(out)
 
-    reporter = TrialReporter(trials, settings.tuning, settings.median_pruner)
+    reporter = TrialReporter(trials, settings.tuning, settings.median_pruner, root=settings.out)
     log(f"training trials {', '.join(str(t.number) for t in trials)}")
     with _Heartbeat(trials, min(60.0, settings.stale_after / 4)):
         summaries = train_block(cfgs, outs, [reporter])
@@ -160,6 +165,7 @@ def _tell(study, t, out: Path, summary: dict, tuning: str, reporter: TrialReport
     """Tell Optuna how trial t ended; the state told."""
     value = objective_of(summary, tuning)
     t.set_user_attr("status", summary.get("status"))
+    t.set_user_attr("data_source", summary.get("data_source"))
     if summary.get("message"):
         t.set_user_attr("message", summary["message"])
     if summary.get("status") == "pruned":  # the epochs a resumed trial did before (not reported yet)

@@ -31,29 +31,33 @@ def write_outputs(study: optuna.Study, settings, log: Callable[[str], None] = pr
     names = list(load_space(settings.method, path=settings.space_file))
     key, label = OBJECTIVES[settings.tuning]
     _write_trials(out / "trials.csv", trials, key, names)
+    data = (study.user_attrs.get("fixed") or {}).get("data") or {}
+    source = (f"# Data: {data.get('data_source', 'not recorded')}"
+              + (f" (SHA-256 {_digests(data['data_sha256'])})" if data.get("data_sha256") else "") + ".\n")
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     written = {"trials": out / "trials.csv", "best": out / "best.yaml"}
     counts = ", ".join(f"{sum(t.state == s for t in trials)} {s.name.lower()}" for s in
                        (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING))
     if complete:
         best = min(complete, key=lambda t: (t.value, t.number))
-        trained = Path(best.user_attrs["out"]) / "config.yaml"  # what the best trial really trained
+        trained = settings.trial_folder(best.user_attrs.get("out"), best.number) / "config.yaml"  # what it trained
         cfg = yaml.safe_load(trained.read_text())
         cfg.pop("seed", None)
         header = (f"# Best trial {best.number} of the {study.study_name} search ({counts} of {len(trials)}): "
                   f"{label} {best.value:.6g} (seed {best.user_attrs.get('seed')}; run folder {trained.parent}).\n"
-                  "# Train it again with:  tp train --config best.yaml\n")
+                  + source + "# Train it again with:  tp train --config best.yaml\n")
         (out / "best.yaml").write_text(header + yaml.safe_dump(cfg, sort_keys=False))
     else:
         log(f"no trial of {study.study_name} completed ({counts}): best.yaml says so")
         (out / "best.yaml").write_text(f"# No trial of the {study.study_name} search completed ({counts}): "
-                                       "there is no best configuration.\n")
+                                       "there is no best configuration.\n" + source)
     written.update(_plots(study, out, label, len(complete), log))
     return written
 
 
 def _write_trials(path: Path, trials, key: str, names: list[str]) -> None:
-    columns = ["trial", "state", "objective", "value", "status", "seed", "out", "duration_s", "retry_of", *names]
+    columns = ["trial", "state", "objective", "value", "status", "data_source", "seed", "out", "duration_s",
+               "retry_of", *names]
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns)
@@ -62,10 +66,18 @@ def _write_trials(path: Path, trials, key: str, names: list[str]) -> None:
             a = t.user_attrs
             w.writerow({"trial": t.number, "state": t.state.name, "objective": key,
                         "value": "" if t.value is None else t.value, "status": a.get("status", ""),
+                        "data_source": a.get("data_source") or "",
                         "seed": a.get("seed", ""), "out": a.get("out", ""),
                         "duration_s": "" if t.duration is None else round(t.duration.total_seconds(), 3),
                         "retry_of": a.get("retry_of", ""), **{n: t.params.get(n, "") for n in names}})
     os.replace(tmp, path)
+
+
+def _digests(sha) -> str:
+    """The data files' SHA-256, shortened: ``train-images…: 0123abcd…, …``."""
+    if isinstance(sha, dict):
+        return ", ".join(f"{name} {str(d)[:12]}…" for name, d in sha.items())
+    return str(sha)[:12] + "…"
 
 
 def _plots(study, out: Path, label: str, complete: int, log) -> dict:

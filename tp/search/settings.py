@@ -34,19 +34,29 @@ class SearchSettings:
     space_file: Path | None = None
     median_pruner: bool = False  # Optuna's median pruner on the per-epoch objective (besides SPEC §15's stop)
     poll_seconds: float = 30.0  # how often a worker whose share is done looks at the others' trials
+    #: where the trials' data comes from (a fixed value of the study): ``data_source`` (real / synthetic) and
+    #: ``data_sha256`` (the files' digests) of :meth:`tp.data.DataSplits.summary_fields`; None: not known
+    #: (``tp search --trials 0``, which trains nothing, reads the study's)
+    data: dict | None = None
 
     def __post_init__(self):
         if self.tuning not in OBJECTIVES:
             raise ConfigError(f"tuning {self.tuning!r} has no search objective; valid choices: "
                               f"{', '.join(OBJECTIVES)}")
         for name, ok, what in (("trials", self.trials >= 0, ">= 0"), ("block", self.block >= 1, ">= 1"),
-                               ("seed", self.seed >= 0, ">= 0"), ("startup_trials", self.startup_trials >= 0, ">= 0"),
+                               ("seed", self.seed >= 0, ">= 0"), ("sampler_seed", self.sampler_seed >= 0, ">= 0"),
+                               ("startup_trials", self.startup_trials >= 0, ">= 0"),
                                ("stale_after", self.stale_after > 0, "> 0 seconds"),
                                ("poll_seconds", self.poll_seconds > 0, "> 0 seconds")):
             if not ok:
                 raise ConfigError(f"search setting {name} (--{name.replace('_', '-')}) must be {what}, "
                                   f"got {getattr(self, name)!r}")
         self.out = Path(self.out).resolve()
+
+    def trial_folder(self, recorded: str | None, number: int) -> Path:
+        """A trial's run folder: the one recorded in its user attributes (relative to :attr:`out`, so a moved
+        search folder keeps working; an absolute path from an older study as it is), else its own."""
+        return self.out / (recorded or Path("trials") / f"{number:04d}")
 
     @property
     def study_name(self) -> str:

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..config import METHODS, available_configs, config_dir, resolve_config
+from ..catalog import METHODS
+from ..config import available_configs, config_dir, read_user_yaml, resolve_config
 from ..errors import ConfigError
 
 __all__ = ["Param", "KINDS", "load_space", "space_path", "suggest"]
@@ -76,11 +75,7 @@ def load_space(method: str, root: Path | None = None, path: Path | None = None) 
 
 
 def _read(path: Path):
-    try:
-        with open(path) as f:
-            return yaml.safe_load(f)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return read_user_yaml(path, str(path))
 
 
 def _number(v) -> bool:

@@ -21,8 +21,8 @@ from .hooks import selected_damping
 from .state import Record, Run
 
 __all__ = ["CHECKPOINT", "SUMMARY", "METRICS", "CONFIG", "ALIGNMENT", "DAMPING", "METRIC_COLUMNS",
-           "ALIGNMENT_COLUMNS", "DAMPING_COLUMNS", "code_version", "device_name", "summary", "atomic_write",
-           "write_csv", "write_outputs", "write_config", "write_checkpoint", "pct_error"]
+           "ALIGNMENT_COLUMNS", "DAMPING_COLUMNS", "code_version", "device_name", "cpu_model", "summary",
+           "atomic_write", "write_csv", "write_outputs", "write_config", "write_checkpoint", "pct_error"]
 
 CHECKPOINT, SUMMARY, METRICS, CONFIG = "checkpoint.pt", "summary.json", "metrics.csv", "config.yaml"
 ALIGNMENT, DAMPING = "alignment.csv", "damping_search.csv"
@@ -47,9 +47,25 @@ def code_version() -> str:
 
 
 def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model with the architecture and the threads torch uses:
+    ``Intel(R) Xeon(R) Processor, x86_64 CPU (1 threads)``."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.machine()} CPU ({torch.get_num_threads()} threads)"
+    model = cpu_model()
+    return f"{model + ', ' if model else ''}{platform.machine()} CPU ({torch.get_num_threads()} threads)"
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo``'s ``model name`` on Linux; None where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "cpu model") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 def pct_error(acc: float) -> float:
@@ -83,7 +99,7 @@ def summary(run: Run, r: int, wall: float) -> dict:
         "damping_selected": selected_damping(rec.damping) if rec.damping else None,
         # seeds trained together in one process (wall_time_s is then the block's) and the step path
         "block_seeds": [x.seed for x in run.records] if run.replicas is not None else None,
-        "step_path": ("eager" if not (run.fast and run.graphs) else
+        "step_path": ("eager" if not (run.ctx.fast and run.ctx.graphs) else
                       "cuda-graph" if run.device.type == "cuda" else "graph-emulated"),
         **run.data.summary_fields(),  # data_source (real / synthetic) and the files' SHA-256
     }

@@ -20,12 +20,12 @@ from torch import Tensor
 
 from ..config import rule_hyperparameters
 from ..data import DataSplits
-from ..models import build_model, forward_optimizer_settings
+from ..models import build_model, forward_optimizer_settings, trained_parameters
 from ..optim import Adam
 from ..rules import make_rule
 from ..runtime import dtype_of
 
-__all__ = ["GENERATOR_STREAMS", "CHECKPOINT_FORMAT", "RunDiverged", "Record", "Run", "run_generators",
+__all__ = ["GENERATOR_STREAMS", "CHECKPOINT_FORMAT", "RunDiverged", "Record", "StepContext", "Run", "run_generators",
            "build_run"]
 
 GENERATOR_STREAMS = ("init", "split", "shuffle", "noise")
@@ -68,9 +68,23 @@ class Record:
 
 
 @dataclass
+class StepContext:
+    """What the steps (:mod:`tp.training.steps`) keep besides the run's state — nothing of it is
+    checkpointed: whether full minibatches replay CUDA graphs, the captured steps, the epoch's running sums
+    and the hooks that observe minibatches."""
+
+    fast: bool = False  # capture full minibatches as CUDA graphs (tp.fast)
+    graphs: dict = field(default_factory=dict)  # (kind, index shape) -> CapturedStep
+    sums: dict = field(default_factory=dict)  # kind -> running sums of the current epoch
+    hooks: list = field(default_factory=list)  # tp.training.hooks.Hook objects, called by the loop and steps
+
+
+@dataclass
 class Run:
     """One run, or a block of R seeds trained together as replicas (every tensor gets a leading replica
-    dimension R; each replica draws from its own seed's generators)."""
+    dimension R; each replica draws from its own seed's generators): what it is (configuration, network,
+    rule, data), its state — everything :meth:`state_dict` checkpoints: parameters, feedback weights, both
+    optimisers, generators, counters, the seeds' records — and the per-step context ``ctx``."""
 
     cfg: dict
     records: list[Record]
@@ -90,11 +104,7 @@ class Run:
     elapsed: float = 0.0
     fb_steps: int = 0  # feedback Adam steps taken (all phases), for schedule checks
     steps: int = 0  # training minibatches taken
-    # the step path (tp.training.steps): not stored
-    fast: bool = False  # capture full minibatches as CUDA graphs (tp.fast)
-    graphs: dict = field(default_factory=dict)  # (kind, index shape) -> CapturedStep
-    sums: dict = field(default_factory=dict)  # kind -> running sums of the current epoch
-    hooks: list = field(default_factory=list)  # tp.training.hooks.Hook objects the steps call
+    ctx: StepContext = field(default_factory=StepContext)  # the step path's own, never stored
 
     def sel(self, t: Tensor, r: int) -> Tensor:
         """Replica r of a tensor (the tensor itself in a single run)."""
@@ -176,7 +186,7 @@ def build_run(cfg: dict, seeds: list[int], data: DataSplits, device: torch.devic
 
     # forward optimiser: lr/β when normalize_lr (SPEC §2.4), per layer for the CNN (§8.5); Frozen-MNIST
     # trains W1, b1 only (SPEC §6)
-    names = [k for k in params if not cfg["only_train_first_layer"] or k in ("W1", "b1")]
+    names = trained_parameters(cfg, params)
     settings = [forward_optimizer_settings(c, names) for c in cfgs]
     fwd = _per_replica([{"lr": _by_name(lr, names), "eps": _by_name(eps, names), "beta1": c["beta1"],
                          "beta2": c["beta2"], "wd": c["forward_wd"]} for (lr, eps), c in zip(settings, cfgs)])
@@ -191,7 +201,7 @@ def build_run(cfg: dict, seeds: list[int], data: DataSplits, device: torch.devic
                       eps=fb["epsilon_fb"], weight_decay=fb["feedback_wd"], capturable=fast)
     records = [Record(s, None, cfg=c) for s, c in zip(seeds, replica_cfgs or [None] * len(seeds))]
     return Run(cfg, records, len(seeds) if replicas else None, device, data, net, rule,
-               params, feedback, fwd_opt, fb_opt, gens, fast=fast)
+               params, feedback, fwd_opt, fb_opt, gens, ctx=StepContext(fast=fast))
 
 
 def _by_name(value, names) -> dict:

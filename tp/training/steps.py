@@ -88,7 +88,7 @@ def train_minibatch(run: Run, idx: Tensor, sums: dict[str, Tensor], batch: int |
         if run.cfg["extra_fb_minibatches"]:  # 0 in every final configuration
             for e_idx in batches(run, run.data.num_train)[: run.cfg["extra_fb_minibatches"]]:
                 feedback_step(run, gather(run.data, e_idx)[0])
-    for hook in run.hooks if batch is not None else ():
+    for hook in run.ctx.hooks if batch is not None else ():
         if hook.wants_step(run, batch):
             hook.step(run, batch, fwd, y, result.forward_grads)
     run.steps += 1
@@ -99,24 +99,24 @@ def train_minibatch(run: Run, idx: Tensor, sums: dict[str, Tensor], batch: int |
 def epoch_sums(run: Run, kind: str, keys: tuple[str, ...]) -> dict[str, Tensor]:
     """The epoch's running sums (per replica), zeroed: the same tensors every epoch, so that a captured
     step keeps writing into them."""
-    if kind not in run.sums:
+    if kind not in run.ctx.sums:
         shape = () if run.replicas is None else (run.replicas,)
-        run.sums[kind] = {k: torch.zeros(shape, dtype=run.net.dtype, device=run.device) for k in keys}
-    for t in run.sums[kind].values():
+        run.ctx.sums[kind] = {k: torch.zeros(shape, dtype=run.net.dtype, device=run.device) for k in keys}
+    for t in run.ctx.sums[kind].values():
         t.zero_()
-    return run.sums[kind]
+    return run.ctx.sums[kind]
 
 
 def captured_step(run: Run, kind: str, idx: Tensor, sums: dict, log: Callable[[str], None]):
     """The captured step for this kind (``train`` or ``feedback``) and index shape (None: run eagerly).
     Full minibatches are replayed from a CUDA graph; the last, smaller minibatch runs eagerly.  A capture
     failure switches the run to the eager path (and says so through ``log``)."""
-    if not run.fast or run.cfg["extra_fb_minibatches"]:
+    if not run.ctx.fast or run.cfg["extra_fb_minibatches"]:
         return None
     if idx.shape[-1] != run.cfg["batch_size"]:
         return None
     key = (kind, tuple(idx.shape))
-    if key not in run.graphs:
+    if key not in run.ctx.graphs:
         from ..fast import CapturedStep
         fn = train_minibatch if kind == "train" else feedback_minibatch
         state = [*run.params.values(), *run.feedback.values(), *sums.values()]
@@ -126,12 +126,12 @@ def captured_step(run: Run, kind: str, idx: Tensor, sums: dict, log: Callable[[s
         gens = run.gens["noise"] if run.replicas is not None else [run.gens["noise"]]
         counters = [(run, "steps"), (run, "fb_steps"), (run.fwd_opt, "step_count"), (run.fb_opt, "step_count")]
         try:
-            run.graphs[key] = CapturedStep(lambda i: fn(run, i, sums), idx, state, gens, counters)
+            run.ctx.graphs[key] = CapturedStep(lambda i: fn(run, i, sums), idx, state, gens, counters)
         except Exception as exc:  # noqa: BLE001 — any capture failure falls back to the eager reference
             log(f"CUDA-graph capture of the {kind} step failed ({type(exc).__name__}: {exc}); running eagerly")
-            run.fast = False
+            run.ctx.fast = False
             return None
-    return run.graphs[key]
+    return run.ctx.graphs[key]
 
 
 def feedback_epoch(run: Run, log: Callable[[str], None], on_minibatch: OnMinibatch | None = None) -> Tensor:
@@ -154,7 +154,7 @@ def train_epoch(run: Run, log: Callable[[str], None], on_minibatch: OnMinibatch 
     sums = epoch_sums(run, "train", TRAIN_SUMS)
     epoch = batches(run, run.data.num_train)
     for k, idx in enumerate(epoch):
-        observed = any(hook.wants_step(run, k) for hook in run.hooks)  # observed minibatches run eagerly
+        observed = any(hook.wants_step(run, k) for hook in run.ctx.hooks)  # observed minibatches run eagerly
         graph = None if observed else captured_step(run, "train", idx, sums, log)
         if graph is not None:
             graph(idx)

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from snakemake.utils import validate
+from snakemake.exceptions import WorkflowError
 
 
 def _parse_strings(value):
@@ -32,18 +32,17 @@ if isinstance(config.get("datasets"), str):  # --config datasets=mnist,cifar10
     config["datasets"] = [d.strip() for d in config["datasets"].split(",") if d.strip()]
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
-from catalog_schema import catalog_schema  # noqa: E402
+from catalog_schema import catalog_schema, config_errors  # noqa: E402
 
 
 def _validate_with_catalog(cfg):
-    """validate() against config.schema.yaml with the catalog's enumerations filled in (it reads a file)."""
-    import tempfile
-
+    """The configuration against config.schema.yaml with the catalog's enumerations filled in; each error in
+    one line naming the key (Snakemake's validate() prints the whole schema, hundreds of lines)."""
     schema = catalog_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
-    with tempfile.TemporaryDirectory(prefix="tp-schema-") as tmp:
-        path = Path(tmp) / "config.schema.json"
-        path.write_text(json.dumps(schema))
-        validate(cfg, str(path))
+    errors = config_errors(cfg, schema)
+    if errors:
+        raise WorkflowError("invalid pipeline configuration (config/config.yaml, --configfile, --config):\n  "
+                            + "\n  ".join(errors))
 
 
 _validate_with_catalog(config)
@@ -52,7 +51,8 @@ from tp.catalog import DATASETS as CATALOG  # noqa: E402
 from tp.catalog import TUNINGS as TUNING_OF  # noqa: E402
 from tp.catalog import figure_label  # noqa: E402
 from tp import catalog  # noqa: E402
-from tp.config import DATASETS, METHODS, available_configs, resolve_config  # noqa: E402
+from tp.catalog import DATASETS, METHODS  # noqa: E402
+from tp.config import available_configs, resolve_config  # noqa: E402
 from tp.errors import ConfigError  # noqa: E402
 
 RESULTS = config["results"].rstrip("/")

@@ -28,7 +28,7 @@ rule learning_curves:
         lambda w: wanted(run_summaries(curve_cells(w.dataset))),
     output:
         png=report(f"{RESULTS}/figures/curves_{{dataset}}.png", caption="../report/curves.rst", category="Figures",
-                   labels=report_labels(lambda w: f"learning curves ({DATASETS[w.dataset]})")),
+                   labels=report_labels(lambda w: f"learning curves ({DATASETS[w.dataset].paper_name})")),
         pdf=f"{RESULTS}/figures/curves_{{dataset}}.pdf",
         csv=f"{RESULTS}/figures/curves_{{dataset}}.csv",
     log:

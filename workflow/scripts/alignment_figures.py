@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from tp.catalog import figure_label  # noqa: E402
-from tp.config import METHODS  # noqa: E402
+from tp.catalog import METHODS  # noqa: E402
 
 REFERENCES = {"bp": "BP gradient", "gnt": "damped GNT"}
 #: line styles cycled over the methods of the condensed view (colour alone does not keep 10 apart)
@@ -140,11 +140,11 @@ def condensed(df: pd.DataFrame, dataset: str):
 
 
 def main(sm):
-    from tp.config import DATASETS
+    from tp.catalog import DATASETS
 
     sns.set_theme(style="whitegrid", context="paper")
     df = smoothed(load(sm.input, sm.params.methods), sm.params.smooth)
-    name = DATASETS[sm.wildcards.dataset]
+    name = DATASETS[sm.wildcards.dataset].paper_name
     source = sm.params.get("source", "real")
     title = f"{figure_label(sm.wildcards.figure)}: {name}" + (" — SYNTHETIC DATA, NOT A RESULT" if source == "synthetic" else "")
     fig = condensed(df, title) if sm.params.condensed else grid(df, title)

@@ -34,3 +34,22 @@ def catalog_schema(path: Path) -> dict:
     for name, values in enums.items():
         schema["$defs"][name] = {**schema["$defs"].get(name, {}), "enum": values}
     return schema
+
+
+def config_errors(cfg: dict, schema: dict, most: int = 10) -> list[str]:
+    """Every way ``cfg`` breaks ``schema`` (at most ``most``), one line each naming the key: "config key
+    'tables.table1.columns[2]': 'mnst' is not one of ['mnist', …]"; an unknown key lists the valid ones."""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    lines = []
+    for error in sorted(validator.iter_errors(cfg), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+        message = error.message
+        if error.validator == "additionalProperties":
+            valid = sorted(error.schema.get("properties", {}))
+            message += f"; valid keys here: {', '.join(valid)}"
+        if len(message) > 300:
+            message = message[:300] + " …"
+        lines.append(f"config key {where or '(top level)'!r}: {message}")
+    return lines[:most] + ([f"… and {len(lines) - most} more"] if len(lines) > most else [])

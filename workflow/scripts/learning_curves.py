@@ -36,7 +36,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from tp import audit  # noqa: E402
-from tp.config import DATASETS, METHODS  # noqa: E402
+from tp.catalog import DATASETS, METHODS  # noqa: E402
 
 QUANTITIES = {"test_error": "test error (%)", "train_loss": "training loss"}
 COLUMNS = ["method", "method_slug", "epoch", "quantity", "mean", "std", "n"]
@@ -211,7 +211,8 @@ def build(summaries, dataset: str, rows: list[list[str]], source: str, png, pdf,
     tidy = aggregate(metric_rows, order)
     tidy.to_csv(csv, index=False)
     sns.set_theme(style="whitegrid", context="paper")
-    title = (f"Learning curves: {DATASETS.get(dataset, dataset)}" + (SYNTHETIC if synthetic(runs, source) else "")
+    name = DATASETS[dataset].paper_name if dataset in DATASETS else dataset
+    title = (f"Learning curves: {name}" + (SYNTHETIC if synthetic(runs, source) else "")
              + "\ntest-tuned configurations, mean ± std over the finished seeds")
     fig = draw(tidy, legend_labels(runs, tidy, order), title, provenance(runs, source))
     fig.savefig(png, dpi=150)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tp.config import DATASETS, METHODS, resolve_config
+from tp.catalog import DATASETS, METHODS
+from tp.config import resolve_config
 
 
 def fmt(v):
@@ -15,7 +16,7 @@ def fmt(v):
 
 def provenance(summaries: list, source: str) -> str:
     """Which data, epochs and networks the searches ran on, from their summaries."""
-    nets = sorted({f"{DATASETS[s['dataset']]}: " + (
+    nets = sorted({f"{DATASETS[s['dataset']].paper_name}: " + (
         f"CNN conv {'/'.join(map(str, s['config']['conv_channels']))} channels, FC {s['config']['size_hidden']}"
         if s["config"].get("model") == "cnn" else f"{s['config']['num_hidden']} hidden layers of {s['config']['size_hidden']}")
         for s in summaries})
@@ -53,7 +54,7 @@ def main(sm):
         selected = s.get("damping_selected") or []
         for i, lam in enumerate(selected, start=1):
             fig_lam = figure if isinstance(figure, (int, float)) else figure[i - 1]
-            rows.append({"dataset": DATASETS[s["dataset"]], "method": METHODS[s["method"]].paper_name,
+            rows.append({"dataset": DATASETS[s["dataset"]].paper_name, "method": METHODS[s["method"]].paper_name,
                          "dataset_slug": s["dataset"], "method_slug": s["method"], "layer": i, "selected": lam,
                          "figure_config": fig_lam, "differs": lam != fig_lam, "status": s["status"]})
     tidy = pd.DataFrame(rows)
@@ -73,13 +74,14 @@ def main(sm):
         wide = wide.reindex([o for o in order if o in wide.index])
         wide.columns = [f"layer {c}" for c in wide.columns]
         wide.index.name = None
-        md += [f"*{DATASETS[ds]}*", "", wide.to_markdown(), ""]
+        md += [f"*{DATASETS[ds].paper_name}*", "", wide.to_markdown(), ""]
         pending = [o for o in order if o not in wide.index]
         if pending:  # a partial build (--config partial=true): searches not run yet
-            md += [f"Pending on {DATASETS[ds]} (damping search not run yet): {', '.join(pending)}.", ""]
-        tex.append(wide.style.to_latex(hrules=True, caption=f"Table S7, {DATASETS[ds]}: selected GNT damping"))
+            md += [f"Pending on {DATASETS[ds].paper_name} (damping search not run yet): {', '.join(pending)}.", ""]
+        tex.append(wide.style.to_latex(hrules=True,
+                                       caption=f"Table S7, {DATASETS[ds].paper_name}: selected GNT damping"))
     for ds, reason in sm.params.get("not_run", []):
-        md += [f"*{DATASETS[ds]}*: {reason}", ""]
+        md += [f"*{DATASETS[ds].paper_name}*: {reason}", ""]
     differing = int(tidy["differs"].sum()) if len(tidy) else 0
     md.append(f"* {differing} of {len(tidy)} selected values differ from the figure configurations' values. "
               "The search runs after 3 training epochs with all parameters frozen, over Λ = {0, 1e-5, …, 10}; "

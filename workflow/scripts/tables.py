@@ -19,7 +19,7 @@ import pandas as pd
 
 from tp import audit
 from tp.catalog import CELL_NOTES
-from tp.config import DATASETS, METHODS
+from tp.catalog import DATASETS, METHODS
 
 QUANTITY = {
     "test_error_at_best_val": ("test error (%)", "{:.2f}"),
@@ -48,7 +48,7 @@ def provenance(runs: pd.DataFrame, source: str) -> str:
     for dataset, g in runs.groupby("dataset", sort=False):
         sizes = sorted({(r.model, r.num_hidden, r.size_hidden, r.conv_channels) for r in g.itertuples()})
         for model, nh, sh, conv in sizes:
-            nets.append(f"{DATASETS[dataset]}: " + (f"CNN conv {'/'.join(map(str, conv))} channels, FC {sh}"
+            nets.append(f"{DATASETS[dataset].paper_name}: " + (f"CNN conv {'/'.join(map(str, conv))} channels, FC {sh}"
                                                     if model == "cnn" else f"{nh} hidden layers of {sh}"))
     versions = sorted({str(v) for v in runs.code_version.dropna()})
     dirty = " (+dirty: made from a checkout with uncommitted changes)" if any(
@@ -154,7 +154,7 @@ def aggregate(runs: pd.DataFrame, spec: dict, configured, seeds, table: str, not
     for method in spec["rows"]:
         for dataset in spec["columns"]:
             row = {"table": table, "tuning": spec["tuning"], "quantity": spec["quantity"],
-                   "method": METHODS[method].paper_name, "dataset": DATASETS[dataset], "method_slug": method,
+                   "method": METHODS[method].paper_name, "dataset": DATASETS[dataset].paper_name, "method_slug": method,
                    "dataset_slug": dataset, "seeds": len(seeds), "n": 0, "diverged": 0, "pruned": 0,
                    "rejected": 0, "missing": 0, "mean": math.nan, "std": math.nan}
             if (method, dataset) in not_run:
@@ -179,7 +179,7 @@ def aggregate(runs: pd.DataFrame, spec: dict, configured, seeds, table: str, not
             out.append(row)
     tidy = pd.DataFrame(out)
     tidy["method"] = pd.Categorical(tidy["method"], [METHODS[m].paper_name for m in spec["rows"]], ordered=True)
-    tidy["dataset"] = pd.Categorical(tidy["dataset"], [DATASETS[d] for d in spec["columns"]], ordered=True)
+    tidy["dataset"] = pd.Categorical(tidy["dataset"], [DATASETS[d].paper_name for d in spec["columns"]], ordered=True)
     return tidy
 
 
