@@ -158,6 +158,39 @@ def gnt_targets(net, params, x, y, damping):
     return stack(per_sample)
 
 
+def per_sample_loss_hessian(net, h_L, y_b):
+    """∂²ℓ_b/∂h_L² of one sample's loss (cross-entropy after softmax, or the mean squared error over n_L) by
+    autograd's Hessian: (n_L, n_L)."""
+    if net.loss == "cross_entropy":
+        loss = lambda h: F.cross_entropy(h.unsqueeze(0), y_b.reshape(1))  # noqa: E731
+    else:
+        loss = lambda h: F.mse_loss(h, y_b)  # noqa: E731
+    return torch.autograd.functional.hessian(loss, h_L.detach())
+
+
+def ggnt_targets(net, params, x, y, damping):
+    """{i: ĥ_i = h_i − Δ_i} with damped generalized Gauss–Newton displacements (paper Appendix D):
+    Δ = (JᵀHJ + λI)⁻¹ Jᵀ g as an n_i × n_i solve (λ = 0: pinv(JᵀHJ) Jᵀ g), J^b by torch.func.jacrev, H^b by
+    autograd's Hessian of sample b's own loss, g^b of the minibatch-mean loss."""
+    L = net.L
+    lams = [damping] * L if isinstance(damping, (int, float)) else list(damping)
+    g_all = output_gradients(net, params, x, y)
+    per_sample = []
+    for b, h in enumerate(forward_all(net, params, x)):
+        g, H = g_all[b], per_sample_loss_hessian(net, h[L], y[b])
+        t = {}
+        for i in range(1, L + 1):
+            J = torch.func.jacrev(lambda hi: net.forward_from(params, i, hi))(h[i])  # (n_L, n_i)
+            A = J.T @ H @ J
+            if lams[i - 1] == 0:
+                delta = torch.linalg.pinv(A, hermitian=True, rtol=1e-10) @ (J.T @ g)
+            else:
+                delta = torch.linalg.solve(A + lams[i - 1] * torch.eye(A.shape[0], dtype=A.dtype), J.T @ g)
+            t[i] = h[i] - delta
+        per_sample.append(t)
+    return stack(per_sample)
+
+
 # ------------------------------------------------------------------------------ forward-parameter update
 def local_loss_gradients(net, params, x, targets):
     """Autograd of Σ_i ℒ_i^loc, ℒ_i^loc = (1/B) Σ_b ‖h_i^b − ĥ_i^b‖² with ĥ_i and h_{i−1} constants

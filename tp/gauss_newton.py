@@ -21,6 +21,7 @@ displacements are returned in the shape of h_i.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -28,7 +29,9 @@ from torch import Tensor
 
 from .interface import Forward, Network, Params
 
-__all__ = ["output_jacobians", "damped_gn_displacement", "gn_displacements"]
+__all__ = ["output_jacobians", "damped_gn_displacement", "gn_displacements", "output_hessian",
+           "helmert_basis", "softmax_hessian_sqrt", "output_hessian_sqrt", "damped_ggn_displacement",
+           "ggn_displacements"]
 
 
 def output_jacobians(net: Network, params: Params, fwd: Forward,
@@ -63,3 +66,86 @@ def gn_displacements(net: Network, params: Params, fwd: Forward, dL_dhL: Tensor,
         raise ValueError(f"one damping value per layer expected ({len(layers)} layers {layers}), got {lams}")
     J = net.output_jacobians(params, fwd, layers)
     return {i: net.unflatten_layer(i, damped_gn_displacement(J[i], dL_dhL, lam)) for i, lam in zip(layers, lams)}
+
+
+# --- generalized Gauss–Newton (paper Appendix D) ------------------------------------------------------------
+
+def output_hessian(net: Network, output: Tensor) -> Tensor:
+    """H^b = ∂²ℓ_b/∂(h_L^b)², the Hessian of the per-sample loss ℓ_b w.r.t. the network output (Appendix D),
+    (..., B, n_L, n_L).  Cross-entropy after the softmax: diag(p^b) − p^b p^bᵀ with p^b = softmax(h_L^b)
+    (PSD, rank n_L − 1: its null space is the all-ones direction, along which the softmax does not change);
+    mse (ℓ_b = mean_k (h_{L,k}^b − y_k^b)²): (2/n_L) I.  The L2 loss ½‖h_L − y‖² of the paper's Gauss–Newton
+    theory has H = I, for which the GGN targets are the GN targets."""
+    n_L = output.shape[-1]
+    if net.loss == "cross_entropy":
+        p = torch.softmax(output, dim=-1)
+        return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+    eye = torch.eye(n_L, dtype=output.dtype, device=output.device)
+    return (2.0 / n_L) * eye.expand(*output.shape[:-1], n_L, n_L)
+
+
+def helmert_basis(n: int, dtype=torch.float64, device=None) -> Tensor:
+    """Q (n, n − 1): an orthonormal basis of the vectors orthogonal to the all-ones vector (Helmert's), so
+    that Q Qᵀ = I − 11ᵀ/n exactly up to rounding."""
+    Q = torch.zeros(n, n - 1, dtype=dtype, device=device)
+    for k in range(1, n):
+        Q[:k, k - 1] = 1.0 / math.sqrt(k * (k + 1))
+        Q[k, k - 1] = -k / math.sqrt(k * (k + 1))
+    return Q
+
+
+def softmax_hessian_sqrt(p: Tensor) -> Tensor:
+    """M (..., B, n_L − 1, n_L) with MᵀM = diag(p) − ppᵀ, the softmax cross-entropy Hessian: that Hessian is
+    0 along the all-ones vector, so it is Q H_r Qᵀ with Q the Helmert basis and H_r = QᵀHQ positive definite
+    (every p_k > 0); H_r = U S Uᵀ gives M = S^{1/2} Uᵀ Qᵀ.  The null direction is removed exactly, not found
+    by thresholding an eigenvalue of rounding size (whose square root would enter a pseudo-inverse as a huge
+    gain), while genuinely small eigenvalues (confident predictions) are kept."""
+    n_L = p.shape[-1]
+    Q = helmert_basis(n_L, p.dtype, p.device)
+    H = torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+    S, U = torch.linalg.eigh(Q.mT @ H @ Q)
+    return S.clamp_min(0).sqrt().unsqueeze(-1) * (U.mT @ Q.mT)
+
+
+def output_hessian_sqrt(net: Network, output: Tensor) -> Tensor:
+    """M with MᵀM = H (:func:`output_hessian`), M of full row rank: ``M h_L`` is the H^{1/2}-transformed output
+    of Appendix D (up to a rotation, which changes no GGN quantity).  Cross-entropy: (..., B, n_L − 1, n_L)
+    (:func:`softmax_hessian_sqrt`); mse: √(2/n_L) I."""
+    n_L = output.shape[-1]
+    if net.loss == "cross_entropy":
+        return softmax_hessian_sqrt(torch.softmax(output, dim=-1))
+    eye = torch.eye(n_L, dtype=output.dtype, device=output.device)
+    return math.sqrt(2.0 / n_L) * eye.expand(*output.shape[:-1], n_L, n_L)
+
+
+def damped_ggn_displacement(J: Tensor, M: Tensor, g: Tensor, damping: float) -> Tensor:
+    """Δ = (JᵀHJ + λI)⁻¹ Jᵀ g per sample with H = MᵀM (paper Appendix D: the damped GGN step, eq. 187, taken
+    in h_i); λ = 0: (JᵀHJ)⁺ Jᵀ g.  ``J`` (..., B, n_L, n), ``M`` (..., B, r, n_L) (:func:`output_hessian_sqrt`),
+    ``g`` (..., B, n_L).
+
+    With J̃ = M J — the Jacobian of the transformed output M h_L — JᵀHJ = J̃ᵀJ̃, so only r × r systems are
+    solved, batched: for λ > 0 by Woodbury, (λI + J̃ᵀJ̃)⁻¹ = (I − J̃ᵀ(λI + J̃J̃ᵀ)⁻¹J̃)/λ; for λ = 0 by
+    (J̃ᵀJ̃)⁺ = J̃⁺J̃⁺ᵀ."""
+    if damping < 0:
+        raise ValueError(f"the Gauss-Newton damping must be >= 0, got {damping}")
+    Jt = M @ J  # J̃, (..., B, r, n)
+    v = J.mT @ g.unsqueeze(-1)  # Jᵀ g, (..., B, n, 1)
+    if damping == 0:
+        P = torch.linalg.pinv(Jt)  # (..., B, n, r)
+        return (P @ (P.mT @ v)).squeeze(-1)
+    A = Jt @ Jt.mT + damping * torch.eye(Jt.shape[-2], dtype=J.dtype, device=J.device)
+    return ((v - Jt.mT @ torch.linalg.solve_ex(A, Jt @ v)[0]) / damping).squeeze(-1)
+
+
+def ggn_displacements(net: Network, params: Params, fwd: Forward, dL_dhL: Tensor, M: Tensor,
+                      damping: float | Sequence[float], layers: Sequence[int] | None = None) -> dict[int, Tensor]:
+    """Δ_i of the damped GGN targets ĥ_i = h_i − Δ_i for the given layers (default 1…L), with the output
+    Hessian's factor ``M`` (:func:`output_hessian_sqrt`) and damping λ (one value, or one per listed layer);
+    shaped like h_i."""
+    layers = list(range(1, net.L + 1)) if layers is None else list(layers)
+    lams = [float(damping)] * len(layers) if isinstance(damping, (int, float)) else [float(v) for v in damping]
+    if len(lams) != len(layers):
+        raise ValueError(f"one damping value per layer expected ({len(layers)} layers {layers}), got {lams}")
+    J = net.output_jacobians(params, fwd, layers)
+    return {i: net.unflatten_layer(i, damped_ggn_displacement(J[i], M, dL_dhL, lam))
+            for i, lam in zip(layers, lams)}

@@ -14,6 +14,7 @@ from .ddtp import DDTPControl, DDTPLinear
 from .ddtp_rhl import DDTPRHL, DDTPRHLRec
 from .dfa import DFA
 from .dtp import DTP, DTPDRL
+from .ggnt import GGNT
 from .gnt import GNT
 
 __all__ = ["REGISTRY", "make_rule", "rule_class", "available_rules", "rules_for_model", "Rule", "StepResult",
@@ -31,6 +32,7 @@ REGISTRY: dict[str, type[Rule]] = {
     "ddtp-rhl-rec": DDTPRHLRec,
     "ddtp-control": DDTPControl,
     "gnt": GNT,
+    "ggnt": GGNT,
 }
 
 

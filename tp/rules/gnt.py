@@ -25,7 +25,7 @@ class GNT(Rule):
         lam = self.hp["gn_damping"]
         values = [lam] if isinstance(lam, (int, float)) else list(lam)
         if not all(isinstance(v, (int, float)) and v >= 0 for v in values):
-            raise HyperparameterError(f"rule 'gnt': gn_damping must be >= 0 (a number or one per layer), "
+            raise HyperparameterError(f"rule {self.name!r}: gn_damping must be >= 0 (a number or one per layer), "
                                       f"got {lam!r}")
 
     def _forward_update(self, net, params, feedback, fwd, y) -> StepResult:
