@@ -447,6 +447,6 @@ def test_the_report_introduction_renders_its_bold_words(source):
     config = {"results": "results", "data": {"source": source}, "seeds": [1, 2], "epochs": None, "overrides": {}}
     for trim in (False, True):
         rst = jinja2.Environment(trim_blocks=trim).from_string(text).render(snakemake={"config": config})
-        html = docutils.core.publish_parts(rst, writer_name="html")["body"]
+        html = docutils.core.publish_parts(rst, writer="html")["body"]
         assert f"<strong>{source}</strong>" in html and "**" not in html, html
         assert ("<strong>not results</strong>" in html) == (source == "synthetic")

@@ -4,6 +4,7 @@ Snakemake command, corrupt run files and unusable output folders as one clear li
 
 from __future__ import annotations
 
+import csv
 import errno
 import gzip
 import hashlib
@@ -372,7 +373,10 @@ def test_a_full_disk_is_a_named_error_and_leaves_no_partial_file(tmp_path, monke
     monkeypatch.setattr(torch, "save", save)
     with pytest.raises(RunFolderError, match=rf"cannot write {out / CHECKPOINT}: .*free space"):
         train(cfg, small_data(), 0, out, progress=False, log=quiet)
-    assert sorted(p.name for p in out.iterdir() if p.name != LOCK_FILE) == [CHECKPOINT, "config.yaml"]
+    # the first epoch's checkpoint and metrics.csv (written after each epoch), no partial file
+    left = sorted(p.name for p in out.iterdir() if p.name != LOCK_FILE)
+    assert left == [CHECKPOINT, "config.yaml", "metrics.csv"]
+    assert [r["epoch"] for r in csv.DictReader(open(out / "metrics.csv"))] == ["1"]
     monkeypatch.undo()
     s = train(cfg, small_data(), 0, out, progress=False, log=quiet)  # resumes from the intact checkpoint
     assert s["status"] == "finished" and s["epochs_run"] == 3
