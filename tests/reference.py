@@ -25,10 +25,10 @@ ACTIVATIONS = {
     "relu": torch.relu,
 }
 
-DIRECT_RULES = ("dfa", "ddtp-linear", "ddtp-control", "ddtp-rhl", "ddtp-rhl-rec")
+DIRECT_RULES = ("dfa", "ddtp-linear", "ddtp-control", "ddtp-rhl", "ddtp-rhl-rec", "ddtp-ggn")
 LAYERWISE_RULES = ("dtp", "dtpdrl")
 # the feedback nonlinearity ψ each rule uses unless told otherwise (SPEC §4)
-DEFAULT_FB_ACTIVATION = {"dfa": "linear", "ddtp-linear": "linear", "ddtp-control": "linear",
+DEFAULT_FB_ACTIVATION = {"dfa": "linear", "ddtp-linear": "linear", "ddtp-control": "linear", "ddtp-ggn": "linear",
                          "ddtp-rhl": "tanh", "ddtp-rhl-rec": "tanh", "dtp": "tanh", "dtpdrl": "tanh"}
 DTP_SIGMA_FLOOR = 0.02  # c(σ) = 1/max(σ, 0.02)²  (SPEC §4.3 (d))
 
@@ -112,8 +112,26 @@ def layerwise_feedback_map(fb, i, z, fb_activation):
 
 
 # ------------------------------------------------------------------------------------------- targets
-def tp_targets(rule, net, params, fb, x, y, beta, fb_activation=None):
-    """{i: ĥ_i} (B, n_i) for every layer 1…L of a TP-family rule or DFA (SPEC §2.1, §4 (b))."""
+def hessian_root(net, h_L, y_b, delta=0.0):
+    """(R, R⁺) of one sample (DDTP-GGN, paper Appendix D): R the symmetric PSD square root of
+    H_δ = H + δ·P, H by autograd (:func:`per_sample_loss_hessian`), P the projector onto H's range
+    (cross-entropy: I − 11ᵀ/n_L, the ones vector being H's null space; mse: I), R⁺ its pseudo-inverse; both
+    from one full eigendecomposition of H_δ, eigenvalues below 1e-12 of the largest taken as 0."""
+    H = per_sample_loss_hessian(net, h_L, y_b)
+    n = H.shape[0]
+    P = torch.eye(n, dtype=H.dtype)
+    if net.loss == "cross_entropy":
+        P = P - torch.ones(n, n, dtype=H.dtype) / n
+    s, V = torch.linalg.eigh(H + delta * P)
+    keep = s > 1e-12 * s.max()
+    root = torch.where(keep, s.clamp_min(0).sqrt(), torch.zeros_like(s))
+    inv_root = torch.where(keep, 1 / root, torch.zeros_like(s))
+    return V @ torch.diag(root) @ V.T, V @ torch.diag(inv_root) @ V.T
+
+
+def tp_targets(rule, net, params, fb, x, y, beta, fb_activation=None, hessian_damping=0.0):
+    """{i: ĥ_i} (B, n_i) for every layer 1…L of a TP-family rule or DFA (SPEC §2.1, §4 (b)).  DDTP-GGN's
+    feedback reads z = R h_L and ẑ = R h_L − R⁺(h_L − ĥ_L) (paper Appendix D, eqs. 192, 196)."""
     psi = fb_activation or DEFAULT_FB_ACTIVATION[rule]
     L = net.L
     dL_dhL = output_gradients(net, params, x, y)
@@ -121,9 +139,13 @@ def tp_targets(rule, net, params, fb, x, y, beta, fb_activation=None):
     for b, h in enumerate(forward_all(net, params, x)):
         t = {L: h[L] - beta * dL_dhL[b]}  # ĥ_L = h_L − β ∂ℒ/∂h_L
         if rule in DIRECT_RULES:
+            z, z_hat = h[L], t[L]
+            if rule == "ddtp-ggn":
+                R, R_pinv = hessian_root(net, h[L], y[b], hessian_damping)
+                z, z_hat = R @ h[L], R @ h[L] - R_pinv @ (h[L] - t[L])
             for i in range(1, L):  # ĥ_i = g_i(ĥ_L) + h_i − g_i(h_L)
-                g = lambda z: direct_feedback_map(rule, fb, L, i, z, h[i], psi)  # noqa: E731
-                t[i] = g(t[L]) + h[i] - g(h[L])
+                g = lambda v: direct_feedback_map(rule, fb, L, i, v, h[i], psi)  # noqa: E731
+                t[i] = g(z_hat) + h[i] - g(z)
         elif rule in LAYERWISE_RULES:
             for i in range(L, 1, -1):  # ĥ_{i−1} = g_i(ĥ_i) + h_{i−1} − g_i(h_i)
                 t[i - 1] = (layerwise_feedback_map(fb, i, t[i], psi) + h[i - 1]
@@ -216,7 +238,7 @@ def bp_gradients(net, params, x, y):
 
 
 # --------------------------------------------------------------------------------- feedback losses
-def feedback_gradients(rule, net, params, fb, x, noise, sigma, fb_activation=None):
+def feedback_gradients(rule, net, params, fb, x, noise, sigma, fb_activation=None, y=None, hessian_damping=0.0):
     """Per block k: the SPEC loss (a mean over B × width) and its gradient w.r.t. (Q_k, d_k) by autograd,
     every other tensor held constant.  Returns ``(grads, losses)``.
 
@@ -224,6 +246,7 @@ def feedback_gradients(rule, net, params, fb, x, noise, sigma, fb_activation=Non
     * dtpdrl  (§4.4 d): ỹ = F_{i−1→L}(h̃), z_L = ỹ, z_{k−1} = g_k(z_k) + h_{k−1} − g_k(h_k) (k = L…i+1),
                          r = g_i(z_i) + h_{i−1} − g_i(h_i), (1/σ²)·mean(r − h̃)²
     * DRL     (§4.5 d, §4.7 d): ỹ = F_{i→L}(h̃_i), r = g_i(ỹ) + h_i − g_i(h_L), (1/σ²)·mean(r − h̃_i)²
+                (DDTP-GGN, Appendix D eq. 193: ỹ and h_L read through R of sample b's clean output; needs ``y``)
     * control (§4.6 d): mean(g_i(ỹ) − h̃_i)²
     """
     psi = fb_activation or DEFAULT_FB_ACTIVATION[rule]
@@ -253,13 +276,16 @@ def feedback_gradients(rule, net, params, fb, x, noise, sigma, fb_activation=Non
                 loss = loss + ((r - h_noisy) ** 2).sum() / sigma ** 2 / (B * width)
             else:
                 h_noisy = h[k] + eps
-                y_noisy = net.forward_from(params, k, h_noisy)
+                y_noisy, y_clean = net.forward_from(params, k, h_noisy), h[L]
+                if rule == "ddtp-ggn":
+                    R = hessian_root(net, h[L], y[b], hessian_damping)[0]
+                    y_noisy, y_clean = R @ y_noisy, R @ y_clean
                 g = lambda z: direct_feedback_map(rule, fbk, L, k, z, h[k], psi)  # noqa: E731
                 width = net.sizes[k]
                 if rule == "ddtp-control":
                     loss = loss + ((g(y_noisy) - h_noisy) ** 2).sum() / (B * width)
-                elif rule in ("ddtp-linear", "ddtp-rhl", "ddtp-rhl-rec"):
-                    r = g(y_noisy) + h[k] - g(h[L])
+                elif rule in ("ddtp-linear", "ddtp-rhl", "ddtp-rhl-rec", "ddtp-ggn"):
+                    r = g(y_noisy) + h[k] - g(y_clean)
                     loss = loss + ((r - h_noisy) ** 2).sum() / sigma ** 2 / (B * width)
                 else:
                     raise ValueError(f"rule {rule!r} has no feedback loss")

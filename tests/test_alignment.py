@@ -12,7 +12,8 @@ import torch
 import reference as ref
 import tp
 from cases import assert_close
-from tp.alignment import DAMPING_CANDIDATES, alignment_angles, angle, bp_reference, gnt_reference
+from tp.alignment import (DAMPING_CANDIDATES, alignment_angles, angle, bp_reference, ggn_reference,
+                          gnt_reference)
 from tp.config import resolve_config
 from tp.data import DataSplits, synthetic_classification
 from tp.training import train
@@ -116,6 +117,35 @@ def test_alignment_rows_cover_every_layer_and_reference():
     assert len(bp_rows) == 4 and all(r["angle"] < 1e-5 for r in bp_rows)
 
 
+@pytest.mark.parametrize("lams", [[1.0, 0.1, 0.0], 0.3])
+def test_ggn_reference_rows_against_the_per_sample_twin(lams):
+    """``log_alignment_ggn`` (beyond the paper): the GGN reference equals the local-loss gradient of the
+    per-sample twin's damped GGN targets (autograd Hessian of each sample's loss, n_i × n_i solves; λ = 0:
+    pinv) value by value, and its rows are the angles of the update with it."""
+    net, params, x, y = small_net(2)
+    fwd = net.forward(params, x)
+    rnet = reference_net(net)
+    per_layer = lams + [0.0] if isinstance(lams, list) else lams
+    expected = ref.local_loss_gradients(rnet, params, x, {
+        i: h for i, h in ref.ggnt_targets(rnet, params, x, y, per_layer).items() if i < net.L})
+    got = ggn_reference(net, params, fwd, y, lams)
+    assert set(got) == set(expected) == {k for k in params if int(k[1:]) < net.L}
+    for k in expected:
+        assert_close(got[k], expected[k], f"ggn_reference {k}", rtol=1e-7)
+    g = torch.Generator().manual_seed(6)
+    update = {k: torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in params.items()}
+    rows = alignment_angles(net, params, fwd, y, update, damping=lams, ggn=True)
+    assert {(r["layer"], r["reference"]) for r in rows} == \
+        {(i, "bp") for i in range(1, 5)} | {(i, ref_) for i in range(1, 4) for ref_ in ("gnt", "ggn")}
+    for r in (r for r in rows if r["reference"] == "ggn"):
+        assert r["angle"] == pytest.approx(degrees(update[f"W{r['layer']}"], expected[f"W{r['layer']}"]),
+                                           abs=1e-6), r
+    assert alignment_angles(net, params, fwd, y, update, damping=lams) == [r for r in rows
+                                                                          if r["reference"] != "ggn"]
+    with pytest.raises(ValueError, match="GGN reference needs the damping"):
+        alignment_angles(net, params, fwd, y, update, ggn=True)
+
+
 def small_data(n=256, dim=12):
     x, y, tx, ty = synthetic_classification(n + 64, 64, dim, 10, seed=0)
     return DataSplits(x[:n], y[:n], tx, ty, x[n:], y[n:])
@@ -133,6 +163,20 @@ def test_alignment_logging_during_training(tmp_path):
     assert {r["reference"] for r in rows} == {"bp", "gnt"}
     assert all(0.0 <= float(r["angle"]) <= 180.0 for r in rows)
     assert {r["damping"] for r in rows if r["reference"] == "gnt" and r["layer"] == "3"} == {"0.0"}
+
+
+def test_alignment_logging_with_the_ggn_reference(tmp_path):
+    """``log_alignment_ggn: true`` adds one GGN row per hidden layer and logged minibatch, with the GNT λ_i;
+    without log_alignment it is a configuration error naming what it needs."""
+    over = {"num_hidden": 2, "size_hidden": 12, "epochs": 1, "epochs_fb": 0, "extra_fb_epochs": 0,
+            "log_interval": 4, "batch_size": 32, "gn_damping_per_hidden_layer": [1.0, 0.0], "log_alignment_ggn": True}
+    cfg = resolve_config("ddtp-ggn", "mnist", "test", {**over, "log_alignment": True})
+    train(cfg, small_data(dim=784), seed=0, out_dir=tmp_path, progress=False, log=lambda m: None)
+    rows = list(csv.DictReader(open(tmp_path / "alignment.csv")))
+    assert len(rows) == 2 * (3 + 2 + 2)  # minibatches 0 and 4: BP on 3 layers, GNT and GGN on 2
+    assert {(r["layer"], r["damping"]) for r in rows if r["reference"] == "ggn"} == {("1", "1.0"), ("2", "0.0")}
+    with pytest.raises(tp.ConfigError, match="log_alignment_ggn .* needs log_alignment: true"):
+        resolve_config("ddtp-ggn", "mnist", "test", over)
 
 
 def test_damping_search_stops_after_three_epochs_and_selects_the_argmin(tmp_path):

@@ -49,7 +49,7 @@ def layer_shape(net, i):
 
 def test_every_rule_names_its_network():
     assert set(MLP_RULES) | set(CNN_RULES) == set(REGISTRY)
-    assert CNN_RULES == ["bp", "dfa", "ddtp-linear", "ddtp-control", "gnt", "ggnt"]
+    assert CNN_RULES == ["bp", "dfa", "ddtp-linear", "ddtp-control", "ddtp-ggn", "gnt", "ggnt"]
     for case in RULES:
         rule, net = make(case)
         assert isinstance(net, tp.cnn.ConvNet if case.endswith("@cnn") else tp.MLP), case

@@ -13,7 +13,7 @@ import reference as ref
 import tp
 from test_reference import GNT_SIZES, assert_close, random_case
 from tp.gauss_newton import (damped_ggn_displacement, damped_gn_displacement, helmert_basis, output_hessian,
-                             output_hessian_sqrt, softmax_hessian_sqrt)
+                             output_hessian_roots, output_hessian_sqrt, softmax_hessian_sqrt)
 
 DT = torch.float64
 
@@ -109,3 +109,47 @@ def test_the_undamped_output_step_is_newtons_step_on_the_loss():
     H = output_hessian(net, fwd.output)
     assert_close((H @ delta.unsqueeze(-1)).squeeze(-1), net.output_gradient(fwd.output, y), "H Δ_L")
     assert_close(delta.sum(-1), torch.zeros(delta.shape[0], dtype=DT), "Δ_L ⟂ 1")  # minimum norm: no 1-part
+
+
+# --------------------------------------------------------------------------- DDTP-GGN (issue 22, item 2)
+@pytest.mark.parametrize("loss,delta", [("cross_entropy", 0.0), ("cross_entropy", 0.2), ("mse", 0.0),
+                                        ("mse", 0.2)])
+def test_hessian_roots_are_the_symmetric_root_of_the_damped_hessian_and_its_pseudo_inverse(loss, delta):
+    """R = H_δ^{1/2} symmetric PSD with R R = H + δP (P the projector onto H's range) for autograd's H of each
+    sample; R⁺ its Moore–Penrose pseudo-inverse; per-replica δ gives each replica its own root."""
+    g = torch.Generator().manual_seed(1)
+    net = tp.MLP.build([3, 5, 6], loss=loss)
+    out = 2 * torch.randn(4, 6, generator=g, dtype=DT)
+    y = torch.randint(0, 6, (4,), generator=g) if loss == "cross_entropy" else torch.randn(4, 6, generator=g,
+                                                                                            dtype=DT)
+    rnet = ref.Net([3, 5, 6], list(net.activations), loss)
+    R, R_pinv = output_hessian_roots(net, out, delta)
+    P = torch.eye(6, dtype=DT) - (1 / 6 if loss == "cross_entropy" else 0)
+    for b in range(4):
+        H = ref.per_sample_loss_hessian(rnet, out[b], y[b])
+        assert_close(R[b], R[b].T, f"Rᵀ^{b}")
+        assert_close(R[b] @ R[b], H + delta * P, f"R²^{b}")
+        assert torch.linalg.eigvalsh(R[b]).min() > -1e-12
+        assert_close(R_pinv[b], torch.linalg.pinv(R[b], hermitian=True, rtol=1e-10), f"R⁺^{b}")
+        assert_close(ref.hessian_root(rnet, out[b], y[b], delta)[0], R[b], f"reference R^{b}")
+    stacked = torch.stack([out, out])  # two replicas, δ = 0 and 0.2
+    R2, _ = output_hessian_roots(net, stacked, torch.tensor([0.0, 0.2], dtype=DT))
+    assert_close(R2[1], output_hessian_roots(net, out, 0.2)[0], "replica 1")
+    assert_close(R2[0], output_hessian_roots(net, out, 0.0)[0], "replica 0")
+
+
+def test_saturated_softmax_keeps_a_finite_pseudo_inverse():
+    """An underflowed probability (p_k = 0 in float64) makes an eigenvalue exactly 0: R⁺ is 0 there (the
+    pseudo-inverse convention), never inf; δ > 0 makes it finite and ≤ δ^{-1/2}."""
+    net = tp.MLP.build([3, 5, 3], loss="cross_entropy")
+    out = torch.tensor([[0.0, 800.0, -800.0]], dtype=DT)
+    for delta in (0.0, 1e-3):
+        R, R_pinv = output_hessian_roots(net, out, delta)
+        assert torch.isfinite(R).all() and torch.isfinite(R_pinv).all()
+        assert torch.linalg.matrix_norm(R_pinv, ord=2).item() <= (delta ** -0.5 if delta else 0) + 1e-9
+
+
+@pytest.mark.parametrize("bad", [-1e-3, float("nan"), float("inf"), True, "0.1"])
+def test_ddtp_ggn_rejects_a_bad_hessian_damping(bad):
+    with pytest.raises(tp.HyperparameterError, match="hessian_damping must be a finite number >= 0"):
+        tp.make_rule("ddtp-ggn", target_stepsize=0.1, sigma=0.1, hessian_damping=bad)

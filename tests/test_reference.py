@@ -58,6 +58,9 @@ TP_CASES = [
     ("ddtp-rhl-rec", {"size_hidden_fb": 8}, "tanh", "cross_entropy"),
     ("ddtp-rhl-rec", {"size_hidden_fb": 8}, "leaky_tanh", "mse"),
     ("dfa", {}, "tanh", "cross_entropy"),
+    ("ddtp-ggn", {}, "tanh", "cross_entropy"),
+    ("ddtp-ggn", {"hessian_damping": 0.05}, "leaky_tanh", "cross_entropy"),
+    ("ddtp-ggn", {"hessian_damping": 0.3}, "tanh", "mse"),
 ]
 
 
@@ -70,10 +73,10 @@ def test_rule_matches_reference(name, hp, hidden, loss):
     rule = tp.make_rule(name, **kw)
     net, params, fb, x, y, noise, rnet = random_case(rule, hidden=hidden, loss=loss)
     out = rule.step(net, params, fb, x, y, noise=noise)
-    fb_act = hp.get("fb_activation")
+    fb_act, delta = hp.get("fb_activation"), hp.get("hessian_damping", 0.0)
 
     h = net.forward(params, x).h
-    ref_targets = ref.tp_targets(name, rnet, params, fb, x, y, beta, fb_act)
+    ref_targets = ref.tp_targets(name, rnet, params, fb, x, y, beta, fb_act, delta)
     ref_h = ref.forward_all(rnet, params, x)
     assert sorted(out.targets) == sorted(ref_targets) == list(range(1, net.L + 1))
     for i, t in ref_targets.items():
@@ -89,7 +92,7 @@ def test_rule_matches_reference(name, hp, hidden, loss):
     if name == "dfa":
         assert out.feedback_grads == {} and out.feedback_losses == {}
         return
-    ref_fb_grads, ref_losses = ref.feedback_gradients(name, rnet, params, fb, x, noise, sigma, fb_act)
+    ref_fb_grads, ref_losses = ref.feedback_gradients(name, rnet, params, fb, x, noise, sigma, fb_act, y, delta)
     assert sorted(out.feedback_grads) == sorted(ref_fb_grads) == sorted(rule.trainable_feedback(fb))
     for k, g in ref_fb_grads.items():
         assert_close(out.feedback_grads[k], g, f"{name}: feedback grad {k}")

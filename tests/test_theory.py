@@ -269,6 +269,89 @@ def test_theorem4_drl_minimiser_tends_to_jacobian_pseudoinverse_as_sigma_vanishe
     assert max(err[2]) < 1e-12  # linear path: exact at every σ
 
 
+# ----------------------------------------------------------------------- Appendix D: DDTP-GGN
+def _hessian_root(net: tp.MLP, h_L: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, R⁺) of one sample: the symmetric square root of autograd's Hessian of its cross-entropy w.r.t. the
+    output, and its pseudo-inverse (the ones direction, H's null space, dropped by a relative threshold)."""
+    H = torch.autograd.functional.hessian(
+        lambda h: torch.nn.functional.cross_entropy(h.unsqueeze(0), y.reshape(1)), h_L.detach())
+    s, V = torch.linalg.eigh(H)
+    keep = s > 1e-12 * s.max()
+    root = torch.where(keep, s.clamp_min(0).sqrt(), torch.zeros_like(s))
+    return V @ torch.diag(root) @ V.T, V @ torch.diag(torch.where(keep, 1 / root, 0 * s)) @ V.T
+
+
+def test_appendixD_ddtp_ggn_drl_minimiser_is_the_pinv_of_the_transformed_jacobian_and_propagates_ggn_targets():
+    """Paper Appendix D (eqs. 191–197), softmax + cross-entropy (H = diag(p) − ppᵀ, rank n_L − 1), one sample:
+
+    1. The DRL of DDTP-GGN (the output read through R = H^{1/2}) is quadratic in Q_i with minimiser
+       Q*(σ) = E D⁺ (D = Σ δ̃δ̃ᵀ, E = Σ εδ̃ᵀ, δ̃ = R(F_{i→L}(h_i + ε) − h_L)), read off the rule's own gradients
+       with an antithetic noise design; Q*(σ) → (R J_i)⁺ ∝ σ² (exactly, for the linear path of the last
+       hidden layer).
+    2. With Q_i = (R J_i)⁺ the propagated targets are the undamped GGN targets, for every β:
+       ĥ_i − h_i = −β (J_iᵀ H J_i)⁺ J_iᵀ ∂ℒ/∂h_L (eq. 197); and they reach the transformed output target to
+       first order: ‖R F_{i→L}(ĥ_i) − ẑ‖ / ‖ẑ − z‖ = O(β) (eq. 196; exact for the last hidden layer)."""
+    g = gen(3)
+    rule0 = tp.make_rule("ddtp-ggn", target_stepsize=0.01, sigma=0.1)
+    net = rule0.build_network((6, 8, 7, 3), hidden_activation="tanh", loss="cross_entropy")
+    params = random_biases(net, net.init_params(g), g, 0.2)
+    x, y = randn(1, 6, g=g), torch.tensor([1])
+    fwd1 = net.forward(params, x)
+    R, R_pinv = _hessian_root(net, fwd1.output[0], y[0])
+    J = {i: output_jacobian(net, params, i, fwd1.h[i]) for i in range(1, net.L)}
+    opt = {i: torch.linalg.pinv(R @ J[i], rtol=1e-10) for i in J}  # (R J_i)⁺, rank n_L − 1
+
+    # 1. the DRL minimiser
+    M, n_L = 16, net.sizes[-1]
+    fwd = net.forward(params, x.expand(M, -1))
+    designs = {i: _orthogonal_noise_design(M, net.sizes[i], 1.0, g) for i in J}
+    sigmas = [0.2, 0.1, 0.05, 0.025]
+    err = {i: [] for i in J}
+    for sigma in sigmas:
+        rule = tp.make_rule("ddtp-ggn", target_stepsize=0.01, sigma=sigma)
+        zero = {k: torch.zeros_like(v) for k, v in rule.init_feedback(net, g).items()}
+        probe = {k: (torch.eye(*v.shape, dtype=DT) if k[0] == "Q" else v) for k, v in zero.items()}
+        noise = {i: sigma * E for i, E in designs.items()}
+        G0, _ = rule.feedback_gradients(net, params, zero, fwd, noise=noise)  # −c E
+        G1, _ = rule.feedback_gradients(net, params, probe, fwd, noise=noise)  # c([I; 0] D − E)
+        for i in J:
+            cD = (G1[f"Q{i}"] - G0[f"Q{i}"])[:n_L]
+            ones = torch.ones(n_L, dtype=DT)
+            assert (cD @ ones).norm() < 1e-10 * cD.norm()  # δ̃ never leaves range(R) ⊥ 1: D is singular …
+            assert torch.linalg.matrix_rank(cD, rtol=1e-8).item() == n_L - 1  # … of rank n_L − 1
+            Q_star = -G0[f"Q{i}"] @ torch.linalg.pinv(cD, hermitian=True, rtol=1e-10)
+            G_star, _ = rule.feedback_gradients(net, params, {**zero, f"Q{i}": Q_star}, fwd, noise=noise)
+            assert G_star[f"Q{i}"].norm() < 1e-9 * G0[f"Q{i}"].norm()  # it is a minimiser
+            err[i].append(rel(Q_star, opt[i]))
+    print(f"\nAppendix D, σ → 0: ‖Q*(σ) − (R J_i)⁺‖/‖(R J_i)⁺‖, σ = {sigmas}")
+    for i, e in err.items():
+        print(f"  layer {i}: " + "  ".join(f"{v:.2e}" for v in e))
+    ratios = [a / b for a, b in zip(err[1], err[1][1:])]
+    assert err[1][0] > 1e-2 and all(3.0 < r < 5.0 for r in ratios) and 3.9 < ratios[-1] < 4.1, ratios  # ∝ σ²
+    assert max(err[2]) < 1e-10  # linear path: exact at every σ
+
+    # 2. GGN targets at the optimum
+    e = net.output_gradient(fwd1.output, y)[0]  # ∂ℒ/∂h_L
+    H = R @ R
+    ggn = {i: torch.linalg.pinv(J[i].T @ H @ J[i], hermitian=True, rtol=1e-10) @ (J[i].T @ e) for i in J}
+    fb = {k: (opt[int(k[1:])] if k[0] == "Q" else torch.zeros_like(v)) for k, v in rule0.init_feedback(net, g).items()}
+    betas = [1e-1, 1e-2, 1e-3, 1e-4]
+    reach = {i: [] for i in J}
+    for beta in betas:
+        rule = tp.make_rule("ddtp-ggn", target_stepsize=beta, sigma=0.1)
+        targets = rule.forward_update(net, params, fb, fwd1, y).targets
+        z_step = -beta * R_pinv @ e  # ẑ − z
+        for i in J:
+            assert rel((targets[i] - fwd1.h[i])[0], -beta * ggn[i]) < 1e-9
+            reach[i].append(rel(R @ (net.forward_from(params, i, targets[i])[0] - fwd1.output[0]), z_step))
+    print(f"  ‖R F(ĥ_i) − ẑ‖/‖ẑ − z‖ for β = {betas}: "
+          + "; ".join(f"layer {i}: " + " ".join(f"{v:.1e}" for v in r) for i, r in reach.items()))
+    ratios = [a / b for a, b in zip(reach[1], reach[1][1:])]
+    assert reach[1][0] > 1e-2 and all(r > 5.0 for r in ratios) and all(9.5 < r < 10.5 for r in ratios[-2:]), \
+        ratios  # first order: the gap closes ∝ β
+    assert max(reach[2]) < 1e-9  # the last hidden layer's path is linear: exact
+
+
 # ------------------------------------------------------------------------- DTP layer-wise inverses
 def _linear_contracting_network(seed: int):
     """Linear network 10 → 8 → 6 → 4 → 2 with random (non-orthogonal) Xavier layers and nonzero biases."""

@@ -7,7 +7,10 @@ with
 
 * **BP**: ∂ℒ/∂W_i of the same minibatch loss, and
 * **damped GNT**: the local-loss gradient (SPEC §2.2) of the Gauss–Newton target ĥ_i = h_i − Δ_i with
-  Δ_i = J_iᵀ(J_iJ_iᵀ + λ_i I)⁻¹ ∂ℒ/∂h_L and a damping λ_i per hidden layer (SPEC §7.1(b)),
+  Δ_i = J_iᵀ(J_iJ_iᵀ + λ_i I)⁻¹ ∂ℒ/∂h_L and a damping λ_i per hidden layer (SPEC §7.1(b)), and, when asked
+  (``log_alignment_ggn``; beyond the paper),
+* **damped GGN**: the same with the generalized Gauss–Newton target of paper Appendix D,
+  Δ_i = (J_iᵀ H J_i + λ_i I)⁻¹ J_iᵀ ∂ℒ/∂h_L, H the per-sample Hessian of the loss w.r.t. h_L (docs/ggn.md),
 
 by angle(A, B) = (180/π)·arccos(⟨A, B⟩_F / (‖A‖_F ‖B‖_F)), the cosine clipped to [−1, 1].
 
@@ -25,10 +28,10 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .gauss_newton import gn_displacements
+from .gauss_newton import ggn_displacements, gn_displacements, output_hessian_sqrt
 from .interface import Forward, Network, Params
 
-__all__ = ["angle", "bp_reference", "gnt_reference", "alignment_angles", "DAMPING_CANDIDATES"]
+__all__ = ["angle", "bp_reference", "gnt_reference", "ggn_reference", "alignment_angles", "DAMPING_CANDIDATES"]
 
 #: the damping values of the search (SPEC §7.2)
 DAMPING_CANDIDATES = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -61,23 +64,41 @@ def gnt_reference(net: Network, params: Params, fwd: Forward, y: Tensor,
 
     ``damping``: one λ, or one per hidden layer (``gn_damping_per_hidden_layer`` of the figure configs).
     """
-    hidden = list(range(1, net.L))
-    lams = [float(damping)] * len(hidden) if isinstance(damping, (int, float)) else list(damping)
+    hidden, lams = _hidden_dampings(net, damping)
     delta = gn_displacements(net, params, fwd, net.output_gradient(fwd.output, y), lams, layers=hidden)
-    targets = {i: fwd.h[i] - d for i, d in delta.items()}
-    return net.local_loss_gradients(params, fwd, targets)
+    return net.local_loss_gradients(params, fwd, {i: fwd.h[i] - d for i, d in delta.items()})
+
+
+def ggn_reference(net: Network, params: Params, fwd: Forward, y: Tensor,
+                  damping: float | Sequence[float]) -> Params:
+    """Local-loss gradients of the damped GGN targets of the hidden layers 1…L−1 (paper Appendix D, eq. 187 in
+    h_i; :func:`tp.gauss_newton.ggn_displacements`), with the λ_i of :func:`gnt_reference`."""
+    hidden, lams = _hidden_dampings(net, damping)
+    M = output_hessian_sqrt(net, fwd.output)  # MᵀM = H per sample
+    delta = ggn_displacements(net, params, fwd, net.output_gradient(fwd.output, y), M, lams, layers=hidden)
+    return net.local_loss_gradients(params, fwd, {i: fwd.h[i] - d for i, d in delta.items()})
+
+
+def _hidden_dampings(net: Network, damping) -> tuple[list[int], list[float]]:
+    hidden = list(range(1, net.L))
+    return hidden, [float(damping)] * len(hidden) if isinstance(damping, (int, float)) else list(damping)
 
 
 def alignment_angles(net: Network, params: Params, fwd: Forward, y: Tensor, update: Mapping[str, Tensor],
-                     damping: float | Sequence[float] | None = None) -> list[dict]:
+                     damping: float | Sequence[float] | None = None, ggn: bool = False) -> list[dict]:
     """Tidy rows ``{layer, reference, angle}``: the angle of the update of every weight matrix with BP
-    (all layers) and, when ``damping`` is given, with damped GNT (hidden layers).  A layer whose update
+    (all layers) and, when ``damping`` is given, with damped GNT (hidden layers), and with ``ggn`` also with
+    damped GGN (reference ``"ggn"``, the same λ_i).  A layer whose update
     (or reference) is exactly zero has no direction: it gets ``nan`` (written as an empty field), never
     a number it does not have."""
     rows = []
     refs = {"bp": bp_reference(net, params, fwd, y)}
     if damping is not None:
         refs["gnt"] = gnt_reference(net, params, fwd, y, damping)
+        if ggn:
+            refs["ggn"] = ggn_reference(net, params, fwd, y, damping)
+    elif ggn:
+        raise ValueError("the GGN reference needs the damping λ_i (gn_damping_per_hidden_layer)")
     for reference, grads in refs.items():
         for i in range(1, net.L + 1):
             key = f"W{i}"

@@ -9,7 +9,8 @@ Adding a dataset or a method is one entry here plus its configurations in ``tp/c
 * :data:`FILES`: the image datasets on disk (torchvision class, image shape, normalisation, sizes; SPEC §10).
 * :data:`DATASETS`: the tables' columns.  A dataset names the files it reads (Frozen-MNIST reads MNIST,
   SPEC §6; ``cifar10-cnn`` reads CIFAR-10 as images for the CNN of SPEC §8) and the network it trains.
-* :data:`METHODS`: the tables' rows: a learning rule (``tp.rules.REGISTRY``) and its training schedule.
+* :data:`METHODS`: the tables' rows: a learning rule (``tp.rules.REGISTRY``) and its training schedule; and the
+  methods the paper derives but never ran (``beyond_paper``: DDTP-GGN and GGNT of its Appendix D).
 * :data:`TUNINGS`: which configuration of a (method, dataset) a run uses; ``damping`` (Table S7) is the
   ``alignment`` configuration with the damping search switched on (``tp/configs/defaults.yaml``) after
   ``damping_search_after`` epochs.
@@ -93,6 +94,8 @@ class Method:
     paper_name: str  # as printed in the paper's tables
     #: how its training schedule differs from its rule's plain one (the keys of its configurations)
     schedule: str = "the rule's schedule (SPEC §5.2)"
+    #: for a method the paper derives but never ran: where it comes from ("" for the paper's table rows)
+    beyond_paper: str = ""
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,9 @@ METHODS: dict[str, Method] = {m.slug: m for m in [
     Method("ddtp-rhl-extrafb", "ddtp-rhl", "DDTP-RHL (extra FB)", _EXTRA_FB),
     Method("ddtp-rhl-rec", "ddtp-rhl-rec", "DDTP-RHL (rec)"),
     Method("ddtp-rhl-rec-extrafb", "ddtp-rhl-rec", "DDTP-RHL (rec. and extra FB)", _EXTRA_FB),
+    # beyond the paper: its Appendix D derives these; its experiments never ran them (docs/ggn.md)
+    Method("ddtp-ggn", "ddtp-ggn", "DDTP-GGN", beyond_paper="Appendix D: DDTP-linear with the H^{1/2}-transformed output"),
+    Method("ggnt", "ggnt", "GGNT", beyond_paper="Appendix D: ideal damped generalized Gauss-Newton targets"),
 ]}
 
 TUNINGS: dict[str, Tuning] = {t.slug: t for t in [

@@ -21,6 +21,7 @@ displacements are returned in the shape of h_i.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -28,9 +29,11 @@ import torch
 from torch import Tensor
 
 from .interface import Forward, Network, Params
+from .replicas import per_replica
 
 __all__ = ["output_jacobians", "damped_gn_displacement", "gn_displacements", "output_hessian",
-           "helmert_basis", "softmax_hessian_sqrt", "output_hessian_sqrt", "damped_ggn_displacement",
+           "helmert_basis", "softmax_hessian_eigh", "softmax_hessian_sqrt", "output_hessian_sqrt",
+           "output_hessian_roots", "damped_ggn_displacement",
            "ggn_displacements"]
 
 
@@ -86,25 +89,38 @@ def output_hessian(net: Network, output: Tensor) -> Tensor:
 
 def helmert_basis(n: int, dtype=torch.float64, device=None) -> Tensor:
     """Q (n, n − 1): an orthonormal basis of the vectors orthogonal to the all-ones vector (Helmert's), so
-    that Q Qᵀ = I − 11ᵀ/n exactly up to rounding."""
-    Q = torch.zeros(n, n - 1, dtype=dtype, device=device)
+    that Q Qᵀ = I − 11ᵀ/n exactly up to rounding.  Built once per (n, dtype, device); read-only."""
+    return _helmert_basis(n, dtype, torch.device(device) if device is not None else torch.device("cpu"))
+
+
+@functools.lru_cache(maxsize=32)
+def _helmert_basis(n: int, dtype, device) -> Tensor:
+    Q = torch.zeros(n, n - 1, dtype=torch.float64)
     for k in range(1, n):
         Q[:k, k - 1] = 1.0 / math.sqrt(k * (k + 1))
         Q[k, k - 1] = -k / math.sqrt(k * (k + 1))
-    return Q
+    return Q.to(dtype=dtype, device=device)
 
 
-def softmax_hessian_sqrt(p: Tensor) -> Tensor:
-    """M (..., B, n_L − 1, n_L) with MᵀM = diag(p) − ppᵀ, the softmax cross-entropy Hessian: that Hessian is
-    0 along the all-ones vector, so it is Q H_r Qᵀ with Q the Helmert basis and H_r = QᵀHQ positive definite
-    (every p_k > 0); H_r = U S Uᵀ gives M = S^{1/2} Uᵀ Qᵀ.  The null direction is removed exactly, not found
-    by thresholding an eigenvalue of rounding size (whose square root would enter a pseudo-inverse as a huge
-    gain), while genuinely small eigenvalues (confident predictions) are kept."""
+def softmax_hessian_eigh(p: Tensor) -> tuple[Tensor, Tensor]:
+    """(S, V) with diag(p) − ppᵀ = V diag(S) Vᵀ on the vectors orthogonal to the ones vector: V = Q U
+    (..., B, n_L, n_L − 1) orthonormal columns, S (..., B, n_L − 1) ascending, ≥ 0.  The Hessian is 0 along
+    the all-ones vector, so it is Q H_r Qᵀ with Q the Helmert basis and H_r = QᵀHQ = U diag(S) Uᵀ positive
+    definite (every p_k > 0): the null direction is removed exactly, not found by thresholding an eigenvalue
+    of rounding size (whose square root would enter a pseudo-inverse as a huge gain), while genuinely small
+    eigenvalues (confident predictions) are kept.  One batched ``eigh`` of (n_L − 1)-square matrices."""
     n_L = p.shape[-1]
     Q = helmert_basis(n_L, p.dtype, p.device)
     H = torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
     S, U = torch.linalg.eigh(Q.mT @ H @ Q)
-    return S.clamp_min(0).sqrt().unsqueeze(-1) * (U.mT @ Q.mT)
+    return S.clamp_min(0), Q @ U
+
+
+def softmax_hessian_sqrt(p: Tensor) -> Tensor:
+    """M (..., B, n_L − 1, n_L) of full row rank with MᵀM = diag(p) − ppᵀ, the softmax cross-entropy Hessian:
+    M = S^{1/2} Vᵀ from :func:`softmax_hessian_eigh`."""
+    S, V = softmax_hessian_eigh(p)
+    return S.sqrt().unsqueeze(-1) * V.mT
 
 
 def output_hessian_sqrt(net: Network, output: Tensor) -> Tensor:
@@ -116,6 +132,31 @@ def output_hessian_sqrt(net: Network, output: Tensor) -> Tensor:
         return softmax_hessian_sqrt(torch.softmax(output, dim=-1))
     eye = torch.eye(n_L, dtype=output.dtype, device=output.device)
     return math.sqrt(2.0 / n_L) * eye.expand(*output.shape[:-1], n_L, n_L)
+
+
+def output_hessian_roots(net: Network, output: Tensor, damping=0.0) -> tuple[Tensor, Tensor]:
+    """(R, R⁺), each (..., B, n_L, n_L): the symmetric square root R = H_δ^{1/2} of the per-sample output
+    Hessian (:func:`output_hessian`) and its pseudo-inverse, for DDTP-GGN's transformed output z = R h_L and
+    output target ẑ = z − R⁺(h_L − ĥ_L) (paper Appendix D, eqs. 191–192, 196).
+
+    Appendix D writes the transformed output as S^{1/2}Uᵀh_L from H = U S Uᵀ.  Any rotation of it serves one
+    sample equally; the symmetric root U S^{1/2} Uᵀ is that choice which keeps the coordinates of every sample
+    aligned with the output units (an eigenvector order sorted by eigenvalue differs between samples), so
+    one feedback matrix Q_i can serve the whole minibatch.
+
+    ``damping`` δ ≥ 0 (a number, or (R,) per replica) is added to H's positive spectrum: cross-entropy
+    H_δ = H + δ(I − 11ᵀ/n_L) (the all-ones null direction stays null; R⁺ is 0 there), mse H_δ = (2/n_L + δ) I.
+    It bounds the gain R⁺ of confident predictions, whose smallest eigenvalues p_k → 0."""
+    n_L = output.shape[-1]
+    if net.loss == "cross_entropy":
+        S, V = softmax_hessian_eigh(torch.softmax(output, dim=-1))  # H = V diag(S) Vᵀ, V (…, n_L, n_L − 1)
+        S = S + per_replica(damping, S)
+        inv_sqrt = torch.where(S > 0, S.rsqrt(), torch.zeros_like(S))  # pseudo-inverse: 0 where S = 0
+        return (V * S.sqrt().unsqueeze(-2)) @ V.mT, (V * inv_sqrt.unsqueeze(-2)) @ V.mT
+    eye = torch.eye(n_L, dtype=output.dtype, device=output.device).expand(*output.shape[:-1], n_L, n_L)
+    c = 2.0 / n_L + per_replica(damping, output)  # a number, or (R, 1, 1)
+    c = c.unsqueeze(-1) if isinstance(c, Tensor) else c
+    return c ** 0.5 * eye, c ** -0.5 * eye
 
 
 def damped_ggn_displacement(J: Tensor, M: Tensor, g: Tensor, damping: float) -> Tensor:

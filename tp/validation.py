@@ -112,6 +112,7 @@ KEYS: dict[str, Key] = {
     "target_stepsize": _POSITIVE,
     "sigma": Key("number", low=0, low_open=True, nullable=True, per_replica=True),
     "gn_damping": Key("number", low=0, per_layer="layers"),
+    "hessian_damping": _NON_NEGATIVE,
     "fb_activation": Key("name", choices=tuple(ACTIVATIONS), nullable=True),
     # forward optimiser (SPEC §5.1): lr and ε may be one per layer (the CNN configurations, SPEC §8.5)
     "lr": Key("number", low=0, low_open=True, per_layer="layers", per_replica=True),
@@ -129,6 +130,7 @@ KEYS: dict[str, Key] = {
     # alignment (SPEC §7)
     "log_interval": _SIZE, "log_alignment": _BOOL,
     "gn_damping_per_hidden_layer": Key("number", low=0, nullable=True, per_layer="hidden"),
+    "log_alignment_ggn": _BOOL,
     "gn_damping_hpsearch": _BOOL,
 }
 
@@ -181,6 +183,9 @@ def check_config(cfg: Mapping[str, Any], trains_feedback: Callable[[str], bool] 
                                   f"{cfg['rule']!r} trains feedback weights), got None")
     if cfg.get("log_alignment") and cfg.get("gn_damping_per_hidden_layer") is None:
         raise ConfigError("log_alignment needs gn_damping_per_hidden_layer (the damped-GNT reference's λ_i)")
+    if cfg.get("log_alignment_ggn") and not cfg.get("log_alignment"):
+        raise ConfigError("log_alignment_ggn adds the GGN angles to the alignment logging: it needs "
+                          "log_alignment: true")
 
 
 def check_seed(seed: Any) -> int:

@@ -11,6 +11,7 @@ from ..errors import unknown
 from .base import REQUIRED, Rule, StepResult
 from .bp import BP, backprop_gradients
 from .ddtp import DDTPControl, DDTPLinear
+from .ddtp_ggn import DDTPGGN
 from .ddtp_rhl import DDTPRHL, DDTPRHLRec
 from .dfa import DFA
 from .dtp import DTP, DTPDRL
@@ -31,6 +32,7 @@ REGISTRY: dict[str, type[Rule]] = {
     "ddtp-rhl": DDTPRHL,
     "ddtp-rhl-rec": DDTPRHLRec,
     "ddtp-control": DDTPControl,
+    "ddtp-ggn": DDTPGGN,
     "gnt": GNT,
     "ggnt": GGNT,
 }

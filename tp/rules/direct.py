@@ -24,6 +24,7 @@ has a bias d_i where its layer is dense and has a forward bias.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -38,7 +39,30 @@ from ..targets import local_loss_gradients, output_target
 from ..errors import HyperparameterError
 from .base import Rule, StepResult
 
-__all__ = ["DirectFeedbackRule"]
+__all__ = ["DirectFeedbackRule", "OutputSpace"]
+
+
+@dataclass(frozen=True)
+class OutputSpace:
+    """Where the feedback maps read output-layer values: h_L itself (``T`` None), or a per-sample linear
+    transform z = T h_L whose output target is ẑ = T h_L − T⁺(h_L − ĥ_L) (DDTP-GGN: T = H^{1/2}, paper
+    Appendix D, eqs. 192, 196).  T is taken at the clean output of the step and held fixed in it."""
+
+    T: Tensor | None = None  # (..., B, n_L, n_L)
+    T_pinv: Tensor | None = None  # T⁺, (..., B, n_L, n_L)
+
+    def __call__(self, v: Tensor) -> Tensor:
+        """z = T v for output-space values v (..., B, n_L)."""
+        return v if self.T is None else (self.T @ v.unsqueeze(-1)).squeeze(-1)
+
+    def target(self, h_L: Tensor, h_hat_L: Tensor) -> Tensor:
+        """The feedback's input for the output target ĥ_L: ĥ_L, or ẑ = T h_L − T⁺(h_L − ĥ_L)."""
+        if self.T is None:
+            return h_hat_L
+        return self(h_L) - (self.T_pinv @ (h_L - h_hat_L).unsqueeze(-1)).squeeze(-1)
+
+
+IDENTITY = OutputSpace()
 
 
 class DirectFeedbackRule(Rule):
@@ -141,38 +165,46 @@ class DirectFeedbackRule(Rule):
         return net.unflatten_layer(i, g)
 
     # ------------------------------------------------------------------------------------- targets
-    def _clean(self, net, feedback, fwd: Forward) -> dict[int, tuple[Tensor, Tensor, Tensor]]:
+    def _output_space(self, net: Network, fwd: Forward) -> OutputSpace:
+        """How the feedback reads output-layer values in this step (DDTP-GGN overrides it)."""
+        return IDENTITY
+
+    def _clean(self, net, feedback, fwd: Forward, space: OutputSpace) -> dict[int, tuple[Tensor, Tensor, Tensor]]:
         """(features, pre-activation, output) of g_i(h_L) for every hidden layer."""
-        s = self._shared(feedback, fwd.output)
+        z = space(fwd.output)
+        s = self._shared(feedback, z)
         out = {}
         for i in range(1, net.L):
-            feat = self._features(net, i, fwd.output, s, net.flatten_layer(i, fwd.h[i]))
+            feat = self._features(net, i, z, s, net.flatten_layer(i, fwd.h[i]))
             out[i] = (feat, *self._g(net, feedback, i, feat))
         return out
 
     def _forward_update(self, net, params, feedback, fwd, y) -> StepResult:
         h_hat_L, _ = output_target(net, fwd, y, self.hp["target_stepsize"])
-        s_hat = self._shared(feedback, h_hat_L)
-        clean = self._clean(net, feedback, fwd)
+        space = self._output_space(net, fwd)
+        z_hat = space.target(fwd.output, h_hat_L)  # the feedback's input for the output target
+        s_hat = self._shared(feedback, z_hat)
+        clean = self._clean(net, feedback, fwd, space)
         targets = {}
         for i in range(1, net.L):
             h_i = net.flatten_layer(i, fwd.h[i])  # (..., B, n_i)
-            g_hat = self._g(net, feedback, i, self._features(net, i, h_hat_L, s_hat, h_i))[1]
+            g_hat = self._g(net, feedback, i, self._features(net, i, z_hat, s_hat, h_i))[1]
             targets[i] = net.unflatten_layer(i, g_hat + h_i - clean[i][2])  # ĥ_i = g_i(ĥ_L) + h_i − g_i(h_L)
         targets[net.L] = h_hat_L
         return StepResult(forward_grads=local_loss_gradients(net, params, fwd, targets), targets=targets,
-                          loss=net.loss_value(fwd.output, y), output=fwd.output, cache={"clean": clean})
+                          loss=net.loss_value(fwd.output, y), output=fwd.output,
+                          cache={"clean": clean, "space": space})
 
     # ----------------------------------------------------------------------------- feedback losses
     def _feedback_gradients(self, net, params, feedback, fwd, noise, cache):
         dfb = get_activation(self.fb_activation_name).derivative
-        clean = None
+        clean, space = None, cache.get("space") or self._output_space(net, fwd)
         if self.feedback_loss == "drl":  # g_i(h_L) at the clean output, shared with the targets
-            clean = cache.get("clean") or self._clean(net, feedback, fwd)
+            clean = cache.get("clean") or self._clean(net, feedback, fwd, space)
         grads, losses = {}, {}
         for i in range(1, net.L):
             h_noisy = fwd.h[i] + noise[i]  # h̃_i
-            y_noisy = net.forward_from(params, i, h_noisy)  # ỹ = F_{i→L}(h̃_i)
+            y_noisy = space(net.forward_from(params, i, h_noisy))  # ỹ = F_{i→L}(h̃_i) (transformed: T ỹ)
             h_i, h_noisy = net.flatten_layer(i, fwd.h[i]), net.flatten_layer(i, h_noisy)  # (..., B, n_i)
             feat_n = self._features(net, i, y_noisy, self._shared(feedback, y_noisy), h_i)
             u_n, g_n = self._g(net, feedback, i, feat_n)

@@ -47,17 +47,17 @@ class Hook:
 
 class AlignmentLogger(Hook):
     """SPEC §7.1: every ``log_interval`` minibatches, the angles between the method's update and the BP
-    and damped-GNT updates of every layer, before the step; rows kept in the seed's record
-    (``alignment.csv``).  One seed per process."""
+    and damped-GNT updates of every layer (with ``ggn``, also damped GGN: beyond the paper), before the step;
+    rows kept in the seed's record (``alignment.csv``).  One seed per process."""
 
-    def __init__(self, interval: int, damping):
-        self.interval, self.damping = interval, damping
+    def __init__(self, interval: int, damping, ggn: bool = False):
+        self.interval, self.damping, self.ggn = interval, damping, ggn
 
     def wants_step(self, run: Run, batch: int) -> bool:
         return batch % self.interval == 0
 
     def step(self, run: Run, batch: int, fwd, y, forward_grads: dict) -> None:
-        for row in alignment_angles(run.net, run.params, fwd, y, forward_grads, self.damping):
+        for row in alignment_angles(run.net, run.params, fwd, y, forward_grads, self.damping, self.ggn):
             row.update(epoch=run.epochs_done + 1, step=run.steps, batch=batch,
                        damping=None if row["reference"] == "bp" else _damping_of(self.damping, row["layer"]))
             run.records[0].alignment.append(row)
@@ -88,7 +88,8 @@ def config_hooks(cfg: dict) -> list[Hook]:
     """The hooks a configuration asks for (``log_alignment``, ``gn_damping_hpsearch``)."""
     hooks: list[Hook] = []
     if cfg["log_alignment"]:
-        hooks.append(AlignmentLogger(cfg["log_interval"], cfg["gn_damping_per_hidden_layer"]))
+        hooks.append(AlignmentLogger(cfg["log_interval"], cfg["gn_damping_per_hidden_layer"],
+                                     cfg.get("log_alignment_ggn", False)))
     if cfg["gn_damping_hpsearch"]:
         hooks.append(DampingSearch())
     return hooks

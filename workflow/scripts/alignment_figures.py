@@ -24,7 +24,9 @@ import seaborn as sns  # noqa: E402
 from tp.catalog import figure_label  # noqa: E402
 from tp.catalog import METHODS  # noqa: E402
 
-REFERENCES = {"bp": "BP gradient", "gnt": "damped GNT"}
+REFERENCES = {"bp": "BP gradient", "gnt": "damped GNT", "ggn": "damped GGN"}  # GGN: beyond the paper
+#: the references of the paper's condensed view (Fig. 4)
+CONDENSED = ("BP gradient", "damped GNT")
 #: line styles cycled over the methods of the condensed view (colour alone does not keep 10 apart)
 LINESTYLES = ["-", "--", "-.", ":"]
 #: column titles of the CNN's hidden layers (SPEC §8.1)
@@ -91,7 +93,7 @@ def draw(ax, g, color, label, linestyle="-", alpha=0.2):
 
 def grid(df: pd.DataFrame, dataset: str):
     methods, layers = list(df.method.cat.categories), sorted(df.layer.unique())
-    colors = dict(zip(REFERENCES.values(), sns.color_palette("colorblind", 2)))
+    colors = dict(zip(REFERENCES.values(), sns.color_palette("colorblind", len(REFERENCES))))
     fig, axes = plt.subplots(len(methods), len(layers), figsize=(max(7.0, 2.6 * len(layers)), 1.9 * len(methods) + 0.8),
                              sharex=True, sharey=True, squeeze=False, layout="constrained")
     for r, method in enumerate(methods):
@@ -110,7 +112,9 @@ def grid(df: pd.DataFrame, dataset: str):
     axes[0][0].set_ylim(0, 180)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=7)
-    fig.suptitle(f"{dataset}\nangle between each method's weight update\nand the BP gradient / the damped GNT update")
+    shown = " / ".join(f"the {r}" + ("" if r.startswith("BP") else " update") for r in REFERENCES.values()
+                       if (df.reference == r).any())
+    fig.suptitle(f"{dataset}\nangle between each method's weight update\nand {shown}")
     return fig
 
 
@@ -121,7 +125,7 @@ def condensed(df: pd.DataFrame, dataset: str):
     palette = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
     styles = {m: LINESTYLES[i % len(LINESTYLES)] for i, m in enumerate(methods)}
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True, sharey=True, squeeze=False, layout="constrained")
-    for r, ref in enumerate(reversed(list(REFERENCES.values()))):
+    for r, ref in enumerate(reversed(CONDENSED)):
         for c, layer in enumerate(first_last):
             ax = axes[r][c]
             for method in df.method.cat.categories:
