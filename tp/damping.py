@@ -9,7 +9,8 @@ the method's update ΔW_i and the local-loss gradient of the damped GNT target (
 fixed draw of M minibatches shared by every λ ∈ Λ, so the curve over λ differs only by λ:
 
 * per minibatch, one forward pass, one method update, one gradient g = ∂ℒ/∂h_L and one set of output
-  Jacobians J_i serve all λ: with the thin SVD J_i^b = U diag(σ) Vᵀ (one per sample),
+  Jacobians J_i serve all λ: with the thin SVD J_i^b = U diag(σ) Vᵀ (one per sample; for a wide J_i
+  through the QR of J_iᵀ, :func:`_thin_svd`),
 
       Δ_i^b(λ) = J_iᵀ (J_i J_iᵀ + λI)⁻¹ g^b = V diag(σ / (σ² + λ)) Uᵀ g^b      (λ > 0)
       Δ_i^b(0) = J_i⁺ g^b                   = V diag(1/σ, 0 where σ ≤ tol) Uᵀ g^b
@@ -57,7 +58,7 @@ def gn_displacements_all_dampings(J: Tensor, g: Tensor, dampings: Sequence[float
         raise ValueError(f"the Gauss-Newton damping must be a finite number >= 0, got {bad[0]!r} in {lams}")
     if J.shape[:-2] != g.shape[:-1] or J.shape[-2] != g.shape[-1]:
         raise ValueError(f"J {tuple(J.shape)} and g {tuple(g.shape)}: expected (..., B, n_L, n) and (..., B, n_L)")
-    U, S, Vh = torch.linalg.svd(J, full_matrices=False)  # U (..., B, n_L, k), S (..., B, k), Vh (..., B, k, n)
+    U, S, Vh = _thin_svd(J)  # U (..., B, n_L, k), S (..., B, k), Vh (..., B, k, n), k = min(n_L, n)
     c = (U.mT @ g.unsqueeze(-1)).squeeze(-1)  # Uᵀg (..., B, k)
     tol = max(J.shape[-2], J.shape[-1]) * torch.finfo(J.dtype).eps * S[..., :1]  # pinv's default cut-off
     gains = []
@@ -67,7 +68,19 @@ def gn_displacements_all_dampings(J: Tensor, g: Tensor, dampings: Sequence[float
         else:
             gains.append(S / (S * S + lam))
     gain = torch.stack(gains)  # (Λ, ..., B, k)
-    return ((gain * c).unsqueeze(-2) @ Vh).squeeze(-2)  # V diag(gain) Uᵀg, (Λ, ..., B, n)
+    return torch.einsum("l...k,...kn->l...n", gain * c, Vh)  # V diag(gain) Uᵀg, (Λ, ..., B, n)
+
+
+def _thin_svd(J: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """J = U diag(S) Vh, thin.  A wide J (n > n_L, every MLP hidden layer of the paper) goes through the
+    Householder QR of Jᵀ = Q R (Q (…, n, n_L), R (…, n_L, n_L)) and the SVD of the small Rᵀ = U diag(S) Wᵀ,
+    so Vh = Wᵀ Qᵀ: the same factorisation, backward stable like a direct SVD, a few times faster for
+    10 × 256 Jacobians."""
+    if J.shape[-1] <= J.shape[-2]:
+        return torch.linalg.svd(J, full_matrices=False)
+    Q, R = torch.linalg.qr(J.mT)
+    U, S, Wh = torch.linalg.svd(R.mT)
+    return U, S, Wh @ Q.mT
 
 
 def paired_gnt_angles(net: Network, params: Params, fwd: Forward, y: Tensor, update: Mapping[str, Tensor],
