@@ -64,7 +64,8 @@ def test_one_svd_handles_a_rank_deficient_jacobian_like_pinv():
     """An exactly rank-1 J (4 × 5) per sample: at λ = 0 the rounding-size singular values are cut as
     torch.linalg.pinv cuts them, not inverted into huge gains."""
     g = torch.Generator().manual_seed(3)
-    u, v = torch.randn(2, 4, 1, dtype=torch.float64, generator=g), torch.randn(2, 1, 5, dtype=torch.float64, generator=g)
+    u = torch.randn(2, 4, 1, dtype=torch.float64, generator=g)
+    v = torch.randn(2, 1, 5, dtype=torch.float64, generator=g)
     J, e = u @ v, torch.randn(2, 4, dtype=torch.float64, generator=g)
     every = gn_displacements_all_dampings(J, e, [0.0, 1e-5, 1.0])
     for k, lam in enumerate([0.0, 1e-5, 1.0]):
@@ -89,6 +90,24 @@ def test_paired_angles_equal_the_official_angles_on_the_same_minibatch():
             ref = gnt_reference(net, params, fwd, y, lam)
             for j, i in enumerate(hidden):
                 assert paired[k, j] == pytest.approx(float(angle(update[f"W{i}"], ref[f"W{i}"])), abs=1e-7)
+
+
+def test_paired_angles_equal_the_official_angles_on_the_cnn():
+    """The CNN of SPEC §8 (conv blocks' Δ unflattened to (B, C, H, W), local losses by autograd): the paired
+    angles are gnt_reference's, λ by λ."""
+    from tp.cnn import ConvNet
+
+    net = ConvNet(in_shape=(3, 8, 8), channels=(2, 3), fc=5, n_out=4, dtype=torch.float64)
+    g = torch.Generator().manual_seed(2)
+    params = net.init_params(g)
+    x, y = torch.randn(3, 3, 8, 8, generator=g, dtype=torch.float64), torch.tensor([0, 3, 1])
+    fwd = net.forward(params, x)
+    update = {k: torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in params.items()}
+    paired = paired_gnt_angles(net, params, fwd, y, update, LAMS, [1, 2, 3])
+    for k, lam in enumerate(LAMS):
+        ref = gnt_reference(net, params, fwd, y, lam)
+        for j, i in enumerate((1, 2, 3)):
+            assert paired[k, j] == pytest.approx(float(angle(update[f"W{i}"], ref[f"W{i}"])), abs=1e-7)
 
 
 def small_data(n=200, dim=12, seed=0):

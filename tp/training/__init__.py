@@ -33,7 +33,8 @@ __all__ = ["train", "train_seeds", "train_trials", "train_runs", "KINDS", "check
            "device_name", "METRIC_COLUMNS",
            "ALIGNMENT_COLUMNS", "PRUNE_THRESHOLDS", "RunDiverged", "GENERATOR_STREAMS",
            "CHECKPOINT", "SUMMARY", "METRICS", "CONFIG", "ALIGNMENT", "DAMPING", "DAMPING_PAIRED",
-           "EVAL_BATCH", "evaluate", "damping_search", "paired_damping_search", "selected_damping", "Hook", "AlignmentLogger",
+           "EVAL_BATCH", "evaluate", "damping_search", "paired_damping_search", "selected_damping", "Hook",
+           "AlignmentLogger",
            "DampingSearch", "Run", "Record", "build_run", "Block", "train_block", "replica_subset",
            "TRAIN_SUMS", "FEEDBACK_SUMS", "batches", "gather", "train_minibatch", "feedback_minibatch", "epoch_sums",
            "captured_step", "train_epoch", "feedback_epoch"]

@@ -1,6 +1,6 @@
 """What a run leaves in its result folder: the summary (with provenance), metrics.csv, alignment.csv,
-damping_search.csv, config.yaml, the checkpoint — every file written atomically (temporary file, then
-``os.replace``), so an interrupted write never leaves half a file."""
+damping_search.csv, damping_paired.csv, config.yaml, the checkpoint — every file written atomically
+(temporary file, then ``os.replace``), so an interrupted write never leaves half a file."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ from .hooks import selected_damping
 from .state import Record, Run
 
 __all__ = ["CHECKPOINT", "SUMMARY", "METRICS", "CONFIG", "ALIGNMENT", "DAMPING", "DAMPING_PAIRED",
-           "METRIC_COLUMNS", "ALIGNMENT_COLUMNS", "DAMPING_COLUMNS", "PAIRED_COLUMNS", "code_version", "device_name", "cpu_model", "summary",
-           "atomic_write", "write_csv", "write_outputs", "write_config", "write_checkpoint", "pct_error"]
+           "METRIC_COLUMNS", "ALIGNMENT_COLUMNS", "DAMPING_COLUMNS", "PAIRED_COLUMNS", "code_version",
+           "device_name", "cpu_model", "summary", "atomic_write", "write_csv", "write_outputs", "write_config",
+           "write_checkpoint", "pct_error"]
 
 CHECKPOINT, SUMMARY, METRICS, CONFIG = "checkpoint.pt", "summary.json", "metrics.csv", "config.yaml"
 ALIGNMENT, DAMPING, DAMPING_PAIRED = "alignment.csv", "damping_search.csv", "damping_paired.csv"

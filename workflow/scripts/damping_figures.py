@@ -92,7 +92,8 @@ def figure(runs, dataset: str, source: str):
     for ax in axes[-1]:
         ax.set_xlabel("GNT damping λ", fontsize=7)
     handles = [plt.Line2D([], [], color=colors[i], lw=1.2, label=f"hidden layer {i}") for i in layers] + [
-        plt.Line2D([], [], color="grey", lw=1.2, marker="o", label="paired: mean ± 2 SE (filled: within 2 SE of the min.)"),
+        plt.Line2D([], [], color="grey", lw=1.2, marker="o",
+                   label="paired: mean ± 2 SE (filled: within 2 SE of the min.)"),
         plt.Line2D([], [], color="grey", lw=0.8, ls=":", marker="x", label="official procedure (SPEC §7.2)")]
     fig.legend(handles=handles, loc="outside right upper", fontsize=6)
     fig.suptitle(f"Damping search (Table S7): {dataset}\nangle between the method's update and the damped GNT "
@@ -106,8 +107,8 @@ def provenance(runs, source: str) -> str:
     sums = [r["summary"] for r in runs]
     recorded = {s.get("data_source") for s in sums} - {None}
     data = "SYNTHETIC data (smoke run)" if "synthetic" in (recorded or {source}) else "real data"
-    nets = sorted({f"CNN conv {'/'.join(map(str, s['config']['conv_channels']))} channels, FC {s['config']['size_hidden']}"
-                   if s["config"].get("model") == "cnn" else
+    nets = sorted({f"CNN conv {'/'.join(map(str, s['config']['conv_channels']))} channels, "
+                   f"FC {s['config']['size_hidden']}" if s["config"].get("model") == "cnn" else
                    f"{s['config']['num_hidden']} hidden layers of {s['config']['size_hidden']}" for s in sums})
     return (f"{len(sums)} damping searches: {data}, seed {', '.join(map(str, sorted({s['seed'] for s in sums})))}, "
             f"after {'/'.join(map(str, sorted({s['epochs_run'] for s in sums})))} training epochs; networks: "
