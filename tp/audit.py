@@ -6,6 +6,8 @@ Committed runs come from many machines and commits, so a table never trusts a ``
 * its path agrees with its summary (tuning, method, dataset, seed) and with its ``config.yaml`` (seed, values);
 * its recorded configuration is the cell's resolved configuration (:func:`tp.config.resolve_config` with the
   pipeline's overrides): a run of 1 hidden layer or of 1 epoch is not a run of the paper's configuration;
+  a key added to the configuration after runs were committed (:data:`KEYS_ADDED_LATER`) that a recorded
+  configuration lacks reads as the value its absence means;
 * its headline numbers are those of its ``metrics.csv`` (best epoch by validation error, test error there,
   last training loss, epochs run); a finished run has all its configured epochs;
 * its numerics version is this code's :data:`NUMERICS_VERSION` (runs whose numbers another version of the
@@ -27,13 +29,26 @@ from typing import Any, Mapping
 
 import yaml
 
-__all__ = ["NUMERICS_VERSION", "audit_run", "duplicates", "headline", "metrics_digest", "DIRTY"]
+__all__ = ["NUMERICS_VERSION", "KEYS_ADDED_LATER", "with_later_keys", "audit_run", "duplicates", "headline",
+           "metrics_digest", "DIRTY"]
 
 #: Version of the arithmetic of a training run.  Bump it with every change that alters any run's numbers
 #: (rounding included) and say so in the commit; runs of different versions are never averaged together.
 #: Version 1: every commit up to the one that introduced this field (229eae3 and earlier; their summaries
 #: have no ``numerics_version``).
 NUMERICS_VERSION = 1
+#: Configuration keys added after runs were committed → the value a recorded configuration without the key
+#: means (what those runs did, in today's terms).  A run folder's ``config.yaml``, its summary's ``config``
+#: and its checkpoint's configuration are read through :func:`with_later_keys`, so the audit and resuming
+#: accept the runs made before the key existed.  Add a key here only when its absence has exactly that
+#: meaning: the value must not change any number those runs recorded.
+KEYS_ADDED_LATER: dict[str, Any] = {
+    # issue 23: minibatches of the paired damping search (tp.damping); null = every full minibatch of one
+    # epoch.  Runs recorded without it either never search (every tuning but ``damping``) or are damping
+    # searches made before the paired search existed, whose official numbers (damping_search.csv) are what
+    # today's code writes; their folders simply have no damping_paired.csv.
+    "damping_paired_batches": None,
+}
 #: suffix of a code version made from a checkout with uncommitted changes (tp.training.records.code_version)
 DIRTY = "+dirty"
 _HEADLINE = ("best_epoch", "test_error_at_best_val", "val_error_best", "test_error_last", "train_loss_last")
@@ -69,12 +84,17 @@ def _same(a, b) -> bool:
     return a == b
 
 
+def with_later_keys(cfg: Mapping) -> dict:
+    """``cfg`` with every key of :data:`KEYS_ADDED_LATER` it lacks set to the value its absence means."""
+    return {**dict(cfg), **{k: v for k, v in KEYS_ADDED_LATER.items() if k not in cfg}}
+
+
 def _canonical(cfg: Mapping) -> dict:
     return json.loads(json.dumps(dict(cfg), sort_keys=True))  # tuples → lists, as JSON and YAML hold them
 
 
 def _config_diff(recorded: Mapping, expected: Mapping) -> list[str]:
-    rec, exp = _canonical(recorded), _canonical(expected)
+    rec, exp = _canonical(with_later_keys(recorded)), _canonical(with_later_keys(expected))
     first = ("method", "dataset", "tuning", "rule", "model")  # the identity of the run, then its values
     keys = sorted(set(rec) | set(exp), key=lambda k: (k not in first, first.index(k) if k in first else 0, k))
     return [f"{k} {rec.get(k, '(absent)')!r} ≠ {exp.get(k, '(absent)')!r}" for k in keys

@@ -132,6 +132,7 @@ KEYS: dict[str, Key] = {
     "gn_damping_per_hidden_layer": Key("number", low=0, nullable=True, per_layer="hidden"),
     "log_alignment_ggn": _BOOL,
     "gn_damping_hpsearch": _BOOL,
+    "damping_paired_batches": Key("int", low=0, low_open=True, nullable=True),  # null: one epoch (tp.damping)
 }
 
 

@@ -19,12 +19,13 @@ import torch
 
 from .. import catalog
 from ..alignment import DAMPING_CANDIDATES, alignment_angles, angle, gnt_reference
+from ..damping import paired_gnt_angles, paired_selection, paired_statistics
+from ..errors import ConfigError
 from .state import Run
 from .steps import batches, gather
 
-__all__ = ["Hook", "AlignmentLogger", "DampingSearch", "damping_search",
-           "selected_damping", "config_hooks"]
-
+__all__ = ["Hook", "AlignmentLogger", "DampingSearch", "damping_search", "paired_damping_search",
+           "paired_batches", "selected_damping", "config_hooks"]
 
 
 class Hook:
@@ -69,8 +70,11 @@ def _damping_of(damping, layer: int):
 
 class DampingSearch(Hook):
     """SPEC §7.2: after the damping tuning's ``damping_search_after`` training epochs (3, :mod:`tp.catalog`),
-    :func:`damping_search`, then the seed ends (status ``finished``, message naming the selected λ per hidden
-    layer)."""
+    :func:`damping_search` (the official procedure), then :func:`paired_damping_search` on the same frozen
+    network, then the seed ends (status ``finished``, message naming both selections per hidden layer)."""
+
+    def built(self, run: Run) -> None:
+        paired_batches(run)  # a damping_paired_batches the training set cannot hold fails before training
 
     def epoch_end(self, block, r: int, epoch: int) -> None:
         if epoch != catalog.tuning("damping").damping_search_after:
@@ -78,9 +82,12 @@ class DampingSearch(Hook):
         rec = block.run.records[r]
         block.checkpoint(r)  # the 3 training epochs are kept even if the search is interrupted
         rec.damping = damping_search(block.run)
+        rec.damping_paired = paired_damping_search(block.run)  # after: the official passes are as they were
+        best, within = paired_selection(rec.damping_paired)
         rec.status = "finished"
         rec.message = (f"damping search after {epoch} epochs (SPEC §7.2); selected per hidden layer: "
-                       f"{selected_damping(rec.damping)}")
+                       f"{selected_damping(rec.damping)}; paired search ({rec.damping_paired[0]['batches']} "
+                       f"minibatches): {best}, within 2 SE of the minimum: {within}")
         block.log(rec.message)
 
 
@@ -130,3 +137,38 @@ def selected_damping(rows: list[dict]) -> list[float]:
         valid = [r for r in rows if r["layer"] == i and not math.isnan(r["mean_angle"])]
         best.append(min(valid, key=lambda r: r["mean_angle"])["damping"] if valid else None)
     return best
+
+
+def paired_batches(run: Run) -> int:
+    """M, the paired search's number of minibatches: ``damping_paired_batches``, or (null) every full
+    minibatch of one epoch, ⌊N/B⌋ (the one smaller minibatch when N < B)."""
+    n, B = run.data.num_train, run.cfg["batch_size"]
+    full = max(n // B, 1)
+    wanted = run.cfg.get("damping_paired_batches")
+    if wanted is None:
+        return full
+    if not (isinstance(wanted, int) and not isinstance(wanted, bool) and 1 <= wanted <= full):
+        raise ConfigError(f"damping_paired_batches must be null (one epoch) or an integer from 1 to {full} "
+                          f"(the full minibatches of {B} in the {n} training samples), got {wanted!r}")
+    return wanted
+
+
+@torch.no_grad()
+def paired_damping_search(run: Run) -> list[dict]:
+    """The paired damping search (issue 23, :mod:`tp.damping`), run after :func:`damping_search` on the
+    same frozen parameters: one more shuffled epoch from the run's shuffle generator (so the official
+    passes draw exactly what they drew before), its first M full minibatches (:func:`paired_batches`)
+    shared by every λ ∈ Λ; per minibatch one forward pass, one method update and one set of Jacobians for
+    all λ.  Rows per (λ, hidden layer): mean angle, its SE, the paired difference to the layer's minimum
+    and its SE, minibatches, within 2 SE (:func:`tp.damping.paired_statistics`)."""
+    layers = list(range(1, run.net.L))
+    m, B = paired_batches(run), run.cfg["batch_size"]
+    epoch = batches(run, run.data.num_train)
+    chosen = ([idx for idx in epoch if idx.shape[-1] == B] or epoch)[:m]
+    angles = []  # (M, Λ, hidden layers)
+    for idx in chosen:
+        x, y = gather(run.data, idx)
+        fwd = run.net.forward(run.params, x)
+        update = run.rule.forward_update(run.net, run.params, run.feedback, fwd, y).forward_grads
+        angles.append(paired_gnt_angles(run.net, run.params, fwd, y, update, DAMPING_CANDIDATES, layers))
+    return paired_statistics(angles, DAMPING_CANDIDATES, layers)

@@ -1,6 +1,6 @@
 """What a run leaves in its result folder: the summary (with provenance), metrics.csv, alignment.csv,
-damping_search.csv, config.yaml, the checkpoint — every file written atomically (temporary file, then
-``os.replace``), so an interrupted write never leaves half a file."""
+damping_search.csv, damping_paired.csv, config.yaml, the checkpoint — every file written atomically
+(temporary file, then ``os.replace``), so an interrupted write never leaves half a file."""
 
 from __future__ import annotations
 
@@ -16,16 +16,18 @@ import yaml
 
 from .. import __version__
 from ..audit import NUMERICS_VERSION
+from ..damping import PAIRED_COLUMNS, paired_selection
 from ..run_folder import atomic_write  # unique temporary names; a failed write is a named error
 from .hooks import selected_damping
 from .state import Record, Run
 
-__all__ = ["CHECKPOINT", "SUMMARY", "METRICS", "CONFIG", "ALIGNMENT", "DAMPING", "METRIC_COLUMNS",
-           "ALIGNMENT_COLUMNS", "DAMPING_COLUMNS", "code_version", "device_name", "cpu_model", "summary",
-           "atomic_write", "write_csv", "write_outputs", "write_config", "write_checkpoint", "pct_error"]
+__all__ = ["CHECKPOINT", "SUMMARY", "METRICS", "CONFIG", "ALIGNMENT", "DAMPING", "DAMPING_PAIRED",
+           "METRIC_COLUMNS", "ALIGNMENT_COLUMNS", "DAMPING_COLUMNS", "PAIRED_COLUMNS", "code_version",
+           "device_name", "cpu_model", "summary", "atomic_write", "write_csv", "write_outputs", "write_config",
+           "write_checkpoint", "pct_error"]
 
 CHECKPOINT, SUMMARY, METRICS, CONFIG = "checkpoint.pt", "summary.json", "metrics.csv", "config.yaml"
-ALIGNMENT, DAMPING = "alignment.csv", "damping_search.csv"
+ALIGNMENT, DAMPING, DAMPING_PAIRED = "alignment.csv", "damping_search.csv", "damping_paired.csv"
 ALIGNMENT_COLUMNS = ["epoch", "step", "batch", "layer", "reference", "damping", "angle"]
 METRIC_COLUMNS = ["epoch", "train_loss", "train_error", "val_loss", "val_error", "test_loss", "test_error",
                   "reconstruction_loss", "seconds"]
@@ -83,6 +85,11 @@ def summary(run: Run, r: int, wall: float) -> dict:
         best = min(range(len(rows)), key=lambda k: (rows[k]["val_error"], k))  # first argmax of val accuracy
     last = rows[-1] if rows else None
     diverged = rec.status == "diverged"
+    paired = {}
+    if rec.damping_paired:  # only runs that did the paired search (tp.damping) get its fields
+        chosen, within = paired_selection(rec.damping_paired)
+        paired = {"damping_paired_selected": chosen, "damping_paired_within_2se": within,
+                  "damping_paired_minibatches": max(int(r["batches"]) for r in rec.damping_paired)}
     return {
         "method": run.cfg.get("method"), "dataset": run.cfg.get("dataset"), "tuning": run.cfg.get("tuning"),
         "rule": run.cfg["rule"], "seed": rec.seed, "status": rec.status, "message": rec.message,
@@ -97,6 +104,7 @@ def summary(run: Run, r: int, wall: float) -> dict:
         "python_version": platform.python_version(), "numerics_version": NUMERICS_VERSION,
         "feedback_steps": run.fb_steps,
         "damping_selected": selected_damping(rec.damping) if rec.damping else None,
+        **paired,
         # seeds trained together in one process (wall_time_s is then the block's) and the step path
         "block_seeds": [x.seed for x in run.records] if run.replicas is not None else None,
         "step_path": ("eager" if not (run.ctx.fast and run.ctx.graphs) else
@@ -119,12 +127,15 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 
 def write_outputs(out: Path, rec: Record) -> None:
-    """metrics.csv, alignment.csv and damping_search.csv (when they have rows) and summary.json."""
+    """metrics.csv, alignment.csv, damping_search.csv and damping_paired.csv (when they have rows) and
+    summary.json."""
     write_csv(out / METRICS, rec.metrics, METRIC_COLUMNS)
     if rec.alignment:
         write_csv(out / ALIGNMENT, rec.alignment, ALIGNMENT_COLUMNS)
     if rec.damping:
         write_csv(out / DAMPING, rec.damping, DAMPING_COLUMNS)
+    if rec.damping_paired:
+        write_csv(out / DAMPING_PAIRED, rec.damping_paired, PAIRED_COLUMNS)
     atomic_write(out / SUMMARY, lambda tmp: tmp.write_text(json.dumps(rec.summary, indent=2, allow_nan=False)
                                                            + "\n"))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from ..audit import with_later_keys
 from ..errors import ConfigError
 from ..run_folder import read_checkpoint, read_summary
 from .records import CHECKPOINT, SUMMARY
@@ -23,6 +24,8 @@ def load_checkpoint(out: Path) -> dict | None:
 
 
 def check_same_run(path: Path, cfg_found: dict, seed_found: int, cfg: dict, seed: int) -> None:
+    """A configuration recorded before a key existed reads as that key's value then (tp.audit.KEYS_ADDED_LATER)."""
+    cfg_found, cfg = with_later_keys(cfg_found), with_later_keys(cfg)
     if cfg_found != cfg or seed_found != seed:
         diff = sorted(k for k in set(cfg) | set(cfg_found) if cfg.get(k) != cfg_found.get(k))
         raise ConfigError(f"{path} belongs to another run (seed {seed_found}, differing keys: "
@@ -43,7 +46,7 @@ def finished_summary(out: Path | None, cfg: dict, seed: int, log: Callable[[str]
     done = read_summary(out / SUMMARY)
     if done.get("status") == "running":
         return None
-    if done.get("config") != cfg or done.get("seed") != seed:
+    if with_later_keys(done.get("config") or {}) != with_later_keys(cfg) or done.get("seed") != seed:
         raise ConfigError(f"{out} holds a finished run of another configuration or seed; "
                           "use another output folder")
     log(f"{out}: already {done['status']}, nothing to do")

@@ -62,6 +62,7 @@ class Record:
     message: str = ""
     alignment: list = field(default_factory=list)  # tidy rows of alignment angles (log_alignment)
     damping: list = field(default_factory=list)  # rows of the damping search (gn_damping_hpsearch)
+    damping_paired: list = field(default_factory=list)  # rows of the paired damping search (tp.damping)
     elapsed: float = 0.0  # wall time when the run stopped (running: the block's)
     summary: dict | None = None  # its summary, fixed when it stopped
     cfg: dict | None = None  # its own configuration in a block of trials (None: the run's)
@@ -141,7 +142,8 @@ class Run:
             "generators": {k: self.gen(k, r).get_state() for k in self.gens},
             "metrics": rec.metrics, "elapsed": self.elapsed, "status": rec.status,
             "message": rec.message, "fb_steps": self.fb_steps, "steps": self.steps,
-            "alignment": rec.alignment, "damping": rec.damping, "summary": rec.summary,
+            "alignment": rec.alignment, "damping": rec.damping, "damping_paired": rec.damping_paired,
+            "summary": rec.summary,
         }
 
     def load_state_dict(self, state: Mapping, r: int = 0) -> None:
@@ -164,6 +166,7 @@ class Run:
         rec = self.records[r]
         for key in ("metrics", "status", "message", "alignment", "damping"):
             setattr(rec, key, state[key] if state[key] is not None else [])
+        rec.damping_paired = state.get("damping_paired") or []  # (checkpoints older than the paired search)
         rec.summary = state.get("summary") if rec.status != "running" else None
 
 

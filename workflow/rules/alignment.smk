@@ -1,10 +1,12 @@
-# Alignment figures (Fig. 4, S4-S7) from the alignment runs, and Table S7 from the damping-search runs.
+# Alignment figures (Fig. 4, S4-S7) from the alignment runs, and Table S7 and its damping curves (one figure
+# per dataset: angle against λ, official and paired procedures) from the damping-search runs.
 # The training jobs are the `train` rule's (tunings "alignment" and "damping").
 
 
 localrules:
     alignment_figure,
     table_s7,
+    damping_figure,
 
 
 rule alignment_figure:
@@ -45,3 +47,19 @@ rule table_s7:
         source=config["data"]["source"],
     script:
         "../scripts/table_s7.py"
+
+
+rule damping_figure:
+    input:
+        lambda w: alignment_summaries("damping", w.dataset),
+    output:
+        png=report(f"{RESULTS}/figures/damping_search_{{dataset}}.png", caption="../report/damping.rst",
+                   category="Figures", labels=report_labels("Table S7: angle against λ")),
+        pdf=f"{RESULTS}/figures/damping_search_{{dataset}}.pdf",
+    log:
+        f"{RESULTS}/logs/figures/damping_search_{{dataset}}.log",
+    params:
+        methods=lambda w: [m for m, d in ALIGN_CELLS if d == w.dataset],
+        source=config["data"]["source"],
+    script:
+        "../scripts/damping_figures.py"

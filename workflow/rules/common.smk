@@ -203,14 +203,17 @@ def alignment_summaries(kind, dataset=None):
 def alignment_outputs():
     if not ALIGN_CELLS:
         return []
-    # partial: the figures of the datasets whose alignment runs have all finished, Table S7 of the damping
-    # searches present
+    # partial: the figures of the datasets whose alignment runs have all finished, Table S7 and the damping
+    # curves of the damping searches present
     datasets = [d for d in ALIGN_DATASETS if not PARTIAL or all(
         Path(f"{run_dir('alignment', m, d, ALIGN['seed'])}/summary.json").exists() for m, dd in ALIGN_CELLS if dd == d)]
     figures = [f"{RESULTS}/figures/{name}_alignment_{d}.{ext}" for d in datasets
                for name in ALIGN_FIGURES[d] for ext in ("png", "pdf")]
     s7 = not PARTIAL or alignment_summaries("damping")
-    return figures + (expand(f"{RESULTS}/tables/tableS7.{{ext}}", ext=["csv", "md", "tex", "html"]) if s7 else [])
+    damping = [f"{RESULTS}/figures/damping_search_{d}.{ext}" for d in ALIGN_DATASETS
+               if alignment_summaries("damping", d) for ext in ("png", "pdf")]  # (partial: searches present)
+    return figures + damping + (expand(f"{RESULTS}/tables/tableS7.{{ext}}", ext=["csv", "md", "tex", "html"])
+                                if s7 else [])
 
 
 wildcard_constraints:

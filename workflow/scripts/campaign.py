@@ -14,10 +14,11 @@
    before the deadline: the median ``wall_time_s`` of the cell's finished runs, else another dataset's runs of
    the method scaled by epochs, else ``--default-hours``; times ``--margin``.
 4. Each job is a Snakemake call in the worktree for one run; when it ends, the run's small files
-   (``summary.json``, ``metrics.csv``, ``config.yaml``, ``alignment.csv``, ``damping_search.csv``; never the
-   checkpoint) are copied into ``RESULTS/runs/`` (the toy figures into ``RESULTS/figures/``).  At the hard
-   deadline the jobs still running are stopped; their checkpoints stay in the worktree, and the next campaign on
-   the same machine resumes them (on a fresh machine they restart cleanly).
+   (``summary.json``, ``metrics.csv``, ``config.yaml``, ``alignment.csv``, ``damping_search.csv``,
+   ``damping_paired.csv``; never the checkpoint) are copied into ``RESULTS/runs/`` (the toy figures into
+   ``RESULTS/figures/``).  At the hard deadline the jobs still running are stopped; their checkpoints stay in
+   the worktree, and the next campaign on the same machine resumes them (on a fresh machine they restart
+   cleanly).
 5. Then the tables, figures and ``RESULTS/README.md`` are rebuilt from the runs present
    (``snakemake --config partial=true``), ready to commit.
 """
@@ -41,7 +42,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL_FILES = ("summary.json", "metrics.csv", "config.yaml", "alignment.csv", "damping_search.csv")
+SMALL_FILES = ("summary.json", "metrics.csv", "config.yaml", "alignment.csv", "damping_search.csv",
+               "damping_paired.csv")
 TOY_FILES = ("fig2_nullspace.png", "fig2_nullspace.pdf", "fig2_nullspace.csv", "fig2_nullspace_summary.csv",
              "figS3_output_space.png", "figS3_output_space.pdf", "figS3_output_space.json")
 

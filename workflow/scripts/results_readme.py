@@ -94,7 +94,13 @@ def main(sm) -> None:
                   "Fig. 4 = the first and last hidden layer of S4.",
                   ""]
         curves = [name for name in figures if name.startswith("curves_")]
-        lines += [f"* `figures/{name}` (and `.pdf`)" for name in figures if name not in curves]
+        damping = [name for name in figures if name.startswith("damping_search_")]
+        lines += [f"* `figures/{name}` (and `.pdf`)" for name in figures if name not in curves + damping]
+        if damping:
+            lines += ["", "Damping searches behind Table S7: the mean angle with the damped GNT update against λ, per "
+                      "hidden layer, by the paired search (mean ± 2 SE, the same minibatches for every λ) and the "
+                      "official procedure (dotted), one figure per dataset:", ""]
+            lines += [f"* `figures/{name}` (and `.pdf`)" for name in damping]
         if curves:
             lines += ["", "Learning curves: test error and training loss per epoch of every method's test-tuned "
                       "runs (Table 1, S6; the CNN's Table 3), mean ± std over the finished seeds (diverged and "

@@ -1,17 +1,38 @@
 """Table S7: the GNT damping λ_i selected per hidden layer by the damping search (SPEC §7.2), per method
-and dataset, next to the values the paper's alignment-figure configurations use."""
+and dataset, next to the values the paper's alignment-figure configurations use; and beside it the paired
+search's choice (tp.damping, issue 23): its argmin, or "any of …" where the λ within 2 standard errors (of
+the paired difference) of the minimum cannot be told apart.  Runs made before the paired search say so.
+
+With more than one seed per cell every seed is its own row (``METHOD (seed S)``)."""
 
 import json
 from pathlib import Path
 
 import pandas as pd
 
+from tp.alignment import DAMPING_CANDIDATES
 from tp.catalog import DATASETS, METHODS
 from tp.config import resolve_config
 
 
+#: the paired columns of a run made before the paired search existed (its summary has no paired fields)
+NOT_RUN_PAIRED = "not run: made before the paired search"
+
+
 def fmt(v):
     return "—" if v is None else f"{v:g}"
+
+
+def fmt_paired(best, within) -> str:
+    """The paired choice of one layer: λ*, or "any of …" when several λ are within 2 SE of the minimum
+    ("any of all 8 λ" when every candidate is)."""
+    if best is None:
+        return "—"
+    within = list(within)
+    if len(within) <= 1:
+        return fmt(best)
+    return f"any of all {len(within)} λ" if len(within) == len(DAMPING_CANDIDATES) else \
+        "any of " + ", ".join(fmt(v) for v in within)
 
 
 def provenance(summaries: list, source: str) -> str:
@@ -46,46 +67,90 @@ def write_html(path, md: list[str]) -> None:
                           + "".join(body) + "</body></html>\n")
 
 
-def main(sm):
+def tidy_rows(summaries: list) -> list[dict]:
+    """One row per run and hidden layer: the official choice, the figure configuration's value, and the
+    paired choice (``paired_within_2se``: the λ within 2 SE of the minimum, ``;``-separated)."""
     rows = []
-    summaries = [json.loads(Path(p).read_text()) for p in sm.input]
     for s in summaries:
         figure = resolve_config(s["method"], s["dataset"], "alignment")["gn_damping_per_hidden_layer"]
         selected = s.get("damping_selected") or []
+        has_paired = s.get("damping_paired_selected") is not None
         for i, lam in enumerate(selected, start=1):
             fig_lam = figure if isinstance(figure, (int, float)) else figure[i - 1]
+            best = s["damping_paired_selected"][i - 1] if has_paired else None
+            within = s["damping_paired_within_2se"][i - 1] if has_paired else []
             rows.append({"dataset": DATASETS[s["dataset"]].paper_name, "method": METHODS[s["method"]].paper_name,
-                         "dataset_slug": s["dataset"], "method_slug": s["method"], "layer": i, "selected": lam,
-                         "figure_config": fig_lam, "differs": lam != fig_lam, "status": s["status"]})
-    tidy = pd.DataFrame(rows)
+                         "dataset_slug": s["dataset"], "method_slug": s["method"], "seed": s["seed"], "layer": i,
+                         "selected": lam, "figure_config": fig_lam, "differs": lam != fig_lam,
+                         "paired_selected": best, "paired_within_2se": ";".join(f"{v:g}" for v in within),
+                         "paired_cell": fmt_paired(best, within) if has_paired else NOT_RUN_PAIRED,
+                         "paired_minibatches": s.get("damping_paired_minibatches"), "status": s["status"]})
+    return rows
+
+
+def wide_table(part: pd.DataFrame, values: str, order: list[str]) -> pd.DataFrame:
+    """Methods (× seeds, when a cell has several) down, hidden layers across, in the catalog's order."""
+    several = part.groupby("method").seed.nunique().max() > 1
+    part = part.assign(row=part.method + (" (seed " + part.seed.astype(str) + ")" if several else ""))
+    wide = part.pivot(index="row", columns="layer", values=values)
+    rank = {m: k for k, m in enumerate(order)}
+    keys = part.drop_duplicates("row").set_index("row")
+    wide = wide.loc[sorted(wide.index, key=lambda r: (rank.get(keys.method[r], len(rank)), keys.seed[r]))]
+    wide.columns = [f"layer {c}" for c in wide.columns]
+    wide.index.name = None
+    return wide.fillna("—")  # (a run with fewer hidden layers than another of the dataset)
+
+
+def main(sm):
+    summaries = [json.loads(Path(p).read_text()) for p in sm.input]
+    tidy = pd.DataFrame(tidy_rows(summaries))
+    if len(tidy):  # an integer column with empty fields for the runs without a paired search
+        tidy["paired_minibatches"] = tidy["paired_minibatches"].astype("Int64")
     tidy.to_csv(sm.output.csv, index=False)
     source = sm.params.get("source", "real")
     md, tex = ["**Table S7: GNT damping λ selected per hidden layer by the damping search** "
-               "(in parentheses: the value of the paper's figure configuration where it differs)"
+               "(in parentheses: the value of the paper's figure configuration where it differs), "
+               "by the official procedure and by the paired one"
                + (" — SYNTHETIC DATA, NOT A RESULT" if source == "synthetic" else ""), ""], []
     for ds in sm.params.datasets:
-        part = tidy[tidy.dataset_slug == ds]
+        part = tidy[tidy.dataset_slug == ds] if len(tidy) else tidy
         if not len(part):
             continue
+        order = [METHODS[m].paper_name for m, d in sm.params.cells if d == ds]
         cell = part.apply(lambda r: fmt(r.selected) + ("" if not r.differs else f" ({fmt(r.figure_config)})"),
                           axis=1)
-        wide = part.assign(cell=cell).pivot(index="method", columns="layer", values="cell")
-        order = [METHODS[m].paper_name for m, d in sm.params.cells if d == ds]
-        wide = wide.reindex([o for o in order if o in wide.index])
-        wide.columns = [f"layer {c}" for c in wide.columns]
-        wide.index.name = None
-        md += [f"*{DATASETS[ds].paper_name}*", "", wide.to_markdown(), ""]
-        pending = [o for o in order if o not in wide.index]
+        official = wide_table(part.assign(cell=cell), "cell", order)
+        paired = wide_table(part, "paired_cell", order)
+        minibatches = part.drop_duplicates(["method", "seed"]).paired_minibatches.dropna().astype(int)
+        name = DATASETS[ds].paper_name
+        md += [f"*{name}*, official procedure (SPEC §7.2: one pass per λ, the minibatches ≡ 0 mod log_interval "
+               "of each pass)", "", official.to_markdown(), "",
+               f"*{name}*, paired procedure (the same "
+               + (f"{'/'.join(map(str, sorted(set(minibatches))))} minibatches" if len(minibatches) else "minibatches")
+               + " for every λ; \"any of\": within 2 SE of the minimum)", "", paired.to_markdown(), ""]
+        pending = [o for o in order if o not in set(part.method)]
         if pending:  # a partial build (--config partial=true): searches not run yet
-            md += [f"Pending on {DATASETS[ds].paper_name} (damping search not run yet): {', '.join(pending)}.", ""]
-        tex.append(wide.style.to_latex(hrules=True,
-                                       caption=f"Table S7, {DATASETS[ds].paper_name}: selected GNT damping"))
+            md += [f"Pending on {name} (damping search not run yet): {', '.join(pending)}.", ""]
+        tex.append(official.style.to_latex(hrules=True, caption=f"Table S7, {name}: selected GNT damping, "
+                                                                "official procedure"))
+        tex.append(paired.style.to_latex(hrules=True, caption=f"Table S7, {name}: selected GNT damping, "
+                                                              "paired procedure"))
     for ds, reason in sm.params.get("not_run", []):
         md += [f"*{DATASETS[ds].paper_name}*: {reason}", ""]
     differing = int(tidy["differs"].sum()) if len(tidy) else 0
     md.append(f"* {differing} of {len(tidy)} selected values differ from the figure configurations' values. "
               "The search runs after 3 training epochs with all parameters frozen, over Λ = {0, 1e-5, …, 10}; "
               "the paper's text says after two epochs (SPEC §7.2, Q7).")
+    ran = tidy[tidy.paired_cell != NOT_RUN_PAIRED] if len(tidy) else tidy
+    undecided = int(ran.paired_cell.str.startswith("any of").sum()) if len(ran) else 0
+    md.append("* The paired procedure (tp.damping) measures the same angle on one draw of full minibatches shared "
+              "by every λ (one epoch unless `damping_paired_batches` says otherwise), from the same frozen network "
+              "after the official passes; per layer it selects the λ of the smallest mean angle, and a λ whose "
+              "mean exceeds that minimum by at most 2 standard errors of the per-minibatch difference is "
+              "\"any of\" with it. "
+              + (f"{undecided} of {len(ran)} paired values cannot be told apart from other λ. " if len(ran) else "")
+              + (f"{len(tidy) - len(ran)} values have no paired search ({NOT_RUN_PAIRED})." if len(ran) < len(tidy)
+                 else ""))
     md.append(f"* {provenance(summaries, source)}")
     Path(sm.output.md).write_text("\n".join(md) + "\n")
     write_html(sm.output.html, md)
