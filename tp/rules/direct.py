@@ -10,7 +10,9 @@ the fixed random hidden layer s(z) = tanh(R z + r) (DDTP-RHL) or [s(z); h_i] wit
 
     ĥ_i = g_i(ĥ_L) + h_i − g_i(h_L),
 
-and the forward update is the local-loss gradient of SPEC §2.2.  The feedback losses (one block per
+and the forward update is the local-loss gradient of SPEC §2.2.  DDTP-GGN (paper Appendix D, beyond the paper)
+reads the output through a per-sample linear map instead of as it is (:class:`OutputSpace`: z = R h_L with R
+the root of the loss Hessian, output target ẑ = z − R⁺(h_L − ĥ_L)).  The feedback losses (one block per
 hidden layer i, noise ε on h_i, ỹ = F_{i→L}(h_i + ε)):
 
 * DRL (paper eq. 10, SPEC §4.5(d)):  (1/σ²) · mean_{b,units} (g_i(ỹ) + h_i − g_i(h_L) − (h_i + ε))²
