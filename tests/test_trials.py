@@ -13,14 +13,16 @@ from tp.errors import ConfigError
 from tp.training import PER_REPLICA_KEYS, check_trial_configs, train, train_trials
 
 SEEDS = [3, 1, 3]  # a seed may repeat: the trials then differ only in their hyperparameters
-#: per trial, values of every per-replica key the configuration uses (rates, ε, betas, decays, β, σ)
+#: per trial, values of every per-replica key the configuration uses (rates, ε, betas, decays, β, σ, δ)
 VARIANTS = [
     {"lr": 1e-2, "epsilon": 1e-8, "beta1": 0.9, "beta2": 0.999, "forward_wd": 0.0, "target_stepsize": 0.1,
      "sigma": 0.05, "lr_fb": 1e-3, "epsilon_fb": 1e-8, "beta1_fb": 0.9, "beta2_fb": 0.999, "feedback_wd": 0.0},
     {"lr": 3e-3, "epsilon": 1e-6, "beta1": 0.99, "beta2": 0.9, "forward_wd": 1e-3, "target_stepsize": 0.03,
-     "sigma": 0.1, "lr_fb": 3e-4, "epsilon_fb": 1e-5, "beta1_fb": 0.99, "beta2_fb": 0.99, "feedback_wd": 1e-4},
+     "sigma": 0.1, "lr_fb": 3e-4, "epsilon_fb": 1e-5, "beta1_fb": 0.99, "beta2_fb": 0.99, "feedback_wd": 1e-4,
+     "hessian_damping": 1e-3},
     {"lr": 1e-3, "epsilon": 1e-4, "beta1": 0.999, "beta2": 0.99, "forward_wd": 1e-4, "target_stepsize": 0.3,
-     "sigma": 0.02, "lr_fb": 1e-2, "epsilon_fb": 1e-7, "beta1_fb": 0.999, "beta2_fb": 0.9, "feedback_wd": 1e-3},
+     "sigma": 0.02, "lr_fb": 1e-2, "epsilon_fb": 1e-7, "beta1_fb": 0.999, "beta2_fb": 0.9, "feedback_wd": 1e-3,
+     "hessian_damping": 0.1},
 ]
 RULES = sorted({m.rule for m in METHODS.values()})
 

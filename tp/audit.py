@@ -48,6 +48,10 @@ KEYS_ADDED_LATER: dict[str, Any] = {
     # searches made before the paired search existed, whose official numbers (damping_search.csv) are what
     # today's code writes; their folders simply have no damping_paired.csv.
     "damping_paired_batches": None,
+    # issue 22: DDTP-GGN's Hessian damping δ (only the rule ddtp-ggn reads it: no recorded run used it) and the
+    # GGN angles of the alignment logging (off: those runs logged BP and GNT angles only).
+    "hessian_damping": 0.0,
+    "log_alignment_ggn": False,
 }
 #: suffix of a code version made from a checkout with uncommitted changes (tp.training.records.code_version)
 DIRTY = "+dirty"
