@@ -86,8 +86,7 @@ rule ggn_alignment_figure:
         methods=lambda w: [m for m, d in GGN_CELLS if d == w.dataset],
         smooth=GGN["smooth"],
         condensed=False,
-        title="Beyond the paper (Appendix D): alignment with the BP gradient, damped GNT and damped GGN updates, "
-              "first epochs",
+        title="Beyond the paper (Appendix D), first epochs",
         source=config["data"]["source"],
     script:
         "../scripts/alignment_figures.py"

@@ -80,9 +80,9 @@ def markdown(df: pd.DataFrame, seeds: list[int], source: str, not_run=()) -> lis
         wide.columns = [PROCEDURES[c] for c in wide.columns]
         wide.index.name = None
         md += [f"*{DATASETS[dataset].paper_name}*", "", wide.to_markdown(), ""]
-        choices = [f"{r.method}, {r.procedure}: {r.choices}" for r in part.itertuples() if r.choices]
+        choices = [f"- {r.method}, {r.procedure}: {r.choices}" for r in part.itertuples() if r.choices]
         if choices:
-            md += ["Selected λ per hidden layer (layer 1 first): " + " | ".join(choices), ""]
+            md += ["Selected λ per hidden layer (layer 1 first):", ""] + choices + [""]
     md += [f"*{DATASETS[d].paper_name}*: {reason}" for d, reason in not_run] + ([""] if not_run else [])
     md += ["* Each search: the damping run of Table S7 (the alignment configuration, 3 training epochs, then the "
            "search on the frozen network), one per seed. \"same λ\": every finished seed selected the same λ for "
