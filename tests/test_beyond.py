@@ -180,3 +180,29 @@ def test_ggn_alignment_runs_log_three_references_and_the_figure_shows_them(tmp_p
     with Image.open(figure["png"]) as img:
         assert img.size[0] >= 600 and img.size[1] >= 300
     assert figure["pdf"].stat().st_size > 1000
+
+
+def test_results_index_lists_the_stability_table_and_the_outputs_beyond_the_paper(tmp_path):
+    import runpy
+    from types import SimpleNamespace
+
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "tables").mkdir()
+    for name in ("figS5_alignment_mnist.png", "ggn_alignment_mnist.png"):
+        (tmp_path / "figures" / name).write_bytes(b"")
+    (tmp_path / "tables" / "tableS7_stability.csv").write_text(
+        "method,procedure,same,cell\nDDTP-linear,official,2,x\nDDTP-linear,paired,,pending\n")
+    (tmp_path / "tables" / "ggn_ddtp.csv").write_text("method,n,missing,cell\nDDTP-GGN,0,3,p\nDDTP-linear,2,1,q\n")
+    cfg = {"data": {"source": "real"}, "seeds": [1, 2], "epochs": None, "overrides": {}, "alignment": {"seed": 42}}
+    title = CONFIG["beyond_paper"]["tables"]["ggn_ddtp"]["title"]
+    sm = SimpleNamespace(params=SimpleNamespace(results=str(tmp_path), config=cfg, tables={}, not_run=[],
+                                                beyond_tables={"ggn_ddtp": title}, stability_seeds=[1, 2, 3]),
+                         output=[str(tmp_path / "README.md")])
+    runpy.run_path(str(REPO / "workflow" / "scripts" / "results_readme.py"), init_globals={"snakemake": sm})
+    text = (tmp_path / "README.md").read_text()
+    assert "select the same λ** — `tables/tableS7_stability.csv`" in text and "1 of 2 method × procedure" in text
+    assert "## Beyond the paper" in text and f"**{title}** — `tables/ggn_ddtp.csv`" in text
+    assert "2 finished runs, 4 missing" in text
+    assert "* `figures/ggn_alignment_mnist.png` (and `.pdf`): alignment of DDTP-linear's" in text
+    assert "* `figures/figS5_alignment_mnist.png` (and `.pdf`)" in text and \
+        "* `figures/ggn_alignment_mnist.png` (and `.pdf`)\n" not in text

@@ -83,14 +83,14 @@ def main(sm) -> None:
         lines.append("* **Table S7: GNT damping λ selected per hidden layer by the damping search** — not built: "
                      "no alignment dataset ran (see below).")
     stability = results / "tables" / "tableS7_stability.csv"
-    if sm.params.get("stability_seeds") and stability.exists():
+    if getattr(sm.params, "stability_seeds", None) and stability.exists():
         rows = pd.read_csv(stability)
         done = int((rows["same"].notna()).sum()) if len(rows) else 0
         lines.append("* **Table S7, reproducibility: how often the damping searches of seeds "
                      f"{', '.join(map(str, sm.params.stability_seeds))} select the same λ** — "
                      "`tables/tableS7_stability.csv` (tidy), `tables/tableS7_stability.md`; "
                      f"{done} of {len(rows)} method × procedure cells compared, the others pending.")
-    beyond = sm.params.get("beyond_tables") or {}
+    beyond = getattr(sm.params, "beyond_tables", None) or {}
     if beyond:
         lines += ["", "## Beyond the paper", "",
                   "Methods the paper derives (its Appendix D) but never ran, measured with the same pipeline "
