@@ -117,8 +117,7 @@ def plan(cfg: dict, args, results: Path) -> list[Item]:
                 if "alignment" in have.get((d, m), []):
                     h, why = estimate(("damping", m, d), times, 0.1)
                     items.append(Item(f"runs/damping/{m}/{d}/seed{align['seed']}/summary.json", h, why))
-        # then the more seeds of Table S7's reproducibility (damping_stability), seed by seed, cheap cells first
-        stab = cfg.get("damping_stability") or {"methods": [], "datasets": [], "seeds": []}
+        stab = cfg.get("damping_stability") or {"methods": [], "datasets": [], "seeds": []}  # then its seeds
         cells = [("damping", m, d) for d in stab["datasets"] if selected(d) for m in stab["methods"]
                  if "alignment" in have.get((d, m), [])]
         items += seed_by_seed(cells, stab["seeds"], {c: estimate(c, times, 0.1) for c in cells})
@@ -190,9 +189,7 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, required=True, help="time box: no run starts that would end later")
     p.add_argument("--datasets", default="mnist", help="comma-separated dataset files: mnist, fashion-mnist, cifar10")
     p.add_argument("--seeds", default="1,2,3", help="seeds of the Table 1 cells, in this order")
-    p.add_argument("--stages", default="toy,damping,table1,ggn", help="any of toy, damping (Table S7's searches, "
-                   "then damping_stability's seeds), table1, ggn (beyond the paper: the GGN alignment runs and the "
-                   "beyond_paper tables' runs), in this order")
+    p.add_argument("--stages", default=",".join(STAGES), help=f"any of {', '.join(STAGES)} (module docstring)")
     p.add_argument("--commit", default="HEAD", help="the code the runs are made with")
     p.add_argument("--results", default=str(REPO / "results"))
     p.add_argument("--data-root", default=str(REPO / "data"))
