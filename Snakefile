@@ -31,6 +31,7 @@ include: "workflow/rules/toy.smk"
 include: "workflow/rules/curves.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/search.smk"
+include: "workflow/rules/beyond.smk"
 
 
 rule all:
@@ -39,6 +40,7 @@ rule all:
         alignment_outputs(),
         toy_outputs(),
         curve_outputs(),
+        beyond_outputs(),
         f"{RESULTS}/README.md",
         rules.datasets_missing.output if MISSING_DATA and not PARTIAL else [],  # (partial: a build, not a run)
     default_target: True

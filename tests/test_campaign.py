@@ -125,11 +125,13 @@ def test_the_plan_runs_every_cell_seed_1_first_cheap_cells_first(tmp_path):
                               default_hours=9.0)
     items = campaign.plan(cfg, args, results)
     targets = [i.target for i in items]
-    assert targets[0] == "figures/fig2_nullspace.png" and all("damping" in t for t in targets[1:11])
-    seeds = [int(re.search(r"seed(\d+)", t).group(1)) for t in targets[11:]]
-    assert seeds == sorted(seeds)  # every cell's seed 1 before any seed 2
+    # the toy figures, the 10 seed-42 damping searches and the 3 × 3 of damping_stability, then Table 1
+    assert targets[0] == "figures/fig2_nullspace.png" and all("damping" in t for t in targets[1:20])
+    table1 = items[20:]
+    seeds = [int(re.search(r"seed(\d+)", i.target).group(1)) for i in table1]
+    assert seeds == sorted(seeds) and not any("damping" in i.target for i in table1)  # every cell's seed 1 first
     assert not {"runs/test/bp/mnist/seed1/summary.json", "runs/test/dtp/mnist/seed1/summary.json"} & set(targets)  # done
-    first = [i for i in items[11:] if "seed1/" in i.target]
+    first = [i for i in table1 if "seed1/" in i.target]
     assert len(first) == 15 - 2 and [i.hours for i in first] == sorted(i.hours for i in first)
     dtp = next(i for i in items if i.target == "runs/test/dtp/mnist/seed4/summary.json")
     assert dtp.hours == pytest.approx(900 / 3600) and "median of 3" in dtp.why
@@ -137,9 +139,48 @@ def test_the_plan_runs_every_cell_seed_1_first_cheap_cells_first(tmp_path):
     frozen = next(i for i in items if i.target == "runs/test/dtp/frozen-mnist/seed1/summary.json")
     assert frozen.why == "mnist's runs scaled by epochs" and frozen.hours == pytest.approx(900 / 3600)
     # the time box: a run starts only when its estimate (× margin) ends before the deadline
-    assert campaign.pick(items[11:], now=0, deadline=900 * 1.2, margin=1.15).target.endswith("summary.json")
+    assert campaign.pick(table1, now=0, deadline=900 * 1.2, margin=1.15).target.endswith("summary.json")
     assert campaign.pick([dtp], now=0, deadline=900 * 1.1, margin=1.15) is None
     assert campaign.pick([dtp], now=0, deadline=900 * 1.2, margin=1.15) is dtp
+
+
+def _wall(results, tuning, method, dataset, seed, seconds):
+    fake_run(results, tuning, method, dataset, seed)
+    path = results / "runs" / tuning / method / dataset / f"seed{seed}" / "summary.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "wall_time_s": seconds}))
+
+
+def test_the_plan_adds_the_stability_seeds_after_the_seed_42_searches_and_ggn_last(tmp_path):
+    """damping_stability's seeds come after every seed-42 search, seed by seed, cheap cells first; the ggn stage
+    (beyond the paper) comes after Table 1: the GGN alignment runs, then the DDTP-GGN seeds; DDTP-linear's
+    Table 1 runs are planned once, in Table 1's place, or in the ggn stage when it runs alone."""
+    campaign = _campaign()
+    results = tmp_path / "results"
+    for method, seconds in (("ddtp-linear", 900.0), ("dtpdrl", 300.0), ("ddtp-rhl", 600.0)):  # the seed-42 searches
+        _wall(results, "damping", method, "mnist", 42, seconds)
+    _wall(results, "damping", "dtpdrl", "mnist", 2, 300.0)  # one stability seed already done
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    args = argparse.Namespace(datasets=["mnist"], seeds=[1, 2, 3], stages=list(campaign.STAGES), default_hours=2.0)
+    targets = [i.target for i in campaign.plan(cfg, args, results)]
+    damping = [t for t in targets if t.startswith("runs/damping/")]
+    assert damping[:7] == [f"runs/damping/{m}/mnist/seed42/summary.json" for m in cfg["alignment"]["methods"]
+                           if m not in ("ddtp-linear", "dtpdrl", "ddtp-rhl")]
+    assert damping[7:] == [f"runs/damping/{m}/mnist/seed{s}/summary.json" for s in (1, 2, 3)
+                           for m in ("dtpdrl", "ddtp-rhl", "ddtp-linear") if (m, s) != ("dtpdrl", 2)]
+    last_table1 = max(k for k, t in enumerate(targets) if t.startswith("runs/test/") and "ddtp-ggn" not in t)
+    assert targets[last_table1 + 1:] == [
+        "runs/ggn/ddtp-linear/mnist/seed42/summary.json", "runs/ggn/ddtp-ggn/mnist/seed42/summary.json",
+        *(f"runs/test/ddtp-ggn/mnist/seed{s}/summary.json" for s in (1, 2, 3))]
+    assert [targets.count(f"runs/test/ddtp-linear/mnist/seed{s}/summary.json") for s in (1, 2, 3)] == [1, 1, 1]
+    # the ggn stage alone plans the DDTP-linear runs its table needs, seed by seed after DDTP-GGN's (cheaper
+    # estimate first: DDTP-linear never ran here either, both at --default-hours, in the table's row order)
+    alone = [i.target for i in campaign.plan(cfg, argparse.Namespace(**{**vars(args), "stages": ["ggn"]}), results)]
+    assert alone == ["runs/ggn/ddtp-linear/mnist/seed42/summary.json", "runs/ggn/ddtp-ggn/mnist/seed42/summary.json",
+                     *(f"runs/test/{m}/mnist/seed{s}/summary.json" for s in (1, 2, 3) for m in ("ddtp-ggn", "ddtp-linear"))]
+    # without the new sections (null) the plan has neither
+    bare = {**cfg, "damping_stability": None, "beyond_paper": None}
+    plain = [i.target for i in campaign.plan(bare, args, results)]
+    assert not any("/ggn/" in t or "ddtp-ggn" in t or re.search(r"damping/.*seed[123]/", t) for t in plain)
 
 
 def test_bad_campaign_arguments_name_the_valid_choices(capsys):
@@ -147,6 +188,9 @@ def test_bad_campaign_arguments_name_the_valid_choices(capsys):
     with pytest.raises(SystemExit):
         campaign.main(["--minutes", "10", "--datasets", "svhn", "--dry-run"])
     assert "--datasets svhn: valid choices are mnist, fashion-mnist, cifar10" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        campaign.main(["--minutes", "10", "--stages", "toy,beyond", "--dry-run"])
+    assert "--stages beyond: valid choices are toy, damping, table1, ggn" in capsys.readouterr().err
 
 
 def test_a_run_folder_held_by_a_live_process_is_seen_without_taking_it(tmp_path):

@@ -21,7 +21,7 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 def test_config_lists_are_the_catalog():
     """The catalog's tables have no second names: tp.config reads them, it does not copy them."""
     assert not {"METHODS", "DATASETS", "TUNINGS", "DATASET_MODEL", "Method"} & set(vars(config))
-    assert tuple(catalog.TUNINGS) == ("test", "train", "alignment", "damping")
+    assert tuple(catalog.TUNINGS) == ("test", "train", "alignment", "damping", "ggn")
     assert {d: config.model_of(d) for d in catalog.DATASETS} == {d.slug: d.model for d in catalog.DATASETS.values()}
     assert config.model_of("cifar10-cnn") == "cnn" and config.model_of("mnist") == "mlp"
 
@@ -50,7 +50,7 @@ def test_unknown_names_list_the_valid_ones():
         catalog.dataset("svhn")
     with pytest.raises(ConfigError, match="valid choices: bp, ddtp-linear"):
         catalog.method("ddtp")
-    with pytest.raises(ConfigError, match="valid choices: test, train, alignment, damping"):
+    with pytest.raises(ConfigError, match="valid choices: test, train, alignment, damping, ggn"):
         catalog.tuning("best")
 
 
@@ -59,7 +59,9 @@ def test_damping_is_the_alignment_configuration_with_the_search():
 
     assert catalog.tuning("damping").configuration == "alignment" and not catalog.tuning("damping").shortened
     cells = [(d, m) for (d, m), ts in config.available_configs().items() if "alignment" in ts]
-    assert len(cells) == 33
+    # the paper's 33 alignment configurations, and DDTP-GGN's on MNIST beyond the paper (read by the tuning ggn)
+    assert len([c for c in cells if not catalog.METHODS[c[1]].beyond_paper]) == 33
+    assert [c for c in cells if catalog.METHODS[c[1]].beyond_paper] == [("mnist", "ddtp-ggn")]
     for d, m in cells:
         align, damp = config.resolve_config(m, d, "alignment"), config.resolve_config(m, d, "damping")
         assert {k for k in align if align[k] != damp[k]} == {"tuning", "epochs", "gn_damping_hpsearch"}
@@ -69,6 +71,22 @@ def test_damping_is_the_alignment_configuration_with_the_search():
     assert config.resolve_config("bp", "mnist", "damping", {"epochs": 5, "lr": 1e-3})["epochs"] == 5
     with pytest.raises(config.ConfigError, match="reads the 'alignment' configuration"):
         config.resolve_config("dfa", "frozen-mnist", "damping")
+
+
+def test_ggn_is_the_alignment_configuration_over_its_first_epochs_with_the_ggn_angles():
+    """Beyond the paper (issue 22): the GGN alignment runs read the alignment configuration, in their own
+    folders (tuning ggn), and DDTP-GGN's differs from DDTP-linear's only in its rule."""
+    ggn = catalog.tuning("ggn")
+    assert ggn.configuration == "alignment" and ggn.shortened and ggn.damping_search_after is None
+    assert ggn.objective is None  # not searched
+    for m in ("ddtp-linear", "ddtp-ggn"):
+        align, run = config.resolve_config(m, "mnist", "alignment"), config.resolve_config(m, "mnist", "ggn")
+        assert {k for k in align if align[k] != run[k]} == {"tuning", "epochs", "log_interval", "log_alignment_ggn"}
+        assert (run["epochs"], run["log_interval"], run["log_alignment"], run["log_alignment_ggn"]) == (5, 20, True, True)
+    linear, ggn_run = config.resolve_config("ddtp-linear", "mnist", "ggn"), config.resolve_config("ddtp-ggn", "mnist", "ggn")
+    assert {k for k in linear if linear[k] != ggn_run[k]} == {"method", "rule"}
+    with pytest.raises(config.ConfigError, match="reads the 'alignment' configuration"):
+        config.resolve_config("ggnt", "mnist", "ggn")
 
 
 @pytest.mark.parametrize("slug", list(catalog.DATASETS))

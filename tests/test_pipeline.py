@@ -63,8 +63,11 @@ def test_dry_run_of_the_default_matrix_lists_every_training_job(tmp_path, seed_b
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
     assert int(counts["download"]) == 3 and int(counts["table"]) == 7 and int(counts["table_s7"]) == 1
     runs = planned_runs(out)
-    assert len(runs) == len(set(runs)) == 836  # one result folder per (tuning, method, dataset, seed)
-    tunings = [t for t, _, _, _ in runs]
+    # one result folder per (tuning, method, dataset, seed): the paper's 836, and 14 of the new sections
+    assert len(runs) == len(set(runs)) == 836 + 14
+    paper = [r for r in runs if r not in EXTRA_RUNS]
+    assert len(paper) == 836 and set(EXTRA_RUNS) <= set(runs)
+    tunings = [t for t, _, _, _ in paper]
     # the tables: MLP 39 test-tuned and 31 train-tuned cells, CNN 4 test-tuned (Table 3, S9) and 3 train-tuned
     # (Table S10, no DDTP-control) cells, × 10 seeds
     assert tunings.count("test") == 430 and tunings.count("train") == 340
@@ -72,14 +75,34 @@ def test_dry_run_of_the_default_matrix_lists_every_training_job(tmp_path, seed_b
     assert sum(1 for t, _, d, _ in runs if (t, d) == ("train", "cifar10-cnn")) == 30
     # the alignment figures and the damping search: 10 methods × 3 datasets + 3 CNN methods, one seed each
     assert tunings.count("alignment") == 33 and tunings.count("damping") == 33
+    assert {s for t, _, _, s in paper if t in ("alignment", "damping")} == {42}
     blocks = {k: int(v) for k, v in counts.items() if re.fullmatch(r"train_\w+_seeds1to10", k)}
     if seed_block == 10:
-        # every table cell (70 MLP, 7 CNN) is one process of its 10 seeds; alignment and damping runs one each
+        # every table cell (70 MLP, 7 CNN) is one process of its 10 seeds; alignment, damping and the new
+        # sections' runs one each (DDTP-linear's seeds of ggn_ddtp are its Table 1 block's)
         assert len(blocks) == 77 and set(blocks.values()) == {1}
-        assert int(counts["train"]) == 33 + 33
+        assert int(counts["train"]) == 33 + 33 + 14
     else:
-        assert not blocks and int(counts["train"]) == 836
+        assert not blocks and int(counts["train"]) == 836 + 14
     assert int(counts["alignment_figure"]) == 5
+    assert int(counts["table_s7_stability"]) == int(counts["beyond_table"]) == int(counts["ggn_alignment_figure"]) == 1
+
+
+#: the runs of config/config.yaml's damping_stability (3 methods × MNIST × seeds 1-3) and beyond_paper (DDTP-GGN's
+#: test runs, seeds 1-3; the GGN alignment runs of DDTP-linear and DDTP-GGN, seed 42)
+EXTRA_RUNS = [("damping", m, "mnist", s) for m in ("ddtp-linear", "dtpdrl", "ddtp-rhl") for s in (1, 2, 3)] + [
+    ("test", "ddtp-ggn", "mnist", s) for s in (1, 2, 3)] + [("ggn", m, "mnist", 42) for m in ("ddtp-linear", "ddtp-ggn")]
+
+
+def test_without_the_new_sections_the_dry_run_plans_none_of_their_jobs(tmp_path):
+    res = snakemake("-n", "--config", "seed_block=1", "damping_stability=null", "beyond_paper=null",
+                    directory=tmp_path)
+    out = res.stdout + res.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
+    runs = planned_runs(out)
+    assert len(runs) == 836 and not set(EXTRA_RUNS) & set(runs)
+    assert not {"table_s7_stability", "beyond_table", "ggn_alignment_figure"} & set(counts)
+    assert "ggn_ddtp" not in out and "tableS7_stability" not in out
 
 
 @pytest.mark.parametrize("change,needle", [
@@ -89,6 +112,19 @@ def test_dry_run_of_the_default_matrix_lists_every_training_job(tmp_path, seed_b
     ({"colour": "blue"}, "colour"),
     ({"seed_block": 0}, "seed_block"),
     ({"overrides": {"learning_rate": 0.1}}, "learning_rate"),
+    ({"damping_stability": {"methods": ["ddtp-lin"]}}, "config key 'damping_stability.methods[0]': 'ddtp-lin' is not one of"),
+    ({"damping_stability": {"seeds": [1]}}, "config key 'damping_stability.seeds'"),
+    ({"damping_stability": {"datasets": ["frozen-mnist"]}}, "'frozen-mnist' is not one of ['mnist', 'fashion-mnist'"),
+    ({"damping_stability": {"methods": ["ggnt"]}},
+     "config key 'damping_stability': method 'ggnt' has no alignment configuration on 'mnist'"),
+    ({"beyond_paper": {"ggn_alignment": {"methods": ["ggnt"]}}},
+     "config key 'beyond_paper.ggn_alignment': method 'ggnt' has no alignment configuration on 'mnist'"),
+    ({"beyond_paper": {"tables": {"ggn_ddtp": {"seeds": []}}}}, "config key 'beyond_paper.tables.ggn_ddtp.seeds'"),
+    ({"beyond_paper": {"tables": {"ggn_ddtp": {"tuning": "alignment"}}}}, "'alignment' is not one of ['test', 'train']"),
+    ({"beyond_paper": {"colour": 1}}, "valid keys here: ggn_alignment, tables"),
+    ({"beyond_paper": {"tables": {"table1": {"title": "t", "tuning": "test", "quantity": "train_loss_last",
+                                             "rows": ["bp"], "columns": ["mnist"], "seeds": [1]}}}},
+     "config key 'beyond_paper.tables.table1': the name of a table of `tables`"),
 ])
 def test_invalid_configuration_fails_validation_naming_the_entry(tmp_path, change, needle):
     res = snakemake("-n", "--configfile", overlay(tmp_path, **change), directory=tmp_path, check=False)
@@ -204,8 +240,20 @@ def test_smoke_configuration_runs_end_to_end(smoke_run):
         with Image.open(results / "figures" / f"{name}.png") as img:
             assert img.size[0] >= 600 and img.size[1] >= 400, (name, img.size)
     s7 = list(csv.DictReader(open(results / "tables" / "tableS7.csv")))
-    assert len(s7) == 33 * 3 and {r["selected"] for r in s7} <= {str(v) for v in
-                                                                   (0.0, 1e-05, 0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)}
+    # the 33 seed-42 searches and damping_stability's (3 methods × seeds 1, 2 in the smoke), 3 hidden layers each
+    assert len(s7) == (33 + 6) * 3 and {r["selected"] for r in s7} <= {str(v) for v in
+                                                                         (0.0, 1e-05, 0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)}
+    stability = list(csv.DictReader(open(results / "tables" / "tableS7_stability.csv")))
+    assert len(stability) == 3 * 2 and {r["n"] for r in stability} == {"2"} and all(" of 3 layers" in r["cell"]
+                                                                                    for r in stability)
+    # beyond the paper: DDTP-GGN vs DDTP-linear (the latter's runs are the Table 1 block's), the GGN alignment
+    beyond = {r["method_slug"]: r for r in csv.DictReader(open(results / "tables" / "ggn_ddtp.csv"))}
+    assert set(beyond) == {"ddtp-ggn", "ddtp-linear"} and {r["n"] for r in beyond.values()} == {"2"}
+    assert "SYNTHETIC DATA, NOT A RESULT" in (results / "tables" / "ggn_ddtp.md").read_text()
+    assert (results / "figures" / "ggn_alignment_mnist.pdf").stat().st_size > 1000
+    ggn = list(csv.DictReader(open(results / "runs/ggn/ddtp-ggn/mnist/seed42/alignment.csv")))
+    assert {r["reference"] for r in ggn} == {"bp", "gnt", "ggn"}
+    assert "Beyond the paper" in (results / "README.md").read_text()
     for name in ("fig2_nullspace", "figS3_output_space"):
         with Image.open(results / "figures" / f"{name}.png") as img:
             assert img.size[0] >= 600 and img.size[1] >= 400, (name, img.size)
@@ -236,11 +284,11 @@ def test_report_of_the_smoke_run_has_every_table_and_figure(smoke_run):
     snakemake("--configfile", REPO / "config" / "smoke.yaml", "--report", smoke_run / "report.html",
               directory=smoke_run)
     html = (smoke_run / "report.html").read_text()
-    for table in TABLES + ("tableS7",):
+    for table in TABLES + ("tableS7", "tableS7_stability", "ggn_ddtp"):
         assert f"{table}.html" in html
     for figure in ("fig2_nullspace", "figS3_output_space", "fig4_alignment_fashion-mnist",
                    "figS4_alignment_fashion-mnist", "figS5_alignment_mnist", "figS6_alignment_cifar10",
-                   "figS7_alignment_cifar10-cnn"):
+                   "figS7_alignment_cifar10-cnn", "ggn_alignment_mnist"):
         assert f"{figure}.png" in html
     assert '"paper": "Table 1", "data": "synthetic"' in html and '"paper": "Fig. S7"' in html
     assert "the paper&#x27;s Table 1" in html or "the paper's Table 1" in html  # the caption

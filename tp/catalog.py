@@ -13,7 +13,8 @@ Adding a dataset or a method is one entry here plus its configurations in ``tp/c
   methods the paper derives but never ran (``beyond_paper``: DDTP-GGN and GGNT of its Appendix D).
 * :data:`TUNINGS`: which configuration of a (method, dataset) a run uses; ``damping`` (Table S7) is the
   ``alignment`` configuration with the damping search switched on (``tp/configs/defaults.yaml``) after
-  ``damping_search_after`` epochs.
+  ``damping_search_after`` epochs; ``ggn`` (beyond the paper) is the ``alignment`` configuration over its
+  first epochs with the damped-GGN angles logged too.
 * :data:`MODELS`: the networks (the CNN's fixed number of hidden layers); :data:`PRUNE_FROM_EPOCH`: the epoch
   from which the official early stop applies (each dataset has its threshold).
 """
@@ -188,6 +189,10 @@ TUNINGS: dict[str, Tuning] = {t.slug: t for t in [
     # SPEC §7.2: the search runs after the 3rd training epoch, then the run stops; its epochs are the protocol's
     Tuning("damping", "the GNT damping search of Table S7: the alignment configuration, searched after 3 "
                       "epochs, then stopped", reads="alignment", shortened=False, damping_search_after=3),
+    # beyond the paper (issue 22, docs/ggn.md): the alignment configuration over its first epochs, with the
+    # angles to the damped GGN update logged too; its own folders, never the paper's alignment runs'
+    Tuning("ggn", "beyond the paper: the alignment configuration over its first epochs, angles with the BP "
+                  "gradient, the damped GNT and the damped GGN update logged", reads="alignment"),
 ]}
 
 

@@ -42,7 +42,7 @@ from .alignment import angle
 from .interface import Forward, Network, Params
 
 __all__ = ["gn_displacements_all_dampings", "paired_gnt_angles", "paired_statistics", "paired_selection",
-           "PAIRED_COLUMNS"]
+           "PAIRED_COLUMNS", "seed_agreement"]
 
 #: columns of ``damping_paired.csv`` (one row per λ and hidden layer)
 PAIRED_COLUMNS = ["damping", "layer", "mean_angle", "se", "diff_to_min", "se_diff", "batches", "within_2se"]
@@ -149,3 +149,32 @@ def paired_selection(rows: list[dict]) -> tuple[list[float | None], list[list[fl
 
 def _true(v) -> bool:
     return v is True or (isinstance(v, str) and v.strip().lower() == "true")
+
+
+def seed_agreement(selected: Sequence[Sequence[float | None]],
+                   within: Sequence[Sequence[Sequence[float]]] | None = None) -> list[dict]:
+    """How several seeds' damping searches agree, per hidden layer (Table S7's reproducibility, issue 23).
+
+    ``selected[k][i]``: seed k's λ for hidden layer i (None: no selection); ``within[k][i]``: seed k's λ
+    within 2 SE of its minimum for layer i (the paired search), or None (the official search has no such
+    set).  One dict per layer: ``same`` (every seed selected the same λ), ``choices`` (the seeds' λ, in
+    order) and, with ``within``, ``overlap`` (some λ lies in every seed's set: their choices are compatible)
+    and ``common`` (those λ, sorted)."""
+    if len(selected) < 2:
+        raise ValueError(f"seed agreement needs at least 2 seeds' selections, got {len(selected)}")
+    layers = {len(s) for s in selected}
+    if len(layers) != 1:
+        raise ValueError(f"the seeds' selections have different numbers of hidden layers: {sorted(layers)}")
+    if within is not None and [len(w) for w in within] != [len(s) for s in selected]:
+        raise ValueError("within: one list of λ per hidden layer and seed, as selected")
+    rows = []
+    for i in range(layers.pop()):
+        choices = [s[i] for s in selected]
+        row = {"layer": i + 1, "choices": choices,
+               "same": None not in choices and len({float(c) for c in choices}) == 1}
+        if within is not None:
+            common = set.intersection(*({float(v) for v in w[i]} for w in within))
+            row.update(overlap=bool(common), common=sorted(common))
+        rows.append(row)
+    return rows
+

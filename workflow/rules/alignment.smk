@@ -31,7 +31,7 @@ rule alignment_figure:
 
 rule table_s7:
     input:
-        alignment_summaries("damping"),
+        damping_summaries(),
     output:
         csv=f"{RESULTS}/tables/tableS7.csv",
         md=f"{RESULTS}/tables/tableS7.md",
@@ -41,8 +41,8 @@ rule table_s7:
     log:
         f"{RESULTS}/logs/tables/tableS7.log",
     params:
-        cells=ALIGN_CELLS,
-        datasets=ALIGN_DATASETS,
+        cells=list(dict.fromkeys(ALIGN_CELLS + [(m, d) for m, d, _ in STABILITY_RUNS])),
+        datasets=damping_datasets(),
         not_run=[[d, not_run_reason(d)] for d in ALIGN["datasets"] if not usable(d)],
         source=config["data"]["source"],
     script:
@@ -51,7 +51,7 @@ rule table_s7:
 
 rule damping_figure:
     input:
-        lambda w: alignment_summaries("damping", w.dataset),
+        lambda w: damping_summaries(w.dataset),
     output:
         png=report(f"{RESULTS}/figures/damping_search_{{dataset}}.png", caption="../report/damping.rst",
                    category="Figures", labels=report_labels("Table S7: angle against λ")),
@@ -59,7 +59,8 @@ rule damping_figure:
     log:
         f"{RESULTS}/logs/figures/damping_search_{{dataset}}.log",
     params:
-        methods=lambda w: [m for m, d in ALIGN_CELLS if d == w.dataset],
+        methods=lambda w: list(dict.fromkeys([m for m, d in ALIGN_CELLS if d == w.dataset]
+                                             + [m for m, d, _ in STABILITY_RUNS if d == w.dataset])),
         source=config["data"]["source"],
     script:
         "../scripts/damping_figures.py"

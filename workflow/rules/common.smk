@@ -28,6 +28,9 @@ for _key in ("seeds", "seed_block", "partial", "epochs", "data", "slurm", "overr
              "search"):
     if _key in config:
         config[_key] = _parse_strings(config[_key])
+for _key in ("damping_stability", "beyond_paper"):  # a whole section given as one string (null); titles stay text
+    if isinstance(config.get(_key), str):
+        config[_key] = _parse_strings(config[_key])
 if isinstance(config.get("datasets"), str):  # --config datasets=mnist,cifar10
     config["datasets"] = [d.strip() for d in config["datasets"].split(",") if d.strip()]
 
@@ -132,9 +135,30 @@ ALIGN_DATASETS = [d for d in ALIGN["datasets"] if usable(d)]
 ALIGN_CELLS = [(m, d) for d in ALIGN_DATASETS for m in ALIGN["methods"] if has_config("alignment", m, d)]
 #: figure name(s) of each dataset's alignment grid (SPEC Q5; Fig. 4 is the condensed Fashion-MNIST view; tp.catalog)
 ALIGN_FIGURES = {slug: list(d.alignment_figures) for slug, d in CATALOG.items() if d.alignment_figures}
+# more seeds of some damping searches (Table S7's reproducibility, issue 23) and the runs beyond the paper
+# (issue 22): their cells, checked here; their rules and outputs in beyond.smk
+STABILITY = config.get("damping_stability") or {"methods": [], "datasets": [], "seeds": []}
+BEYOND_TABLES = (config.get("beyond_paper") or {}).get("tables") or {}
+GGN = (config.get("beyond_paper") or {}).get("ggn_alignment") or {"methods": [], "datasets": [], "seed": 42, "smooth": 10}
+for _what, _spec in (("damping_stability", STABILITY), ("beyond_paper.ggn_alignment", GGN)):
+    for _m in _spec["methods"]:
+        for _d in _spec["datasets"]:
+            if not has_config("alignment", _m, _d):
+                raise WorkflowError(f"config key '{_what}': method {_m!r} has no alignment configuration on {_d!r} "
+                                    f"(its runs read it); methods with one there: "
+                                    f"{', '.join(m for m in METHODS if has_config('alignment', m, _d))}")
+for _name in set(BEYOND_TABLES) & set(config["tables"]):
+    raise WorkflowError(f"config key 'beyond_paper.tables.{_name}': the name of a table of `tables`; choose another")
+#: (method, dataset, seed) of the extra damping searches; (tuning, method, dataset, seed) of the beyond tables' runs
+STABILITY_RUNS = [(m, d, s) for d in STABILITY["datasets"] if usable(d) for m in STABILITY["methods"]
+                  for s in STABILITY["seeds"]]
+BEYOND_RUNS = sorted({(spec["tuning"], m, d, s) for spec in BEYOND_TABLES.values() for m, d in table_cells(spec)
+                      for s in spec["seeds"]})
+GGN_CELLS = [(m, d) for d in GGN["datasets"] if usable(d) for m in GGN["methods"]]
 
 # check the per-run overrides once, on every cell, before anything runs
-for _tuning, _method, _dataset in RUN_CELLS + [("alignment", m, d) for m, d in ALIGN_CELLS]:
+for _tuning, _method, _dataset in RUN_CELLS + [("alignment", m, d) for m, d in ALIGN_CELLS] + [
+        ("ggn", m, d) for m, d in GGN_CELLS] + sorted({r[:3] for r in BEYOND_RUNS}):
     try:
         resolve_config(_method, _dataset, _tuning, config.get("overrides") or {})
     except ConfigError as exc:
@@ -200,8 +224,19 @@ def alignment_summaries(kind, dataset=None):
                   if dataset is None or d == dataset)
 
 
+def damping_summaries(dataset=None):
+    """Summaries of every damping search: the alignment seed's of each alignment cell, then the more seeds of
+    ``damping_stability``."""
+    return alignment_summaries("damping", dataset) + wanted(
+        f"{run_dir('damping', m, d, s)}/summary.json" for m, d, s in STABILITY_RUNS if dataset in (None, d))
+
+
+def damping_datasets():
+    return list(dict.fromkeys(ALIGN_DATASETS + [d for _, d, _ in STABILITY_RUNS]))
+
+
 def alignment_outputs():
-    if not ALIGN_CELLS:
+    if not ALIGN_CELLS and not STABILITY_RUNS:
         return []
     # partial: the figures of the datasets whose alignment runs have all finished, Table S7 and the damping
     # curves of the damping searches present
@@ -209,19 +244,23 @@ def alignment_outputs():
         Path(f"{run_dir('alignment', m, d, ALIGN['seed'])}/summary.json").exists() for m, dd in ALIGN_CELLS if dd == d)]
     figures = [f"{RESULTS}/figures/{name}_alignment_{d}.{ext}" for d in datasets
                for name in ALIGN_FIGURES[d] for ext in ("png", "pdf")]
-    s7 = not PARTIAL or alignment_summaries("damping")
-    damping = [f"{RESULTS}/figures/damping_search_{d}.{ext}" for d in ALIGN_DATASETS
-               if alignment_summaries("damping", d) for ext in ("png", "pdf")]  # (partial: searches present)
+    s7 = not PARTIAL or damping_summaries()
+    damping = [f"{RESULTS}/figures/damping_search_{d}.{ext}" for d in damping_datasets()
+               if damping_summaries(d) for ext in ("png", "pdf")]  # (partial: searches present)
     return figures + damping + (expand(f"{RESULTS}/tables/tableS7.{{ext}}", ext=["csv", "md", "tex", "html"])
                                 if s7 else [])
 
 
 wildcard_constraints:
-    tuning="|".join(sorted({t for t, _, _ in RUN_CELLS} | ({"alignment", "damping"} if ALIGN_CELLS else set()))),
-    method="|".join(sorted({m for _, m, _ in RUN_CELLS} | {m for m, _ in ALIGN_CELLS}, key=len, reverse=True)),
+    tuning="|".join(sorted({t for t, _, _ in RUN_CELLS} | ({"alignment", "damping"} if ALIGN_CELLS else set())
+                           | ({"damping"} if STABILITY_RUNS else set()) | ({"ggn"} if GGN_CELLS else set())
+                           | {t for t, _, _, _ in BEYOND_RUNS})),
+    method="|".join(sorted({m for _, m, _ in RUN_CELLS} | {m for m, _ in ALIGN_CELLS} | {m for m, _, _ in STABILITY_RUNS}
+                           | {m for m, _ in GGN_CELLS} | {m for _, m, _, _ in BEYOND_RUNS}, key=len, reverse=True)),
     dataset="|".join(sorted(DATASETS, key=len, reverse=True)),
     data="|".join(sorted(set(DATA_OF.values()))),
-    seed="|".join(str(s) for s in sorted(set(config["seeds"]) | {ALIGN["seed"]})),
+    seed="|".join(str(s) for s in sorted(set(config["seeds"]) | {ALIGN["seed"], GGN["seed"]}
+                                         | {s for _, _, s in STABILITY_RUNS} | {s for *_, s in BEYOND_RUNS})),
     table="|".join(config["tables"]),
 
 

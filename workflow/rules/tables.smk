@@ -37,10 +37,13 @@ rule results_readme:
         alignment_outputs(),
         toy_outputs(),
         curve_outputs(),
+        lambda w: beyond_outputs(),  # (beyond.smk, included later)
     output:
         f"{RESULTS}/README.md",
     params:
         tables=config["tables"],
+        beyond_tables={name: spec["title"] for name, spec in BEYOND_TABLES.items()},
+        stability_seeds=STABILITY["seeds"] if STABILITY_RUNS else [],
         config=config,
         results=RESULTS,
         not_run=[f"{d}: " + ("dataset missing" if d in MISSING_DATA else "not selected") + " — " +
@@ -56,6 +59,7 @@ rule datasets_missing:
         table_outputs(),
         alignment_outputs(),
         toy_outputs(),
+        lambda w: beyond_outputs(),
         f"{RESULTS}/README.md",
     output:
         f"{RESULTS}/data/complete.flag",  # never written: this job fails while data is missing

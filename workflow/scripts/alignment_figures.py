@@ -150,8 +150,9 @@ def main(sm):
     df = smoothed(load(sm.input, sm.params.methods), sm.params.smooth)
     name = DATASETS[sm.wildcards.dataset].paper_name
     source = sm.params.get("source", "real")
-    title = f"{figure_label(sm.wildcards.figure)}: {name}" + (" — SYNTHETIC DATA, NOT A RESULT" if source == "synthetic" else "")
-    fig = condensed(df, title) if sm.params.condensed else grid(df, title)
+    label = sm.params.get("title") or figure_label(sm.wildcards.figure)  # a title of its own: beyond the paper
+    title = f"{label}: {name}" + (" — SYNTHETIC DATA, NOT A RESULT" if source == "synthetic" else "")
+    fig = condensed(df, title) if sm.params.get("condensed") else grid(df, title)
     fig.supxlabel(provenance(sm.input, source), fontsize=6)  # the runs behind the figure
     fig.savefig(sm.output.png, dpi=150)
     fig.savefig(sm.output.pdf)

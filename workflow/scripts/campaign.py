@@ -6,9 +6,12 @@
 1. The code is a ``git worktree`` of one commit (``.campaign/COMMIT/``, git-ignored), run with this checkout's
    virtual environment (``PYTHONPATH`` puts the worktree's ``tp`` first), so editing the checkout never reaches
    a running job, and every run records that commit as its clean code version.
-2. The plan (``--dry-run`` prints it): the toy figures (Fig. 2, S3), the damping searches of Table S7, then the
-   Table 1 cells seed by seed — every cell's seed 1 before any seed 2, cheap cells before expensive ones.  A run
-   whose summary is already under ``RESULTS/runs/`` (committed, or copied by an earlier campaign) is done.
+2. The plan (``--dry-run`` prints it), by stages (``--stages``): the toy figures (Fig. 2, S3), the damping
+   searches of Table S7 (then the more seeds of ``damping_stability``), the Table 1 cells seed by seed — every
+   cell's seed 1 before any seed 2, cheap cells before expensive ones — and beyond the paper (``ggn``): the GGN
+   alignment runs, then the ``beyond_paper`` tables' runs seed by seed (a run already planned, e.g. DDTP-linear's
+   Table 1 runs, keeps its first place).  A run whose summary is already under ``RESULTS/runs/`` (committed, or
+   copied by an earlier campaign) is done.
 3. ``--slots`` jobs at a time (default: the CPU count, one thread each: on the 2-core CPU two 1-thread jobs do
    more work per hour than one 2-thread job, docs/speed.md).  A run starts only when its expected time fits
    before the deadline: the median ``wall_time_s`` of the cell's finished runs, else another dataset's runs of
@@ -44,6 +47,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 SMALL_FILES = ("summary.json", "metrics.csv", "config.yaml", "alignment.csv", "damping_search.csv",
                "damping_paired.csv")
+STAGES = ("toy", "damping", "table1", "ggn")
 TOY_FILES = ("fig2_nullspace.png", "fig2_nullspace.pdf", "fig2_nullspace.csv", "fig2_nullspace_summary.csv",
              "figS3_output_space.png", "figS3_output_space.pdf", "figS3_output_space.json")
 
@@ -105,21 +109,42 @@ def plan(cfg: dict, args, results: Path) -> list[Item]:
     items = []
     if "toy" in args.stages:
         items.append(Item("figures/fig2_nullspace.png", 0.05, "minutes (Fig. 2, S3)"))
+    selected = lambda d: DATASETS[d].files in args.datasets  # noqa: E731
     if "damping" in args.stages:
         align = cfg["alignment"]
-        for d in [d for d in align["datasets"] if DATASETS[d].files in args.datasets]:
+        for d in [d for d in align["datasets"] if selected(d)]:
             for m in align["methods"]:
                 if "alignment" in have.get((d, m), []):
                     h, why = estimate(("damping", m, d), times, 0.1)
                     items.append(Item(f"runs/damping/{m}/{d}/seed{align['seed']}/summary.json", h, why))
+        stab = cfg.get("damping_stability") or {"methods": [], "datasets": [], "seeds": []}  # then its seeds
+        cells = [("damping", m, d) for d in stab["datasets"] if selected(d) for m in stab["methods"]
+                 if "alignment" in have.get((d, m), [])]
+        items += seed_by_seed(cells, stab["seeds"], {c: estimate(c, times, 0.1) for c in cells})
     if "table1" in args.stages:
         spec = cfg["tables"]["table1"]
         cells = [(spec["tuning"], m, d) for m in spec["rows"] for d in datasets if spec["tuning"] in have.get((d, m), [])]
-        est = {c: estimate(c, times, args.default_hours) for c in cells}
-        for seed in args.seeds:
-            for c in sorted(cells, key=lambda c: est[c][0]):
-                items.append(Item(f"runs/{c[0]}/{c[1]}/{c[2]}/seed{seed}/summary.json", *est[c]))
-    return [i for i in items if not (results / i.target).exists()]
+        items += seed_by_seed(cells, args.seeds, {c: estimate(c, times, args.default_hours) for c in cells})
+    if "ggn" in args.stages:  # beyond the paper (issue 22): the GGN alignment runs, then the beyond tables' runs
+        beyond = cfg.get("beyond_paper") or {}
+        ggn = beyond.get("ggn_alignment") or {"methods": [], "datasets": [], "seed": 42}
+        cells = [("ggn", m, d) for d in ggn["datasets"] if selected(d) for m in ggn["methods"]
+                 if "alignment" in have.get((d, m), [])]
+        items += seed_by_seed(cells, [ggn["seed"]], {c: estimate(c, times, 0.25) for c in cells})
+        for spec in (beyond.get("tables") or {}).values():
+            cells = [(spec["tuning"], m, d) for m in spec["rows"] for d in spec["columns"]
+                     if selected(d) and spec["tuning"] in have.get((d, m), [])]
+            items += seed_by_seed(cells, spec["seeds"], {c: estimate(c, times, args.default_hours) for c in cells})
+    first: dict[str, Item] = {}
+    for i in items:  # a run planned twice (DDTP-linear's Table 1 runs in a beyond table) keeps its first place
+        first.setdefault(i.target, i)
+    return [i for i in first.values() if not (results / i.target).exists()]
+
+
+def seed_by_seed(cells, seeds, est) -> list[Item]:
+    """Every cell's first seed before any cell's second, cheap cells (``est``: hours, why) first."""
+    return [Item(f"runs/{c[0]}/{c[1]}/{c[2]}/seed{seed}/summary.json", *est[c])
+            for seed in seeds for c in sorted(cells, key=lambda c: est[c][0])]
 
 
 def record(path: Path, row: dict) -> None:
@@ -164,7 +189,7 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, required=True, help="time box: no run starts that would end later")
     p.add_argument("--datasets", default="mnist", help="comma-separated dataset files: mnist, fashion-mnist, cifar10")
     p.add_argument("--seeds", default="1,2,3", help="seeds of the Table 1 cells, in this order")
-    p.add_argument("--stages", default="toy,damping,table1", help="any of toy, damping, table1")
+    p.add_argument("--stages", default=",".join(STAGES), help=f"any of {', '.join(STAGES)} (module docstring)")
     p.add_argument("--commit", default="HEAD", help="the code the runs are made with")
     p.add_argument("--results", default=str(REPO / "results"))
     p.add_argument("--data-root", default=str(REPO / "data"))
@@ -183,7 +208,7 @@ def main(argv=None) -> int:
 
     files = list(dict.fromkeys(d.files for d in DATASETS.values()))
     for name, values, valid in (("--datasets", args.datasets, files),
-                                ("--stages", args.stages, ("toy", "damping", "table1"))):
+                                ("--stages", args.stages, STAGES)):
         bad = [v for v in values if v not in valid]
         if bad:
             p.error(f"{name} {','.join(bad)}: valid choices are {', '.join(valid)}")

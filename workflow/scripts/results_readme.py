@@ -82,6 +82,28 @@ def main(sm) -> None:
     else:
         lines.append("* **Table S7: GNT damping λ selected per hidden layer by the damping search** — not built: "
                      "no alignment dataset ran (see below).")
+    stability = results / "tables" / "tableS7_stability.csv"
+    if getattr(sm.params, "stability_seeds", None) and stability.exists():
+        rows = pd.read_csv(stability)
+        done = int((rows["same"].notna()).sum()) if len(rows) else 0
+        lines.append("* **Table S7, reproducibility: how often the damping searches of seeds "
+                     f"{', '.join(map(str, sm.params.stability_seeds))} select the same λ** — "
+                     "`tables/tableS7_stability.csv` (tidy), `tables/tableS7_stability.md`; "
+                     f"{done} of {len(rows)} method × procedure cells compared, the others pending.")
+    beyond = getattr(sm.params, "beyond_tables", None) or {}
+    if beyond:
+        lines += ["", "## Beyond the paper", "",
+                  "Methods the paper derives (its Appendix D) but never ran, measured with the same pipeline "
+                  "(docs/ggn.md):", ""]
+        for name, title in beyond.items():
+            tidy = pd.read_csv(results / "tables" / f"{name}.csv")
+            lines.append(f"* **{title}** — `tables/{name}.csv` (tidy), `tables/{name}.md`, `tables/{name}.tex`; "
+                         f"{int(tidy['n'].sum())} finished runs, {int(tidy['missing'].sum())} missing.")
+    ggn = sorted(p.name for p in (results / "figures").glob("ggn_alignment_*.png")) \
+        if (results / "figures").exists() else []
+    lines += [f"* `figures/{name}` (and `.pdf`): alignment of DDTP-linear's and DDTP-GGN's updates with the BP "
+              "gradient, the damped GNT and the damped GGN update over the first epochs (tuning `ggn`), per "
+              "hidden layer" for name in ggn]
     if sm.params.not_run:
         lines += ["", "## Not run", ""] + [f"* {line}" for line in sm.params.not_run]
     figures = sorted(p.name for p in (results / "figures").glob("*.png")) if (results / "figures").exists() else []
@@ -95,7 +117,7 @@ def main(sm) -> None:
                   ""]
         curves = [name for name in figures if name.startswith("curves_")]
         damping = [name for name in figures if name.startswith("damping_search_")]
-        lines += [f"* `figures/{name}` (and `.pdf`)" for name in figures if name not in curves + damping]
+        lines += [f"* `figures/{name}` (and `.pdf`)" for name in figures if name not in curves + damping + ggn]
         if damping:
             lines += ["", "Damping searches behind Table S7: the mean angle with the damped GNT update against λ, per "
                       "hidden layer, by the paired search (mean ± 2 SE, the same minibatches for every λ) and the "

@@ -95,6 +95,11 @@ def notes_for(spec: dict, runs: pd.DataFrame | None = None) -> list[str]:
             if "ddtp-control" in spec["rows"]:
                 notes.append("CIFAR10 (CNN) DDTP-control: the official set has no configuration tuned for training "
                              "loss for it, so its cell says \"no configuration\" (no run, no number).")
+    for method in spec["rows"]:  # a method the paper derives but never ran (tp.catalog)
+        if METHODS[method].beyond_paper:
+            notes.append(f"{METHODS[method].paper_name}: beyond the paper ({METHODS[method].beyond_paper}); the "
+                         "paper never ran it (docs/ggn.md).")
+    notes += list(spec.get("notes") or [])  # the pipeline's own (e.g. which runs a beyond-the-paper cell reuses)
     notes.append("Cells: mean ± std (ddof = 1) over the finished seeds, n = their number; diverged, pruned "
                  "(training accuracy below the official early-stop threshold), rejected (failed the run audit, "
                  "listed below) and pending (not run yet) seeds are counted and excluded.")
@@ -219,8 +224,8 @@ def write(tidy: pd.DataFrame, spec: dict, csv_path, md_path, tex_path, runs=None
 
 def main_snakemake(sm) -> None:
     runs = load_runs(sm.input, sm.params.overrides, sm.params.epochs, sm.params.source)
-    tidy = aggregate(runs, sm.params.spec, sm.params.configured, sm.params.seeds, sm.wildcards.table,
-                     sm.params.not_run)
+    name = sm.params.get("table") or sm.wildcards.table  # (a table beyond the paper: its own wildcard)
+    tidy = aggregate(runs, sm.params.spec, sm.params.configured, sm.params.seeds, name, sm.params.not_run)
     write(tidy, sm.params.spec, sm.output.csv, sm.output.md, sm.output.tex, runs, sm.params.source,
           sm.output.html)
 
