@@ -206,3 +206,38 @@ def test_a_run_folder_held_by_a_live_process_is_seen_without_taking_it(tmp_path)
         assert holder(out) == str(os.getpid())
         assert holder(out) == str(os.getpid())  # asked twice: still held by its owner
     assert holder(out) is None  # released with the block
+
+
+def test_estimates_prefer_this_machines_runs_and_follow_the_observed_speed(tmp_path):
+    """campaign_speed: a cell's runs made on this machine's CPU model are the estimate when there are any; the
+    running runs' seconds per epoch against their estimate scale later start decisions (never below 1)."""
+    campaign = _campaign()  # puts workflow/scripts on sys.path
+    import campaign_speed as speed
+
+    runs = tmp_path / "runs"
+    for seed, (hours, device) in enumerate([(0.3, "Intel, x86_64 CPU (1 threads)"), (0.4, "Intel, x86_64 CPU (1 threads)"),
+                                            (1.2, "AMD EPYC, x86_64 CPU (1 threads)")], 1):
+        folder = runs / "test" / "ddtp-linear" / "mnist" / f"seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps({"status": "finished", "wall_time_s": hours * 3600,
+                                                         "device_name": device}))
+    times = speed.finished_times(tmp_path)
+    cell = ("test", "ddtp-linear", "mnist")
+    assert sorted(h for h, _ in times[cell]) == pytest.approx([0.3, 0.4, 1.2])
+    assert campaign._estimate(cell, times, 1.5, "AMD EPYC, x86_64 CPU (1 threads)") == (
+        pytest.approx(1.2), "median of 1 this machine's finished run(s)")
+    assert campaign._estimate(cell, times, 1.5, "Other CPU")[0] == pytest.approx(0.4)  # all three: no run here
+    gauge = speed.SpeedGauge()
+    run = runs / "test" / "ddtp-linear" / "mnist" / "seed1"
+    (run / "metrics.csv").write_text("epoch,seconds\n1,40.0\n")
+    assert gauge.observe(run, 0.32, 100) is None and gauge.factor == 1.0  # one epoch: not yet
+    (run / "metrics.csv").write_text("epoch,seconds\n1,40.0\n2,44.0\n3,42.0\n")
+    assert gauge.observe(run, 0.32, 100) == pytest.approx(42.0 / 11.52)
+    assert gauge.factor == pytest.approx(42.0 / 11.52)
+    item = campaign.Item("runs/test/dtp/mnist/seed1/summary.json", 0.25, "")
+    assert campaign.pick([item], now=0, deadline=3600, margin=1.15) is item
+    assert campaign.pick([item], now=0, deadline=3600, margin=1.15, speed=gauge.factor) is None
+    fast = speed.SpeedGauge()
+    (run / "metrics.csv").write_text("epoch,seconds\n1,4.0\n2,4.0\n")
+    fast.observe(run, 0.32, 100)
+    assert fast.factor == 1.0

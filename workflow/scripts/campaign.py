@@ -14,8 +14,10 @@
    copied by an earlier campaign) is done.
 3. ``--slots`` jobs at a time (default: the CPU count, one thread each: on the 2-core CPU two 1-thread jobs do
    more work per hour than one 2-thread job, docs/speed.md).  A run starts only when its expected time fits
-   before the deadline: the median ``wall_time_s`` of the cell's finished runs, else another dataset's runs of
-   the method scaled by epochs, else ``--default-hours``; times ``--margin``.
+   before the deadline: the median ``wall_time_s`` of the cell's finished runs (those of this machine's CPU
+   model when there are any), else another dataset's runs of the method scaled by epochs, else
+   ``--default-hours``; times ``--margin``, times the slowdown the running runs show against their estimates
+   (campaign_speed.py: another machine's times can be 4x off).
 4. Each job is a Snakemake call in the worktree for one run; when it ends, the run's small files
    (``summary.json``, ``metrics.csv``, ``config.yaml``, ``alignment.csv``, ``damping_search.csv``,
    ``damping_paired.csv``; never the checkpoint) are copied into ``RESULTS/runs/`` (the toy figures into
@@ -30,9 +32,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
+import functools
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -43,6 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from campaign_speed import SpeedGauge, finished_times, machine_name, machine_times  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL_FILES = ("summary.json", "metrics.csv", "config.yaml", "alignment.csv", "damping_search.csv",
@@ -67,19 +71,7 @@ def git(*args, cwd=REPO) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def finished_times(results: Path) -> dict[tuple[str, str, str], list[float]]:
-    """Wall times (hours) of the finished runs under ``results/runs``, by (tuning, method, dataset)."""
-    out: dict[tuple[str, str, str], list[float]] = {}
-    for path in results.glob("runs/*/*/*/seed*/summary.json"):
-        try:
-            s = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if s.get("status") == "finished" and s.get("wall_time_s") and not s.get("block_seeds"):
-            out.setdefault(tuple(path.parts[-5:-2]), []).append(float(s["wall_time_s"]) / 3600)
-    return out
-
-
+@functools.lru_cache(maxsize=None)
 def epochs_of(tuning, method, dataset) -> int:
     from tp.config import resolve_config
 
@@ -87,14 +79,17 @@ def epochs_of(tuning, method, dataset) -> int:
     return cfg["epochs"] + cfg.get("epochs_fb", 0)
 
 
-def estimate(cell, times, default) -> tuple[float, str]:
-    """Expected hours of a run of ``cell`` and where the estimate comes from."""
+def _estimate(cell, times, default, machine: str | None = None) -> tuple[float, str]:
+    """Expected hours of a run of ``cell`` and where the estimate comes from (``times``: finished_times; the
+    runs of ``machine`` first, campaign_speed.machine_times)."""
     if cell in times:
-        return statistics.median(times[cell]), f"median of {len(times[cell])} finished run(s)"
+        hours, whose = machine_times(times[cell], machine)
+        return statistics.median(hours), f"median of {len(hours)} {whose + ' ' if whose else ''}finished run(s)"
     tuning, method, _ = cell
     for other, t in times.items():
         if other[:2] == (tuning, method):
-            return statistics.median(t) * epochs_of(*cell) / epochs_of(*other), f"{other[2]}'s runs scaled by epochs"
+            hours, _ = machine_times(t, machine)
+            return statistics.median(hours) * epochs_of(*cell) / epochs_of(*other), f"{other[2]}'s runs scaled by epochs"
     return default, "--default-hours"
 
 
@@ -102,7 +97,8 @@ def plan(cfg: dict, args, results: Path) -> list[Item]:
     from tp.config import available_configs
 
     have = available_configs()
-    times = finished_times(results)
+    times, machine = finished_times(results), machine_name()
+    estimate = lambda cell, default: _estimate(cell, times, default, machine)  # noqa: E731
     from tp.catalog import DATASETS  # the files each dataset reads (Frozen-MNIST: MNIST's)
 
     datasets = [d for d in cfg["tables"]["table1"]["columns"] if DATASETS[d].files in args.datasets]
@@ -115,26 +111,26 @@ def plan(cfg: dict, args, results: Path) -> list[Item]:
         for d in [d for d in align["datasets"] if selected(d)]:
             for m in align["methods"]:
                 if "alignment" in have.get((d, m), []):
-                    h, why = estimate(("damping", m, d), times, 0.1)
+                    h, why = estimate(("damping", m, d), 0.1)
                     items.append(Item(f"runs/damping/{m}/{d}/seed{align['seed']}/summary.json", h, why))
         stab = cfg.get("damping_stability") or {"methods": [], "datasets": [], "seeds": []}  # then its seeds
         cells = [("damping", m, d) for d in stab["datasets"] if selected(d) for m in stab["methods"]
                  if "alignment" in have.get((d, m), [])]
-        items += seed_by_seed(cells, stab["seeds"], {c: estimate(c, times, 0.1) for c in cells})
+        items += seed_by_seed(cells, stab["seeds"], {c: estimate(c, 0.1) for c in cells})
     if "table1" in args.stages:
         spec = cfg["tables"]["table1"]
         cells = [(spec["tuning"], m, d) for m in spec["rows"] for d in datasets if spec["tuning"] in have.get((d, m), [])]
-        items += seed_by_seed(cells, args.seeds, {c: estimate(c, times, args.default_hours) for c in cells})
+        items += seed_by_seed(cells, args.seeds, {c: estimate(c, args.default_hours) for c in cells})
     if "ggn" in args.stages:  # beyond the paper (issue 22): the GGN alignment runs, then the beyond tables' runs
         beyond = cfg.get("beyond_paper") or {}
         ggn = beyond.get("ggn_alignment") or {"methods": [], "datasets": [], "seed": 42}
         cells = [("ggn", m, d) for d in ggn["datasets"] if selected(d) for m in ggn["methods"]
                  if "alignment" in have.get((d, m), [])]
-        items += seed_by_seed(cells, [ggn["seed"]], {c: estimate(c, times, 0.25) for c in cells})
+        items += seed_by_seed(cells, [ggn["seed"]], {c: estimate(c, 0.25) for c in cells})
         for spec in (beyond.get("tables") or {}).values():
             cells = [(spec["tuning"], m, d) for m in spec["rows"] for d in spec["columns"]
                      if selected(d) and spec["tuning"] in have.get((d, m), [])]
-            items += seed_by_seed(cells, spec["seeds"], {c: estimate(c, times, args.default_hours) for c in cells})
+            items += seed_by_seed(cells, spec["seeds"], {c: estimate(c, args.default_hours) for c in cells})
     first: dict[str, Item] = {}
     for i in items:  # a run planned twice (DDTP-linear's Table 1 runs in a beyond table) keeps its first place
         first.setdefault(i.target, i)
@@ -157,9 +153,10 @@ def record(path: Path, row: dict) -> None:
         w.writerow(row)
 
 
-def pick(items: list[Item], now: float, deadline: float, margin: float) -> Item | None:
-    """The first item of the plan whose expected time (× margin) ends before the deadline."""
-    return next((i for i in items if now + i.hours * 3600 * margin < deadline), None)
+def pick(items: list[Item], now: float, deadline: float, margin: float, speed: float = 1.0) -> Item | None:
+    """The first item of the plan whose expected time (× margin × ``speed``, the observed slowdown of this
+    machine: campaign_speed.SpeedGauge) ends before the deadline."""
+    return next((i for i in items if now + i.hours * 3600 * margin * speed < deadline), None)
 
 
 def worktree(commit: str) -> Path:
@@ -246,7 +243,7 @@ def main(argv=None) -> int:
     say(f"code {git('rev-parse', 'HEAD', cwd=tree)} in {tree}")
     started, finished, failed = time.time(), 0, 0
     running: dict[str, tuple[subprocess.Popen, float, Item]] = {}
-    stopped = False
+    stopped, gauge, factor = False, SpeedGauge(), 1.0
 
     def stop(*_):
         nonlocal stopped
@@ -268,12 +265,18 @@ def main(argv=None) -> int:
                 (results / "figures").mkdir(parents=True, exist_ok=True)
                 for name in TOY_FILES:
                     shutil.copy2(tree / "results" / "figures" / name, results / "figures" / name)
+        for _, _, item in running.values():  # this machine's speed, from the runs' own epochs
+            if item.run:
+                gauge.observe(tree / "results" / item.run, item.hours, epochs_of(*Path(item.run).parts[:3]))
+        if gauge.factor > factor * 1.05:
+            factor = gauge.factor
+            say(f"runs here take {factor:.2f}x their estimates (seconds per epoch so far): later starts use that")
         while len(running) < args.slots and items:
-            item = pick(items, time.time(), deadline, args.margin)
+            item = pick(items, time.time(), deadline, args.margin, factor)
             if item is None:
                 break
             items.remove(item)
-            say(f"start (expect {item.hours * 60:.0f} min) {item.target}")
+            say(f"start (expect {item.hours * 60 * factor:.0f} min) {item.target}")
             out = open(logdir / f"{item.target.replace('/', '_')}.log", "a")
             proc = subprocess.Popen(snakemake + config + ["--", f"results/{item.target}"], cwd=tree, env=env,
                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -294,7 +297,7 @@ def main(argv=None) -> int:
         "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
         "minutes": round((time.time() - started) / 60, 1), "commit": git("rev-parse", "HEAD", cwd=tree),
         "command": "python workflow/scripts/campaign.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs".replace("  ", " "),
+        "machine": f"{machine_name().replace(' (1 threads)', '')}, {os.cpu_count()} CPUs",
         "slots": args.slots, "finished": finished, "failed": failed, "stopped": len(running),
         "not_started": len(left)})
     if not args.no_tables:
