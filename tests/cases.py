@@ -60,3 +60,29 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str, rtol: 
         assert err < zero_atol, f"{what}: absolute error {err:.3e} on a zero reference"
     else:
         assert err / scale <= rtol, f"{what}: relative error {err / scale:.3e} > {rtol:g}"
+
+
+# ------------------------------------------------------------------- workflow scripts outside Snakemake
+def workflow_script(name: str):
+    """``workflow/scripts/NAME.py`` imported as a module (its ``main`` then runs on a :class:`Job`)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+                                                  / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Params(dict):
+    """Snakemake's ``params``/``output``: attributes and ``get``."""
+
+    __getattr__ = dict.__getitem__
+
+
+class Job:
+    """What a Snakemake ``script:`` sees as ``snakemake``: input, output, params, wildcards."""
+
+    def __init__(self, inputs, output, wildcards=None, **params):
+        self.input, self.output, self.params = [str(p) for p in inputs], Params(output), Params(params)
+        self.wildcards = Params(wildcards or {})

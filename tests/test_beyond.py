@@ -5,7 +5,6 @@ beyond_paper configuration) and the GGN alignment figure (tuning ggn), on constr
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 import yaml
 
 from tp import audit
+from cases import Job, workflow_script as script
 from tp.config import resolve_config
 from tp.damping import seed_agreement
 from tp.data import DataSplits, synthetic_classification
@@ -23,23 +23,6 @@ CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 SMALL = {"num_hidden": 2, "size_hidden": 8, "batch_size": 32, "epochs": 1, "epochs_fb": 0, "extra_fb_epochs": 0}
 
 
-def script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "workflow" / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class Params(dict):
-    """Snakemake's ``params``/``output``: attributes and ``get``."""
-
-    __getattr__ = dict.__getitem__
-
-
-class Job:
-    def __init__(self, inputs, output, wildcards=None, **params):
-        self.input, self.output, self.params = [str(p) for p in inputs], Params(output), Params(params)
-        self.wildcards = Params(wildcards or {})
 
 
 def data():

@@ -5,12 +5,12 @@ procedures (issue 23)."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
 
+from cases import Job, workflow_script as script
 from tp.config import resolve_config
 from tp.data import DataSplits, synthetic_classification
 from tp.training import train
@@ -19,23 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "results" / "runs" / "damping" / "ddtp-linear" / "mnist" / "seed42"
 
 
-def script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "workflow" / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class Params(dict):
-    """Snakemake's ``params``/``output``: attributes and ``get``."""
-
-    __getattr__ = dict.__getitem__
-
-
-class Job:
-    def __init__(self, inputs, output, wildcards=None, **params):
-        self.input, self.output, self.params = [str(p) for p in inputs], Params(output), Params(params)
-        self.wildcards = Params(wildcards or {})
 
 
 @pytest.fixture(scope="module")
