@@ -226,6 +226,26 @@ def _orthogonal_noise_design(M: int, n: int, sigma: float, g: torch.Generator) -
     return sigma * math.sqrt(M / 2) * torch.cat([U, -U])
 
 
+def _drl_minimisers(rule, net, params, fwd, designs, g, tol):
+    """{i: (Q*_i, c·D_i)}: the exact minimiser Q* = E D⁺ of a direct rule's DRL for every hidden layer, read off
+    the rule's own gradients ∇_Q = c(Q D − E) at Q = 0 (−c E) and Q = [I; 0] (c([I; 0] D − E)) with the noise
+    σ·``designs``; each checked to be a stationary point (‖∇_Q(Q*)‖ < tol·‖∇_Q(0)‖)."""
+    n_L = net.sizes[-1]
+    zero = {k: torch.zeros_like(v) for k, v in rule.init_feedback(net, g).items()}
+    probe = {k: (torch.eye(*v.shape, dtype=DT) if k[0] == "Q" else v) for k, v in zero.items()}
+    noise = {i: rule.hp["sigma"] * E for i, E in designs.items()}
+    G0, _ = rule.feedback_gradients(net, params, zero, fwd, noise=noise)
+    G1, _ = rule.feedback_gradients(net, params, probe, fwd, noise=noise)
+    out = {}
+    for i in designs:
+        cD = (G1[f"Q{i}"] - G0[f"Q{i}"])[:n_L]
+        Q_star = -G0[f"Q{i}"] @ torch.linalg.pinv(cD, hermitian=True, rtol=1e-10)
+        G_star, _ = rule.feedback_gradients(net, params, {**zero, f"Q{i}": Q_star}, fwd, noise=noise)
+        assert G_star[f"Q{i}"].norm() < tol * G0[f"Q{i}"].norm()  # it is a minimiser
+        out[i] = Q_star, cD
+    return out
+
+
 def test_theorem4_drl_minimiser_tends_to_jacobian_pseudoinverse_as_sigma_vanishes():
     """The DRL of DDTP-linear is quadratic in Q_i:  ∇_Q = c(Q D − E) with D = Σ δδᵀ, E = Σ εδᵀ,
     δ = F_{i→L}(h_i + ε) − h_L.  Its exact minimiser Q* = E D⁻¹ is read off the rule's own gradients at
@@ -246,16 +266,7 @@ def test_theorem4_drl_minimiser_tends_to_jacobian_pseudoinverse_as_sigma_vanishe
     err = {i: [] for i in J_pinv}
     for sigma in sigmas:
         rule = tp.make_rule("ddtp-linear", target_stepsize=0.01, sigma=sigma)
-        zero = {k: torch.zeros_like(v) for k, v in rule.init_feedback(net, g).items()}
-        probe = {k: (torch.eye(*v.shape, dtype=DT) if k[0] == "Q" else v) for k, v in zero.items()}
-        noise = {i: sigma * E for i, E in designs.items()}
-        G0, _ = rule.feedback_gradients(net, params, zero, fwd, noise=noise)  # −c E
-        G1, _ = rule.feedback_gradients(net, params, probe, fwd, noise=noise)  # c([I; 0] D − E)
-        for i in J_pinv:
-            cD = (G1[f"Q{i}"] - G0[f"Q{i}"])[:n_L]
-            Q_star = -G0[f"Q{i}"] @ torch.linalg.inv(cD)
-            G_star, _ = rule.feedback_gradients(net, params, {**zero, f"Q{i}": Q_star}, fwd, noise=noise)
-            assert G_star[f"Q{i}"].norm() < 1e-10 * G0[f"Q{i}"].norm()  # it is the minimiser
+        for i, (Q_star, _) in _drl_minimisers(rule, net, params, fwd, designs, g, 1e-10).items():
             err[i].append(rel(Q_star, J_pinv[i]))
     print(f"\nThm 4, σ → 0: ‖Q*(σ) − J_i⁺‖/‖J_i⁺‖ of the DRL minimiser, σ = {sigmas}")
     for i, e in err.items():
@@ -307,21 +318,12 @@ def test_appendixD_ddtp_ggn_drl_minimiser_is_the_pinv_of_the_transformed_jacobia
     designs = {i: _orthogonal_noise_design(M, net.sizes[i], 1.0, g) for i in J}
     sigmas = [0.2, 0.1, 0.05, 0.025]
     err = {i: [] for i in J}
+    ones = torch.ones(n_L, dtype=DT)
     for sigma in sigmas:
         rule = tp.make_rule("ddtp-ggn", target_stepsize=0.01, sigma=sigma)
-        zero = {k: torch.zeros_like(v) for k, v in rule.init_feedback(net, g).items()}
-        probe = {k: (torch.eye(*v.shape, dtype=DT) if k[0] == "Q" else v) for k, v in zero.items()}
-        noise = {i: sigma * E for i, E in designs.items()}
-        G0, _ = rule.feedback_gradients(net, params, zero, fwd, noise=noise)  # −c E
-        G1, _ = rule.feedback_gradients(net, params, probe, fwd, noise=noise)  # c([I; 0] D − E)
-        for i in J:
-            cD = (G1[f"Q{i}"] - G0[f"Q{i}"])[:n_L]
-            ones = torch.ones(n_L, dtype=DT)
+        for i, (Q_star, cD) in _drl_minimisers(rule, net, params, fwd, designs, g, 1e-9).items():
             assert (cD @ ones).norm() < 1e-10 * cD.norm()  # δ̃ never leaves range(R) ⊥ 1: D is singular …
             assert torch.linalg.matrix_rank(cD, rtol=1e-8).item() == n_L - 1  # … of rank n_L − 1
-            Q_star = -G0[f"Q{i}"] @ torch.linalg.pinv(cD, hermitian=True, rtol=1e-10)
-            G_star, _ = rule.feedback_gradients(net, params, {**zero, f"Q{i}": Q_star}, fwd, noise=noise)
-            assert G_star[f"Q{i}"].norm() < 1e-9 * G0[f"Q{i}"].norm()  # it is a minimiser
             err[i].append(rel(Q_star, opt[i]))
     print(f"\nAppendix D, σ → 0: ‖Q*(σ) − (R J_i)⁺‖/‖(R J_i)⁺‖, σ = {sigmas}")
     for i, e in err.items():
