@@ -13,6 +13,7 @@ import yaml
 from tp import catalog, config, data
 from tp.errors import ConfigError
 from tp.rules import REGISTRY
+from tp.search.space import load_space
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -75,7 +76,7 @@ def test_damping_is_the_alignment_configuration_with_the_search():
 
 def test_ggn_is_the_alignment_configuration_over_its_first_epochs_with_the_ggn_angles():
     """Beyond the paper (issue 22): the GGN alignment runs read the alignment configuration, in their own
-    folders (tuning ggn), and DDTP-GGN's differs from DDTP-linear's only in its rule."""
+    folders (tuning ggn), and DDTP-GGN's differs from DDTP-linear's only in its rule and its searched values."""
     ggn = catalog.tuning("ggn")
     assert ggn.configuration == "alignment" and ggn.shortened and ggn.damping_search_after is None
     assert ggn.objective is None  # not searched
@@ -84,7 +85,8 @@ def test_ggn_is_the_alignment_configuration_over_its_first_epochs_with_the_ggn_a
         assert {k for k in align if align[k] != run[k]} == {"tuning", "epochs", "log_interval", "log_alignment_ggn"}
         assert (run["epochs"], run["log_interval"], run["log_alignment"], run["log_alignment_ggn"]) == (5, 20, True, True)
     linear, ggn_run = config.resolve_config("ddtp-linear", "mnist", "ggn"), config.resolve_config("ddtp-ggn", "mnist", "ggn")
-    assert {k for k in linear if linear[k] != ggn_run[k]} == {"method", "rule"}
+    searched = set(load_space("ddtp-ggn"))  # DDTP-GGN's own search: β, lr_fb, hessian_damping (docs/ggn.md)
+    assert {k for k in linear if linear[k] != ggn_run[k]} == {"method", "rule"} | searched
     with pytest.raises(config.ConfigError, match="reads the 'alignment' configuration"):
         config.resolve_config("ggnt", "mnist", "ggn")
 
