@@ -18,14 +18,20 @@ from tp.gauss_newton import (damped_ggn_displacement, damped_gn_displacement, he
 DT = torch.float64
 
 
-@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
-def test_output_hessian_is_autograds_hessian_of_each_samples_loss(loss):
-    g = torch.Generator().manual_seed(0)
+def _outputs(loss, seed):
+    """A 3-5-6 network with ``loss``, 4 random outputs h_L, their targets, and its per-sample twin."""
+    g = torch.Generator().manual_seed(seed)
     net = tp.MLP.build([3, 5, 6], loss=loss)
     out = 2 * torch.randn(4, 6, generator=g, dtype=DT)
     y = torch.randint(0, 6, (4,), generator=g) if loss == "cross_entropy" else torch.randn(4, 6, generator=g,
                                                                                             dtype=DT)
     rnet = ref.Net([3, 5, 6], list(net.activations), loss)
+    return net, out, y, rnet
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_output_hessian_is_autograds_hessian_of_each_samples_loss(loss):
+    net, out, y, rnet = _outputs(loss, seed=0)
     H = output_hessian(net, out)
     M = output_hessian_sqrt(net, out)
     assert_close(M.mT @ M, H, "MᵀM")
@@ -117,12 +123,7 @@ def test_the_undamped_output_step_is_newtons_step_on_the_loss():
 def test_hessian_roots_are_the_symmetric_root_of_the_damped_hessian_and_its_pseudo_inverse(loss, delta):
     """R = H_δ^{1/2} symmetric PSD with R R = H + δP (P the projector onto H's range) for autograd's H of each
     sample; R⁺ its Moore–Penrose pseudo-inverse; per-replica δ gives each replica its own root."""
-    g = torch.Generator().manual_seed(1)
-    net = tp.MLP.build([3, 5, 6], loss=loss)
-    out = 2 * torch.randn(4, 6, generator=g, dtype=DT)
-    y = torch.randint(0, 6, (4,), generator=g) if loss == "cross_entropy" else torch.randn(4, 6, generator=g,
-                                                                                            dtype=DT)
-    rnet = ref.Net([3, 5, 6], list(net.activations), loss)
+    net, out, y, rnet = _outputs(loss, seed=1)
     R, R_pinv = output_hessian_roots(net, out, delta)
     P = torch.eye(6, dtype=DT) - (1 / 6 if loss == "cross_entropy" else 0)
     for b in range(4):
