@@ -17,6 +17,7 @@ import sys
 import venv
 from pathlib import Path
 
+from tp.catalog import METHODS
 from tp.config import available_configs, resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +76,11 @@ def assert_resolves_like_the_checkout(got: dict, home: Path) -> None:
     want = expected()
     for key, value in want.items():
         assert got[key] == json.loads(json.dumps(value)), key
-    assert len(got["configs"]) == 79 + 33  # test + train (79) and alignment-figure (33) configurations
+    paper = [c for c in got["configs"] if not METHODS[c[1]].beyond_paper]
+    assert len(paper) == 79 + 33  # the paper's test + train (79) and alignment-figure (33) configurations
+    # beyond the paper (docs/ggn.md): DDTP-GGN's test and alignment configurations, GGNT's test configuration
+    assert sorted(c for c in got["configs"] if c not in paper) == [
+        ["mnist", "ddtp-ggn", "alignment"], ["mnist", "ddtp-ggn", "test"], ["mnist", "ggnt", "test"]]
     assert got["ddtp-linear/mnist"]["rule"] == "ddtp-linear" and got["ddtp-linear/mnist"]["lr"] > 0
 
 
