@@ -241,3 +241,18 @@ def test_estimates_prefer_this_machines_runs_and_follow_the_observed_speed(tmp_p
     (run / "metrics.csv").write_text("epoch,seconds\n1,4.0\n2,4.0\n")
     fast.observe(run, 0.32, 100)
     assert fast.factor == 1.0
+
+
+def test_only_runs_estimated_from_their_own_cell_gauge_the_speed():
+    """The loop reads a running run's epochs through its (tuning, method, dataset); a damping run (its estimate
+    holds the search) and a guessed estimate never scale the later starts."""
+    campaign = _campaign()
+    train = campaign.Item("runs/test/ddtp-linear/mnist/seed2/summary.json", 0.32, "median of 3 finished run(s)")
+    assert train.cell == ("test", "ddtp-linear", "mnist") and train.gauges_speed
+    assert campaign.epochs_of(*train.cell) == 100 + 6  # training epochs + feedback pre-training epochs
+    damping = campaign.Item("runs/damping/ddtp-linear/mnist/seed1/summary.json", 0.03, "median of 1 finished run(s)")
+    assert damping.cell == ("damping", "ddtp-linear", "mnist") and not damping.gauges_speed
+    guessed = campaign.Item("runs/ggn/ddtp-ggn/mnist/seed42/summary.json", 0.25, "--default-hours")
+    assert not guessed.gauges_speed
+    toy = campaign.Item("figures/fig2_nullspace.png", 0.05, "minutes (Fig. 2, S3)")
+    assert toy.run is None and not toy.gauges_speed

@@ -66,6 +66,16 @@ class Item:
     def run(self) -> str | None:  # TUNING/METHOD/DATASET/seedS of a training run
         return str(Path(self.target).parent) if self.target.startswith("runs/") else None
 
+    @property
+    def gauges_speed(self) -> bool:
+        """Whether this run's seconds per epoch measure the machine's speed: a training run whose estimate is
+        its own cell's finished runs (a damping run's estimate holds its search, a guessed one holds nothing)."""
+        return bool(self.run) and Path(self.target).parts[1] != "damping" and self.why.startswith("median of")
+
+    @property
+    def cell(self) -> tuple[str, str, str]:  # (tuning, method, dataset) of a training run
+        return tuple(Path(self.target).parts[1:4])
+
 
 def git(*args, cwd=REPO) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
@@ -266,8 +276,8 @@ def main(argv=None) -> int:
                 for name in TOY_FILES:
                     shutil.copy2(tree / "results" / "figures" / name, results / "figures" / name)
         for _, _, item in running.values():  # this machine's speed, from the runs' own epochs
-            if item.run:
-                gauge.observe(tree / "results" / item.run, item.hours, epochs_of(*Path(item.run).parts[:3]))
+            if item.gauges_speed:
+                gauge.observe(tree / "results" / item.run, item.hours, epochs_of(*item.cell))
         if gauge.factor > factor * 1.05:
             factor = gauge.factor
             say(f"runs here take {factor:.2f}x their estimates (seconds per epoch so far): later starts use that")
