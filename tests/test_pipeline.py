@@ -484,6 +484,26 @@ def test_slurm_sigkill_then_restart_reattaches_to_the_running_job(tmp_path, slur
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
 
 
+def test_report_labels_stay_narrow_when_runs_come_from_several_commits_and_machines():
+    """Issue 21.8: the report's sidebar is as wide as its labels; four code versions and three device names
+    left the opened table ~80 of 1400 pixels.  A label holds one value or the count of the distinct ones."""
+    from cases import workflow_script
+
+    labels = workflow_script("report_labels").labels
+    run = lambda version, device, epochs=100: {"data_source": "real", "code_version": version,  # noqa: E731
+                                               "device_name": device, "config": {"epochs": epochs}}
+    one = labels("Table 1", [run("229eae3f29c2d57f", "AMD EPYC, x86_64 CPU (1 threads)")] * 2, "real")
+    assert one == {"paper": "Table 1", "data": "real", "runs": 2, "epochs": "100", "code version": "229eae3f29c2",
+                   "device": "AMD EPYC, x86_64 CPU (1 threads)"}
+    mixed = labels("Table 1", [run(f"{c}" * 40, d) for c, d in zip("abcd", ["AMD EPYC, x86_64 CPU (1 threads)",
+                                                                           "x86_64 CPU (1 threads)"] * 2)], "real")
+    assert mixed["code version"] == "4 versions (see notes)" and mixed["device"] == "2 devices (see notes)"
+    assert max(len(str(v)) for v in mixed.values()) <= 24
+    assert labels("Fig. 2", [], "synthetic") == {"paper": "Fig. 2", "data": "synthetic"}
+    legacy = labels("Table S7", [{"config": {"epochs": 3}}], "real")  # a summary without the newer keys
+    assert legacy["data"] == "real" and legacy["code version"] == "" and legacy["device"] == ""
+
+
 @pytest.mark.parametrize("source", ["synthetic", "real"])
 def test_the_report_introduction_renders_its_bold_words(source):
     """Issue 21.8: the introduction's bold data source stays bold however Jinja treats the newline after a

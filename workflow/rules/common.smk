@@ -36,6 +36,7 @@ if isinstance(config.get("datasets"), str):  # --config datasets=mnist,cifar10
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 from catalog_schema import catalog_schema, config_errors  # noqa: E402
+from report_labels import labels as report_labels_of  # noqa: E402
 
 
 def _validate_with_catalog(cfg):
@@ -189,14 +190,7 @@ def report_labels(paper):
     def labels(wildcards, input):
         name = paper(wildcards) if callable(paper) else paper
         runs = [json.loads(Path(f).read_text()) for f in input if str(f).endswith("summary.json") and Path(f).exists()]
-        if not runs:
-            return {"paper": name, "data": config["data"]["source"]}
-        join = lambda values: ", ".join(sorted({str(v) for v in values}))
-        sources = {r.get("data_source") for r in runs} - {None}  # the runs' own record of their data
-        return {"paper": name, "data": join(sources) if sources else config["data"]["source"], "runs": len(runs),
-                "epochs": join(r["config"]["epochs"] for r in runs),
-                "code version": join(str(r.get("code_version"))[:12] for r in runs),
-                "device": join(r.get("device_name") for r in runs)}
+        return report_labels_of(name, runs, config["data"]["source"])
 
     return labels
 

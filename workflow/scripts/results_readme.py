@@ -59,7 +59,7 @@ def main(sm) -> None:
              f"under `runs/` (one folder per tuning/method/dataset/seed: `metrics.csv`, `summary.json`, "
              f"`config.yaml`).", "",
              f"* code version(s): {', '.join(sorted(v for v in versions if v)) or 'unknown'}",
-             f"* device(s): {', '.join(sorted(d for d in devices if d)) or 'unknown'}",
+             f"* device(s): {' | '.join(sorted(d for d in devices if d)) or 'unknown'}",
              f"* data source: {cfg['data']['source']}; seeds: {cfg['seeds']}; "
              f"epochs: {'as configured' if cfg.get('epochs') is None else cfg['epochs']}; "
              f"overrides: {cfg.get('overrides') or 'none'}",

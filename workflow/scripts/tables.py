@@ -58,7 +58,7 @@ def provenance(runs: pd.DataFrame, source: str) -> str:
     hours = runs.wall_time_s.dropna().astype(float).sum() / 3600
     return (f"Runs: {len(runs)} summaries; data: {data}; epochs: {ep}; networks: {'; '.join(nets)}; "
             f"code version: {', '.join(versions) or 'unknown'}{dirty}; numerics version: "
-            f"{', '.join(map(str, numerics)) or 'unknown'}; device(s): {', '.join(devices) or 'unknown'}; "
+            f"{', '.join(map(str, numerics)) or 'unknown'}; device(s): {' | '.join(devices) or 'unknown'}; "
             f"training time {hours:.2f} h in all.")
 
 

@@ -1,0 +1,30 @@
+"""The labels of a report entry (``snakemake --report``), from the run summaries behind it.
+
+Snakemake's report lists a category's entries in a sidebar as wide as their labels; at 1400 pixels, four code
+versions and three device names left the opened table about 80 pixels.  A label therefore holds one value, or
+the count of the distinct ones when several (the table's notes and ``results/README.md`` list them all).
+"""
+
+from __future__ import annotations
+
+
+def one_or_count(values, noun: str) -> str:
+    """The value when all are one (``None`` left out), else "N NOUNs (see notes)"; "" when there is none."""
+    distinct = sorted({str(v) for v in values if v is not None})
+    if len(distinct) <= 1:
+        return distinct[0] if distinct else ""
+    return f"{len(distinct)} {noun}s (see notes)"
+
+
+def labels(paper: str, runs: list[dict], configured_source: str) -> dict:
+    """Which paper table or figure, the data source (the runs' own record first), the number of runs, epochs,
+    code version and device."""
+    if not runs:
+        return {"paper": paper, "data": configured_source}
+    return {"paper": paper,
+            "data": one_or_count([r.get("data_source") for r in runs], "source") or configured_source,
+            "runs": len(runs),
+            "epochs": one_or_count([r["config"]["epochs"] for r in runs], "value"),
+            "code version": one_or_count([str(r["code_version"])[:12] if r.get("code_version") else None
+                                          for r in runs], "version"),
+            "device": one_or_count([r.get("device_name") for r in runs], "device")}
