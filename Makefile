@@ -17,7 +17,7 @@ BIN    := $(VENV)/bin
 TORCH  ?=
 TORCH_INDEX := https://download.pytorch.org/whl/cpu
 
-.PHONY: test reproduce data smoke report bench campaign tables clean-venv
+.PHONY: test reproduce data smoke report check-config bench campaign tables clean-venv
 
 # INSTALL=no: use the environment VENV as it is (one that already has the dependencies: a conda environment,
 # a shared one; e.g. make test INSTALL=no VENV=$$CONDA_PREFIX): nothing is installed, nothing downloaded.
@@ -86,6 +86,13 @@ REPORT_CONFIG ?=
 REPORT        ?= results/report.html
 report: $(READY)
 	$(BIN)/snakemake $(if $(REPORT_CONFIG),--configfile $(REPORT_CONFIG)) --report $(REPORT) $(SNAKEMAKE_ARGS)
+
+## make check-config CONFIGFILE=my.yaml: its YAML syntax (file, line, column) and its keys against the pipeline
+## schema, on top of config/config.yaml (Snakemake's own message for a broken --configfile names neither)
+CONFIGFILE ?=
+check-config: $(READY)
+	@test -n "$(CONFIGFILE)" || { echo "make check-config: give the file, e.g. CONFIGFILE=config/smoke.yaml" >&2; exit 2; }
+	$(BIN)/python workflow/scripts/check_config.py $(CONFIGFILE)
 
 ## make bench: time one minibatch step of every rule on the MNIST shapes (CPU; BENCH_ARGS="--device cuda" for a GPU)
 bench: $(READY)

@@ -12,9 +12,17 @@
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
+from check_config import yaml_problem  # noqa: E402
+
+# Snakemake's own message for a YAML error names neither file nor line (--configfile files: check_config.py)
+if _problem := yaml_problem(Path(workflow.basedir) / "config" / "config.yaml"):
+    raise WorkflowError(_problem)
 
 
 configfile: str(Path(workflow.basedir) / "config" / "config.yaml")

@@ -132,6 +132,43 @@ def test_invalid_configuration_fails_validation_naming_the_entry(tmp_path, chang
     assert needle in res.stdout + res.stderr
 
 
+def test_check_config_names_the_file_and_line_of_a_yaml_error_and_the_bad_keys(tmp_path, capsys):
+    """Issue 21.8: Snakemake reads --configfile before the workflow and says only "Config file is not valid JSON
+    or YAML"; workflow/scripts/check_config.py (make check-config) names file, line and column, then the keys."""
+    from cases import workflow_script
+
+    check = workflow_script("check_config")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("seeds: [1, 2\nepochs: 3\n")
+    assert check.main([str(broken)]) == 1
+    assert f"{broken}, line 2, column 7: not valid YAML" in capsys.readouterr().err
+    assert check.main([str(overlay(tmp_path, seeds=[1], epochz=3))]) == 1
+    assert "'epochz' was unexpected" in capsys.readouterr().err
+    assert check.main([str(overlay(tmp_path, tables={"table1": {"rows": ["ddtp-lin"]}}))]) == 1
+    assert "config key 'tables.table1.rows[0]': 'ddtp-lin' is not one of" in capsys.readouterr().err
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    (tmp_path / "latin1.yaml").write_bytes("seeds: [1]  # \xe9\n".encode("latin-1"))
+    for name, needle in [("list.yaml", "is a mapping of keys"), ("latin1.yaml", "cannot be read")]:
+        assert check.main([str(tmp_path / name)]) == 1 and needle in capsys.readouterr().err
+    assert check.main([str(REPO / "config" / "smoke.yaml"), str(overlay(tmp_path, seeds=[3]))]) == 0
+    assert check.merged([REPO / "config" / "smoke.yaml", overlay(tmp_path, seeds=[3])])["seeds"] == [3]
+
+
+def test_a_broken_default_configuration_is_named_with_its_line(tmp_path):
+    """config/config.yaml, read by the Snakefile's ``configfile:``: a YAML error names the file and line."""
+    for part in ("Snakefile", "workflow", "config", "profiles"):
+        copy = shutil.copytree if (REPO / part).is_dir() else shutil.copy2
+        copy(REPO / part, tmp_path / part)
+    cfg = tmp_path / "config" / "config.yaml"
+    lines = cfg.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("seeds:"))
+    lines[at] = "seeds: [1, 2"
+    cfg.write_text("\n".join(lines) + "\n")
+    res = subprocess.run([*SNAKEMAKE, "-n"], cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode != 0
+    assert re.search(rf"{re.escape(str(cfg))}, line {at + 2}, column \d+: not valid YAML", res.stdout + res.stderr)
+
+
 # ------------------------------------------------------------------------------------- missing data
 def fake_mnist(root: Path) -> Path:
     """Files with MNIST's names (the presence check looks at names; a dry run reads no data)."""
