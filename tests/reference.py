@@ -190,16 +190,20 @@ def per_sample_loss_hessian(net, h_L, y_b):
     return torch.autograd.functional.hessian(loss, h_L.detach())
 
 
-def ggnt_targets(net, params, x, y, damping):
+def ggnt_targets(net, params, x, y, damping, hessian_damping=0.0):
     """{i: ĥ_i = h_i − Δ_i} with damped generalized Gauss–Newton displacements (paper Appendix D):
     Δ = (JᵀHJ + λI)⁻¹ Jᵀ g as an n_i × n_i solve (λ = 0: pinv(JᵀHJ) Jᵀ g), J^b by torch.func.jacrev, H^b by
-    autograd's Hessian of sample b's own loss, g^b of the minibatch-mean loss."""
+    autograd's Hessian of sample b's own loss (with ``hessian_damping`` δ: H_δ = R², :func:`hessian_root`),
+    g^b of the minibatch-mean loss."""
     L = net.L
     lams = [damping] * L if isinstance(damping, (int, float)) else list(damping)
     g_all = output_gradients(net, params, x, y)
     per_sample = []
     for b, h in enumerate(forward_all(net, params, x)):
         g, H = g_all[b], per_sample_loss_hessian(net, h[L], y[b])
+        if hessian_damping:
+            R = hessian_root(net, h[L], y[b], hessian_damping)[0]
+            H = R @ R
         t = {}
         for i in range(1, L + 1):
             J = torch.func.jacrev(lambda hi: net.forward_from(params, i, hi))(h[i])  # (n_L, n_i)

@@ -146,6 +146,32 @@ def test_ggn_reference_rows_against_the_per_sample_twin(lams):
         alignment_angles(net, params, fwd, y, update, ggn=True)
 
 
+@pytest.mark.parametrize("delta", [0.1, 2.0])
+def test_ggn_reference_of_the_damped_hessian_against_the_per_sample_twin(delta):
+    """``alignment_hessian_damping`` δ: the reference ``ggn_delta`` is the local-loss gradient of the twin's
+    damped GGN targets with H_δ = H + δP (P: the projector off the ones vector) in place of H, value by value;
+    it differs from the exact-H reference, and tends to it as δ → 0."""
+    net, params, x, y = small_net(2)
+    fwd = net.forward(params, x)
+    rnet, lams = reference_net(net), [1.0, 0.1, 1e-3]
+    expected = ref.local_loss_gradients(rnet, params, x, {
+        i: h for i, h in ref.ggnt_targets(rnet, params, x, y, lams + [0.0], hessian_damping=delta).items()
+        if i < net.L})
+    got = ggn_reference(net, params, fwd, y, lams, hessian_damping=delta)
+    exact = ggn_reference(net, params, fwd, y, lams)
+    for k in expected:
+        assert_close(got[k], expected[k], f"ggn_reference δ={delta} {k}", rtol=1e-7)
+        assert float(degrees(got[k], exact[k])) > 0.1  # δ changes the reference
+    tiny = ggn_reference(net, params, fwd, y, lams, hessian_damping=1e-9)
+    assert all(float(degrees(tiny[k], exact[k])) < 1e-3 for k in exact)
+    g = torch.Generator().manual_seed(6)
+    update = {k: torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in params.items()}
+    rows = alignment_angles(net, params, fwd, y, update, damping=lams, ggn=True, ggn_hessian_damping=delta)
+    assert {r["layer"] for r in rows if r["reference"] == "ggn_delta"} == {1, 2, 3}
+    for r in (r for r in rows if r["reference"] == "ggn_delta"):
+        assert r["angle"] == pytest.approx(degrees(update[f"W{r['layer']}"], expected[f"W{r['layer']}"]), abs=1e-6)
+
+
 def small_data(n=256, dim=12):
     x, y, tx, ty = synthetic_classification(n + 64, 64, dim, 10, seed=0)
     return DataSplits(x[:n], y[:n], tx, ty, x[n:], y[n:])
@@ -177,6 +203,16 @@ def test_alignment_logging_with_the_ggn_reference(tmp_path):
     assert {(r["layer"], r["damping"]) for r in rows if r["reference"] == "ggn"} == {("1", "1.0"), ("2", "0.0")}
     with pytest.raises(tp.ConfigError, match="log_alignment_ggn .* needs log_alignment: true"):
         resolve_config("ddtp-ggn", "mnist", "test", over)
+    # alignment_hessian_damping adds the H + δP reference, with the same λ_i; alone it is an error
+    delta = {**over, "log_alignment": True, "alignment_hessian_damping": 0.5}
+    train(resolve_config("ddtp-ggn", "mnist", "test", delta), small_data(dim=784), seed=0, out_dir=tmp_path / "d",
+          progress=False, log=lambda m: None)
+    rows_d = list(csv.DictReader(open(tmp_path / "d" / "alignment.csv")))
+    assert [r for r in rows_d if r["reference"] != "ggn_delta"] == rows  # the other rows unchanged
+    assert {(r["layer"], r["damping"]) for r in rows_d if r["reference"] == "ggn_delta"} == {("1", "1.0"), ("2", "0.0")}
+    with pytest.raises(tp.ConfigError, match="alignment_hessian_damping .* needs log_alignment_ggn: true"):
+        resolve_config("ddtp-ggn", "mnist", "test", {**over, "log_alignment": True, "log_alignment_ggn": False,
+                                                      "alignment_hessian_damping": 0.5})
 
 
 def test_damping_search_stops_after_three_epochs_and_selects_the_argmin(tmp_path):

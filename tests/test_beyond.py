@@ -143,7 +143,7 @@ def test_ggn_ddtp_table_is_titled_beyond_the_paper_and_counts_pending_seeds(test
 
 
 # --------------------------------------------------------------------------------------- GGN alignment
-def test_ggn_alignment_runs_log_three_references_and_the_figure_shows_them(tmp_path):
+def test_ggn_alignment_runs_log_four_references_and_the_figure_shows_them(tmp_path):
     splits, paths = data(), []
     for method in CONFIG["beyond_paper"]["ggn_alignment"]["methods"]:
         cfg = resolve_config(method, "mnist", "ggn", {**SMALL, "log_interval": 1,
@@ -151,8 +151,9 @@ def test_ggn_alignment_runs_log_three_references_and_the_figure_shows_them(tmp_p
         out = tmp_path / "runs" / "ggn" / method / "mnist" / "seed42"
         train(cfg, splits, 42, out, progress=False, log=lambda m: None)
         refs = {(r["reference"], r["layer"]) for r in csv.DictReader(open(out / "alignment.csv"))}
-        assert {ref for ref, _ in refs} == {"bp", "gnt", "ggn"}, method
-        assert {layer for ref, layer in refs if ref == "ggn"} == {"1", "2"}
+        assert {ref for ref, _ in refs} == {"bp", "gnt", "ggn", "ggn_delta"}, method  # ggn_delta: H + δP
+        assert {layer for ref, layer in refs if ref == "ggn"} == {layer for ref, layer in refs if ref == "ggn_delta"} \
+            == {"1", "2"}
         paths.append(out / "summary.json")
     figure = {"png": tmp_path / "ggn_alignment_mnist.png", "pdf": tmp_path / "ggn_alignment_mnist.pdf"}
     script("alignment_figures").main(Job(paths, figure, {"dataset": "mnist"}, methods=["ddtp-linear", "ddtp-ggn"],

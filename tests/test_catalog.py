@@ -82,8 +82,11 @@ def test_ggn_is_the_alignment_configuration_over_its_first_epochs_with_the_ggn_a
     assert ggn.objective is None  # not searched
     for m in ("ddtp-linear", "ddtp-ggn"):
         align, run = config.resolve_config(m, "mnist", "alignment"), config.resolve_config(m, "mnist", "ggn")
-        assert {k for k in align if align[k] != run[k]} == {"tuning", "epochs", "log_interval", "log_alignment_ggn"}
+        assert {k for k in align if align[k] != run[k]} == {"tuning", "epochs", "log_interval", "log_alignment_ggn",
+                                                             "alignment_hessian_damping"}
         assert (run["epochs"], run["log_interval"], run["log_alignment"], run["log_alignment_ggn"]) == (5, 20, True, True)
+        # the H + δP reference uses the δ of DDTP-GGN's own MNIST configuration, for both methods' runs
+        assert run["alignment_hessian_damping"] == config.resolve_config("ddtp-ggn", "mnist", "test")["hessian_damping"]
     linear, ggn_run = config.resolve_config("ddtp-linear", "mnist", "ggn"), config.resolve_config("ddtp-ggn", "mnist", "ggn")
     searched = set(load_space("ddtp-ggn"))  # DDTP-GGN's own search: β, lr_fb, hessian_damping (docs/ggn.md)
     assert {k for k in linear if linear[k] != ggn_run[k]} == {"method", "rule"} | searched

@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .gauss_newton import ggn_displacements, gn_displacements, output_hessian_sqrt
+from .gauss_newton import ggn_displacements, gn_displacements, output_hessian_roots, output_hessian_sqrt
 from .interface import Forward, Network, Params
 
 __all__ = ["angle", "bp_reference", "gnt_reference", "ggn_reference", "alignment_angles", "DAMPING_CANDIDATES"]
@@ -70,11 +70,15 @@ def gnt_reference(net: Network, params: Params, fwd: Forward, y: Tensor,
 
 
 def ggn_reference(net: Network, params: Params, fwd: Forward, y: Tensor,
-                  damping: float | Sequence[float]) -> Params:
+                  damping: float | Sequence[float], hessian_damping: float = 0.0) -> Params:
     """Local-loss gradients of the damped GGN targets of the hidden layers 1…L−1 (paper Appendix D, eq. 187 in
-    h_i; :func:`tp.gauss_newton.ggn_displacements`), with the λ_i of :func:`gnt_reference`."""
+    h_i; :func:`tp.gauss_newton.ggn_displacements`), with the λ_i of :func:`gnt_reference`; ``hessian_damping``
+    δ > 0: of H_δ = H + δP instead of H (the Hessian DDTP-GGN's feedback reads, ``output_hessian_roots``)."""
     hidden, lams = _hidden_dampings(net, damping)
-    M = output_hessian_sqrt(net, fwd.output)  # MᵀM = H per sample
+    if hessian_damping:
+        M = output_hessian_roots(net, fwd.output, hessian_damping)[0]  # RᵀR = H_δ per sample (R symmetric)
+    else:
+        M = output_hessian_sqrt(net, fwd.output)  # MᵀM = H per sample
     delta = ggn_displacements(net, params, fwd, net.output_gradient(fwd.output, y), M, lams, layers=hidden)
     return net.local_loss_gradients(params, fwd, {i: fwd.h[i] - d for i, d in delta.items()})
 
@@ -85,10 +89,12 @@ def _hidden_dampings(net: Network, damping) -> tuple[list[int], list[float]]:
 
 
 def alignment_angles(net: Network, params: Params, fwd: Forward, y: Tensor, update: Mapping[str, Tensor],
-                     damping: float | Sequence[float] | None = None, ggn: bool = False) -> list[dict]:
+                     damping: float | Sequence[float] | None = None, ggn: bool = False,
+                     ggn_hessian_damping: float | None = None) -> list[dict]:
     """Tidy rows ``{layer, reference, angle}``: the angle of the update of every weight matrix with BP
     (all layers) and, when ``damping`` is given, with damped GNT (hidden layers), and with ``ggn`` also with
-    damped GGN (reference ``"ggn"``, the same λ_i).  A layer whose update
+    damped GGN (reference ``"ggn"``, the same λ_i) and, given ``ggn_hessian_damping`` δ, with the damped GGN
+    update of H + δP (reference ``"ggn_delta"``).  A layer whose update
     (or reference) is exactly zero has no direction: it gets ``nan`` (written as an empty field), never
     a number it does not have."""
     rows = []
@@ -97,6 +103,8 @@ def alignment_angles(net: Network, params: Params, fwd: Forward, y: Tensor, upda
         refs["gnt"] = gnt_reference(net, params, fwd, y, damping)
         if ggn:
             refs["ggn"] = ggn_reference(net, params, fwd, y, damping)
+        if ggn and ggn_hessian_damping is not None:
+            refs["ggn_delta"] = ggn_reference(net, params, fwd, y, damping, ggn_hessian_damping)
     elif ggn:
         raise ValueError("the GGN reference needs the damping λ_i (gn_damping_per_hidden_layer)")
     for reference, grads in refs.items():

@@ -52,6 +52,8 @@ KEYS_ADDED_LATER: dict[str, Any] = {
     # GGN angles of the alignment logging (off: those runs logged BP and GNT angles only).
     "hessian_damping": 0.0,
     "log_alignment_ggn": False,
+    # the angles with the damped GGN update of H + δP (null: not logged; the first GGN alignment runs lacked it)
+    "alignment_hessian_damping": None,
 }
 #: suffix of a code version made from a checkout with uncommitted changes (tp.training.records.code_version)
 DIRTY = "+dirty"

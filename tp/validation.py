@@ -131,6 +131,7 @@ KEYS: dict[str, Key] = {
     "log_interval": _SIZE, "log_alignment": _BOOL,
     "gn_damping_per_hidden_layer": Key("number", low=0, nullable=True, per_layer="hidden"),
     "log_alignment_ggn": _BOOL,
+    "alignment_hessian_damping": Key("number", low=0, nullable=True),
     "gn_damping_hpsearch": _BOOL,
     "damping_paired_batches": Key("int", low=0, low_open=True, nullable=True),  # null: one epoch (tp.damping)
 }
@@ -187,6 +188,9 @@ def check_config(cfg: Mapping[str, Any], trains_feedback: Callable[[str], bool] 
     if cfg.get("log_alignment_ggn") and not cfg.get("log_alignment"):
         raise ConfigError("log_alignment_ggn adds the GGN angles to the alignment logging: it needs "
                           "log_alignment: true")
+    if cfg.get("alignment_hessian_damping") is not None and not cfg.get("log_alignment_ggn"):
+        raise ConfigError("alignment_hessian_damping adds the angles with the GGN update of H + δP to the GGN "
+                          "angles: it needs log_alignment_ggn: true (or alignment_hessian_damping: null)")
 
 
 def check_seed(seed: Any) -> int:

@@ -51,14 +51,15 @@ class AlignmentLogger(Hook):
     and damped-GNT updates of every layer (with ``ggn``, also damped GGN: beyond the paper), before the step;
     rows kept in the seed's record (``alignment.csv``).  One seed per process."""
 
-    def __init__(self, interval: int, damping, ggn: bool = False):
-        self.interval, self.damping, self.ggn = interval, damping, ggn
+    def __init__(self, interval: int, damping, ggn: bool = False, ggn_hessian_damping: float | None = None):
+        self.interval, self.damping, self.ggn, self.ggn_hessian_damping = interval, damping, ggn, ggn_hessian_damping
 
     def wants_step(self, run: Run, batch: int) -> bool:
         return batch % self.interval == 0
 
     def step(self, run: Run, batch: int, fwd, y, forward_grads: dict) -> None:
-        for row in alignment_angles(run.net, run.params, fwd, y, forward_grads, self.damping, self.ggn):
+        for row in alignment_angles(run.net, run.params, fwd, y, forward_grads, self.damping, self.ggn,
+                                    self.ggn_hessian_damping):
             row.update(epoch=run.epochs_done + 1, step=run.steps, batch=batch,
                        damping=None if row["reference"] == "bp" else _damping_of(self.damping, row["layer"]))
             run.records[0].alignment.append(row)
@@ -96,7 +97,7 @@ def config_hooks(cfg: dict) -> list[Hook]:
     hooks: list[Hook] = []
     if cfg["log_alignment"]:
         hooks.append(AlignmentLogger(cfg["log_interval"], cfg["gn_damping_per_hidden_layer"],
-                                     cfg.get("log_alignment_ggn", False)))
+                                     cfg.get("log_alignment_ggn", False), cfg.get("alignment_hessian_damping")))
     if cfg["gn_damping_hpsearch"]:
         hooks.append(DampingSearch())
     return hooks

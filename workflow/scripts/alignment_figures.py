@@ -24,7 +24,8 @@ import seaborn as sns  # noqa: E402
 from tp.catalog import figure_label  # noqa: E402
 from tp.catalog import METHODS  # noqa: E402
 
-REFERENCES = {"bp": "BP gradient", "gnt": "damped GNT", "ggn": "damped GGN"}  # GGN: beyond the paper
+#: GGN: beyond the paper; ggn_delta: the GGN update of H + δP (alignment_hessian_damping, DDTP-GGN's δ)
+REFERENCES = {"bp": "BP gradient", "gnt": "damped GNT", "ggn": "damped GGN", "ggn_delta": "damped GGN of H + δP"}
 #: the references of the paper's condensed view (Fig. 4)
 CONDENSED = ("BP gradient", "damped GNT")
 #: line styles cycled over the methods of the condensed view (colour alone does not keep 10 apart)
