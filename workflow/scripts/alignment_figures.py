@@ -94,7 +94,8 @@ def draw(ax, g, color, label, linestyle="-", alpha=0.2):
 
 def grid(df: pd.DataFrame, dataset: str):
     methods, layers = list(df.method.cat.categories), sorted(df.layer.unique())
-    colors = dict(zip(REFERENCES.values(), sns.color_palette("colorblind", len(REFERENCES))))
+    # colorblind palette: blue, orange, green, then purple (its 4th, dark orange, is too near GNT's orange)
+    colors = dict(zip(REFERENCES.values(), [sns.color_palette("colorblind")[i] for i in (0, 1, 2, 4)]))
     fig, axes = plt.subplots(len(methods), len(layers), figsize=(max(7.0, 2.6 * len(layers)), 1.9 * len(methods) + 0.8),
                              sharex=True, sharey=True, squeeze=False, layout="constrained")
     for r, method in enumerate(methods):
