@@ -289,7 +289,7 @@ def test_smoke_configuration_runs_end_to_end(smoke_run):
     assert "SYNTHETIC DATA, NOT A RESULT" in (results / "tables" / "ggn_ddtp.md").read_text()
     assert (results / "figures" / "ggn_alignment_mnist.pdf").stat().st_size > 1000
     ggn = list(csv.DictReader(open(results / "runs/ggn/ddtp-ggn/mnist/seed42/alignment.csv")))
-    assert {r["reference"] for r in ggn} == {"bp", "gnt", "ggn"}
+    assert {r["reference"] for r in ggn} == {"bp", "gnt", "ggn", "ggn_delta"}  # ggn_delta: H + δP (docs/ggn.md)
     assert "Beyond the paper" in (results / "README.md").read_text()
     for name in ("fig2_nullspace", "figS3_output_space"):
         with Image.open(results / "figures" / f"{name}.png") as img:
