@@ -34,7 +34,6 @@ for _key in ("damping_stability", "beyond_paper"):  # a whole section given as o
 if isinstance(config.get("datasets"), str):  # --config datasets=mnist,cifar10
     config["datasets"] = [d.strip() for d in config["datasets"].split(",") if d.strip()]
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 from catalog_schema import catalog_schema, config_errors  # noqa: E402
 from report_labels import labels as report_labels_of  # noqa: E402
 
