@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -151,3 +152,26 @@ def test_the_learning_curves_leave_rejected_runs_out(real_run, tmp_path):
     args = {"overrides": {k: v for k, v in SMALL.items() if k != "epochs"}, "epochs": 3, "data_source": "synthetic"}
     runs, rows = curves.load([good / "summary.json", edited / "summary.json"], args)
     assert [r["status"] for r in runs] == ["finished", "rejected"] and set(rows.seed) == {1}
+
+
+def test_runs_that_stopped_early_are_named_under_the_table_with_their_reason():
+    tables = _tables()
+    pruned = "training accuracy 0.338 < 0.4 in epoch 6 (early stop of the official code, SPEC §12.13)"
+
+    def run(method, dataset, seed, status, message=None, rejected=None, epochs_run=100):
+        return {"tuning": "test", "method": method, "dataset": dataset, "seed": seed, "status": status,
+                "epochs_run": epochs_run, "epochs_configured": 100, "message": message, "rejected": rejected}
+
+    runs = pd.DataFrame([run("dtp", "frozen-mnist", 2, "pruned", pruned, epochs_run=6),
+                         run("dtp", "frozen-mnist", 1, "finished"),
+                         run("bp", "mnist", 3, "diverged", "non-finite loss in epoch 2", epochs_run=2),
+                         run("bp", "mnist", 4, "diverged", "outside the table's seeds", epochs_run=1),
+                         run("dfa", "mnist", 1, "pruned", "a method the table does not show", epochs_run=6),
+                         run("bp", "mnist", 2, "pruned", "rejected runs are listed as such", "an edited number", 6)],
+                        columns=tables.RUN_COLUMNS)
+    spec = {"tuning": "test", "rows": ["bp", "dtp"], "columns": ["mnist", "frozen-mnist"]}
+    assert tables.stopped_notes(runs, spec, [1, 2, 3]) == [
+        f"Stopped early, not averaged: Frozen-MNIST DTP seed 2, pruned after 6 of 100 epochs: {pruned}.",
+        "Stopped early, not averaged: MNIST BP seed 3, diverged after 2 of 100 epochs: non-finite loss in epoch 2."]
+    assert len(tables.stopped_notes(runs, spec)) == 3  # no seed list: every seed present
+    assert tables.stopped_notes(runs.iloc[:0], spec, [1, 2, 3]) == []

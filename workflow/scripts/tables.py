@@ -28,7 +28,7 @@ QUANTITY = {
 STATUS_COUNTS = ("diverged", "pruned", "missing")
 RUN_COLUMNS = ["tuning", "method", "dataset", "seed", "status", "epochs_run", "test_error_at_best_val",
                "train_loss_last", "wall_time_s", "code_version", "numerics_version", "device_name",
-               "epochs_configured", "data_source", "model", "num_hidden", "size_hidden", "conv_channels", "folder",
+               "epochs_configured", "data_source", "message", "model", "num_hidden", "size_hidden", "conv_channels", "folder",
                "rejected"]
 
 
@@ -66,6 +66,18 @@ def rejected_notes(runs: pd.DataFrame) -> list[str]:
     """One note per run that failed the audit (tp.audit): its folder and the reason; never averaged."""
     bad = runs[runs.rejected.notna()] if len(runs) else runs
     return [f"Rejected, not averaged: runs/{r.folder}: {r.rejected}." for r in bad.itertuples()]
+
+
+def stopped_notes(runs: pd.DataFrame, spec: dict, seeds=None) -> list[str]:
+    """One note per accepted run of the table's cells that stopped early (diverged, or pruned by the official
+    early stop, SPEC §12.13): which run, after how many epochs, and its own message; never averaged."""
+    mine = accepted(runs)
+    if len(mine):
+        mine = mine[(mine.tuning == spec["tuning"]) & mine.method.isin(spec["rows"]) & mine.dataset.isin(spec["columns"])
+                    & mine.status.isin(["diverged", "pruned"]) & (mine.seed.isin(seeds) if seeds else True)]
+    return [f"Stopped early, not averaged: {DATASETS[r.dataset].paper_name} {METHODS[r.method].paper_name} seed "
+            f"{r.seed}, {r.status} after {r.epochs_run} of {r.epochs_configured} epochs: {r.message}."
+            for r in mine.sort_values(["dataset", "method", "seed"]).itertuples()] if len(mine) else []
 
 
 def cnn_description(runs: pd.DataFrame) -> str:
@@ -206,11 +218,12 @@ def write_html(path, title: str, table: pd.DataFrame, notes: list[str]) -> None:
 
 
 def write(tidy: pd.DataFrame, spec: dict, csv_path, md_path, tex_path, runs=None, source="real",
-          html_path=None) -> None:
+          html_path=None, seeds=None) -> None:
     runs = load_runs([]) if runs is None else runs
     tidy.to_csv(csv_path, index=False)
     table = wide(tidy)
-    notes = [provenance(accepted(runs), source)] + notes_for(spec, accepted(runs)) + rejected_notes(runs)
+    notes = ([provenance(accepted(runs), source)] + notes_for(spec, accepted(runs)) + stopped_notes(runs, spec, seeds)
+             + rejected_notes(runs))
     recorded = set(runs.data_source.dropna()) if len(runs) else set()  # the runs' record, else the setting
     title = spec["title"] + (" — SYNTHETIC DATA, NOT A RESULT" if "synthetic" in (recorded or {source}) else "")
     md = [f"**{title}**", "", table.to_markdown(), ""] + [f"* {n}" for n in notes]
@@ -227,7 +240,7 @@ def main_snakemake(sm) -> None:
     name = sm.params.get("table") or sm.wildcards.table  # (a table beyond the paper: its own wildcard)
     tidy = aggregate(runs, sm.params.spec, sm.params.configured, sm.params.seeds, name, sm.params.not_run)
     write(tidy, sm.params.spec, sm.output.csv, sm.output.md, sm.output.tex, runs, sm.params.source,
-          sm.output.html)
+          sm.output.html, sm.params.seeds)
 
 
 def main(argv=None) -> int:
@@ -255,7 +268,7 @@ def main(argv=None) -> int:
     out = Path(args.results) / "tables"
     out.mkdir(parents=True, exist_ok=True)
     write(tidy, spec, out / f"{args.table}.csv", out / f"{args.table}.md", out / f"{args.table}.tex", runs,
-          cfg["data"]["source"])
+          cfg["data"]["source"], seeds=cfg["seeds"])
     print(wide(tidy).to_string())
     return 0
 
