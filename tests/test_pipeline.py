@@ -296,7 +296,10 @@ def test_smoke_configuration_runs_end_to_end(smoke_run):
             assert img.size[0] >= 600 and img.size[1] >= 400, (name, img.size)
     bars = list(csv.DictReader(open(results / "figures" / "fig2_nullspace_summary.csv")))
     assert {r["paper_name"] for r in bars} == {"DTP (pre-trained)", "DDTP-linear"}
-    assert "Fig. 2" in (results / "README.md").read_text()
+    toy = json.loads((results / "figures" / "toy_provenance.json").read_text())  # the toy's provenance
+    assert toy["tiny"] is True and toy["experiments"]["figS3_output_space"]["seed"] == 93
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|tp \S+", toy["code_version"]) and toy["wall_time_s"]["fig2_nullspace"] > 0
+    assert "Fig. 2 and S3 were made at code" in (results / "README.md").read_text()
     for table in TABLES:  # a smoke table can never pass for a real one
         assert "SYNTHETIC DATA, NOT A RESULT" in (results / "tables" / f"{table}.md").read_text()
     assert "CNN conv 4/8 channels, FC 16" in (results / "tables" / "table3.md").read_text()

@@ -1,9 +1,17 @@
 # The toy experiments (SPEC §9): Fig. 2 (null-space component of the updates, DTP (pre-trained) vs
 # DDTP-linear) and Fig. S3 (direction of the output change of one GNT and one BP step).  Seconds on a CPU.
+#
+# A shell rule, like rule train, so that committed toy outputs count as done: a `script:` rule reruns whenever
+# its script's file time is newer than its outputs, which is the case after any fresh `git clone`, and the rerun
+# on another CPU changes the float32 numbers in their 7th digit.  Its command line and params (tiny) are
+# recorded in .snakemake/metadata: on the machine that ran it, editing them reruns it, as for a training run.
 
 
 localrules:
     toy_figures,
+
+
+TOY_SCRIPT = str(Path(workflow.basedir) / "workflow" / "scripts" / "toy_figures.py")
 
 
 rule toy_figures:
@@ -17,12 +25,14 @@ rule toy_figures:
                       labels={"paper": "Fig. S3", "data": "student–teacher toy"}),
         s3_pdf=f"{RESULTS}/figures/figS3_output_space.pdf",
         s3_json=f"{RESULTS}/figures/figS3_output_space.json",
+        provenance=f"{RESULTS}/figures/toy_provenance.json",
     log:
         f"{RESULTS}/logs/figures/toy.log",
     params:
-        tiny=(config.get("toy") or {}).get("tiny", False),
-    script:
-        "../scripts/toy_figures.py"
+        tiny="--tiny" if (config.get("toy") or {}).get("tiny", False) else "",
+        out_dir=lambda wildcards, output: str(Path(output.fig2_png).parent),
+    shell:
+        "{PYTHON} {TOY_SCRIPT:q} --out-dir {params.out_dir:q} {params.tiny} > {log:q} 2>&1"
 
 
 def toy_outputs():

@@ -216,7 +216,7 @@ def build(summaries, dataset: str, rows: list[list[str]], source: str, png, pdf,
              + "\ntest-tuned configurations, mean ± std over the finished seeds")
     fig = draw(tidy, legend_labels(runs, tidy, order), title, provenance(runs, source))
     fig.savefig(png, dpi=150)
-    fig.savefig(pdf)
+    fig.savefig(pdf, metadata={"CreationDate": None})  # no date: the same figure gives the same bytes
     plt.close(fig)
     n = Counter(r["status"] for r in runs)
     print(f"{dataset}: {len(runs)} runs ({dict(n)}); {len(tidy)} points written to {csv}")

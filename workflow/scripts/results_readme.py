@@ -135,6 +135,11 @@ def main(sm) -> None:
             lines += ["", "Fig. 2 (null-space component ‖ΔW₂^null‖/‖ΔW₂‖ of the second hidden layer's update, "
                       "student–teacher toy, mean ± std over the logged samples): " + "; ".join(
                           f"{r.paper_name} {r['mean']:.4f} ± {r['std']:.4f}" for _, r in bars.iterrows()) + "."]
+        made = results / "figures" / "toy_provenance.json"
+        if made.exists():  # (toy outputs made before the provenance file existed have none)
+            p = json.loads(made.read_text())
+            lines += ["", f"Fig. 2 and S3 were made at code `{p['code_version']}` on {p['device']} in "
+                          f"{sum(p['wall_time_s'].values()):.0f} s ({p['finished']}; `figures/toy_provenance.json`)."]
     lines += run_times(results) + campaigns(results)
     lines += ["", "## Pipeline configuration", "", "```yaml", yaml.safe_dump(dict(cfg), sort_keys=False).rstrip(),
               "```", ""]

@@ -8,14 +8,18 @@ Outputs (in --out-dir):
   figS3_output_space.png/.pdf      MSE contours around the target y and the directions of the output change
                                    of one BP and one GNT step, drawn from y_before
   figS3_output_space.json          the numbers behind Fig. S3
+  toy_provenance.json              how they were made: resolved toy configuration, seeds, full code version,
+                                   CPU, torch, wall time of each experiment, date
 
-Standalone:   python workflow/scripts/toy_figures.py --out-dir results/figures [--tiny] [--seed 42]
-Snakemake:    script: with output.fig2_png (its folder is the output folder) and optional params.tiny,
-              params.seed.
+Standalone and in the pipeline (rule toy_figures, a shell rule):
+    python workflow/scripts/toy_figures.py --out-dir results/figures [--tiny] [--seed 42]
 """
 
 import argparse
+import datetime
 import json
+import platform
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +32,8 @@ import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 
 from tp import toy  # noqa: E402
+from tp.audit import NUMERICS_VERSION  # noqa: E402
+from tp.training.records import code_version, device_name  # noqa: E402
 
 #: the tiny mode: a smoke run of the whole script in seconds
 TINY = dict(epochs_fb=1, epochs=1, extra_fb_epochs=1, num_train=40, num_test=10, log_interval=10)
@@ -59,6 +65,32 @@ def summary_table(tidy: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def save(fig, stem: Path) -> None:
+    """PNG and PDF; the PDF without its creation date, so that the same figure gives the same bytes."""
+    fig.savefig(stem.with_suffix(".png"), dpi=200)
+    fig.savefig(stem.with_suffix(".pdf"), dpi=200, metadata={"CreationDate": None})
+    plt.close(fig)
+
+
+def provenance(tiny: bool, seed: int | None, output_space_seed: int, seconds: dict[str, float]) -> dict:
+    """What made the toy outputs (the toy counterpart of a run's summary.json provenance)."""
+    return {
+        "experiments": {"fig2_nullspace": {m: int(toy.nullspace_hyperparameters(m)["random_seed"] if seed is None
+                                                   else seed) for m in toy.NULLSPACE_METHODS},
+                        "figS3_output_space": {"seed": output_space_seed}},
+        "tiny": tiny,
+        "config": toy.load_toy_config(),
+        "code_version": code_version(),
+        "numerics_version": NUMERICS_VERSION,
+        "device": device_name(torch.device("cpu")),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "wall_time_s": {k: round(v, 2) for k, v in seconds.items()},
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
+
+
 def plot_nullspace(summary: pd.DataFrame, out: Path, tiny: bool) -> None:
     sel = summary[summary["layer"] == BAR_LAYER].set_index("method").loc[list(toy.NULLSPACE_METHODS)]
     colors = sns.color_palette("colorblind", len(sel))
@@ -74,9 +106,7 @@ def plot_nullspace(summary: pd.DataFrame, out: Path, tiny: bool) -> None:
                  + ("\n(TINY RUN: a smoke check, not a result)" if tiny else ""), fontsize=9)
     sns.despine(ax=ax)
     fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"fig2_nullspace.{ext}", dpi=200)
-    plt.close(fig)
+    save(fig, out / "fig2_nullspace")
 
 
 def plot_output_space(res: toy.OutputSpaceResult, out: Path) -> None:
@@ -102,9 +132,7 @@ def plot_output_space(res: toy.OutputSpaceResult, out: Path) -> None:
     ax.set_title(f"Direction of the output change\none SGD step on all layers, lr = {res.lr:g}", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, framealpha=0.9)
     fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"figS3_output_space.{ext}", dpi=200)
-    plt.close(fig)
+    save(fig, out / "figS3_output_space")
 
 
 def run(out_dir, tiny: bool = False, seed: int | None = None, output_space_seed: int | None = None,
@@ -124,7 +152,9 @@ def run(out_dir, tiny: bool = False, seed: int | None = None, output_space_seed:
     for _, r in summary[summary["layer"] == BAR_LAYER].iterrows():
         log(f"fig2: layer {BAR_LAYER} {r['paper_name']}: {r['mean']:.4f} ± {r['std']:.4f} (n = {r['n']})")
 
+    t0 = time.perf_counter()
     res = toy.output_space_experiment(output_space_seed)
+    t_s3 = time.perf_counter() - t0
     plot_output_space(res, out)
     info = {
         "seed": res.seed, "lr": res.lr, "x": res.x.tolist(), "y": res.y.tolist(), "y_before": res.y_before.tolist(),
@@ -133,7 +163,9 @@ def run(out_dir, tiny: bool = False, seed: int | None = None, output_space_seed:
     }
     (out / "figS3_output_space.json").write_text(json.dumps(info, indent=2) + "\n")
     log(f"figS3: cos(Δy, −e): GNT {res.cos_to_neg_error['gnt']:.5f}, BP {res.cos_to_neg_error['bp']:.5f}")
-    log(f"fig2 wall time {t_fig2:.1f} s; outputs in {out}")
+    (out / "toy_provenance.json").write_text(json.dumps(
+        provenance(tiny, seed, res.seed, {"fig2_nullspace": t_fig2, "figS3_output_space": t_s3}), indent=2) + "\n")
+    log(f"fig2 wall time {t_fig2:.1f} s, figS3 {t_s3:.1f} s; outputs in {out}")
     return {"summary": summary, "output_space": res, "fig2_seconds": t_fig2}
 
 
@@ -150,12 +182,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        import contextlib
-
-        sm = snakemake  # noqa: F821
-        with open(sm.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            run(Path(sm.output["fig2_png"] if "fig2_png" in sm.output.keys() else sm.output[0]).parent,
-                tiny=bool(sm.params.get("tiny", False)), seed=sm.params.get("seed", None))
-    else:
-        raise SystemExit(main())
+    raise SystemExit(main())
