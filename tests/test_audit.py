@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,7 @@ import yaml
 from tp import audit
 from tp.data import DataSplits, synthetic_classification
 from tp.training import train
+from tp.training.records import code_version
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"num_hidden": 1, "size_hidden": 8, "batch_size": 32, "epochs": 3}
@@ -140,6 +142,27 @@ def test_full_code_versions_and_dirty_marker_are_kept(real_run):
     runs.loc[0, "code_version"] = "0123456789abcdef0123456789abcdef01234567+dirty"
     text = tables.provenance(runs, "synthetic")
     assert "0123456789abcdef0123456789abcdef01234567+dirty" in text and "uncommitted changes" in text
+
+
+def test_the_code_version_is_the_full_commit_dirty_only_for_code_changes(tmp_path):
+    # a run records the checkout it ran from; outputs under results/ (the pipeline's own writes, e.g. a rerun of
+    # committed toy figures) are not code, an edited tracked file is, an untracked file is not
+    git = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True,  # noqa: E731
+                                    text=True).stdout.strip()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "fig.csv").write_text("1\n")
+    (tmp_path / "rule.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c")
+    head = git("rev-parse", "HEAD")
+    assert code_version(tmp_path) == head and len(head) == 40
+    (tmp_path / "results" / "fig.csv").write_text("2\n")
+    (tmp_path / "new.py").write_text("y = 2\n")
+    assert code_version(tmp_path) == code_version(tmp_path / "results") == head  # (any folder: the checkout)
+    (tmp_path / "rule.py").write_text("x = 2\n")
+    assert code_version(tmp_path) == head + "+dirty"
+    assert code_version(tmp_path / "results") == head + "+dirty"
 
 
 def test_the_learning_curves_leave_rejected_runs_out(real_run, tmp_path):

@@ -34,14 +34,15 @@ METRIC_COLUMNS = ["epoch", "train_loss", "train_error", "val_loss", "val_error",
 DAMPING_COLUMNS = ["damping", "layer", "mean_angle", "batches"]
 
 
-def code_version() -> str:
-    """``git`` commit of the checkout holding ``tp`` (``+dirty`` with uncommitted changes), else the
-    package version."""
-    root = Path(__file__).resolve().parents[2]  # tp/training/records.py -> the checkout
+def code_version(root: Path | None = None) -> str:
+    """``git`` commit of the checkout holding ``tp`` (``+dirty`` with uncommitted changes outside
+    ``results/``: the outputs the pipeline writes there are not code), else the package version."""
+    root = root or Path(__file__).resolve().parents[2]  # tp/training/records.py -> the checkout
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                ":/", ":(top,exclude)results"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
