@@ -4,6 +4,7 @@ README's links to the reference pages lead to files that exist."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,3 +30,32 @@ def test_readme_links_to_files_that_exist():
     for page in [README] + sorted((ROOT / "docs").glob("*.md")):
         for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
             assert (page.parent / link).exists(), (page.name, link)
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped (letters, digits, _, - and spaces
+    kept), spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(page: Path) -> Iterator[str]:
+    seen: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6} (.+)$", re.sub(r"```.*?```", "", page.read_text(), flags=re.S), flags=re.M):
+        s = slug(heading)
+        seen[s] = seen.get(s, -1) + 1  # a repeated heading's anchor gets -1, -2, …
+        yield s if seen[s] == 0 else f"{s}-{seen[s]}"
+
+
+def test_slug_follows_github():
+    assert slug("The search (done, 2026-12-02)") == "the-search-done-2026-12-02"
+    assert slug("Ideal damped GGN targets: the rule `ggnt`") == "ideal-damped-ggn-targets-the-rule-ggnt"
+    assert slug("Committed runs, the run audit") == "committed-runs-the-run-audit"
+
+
+def test_links_to_a_section_name_a_heading_that_exists():
+    # a renamed heading breaks every link to it silently: the links of README and docs/ are checked here
+    for page in [README] + sorted((ROOT / "docs").glob("*.md")):
+        for target, anchor in re.findall(r"\]\(([^)#:\s]*)#([^)\s]+)\)", page.read_text()):
+            linked = page.parent / target if target else page
+            if linked.suffix == ".md":
+                assert anchor in set(anchors(linked)), (page.name, f"{target}#{anchor}")
