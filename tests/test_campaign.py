@@ -71,6 +71,7 @@ def clone(tmp_path_factory):
     (src / "results" / "figures").mkdir(parents=True)
     for name in TOY:
         (src / "results" / "figures" / name).write_text("committed\n")
+    (src / "results" / "campaigns.csv").write_text("started,minutes\n2026-12-03 11:23,108.2\n")
     git("init", "-q", cwd=src)
     git("add", "-A", cwd=src)
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "runs", cwd=src)
@@ -103,6 +104,17 @@ def test_a_fresh_clone_keeps_the_committed_toy_figures(clone):
         assert "rule toy_figures:" in dry_run(repo, config)
     finally:
         provenance.with_suffix(".away").rename(provenance)
+
+
+def test_the_results_index_follows_the_campaign_record(clone):
+    # campaigns.csv is written by campaign.py, not by a rule: a row added or annotated by hand must still
+    # rebuild results/README.md, which shows it
+    repo, config = clone
+    out = dry_run(repo, config, "--config", "partial=true", "data={root: nowhere, download: false}")
+    job = re.search(r"rule results_readme:\n(.*?)\n\n", out, flags=re.S)
+    assert job, out[-3000:]
+    inputs = next(line for line in job.group(1).splitlines() if line.strip().startswith("input:"))
+    assert "results/campaigns.csv" in inputs and "results/tables/table1.md" in inputs
 
 
 def test_seed_blocks_leave_committed_seeds_out(clone):
