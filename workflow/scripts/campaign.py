@@ -96,10 +96,14 @@ def _estimate(cell, times, default, machine: str | None = None) -> tuple[float, 
         hours, whose = machine_times(times[cell], machine)
         return statistics.median(hours), f"median of {len(hours)} {whose + ' ' if whose else ''}finished run(s)"
     tuning, method, _ = cell
-    for other, t in times.items():
-        if other[:2] == (tuning, method):
-            hours, _ = machine_times(t, machine)
-            return statistics.median(hours) * epochs_of(*cell) / epochs_of(*other), f"{other[2]}'s runs scaled by epochs"
+    # another dataset's runs of the method, scaled by epochs: the slowest of them (Frozen-MNIST trains only the
+    # last layer and would promise a Fashion-MNIST run in a fraction of its time; a run estimated too short is
+    # started too late and stopped at the deadline, one estimated too long only waits for the next window)
+    scaled = [(statistics.median(machine_times(t, machine)[0]) * epochs_of(*cell) / epochs_of(*other), other[2])
+              for other, t in sorted(times.items()) if other[:2] == (tuning, method)]
+    if scaled:
+        hours, other = max(scaled)
+        return hours, f"{other}'s runs scaled by epochs"
     return default, "--default-hours"
 
 
