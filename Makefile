@@ -99,10 +99,11 @@ bench: $(READY)
 	$(BIN)/python benchmarks/rule_step.py $(BENCH_ARGS)
 
 ## make campaign MINUTES=150 DATASETS=mnist [SEEDS=1,2,3] [COMMIT=HEAD] [DATA_ROOT=…]: the pending runs of
-## the toy figures, Table S7 (its seed-42 searches, then damping_stability's seeds), Table 1 (seed by seed, cheap
-## cells first) and beyond the paper (ggn: the GGN alignment runs, DDTP-GGN's seeds) that fit in MINUTES, from a
-## git worktree of COMMIT (CAMPAIGN_ARGS="--stages ggn": some stages only); finished runs are copied into
-## results/runs/ and the tables rebuilt (docs/pipeline.md)
+## the toy figures, Table S7 (its seed-42 searches, then damping_stability's seeds), seed 1 of Table 1 and 2,
+## the Fig. 4 alignment runs, the other seeds of Table 1 and 2, the other alignment runs and beyond the paper
+## (ggn) that fit in MINUTES, from a git worktree of COMMIT (CAMPAIGN_ARGS="--stages table2": some stages only;
+## workflow/scripts/campaign_plan.py); finished runs are copied into results/runs/ and the tables rebuilt
+## (docs/pipeline.md)
 MINUTES ?=
 SEEDS   ?= 1,2,3
 COMMIT  ?= HEAD

@@ -143,6 +143,14 @@ def _campaign():
     return module
 
 
+def _plan():
+    """workflow/scripts/campaign_plan.py (on sys.path once campaign.py is loaded)."""
+    _campaign()
+    import campaign_plan
+
+    return campaign_plan
+
+
 def test_the_plan_runs_every_cell_seed_1_first_cheap_cells_first(tmp_path):
     campaign = _campaign()
     results = tmp_path / "results"
@@ -191,7 +199,8 @@ def test_the_plan_adds_the_stability_seeds_after_the_seed_42_searches_and_ggn_la
         _wall(results, "damping", method, "mnist", 42, seconds)
     _wall(results, "damping", "dtpdrl", "mnist", 2, 300.0)  # one stability seed already done
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    args = argparse.Namespace(datasets=["mnist"], seeds=[1, 2, 3], stages=list(campaign.STAGES), default_hours=2.0)
+    args = argparse.Namespace(datasets=["mnist"], seeds=[1, 2, 3], stages=["toy", "damping", "table1", "ggn"],
+                              default_hours=2.0)
     targets = [i.target for i in campaign.plan(cfg, args, results)]
     damping = [t for t in targets if t.startswith("runs/damping/")]
     assert damping[:7] == [f"runs/damping/{m}/mnist/seed42/summary.json" for m in cfg["alignment"]["methods"]
@@ -221,7 +230,7 @@ def test_bad_campaign_arguments_name_the_valid_choices(capsys):
     assert "--datasets svhn: valid choices are mnist, fashion-mnist, cifar10" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         campaign.main(["--minutes", "10", "--stages", "toy,beyond", "--dry-run"])
-    assert "--stages beyond: valid choices are toy, damping, table1, ggn" in capsys.readouterr().err
+    assert "--stages beyond: valid choices are toy, damping, table1, table2, alignment, ggn" in capsys.readouterr().err
 
 
 def test_a_run_folder_held_by_a_live_process_is_seen_without_taking_it(tmp_path):
@@ -255,9 +264,9 @@ def test_estimates_prefer_this_machines_runs_and_follow_the_observed_speed(tmp_p
     times = speed.finished_times(tmp_path)
     cell = ("test", "ddtp-linear", "mnist")
     assert sorted(h for h, _ in times[cell]) == pytest.approx([0.3, 0.4, 1.2])
-    assert campaign._estimate(cell, times, 1.5, "AMD EPYC, x86_64 CPU (1 threads)") == (
+    assert _plan().estimate(cell, times, 1.5, "AMD EPYC, x86_64 CPU (1 threads)") == (
         pytest.approx(1.2), "median of 1 this machine's finished run(s)")
-    assert campaign._estimate(cell, times, 1.5, "Other CPU")[0] == pytest.approx(0.4)  # all three: no run here
+    assert _plan().estimate(cell, times, 1.5, "Other CPU")[0] == pytest.approx(0.4)  # all three: no run here
     gauge = speed.SpeedGauge()
     run = runs / "test" / "ddtp-linear" / "mnist" / "seed1"
     (run / "metrics.csv").write_text("epoch,seconds\n1,40.0\n")
@@ -272,6 +281,65 @@ def test_estimates_prefer_this_machines_runs_and_follow_the_observed_speed(tmp_p
     (run / "metrics.csv").write_text("epoch,seconds\n1,4.0\n2,4.0\n")
     fast.observe(run, 0.32, 100)
     assert fast.factor == 1.0
+
+
+def test_the_plan_follows_issue_34s_priority_order(tmp_path):
+    """(a) the damping searches (seed 42, then damping_stability's seeds, Fashion-MNIST included); (b, c) seed 1 of
+    every Table 1 cell, then of every Table 2 cell; (d) the alignment runs of the main text's Fig. 4 (Fashion-MNIST);
+    (e) seeds 2 and 3 of both tables, seed by seed; (f) the other alignment runs (MNIST, Fig. S5); then ggn."""
+    campaign = _campaign()
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    args = argparse.Namespace(datasets=["mnist", "fashion-mnist"], seeds=[1, 2, 3], stages=list(campaign.STAGES),
+                              default_hours=1.0)
+    targets = [i.target for i in campaign.plan(cfg, args, tmp_path / "results")]
+    parts = [t.split("/") for t in targets[1:]]  # after the toy figures
+    kind = [p[1] if p[1] in ("damping", "alignment", "ggn") else f"{p[1]}-seed{p[4][4:]}" for p in parts]
+    blocks = [k for n, k in enumerate(kind) if n == 0 or kind[n - 1] != k]
+    assert targets[0] == "figures/toy_provenance.json"
+    assert blocks == ["damping", "test-seed1", "train-seed1", "alignment", "test-seed2", "train-seed2", "test-seed3",
+                      "train-seed3", "alignment", "ggn", "test-seed1", "test-seed2", "test-seed3"]  # DDTP-GGN's seeds
+    damping = [p for p, k in zip(parts, kind) if k == "damping"]
+    assert {(p[3], p[4]) for p in damping if p[4] != "seed42"} == {
+        (d, f"seed{s}") for d in ("mnist", "fashion-mnist") for s in (1, 2, 3)}
+    assert all(p[4] == "seed42" for p in damping[:20]) and len(damping) == 20 + 18
+    first_alignment = [parts[n] for n, k in enumerate(kind) if k == "alignment"]
+    assert [p[3] for p in first_alignment] == ["fashion-mnist"] * 10 + ["mnist"] * 10
+    train = [p for p, k in zip(parts, kind) if k == "train-seed1"]
+    assert {p[3] for p in train} == {"mnist", "frozen-mnist", "fashion-mnist"} and len(train) == 8 + 7 + 8
+    assert not any("cifar10" in t for t in targets)  # not selected
+
+
+def test_estimates_of_never_run_cells_borrow_the_slowest_comparable_runs(tmp_path):
+    """A Fashion-MNIST cell borrows MNIST's time, never Frozen-MNIST's shorter one (only its last layer trains); a
+    Table 2 (train) or alignment cell never run borrows the method's test-tuned runs, its own dataset's first."""
+    campaign = _campaign()
+    import campaign_speed as speed
+
+    results = tmp_path / "results"
+    _wall(results, "test", "ddtp-linear", "mnist", 1, 3600.0)
+    _wall(results, "test", "ddtp-linear", "frozen-mnist", 1, 900.0)
+    _wall(results, "test", "ddtp-linear", "fashion-mnist", 1, 1800.0)
+    times = speed.finished_times(results)
+    hours, why = _plan().estimate(("test", "ddtp-linear", "fashion-mnist"), {
+        k: v for k, v in times.items() if k[2] != "fashion-mnist"}, 9.0)
+    epochs = campaign.epochs_of
+    assert why == "mnist's runs scaled by epochs" and hours == pytest.approx(
+        1.0 * epochs("test", "ddtp-linear", "fashion-mnist") / epochs("test", "ddtp-linear", "mnist"))
+    hours, why = _plan().estimate(("train", "ddtp-linear", "fashion-mnist"), times, 9.0)
+    assert why == "test fashion-mnist's runs scaled by epochs" and hours == pytest.approx(
+        0.5 * epochs("train", "ddtp-linear", "fashion-mnist") / epochs("test", "ddtp-linear", "fashion-mnist"))
+    hours, why = _plan().estimate(("alignment", "ddtp-linear", "cifar10"), times, 9.0)
+    assert why == "test mnist's runs scaled by epochs"  # no cifar10 run: the slowest of the others
+    assert _plan().estimate(("train", "dfa", "mnist"), times, 9.0) == (9.0, "--default-hours")
+
+
+def test_the_campaign_record_holds_no_absolute_path(tmp_path):
+    """campaigns.csv is committed: the data root of the machine that ran the campaign is written relative to
+    the repository."""
+    campaign = _campaign()
+    data = campaign.REPO.parent / "some-data"
+    args = campaign.public_args(["--data-root", str(data), "--results=" + str(campaign.REPO / "results"), "--x", "y"])
+    assert args == ["--data-root", "../some-data", "--results=results", "--x", "y"]
 
 
 def test_only_runs_estimated_from_their_own_cell_gauge_the_speed():

@@ -26,11 +26,11 @@ def curves():
 
 
 def fake_run(results: Path, method: str, seed: int, status: str, test_error: list[float], train_loss: list[float],
-             source: str = "real", dataset: str = "mnist", extra_rows: str = "") -> Path:
+             source: str = "real", dataset: str = "mnist", extra_rows: str = "", tuning: str = "test") -> Path:
     """A run folder as tp.training writes it: summary.json and metrics.csv (one row per training epoch)."""
-    out = results / "runs" / "test" / method / dataset / f"seed{seed}"
+    out = results / "runs" / tuning / method / dataset / f"seed{seed}"
     out.mkdir(parents=True)
-    summary = {"method": method, "dataset": dataset, "tuning": "test", "seed": seed, "status": status,
+    summary = {"method": method, "dataset": dataset, "tuning": tuning, "seed": seed, "status": status,
                "epochs_run": len(test_error), "data_source": source, "code_version": "abc123", "device_name": "cpu",
                "config": {"epochs": 3}}
     (out / "summary.json").write_text(json.dumps(summary))
@@ -127,6 +127,40 @@ def test_standalone_entry_reads_the_results_folder(curves, tmp_path):
     rows = tidy_rows(tmp_path / "figures" / "curves_fashion-mnist.csv")
     assert float(rows[("bp", 2, "test_error")]["mean"]) == 8.0 and rows[("bp", 2, "test_error")]["n"] == "2"
     assert (tmp_path / "figures" / "curves_fashion-mnist.pdf").exists()
+
+
+def test_the_runs_tuned_for_training_loss_have_their_own_curves(curves, tmp_path, monkeypatch):
+    """Table 2's runs (tuning train) go into figures/curves_train_DATASET, titled as such; the test-tuned runs of
+    the same cells are not read."""
+    titles = []
+    draw = curves.draw
+    monkeypatch.setattr(curves, "draw", lambda tidy, labels, title, footer: titles.append(title)
+                        or draw(tidy, labels, title, footer))
+    fake_run(tmp_path, "ddtp-linear", 1, "finished", [3.0, 2.0], [0.1, 0.01], tuning="train")
+    fake_run(tmp_path, "ddtp-linear", 2, "finished", [3.0, 2.0], [0.1, 0.03], tuning="train")
+    fake_run(tmp_path, "ddtp-linear", 1, "finished", [9.0, 9.0], [9.0, 9.0])  # the test-tuned run of the cell
+    assert curves.main(["--dataset", "mnist", "--tuning", "train", "--results", str(tmp_path), "--no-audit",
+                        "--config", str(REPO / "config" / "config.yaml")]) == 0
+    rows = tidy_rows(tmp_path / "figures" / "curves_train_mnist.csv")
+    assert float(rows[("ddtp-linear", 2, "train_loss")]["mean"]) == pytest.approx(0.02)
+    assert rows[("ddtp-linear", 2, "train_loss")]["n"] == "2"
+    assert "tuned for training loss (Table 2)" in titles[0] and not (tmp_path / "figures" / "curves_mnist.csv").exists()
+
+
+def test_results_index_holds_no_absolute_data_root(tmp_path, monkeypatch):
+    """results/README.md is committed: an absolute data root is written relative to the folder Snakemake ran in."""
+    import runpy
+    from types import SimpleNamespace
+
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path.parent / "datasets"
+    cfg = {"data": {"source": "real", "root": str(root), "download": False}, "seeds": [1], "epochs": None,
+           "overrides": {}, "alignment": {"seed": 42}}
+    sm = SimpleNamespace(params=SimpleNamespace(results=str(tmp_path), config=cfg, tables={}, not_run=[]),
+                         output=[str(tmp_path / "README.md")])
+    runpy.run_path(str(REPO / "workflow" / "scripts" / "results_readme.py"), init_globals={"snakemake": sm})
+    text = (tmp_path / "README.md").read_text()
+    assert str(root) not in text and "root: ../datasets" in text
 
 
 def test_results_index_lists_the_curves(tmp_path):

@@ -63,8 +63,8 @@ def test_dry_run_of_the_default_matrix_lists_every_training_job(tmp_path, seed_b
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
     assert int(counts["download"]) == 3 and int(counts["table"]) == 7 and int(counts["table_s7"]) == 1
     runs = planned_runs(out)
-    # one result folder per (tuning, method, dataset, seed): the paper's 836, and 14 of the new sections
-    assert len(runs) == len(set(runs)) == 836 + 14
+    # one result folder per (tuning, method, dataset, seed): the paper's 836, and 23 of the new sections
+    assert len(runs) == len(set(runs)) == 836 + 23
     paper = [r for r in runs if r not in EXTRA_RUNS]
     assert len(paper) == 836 and set(EXTRA_RUNS) <= set(runs)
     tunings = [t for t, _, _, _ in paper]
@@ -81,16 +81,17 @@ def test_dry_run_of_the_default_matrix_lists_every_training_job(tmp_path, seed_b
         # every table cell (70 MLP, 7 CNN) is one process of its 10 seeds; alignment, damping and the new
         # sections' runs one each (DDTP-linear's seeds of ggn_ddtp are its Table 1 block's)
         assert len(blocks) == 77 and set(blocks.values()) == {1}
-        assert int(counts["train"]) == 33 + 33 + 14
+        assert int(counts["train"]) == 33 + 33 + 23
     else:
-        assert not blocks and int(counts["train"]) == 836 + 14
+        assert not blocks and int(counts["train"]) == 836 + 23
     assert int(counts["alignment_figure"]) == 5
     assert int(counts["table_s7_stability"]) == int(counts["beyond_table"]) == int(counts["ggn_alignment_figure"]) == 1
 
 
-#: the runs of config/config.yaml's damping_stability (3 methods × MNIST × seeds 1-3) and beyond_paper (DDTP-GGN's
-#: test runs, seeds 1-3; the GGN alignment runs of DDTP-linear and DDTP-GGN, seed 42)
-EXTRA_RUNS = [("damping", m, "mnist", s) for m in ("ddtp-linear", "dtpdrl", "ddtp-rhl") for s in (1, 2, 3)] + [
+#: the runs of config/config.yaml's damping_stability (3 methods × MNIST and Fashion-MNIST × seeds 1-3) and
+#: beyond_paper (DDTP-GGN's test runs, seeds 1-3; the GGN alignment runs of DDTP-linear and DDTP-GGN, seed 42)
+EXTRA_RUNS = [("damping", m, d, s) for m in ("ddtp-linear", "dtpdrl", "ddtp-rhl") for d in ("mnist", "fashion-mnist")
+              for s in (1, 2, 3)] + [
     ("test", "ddtp-ggn", "mnist", s) for s in (1, 2, 3)] + [("ggn", m, "mnist", 42) for m in ("ddtp-linear", "ddtp-ggn")]
 
 

@@ -6,16 +6,17 @@
 1. The code is a ``git worktree`` of one commit (``.campaign/COMMIT/``, git-ignored), run with this checkout's
    virtual environment (``PYTHONPATH`` puts the worktree's ``tp`` first), so editing the checkout never reaches
    a running job, and every run records that commit as its clean code version.
-2. The plan (``--dry-run`` prints it), by stages (``--stages``): the toy figures (Fig. 2, S3), the damping
-   searches of Table S7 (then the more seeds of ``damping_stability``), the Table 1 cells seed by seed — every
-   cell's seed 1 before any seed 2, cheap cells before expensive ones — and beyond the paper (``ggn``): the GGN
-   alignment runs, then the ``beyond_paper`` tables' runs seed by seed (a run already planned, e.g. DDTP-linear's
-   Table 1 runs, keeps its first place).  A run whose summary is already under ``RESULTS/runs/`` (committed, or
-   copied by an earlier campaign) is done.
+2. The plan (``--dry-run`` prints it; campaign_plan.py), by stages (``--stages``), in this order: the toy
+   figures (Fig. 2, S3); the damping searches of Table S7 (then the more seeds of ``damping_stability``); the
+   first seed of every Table 1 cell, then of every Table 2 cell (cheap cells first); the alignment runs of the
+   main text's figure (Fig. 4, Fashion-MNIST); the other seeds of Table 1 and 2, seed by seed; the other
+   alignment runs (Fig. S5, …); beyond the paper (``ggn``): the GGN alignment runs, then the ``beyond_paper``
+   tables' runs.  A run whose summary is already under ``RESULTS/runs/`` (committed, or copied by an earlier
+   campaign) is done.
 3. ``--slots`` jobs at a time (default: the CPU count, one thread each: on the 2-core CPU two 1-thread jobs do
    more work per hour than one 2-thread job, docs/speed.md).  A run starts only when its expected time fits
    before the deadline: the median ``wall_time_s`` of the cell's finished runs (those of this machine's CPU
-   model when there are any), else another dataset's runs of the method scaled by epochs, else
+   model when there are any), else other runs of the method scaled by epochs (campaign_plan.estimate), else
    ``--default-hours``; times ``--margin``, times the slowdown the running runs show against their estimates
    (campaign_speed.py: another machine's times can be 4x off).
 4. Each job is a Snakemake call in the worktree for one run; when it ends, the run's small files
@@ -32,130 +33,39 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from campaign_speed import SpeedGauge, finished_times, machine_name, machine_times  # noqa: E402
+from campaign_plan import STAGES, Item, epochs_of, plan  # noqa: E402
+from campaign_speed import SpeedGauge, machine_name  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL_FILES = ("summary.json", "metrics.csv", "config.yaml", "alignment.csv", "damping_search.csv",
                "damping_paired.csv")
-STAGES = ("toy", "damping", "table1", "ggn")
 TOY_FILES = ("fig2_nullspace.png", "fig2_nullspace.pdf", "fig2_nullspace.csv", "fig2_nullspace_summary.csv",
              "figS3_output_space.png", "figS3_output_space.pdf", "figS3_output_space.json", "toy_provenance.json")
-
-
-@dataclass
-class Item:
-    target: str          # Snakemake target, relative to the results folder
-    hours: float         # expected wall time
-    why: str             # where the estimate comes from
-
-    @property
-    def run(self) -> str | None:  # TUNING/METHOD/DATASET/seedS of a training run
-        return str(Path(self.target).parent) if self.target.startswith("runs/") else None
-
-    @property
-    def gauges_speed(self) -> bool:
-        """Whether this run's seconds per epoch measure the machine's speed: a training run whose estimate is
-        its own cell's finished runs (a damping run's estimate holds its search, a guessed one holds nothing)."""
-        return bool(self.run) and Path(self.target).parts[1] != "damping" and self.why.startswith("median of")
-
-    @property
-    def cell(self) -> tuple[str, str, str]:  # (tuning, method, dataset) of a training run
-        return tuple(Path(self.target).parts[1:4])
 
 
 def git(*args, cwd=REPO) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
 
 
-@functools.lru_cache(maxsize=None)
-def epochs_of(tuning, method, dataset) -> int:
-    from tp.config import resolve_config
+def public_args(argv: list[str]) -> list[str]:
+    """The command's arguments as campaigns.csv (committed) records them: an absolute path (the data root of
+    this machine) relative to the repository root."""
+    def public(arg: str) -> str:
+        key, eq, value = arg.rpartition("=") if arg.startswith("--") else ("", "", arg)
+        return key + eq + (os.path.relpath(value, REPO) if os.path.isabs(value) else value)
 
-    cfg = resolve_config(method, dataset, tuning)
-    return cfg["epochs"] + cfg.get("epochs_fb", 0)
-
-
-def _estimate(cell, times, default, machine: str | None = None) -> tuple[float, str]:
-    """Expected hours of a run of ``cell`` and where the estimate comes from (``times``: finished_times; the
-    runs of ``machine`` first, campaign_speed.machine_times)."""
-    if cell in times:
-        hours, whose = machine_times(times[cell], machine)
-        return statistics.median(hours), f"median of {len(hours)} {whose + ' ' if whose else ''}finished run(s)"
-    tuning, method, _ = cell
-    # another dataset's runs of the method, scaled by epochs: the slowest of them (Frozen-MNIST trains only the
-    # last layer and would promise a Fashion-MNIST run in a fraction of its time; a run estimated too short is
-    # started too late and stopped at the deadline, one estimated too long only waits for the next window)
-    scaled = [(statistics.median(machine_times(t, machine)[0]) * epochs_of(*cell) / epochs_of(*other), other[2])
-              for other, t in sorted(times.items()) if other[:2] == (tuning, method)]
-    if scaled:
-        hours, other = max(scaled)
-        return hours, f"{other}'s runs scaled by epochs"
-    return default, "--default-hours"
-
-
-def plan(cfg: dict, args, results: Path) -> list[Item]:
-    from tp.config import available_configs
-
-    have = available_configs()
-    times, machine = finished_times(results), machine_name()
-    estimate = lambda cell, default: _estimate(cell, times, default, machine)  # noqa: E731
-    from tp.catalog import DATASETS  # the files each dataset reads (Frozen-MNIST: MNIST's)
-
-    datasets = [d for d in cfg["tables"]["table1"]["columns"] if DATASETS[d].files in args.datasets]
-    items = []
-    if "toy" in args.stages:
-        # (the provenance: written last, and missing from toy outputs made before it existed)
-        items.append(Item("figures/toy_provenance.json", 0.05, "minutes (Fig. 2, S3)"))
-    selected = lambda d: DATASETS[d].files in args.datasets  # noqa: E731
-    if "damping" in args.stages:
-        align = cfg["alignment"]
-        for d in [d for d in align["datasets"] if selected(d)]:
-            for m in align["methods"]:
-                if "alignment" in have.get((d, m), []):
-                    h, why = estimate(("damping", m, d), 0.1)
-                    items.append(Item(f"runs/damping/{m}/{d}/seed{align['seed']}/summary.json", h, why))
-        stab = cfg.get("damping_stability") or {"methods": [], "datasets": [], "seeds": []}  # then its seeds
-        cells = [("damping", m, d) for d in stab["datasets"] if selected(d) for m in stab["methods"]
-                 if "alignment" in have.get((d, m), [])]
-        items += seed_by_seed(cells, stab["seeds"], {c: estimate(c, 0.1) for c in cells})
-    if "table1" in args.stages:
-        spec = cfg["tables"]["table1"]
-        cells = [(spec["tuning"], m, d) for m in spec["rows"] for d in datasets if spec["tuning"] in have.get((d, m), [])]
-        items += seed_by_seed(cells, args.seeds, {c: estimate(c, args.default_hours) for c in cells})
-    if "ggn" in args.stages:  # beyond the paper (issue 22): the GGN alignment runs, then the beyond tables' runs
-        beyond = cfg.get("beyond_paper") or {}
-        ggn = beyond.get("ggn_alignment") or {"methods": [], "datasets": [], "seed": 42}
-        cells = [("ggn", m, d) for d in ggn["datasets"] if selected(d) for m in ggn["methods"]
-                 if "alignment" in have.get((d, m), [])]
-        items += seed_by_seed(cells, [ggn["seed"]], {c: estimate(c, 0.25) for c in cells})
-        for spec in (beyond.get("tables") or {}).values():
-            cells = [(spec["tuning"], m, d) for m in spec["rows"] for d in spec["columns"]
-                     if selected(d) and spec["tuning"] in have.get((d, m), [])]
-            items += seed_by_seed(cells, spec["seeds"], {c: estimate(c, args.default_hours) for c in cells})
-    first: dict[str, Item] = {}
-    for i in items:  # a run planned twice (DDTP-linear's Table 1 runs in a beyond table) keeps its first place
-        first.setdefault(i.target, i)
-    return [i for i in first.values() if not (results / i.target).exists()]
-
-
-def seed_by_seed(cells, seeds, est) -> list[Item]:
-    """Every cell's first seed before any cell's second, cheap cells (``est``: hours, why) first."""
-    return [Item(f"runs/{c[0]}/{c[1]}/{c[2]}/seed{seed}/summary.json", *est[c])
-            for seed in seeds for c in sorted(cells, key=lambda c: est[c][0])]
+    return [public(a) for a in argv]
 
 
 def record(path: Path, row: dict) -> None:
@@ -311,7 +221,8 @@ def main(argv=None) -> int:
     record(results / "campaigns.csv", {
         "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
         "minutes": round((time.time() - started) / 60, 1), "commit": git("rev-parse", "HEAD", cwd=tree),
-        "command": "python workflow/scripts/campaign.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(["python workflow/scripts/campaign.py",
+                             *public_args(argv if argv is not None else sys.argv[1:])]),
         "machine": f"{machine_name().replace(' (1 threads)', '')}, {os.cpu_count()} CPUs",
         "slots": args.slots, "finished": finished, "failed": failed, "stopped": len(running),
         "not_started": len(left)})

@@ -1,5 +1,6 @@
 """Learning curves of one dataset: test error (%) and training loss over the training epochs of every
-method's test-tuned runs (the runs of Table 1, S6 and, for the CNN, Table 3), mean ± std over the seeds.
+method's runs of one tuning, mean ± std over the seeds: the test-tuned runs (the runs of Table 1, S6 and, for
+the CNN, Table 3) or the runs tuned for training loss (``train``: Table 2, the CNN's Table S10).
 
 Inputs: the runs' ``summary.json`` (``metrics.csv`` lies beside each).  Only runs whose summary says
 ``finished`` are averaged; diverged, pruned (and unreadable or missing) runs are counted in the legend,
@@ -14,9 +15,9 @@ Outputs: the figure (PNG and PDF) and the plotted numbers, tidy (``method, metho
 mean, std, n``; quantity ``test_error`` or ``train_loss``).  Without a finished run the figure says
 "no finished runs yet" and the CSV has its header only.
 
-Snakemake:    script: with output.png/.pdf/.csv, wildcards.dataset, params.rows (the row lists of the
-              test-tuned tables, in config order: the methods' order) and params.source.
-Standalone:   python workflow/scripts/learning_curves.py --dataset mnist --results results
+Snakemake:    script: with output.png/.pdf/.csv, wildcards.dataset, params.tuning, params.rows (the row lists
+              of that tuning's tables, in config order: the methods' order) and params.source.
+Standalone:   python workflow/scripts/learning_curves.py --dataset mnist --results results [--tuning train]
               [--config config/config.yaml] [--out-dir RESULTS/figures]
 """
 
@@ -39,6 +40,10 @@ from tp import audit  # noqa: E402
 from tp.catalog import DATASETS, METHODS  # noqa: E402
 
 QUANTITIES = {"test_error": "test error (%)", "train_loss": "training loss"}
+#: the line under each figure's title: which runs, by tuning
+TUNING_LINE = {"test": "test-tuned configurations", "train": "configurations tuned for training loss (Table 2)"}
+#: the file name prefix of each tuning's curves, after "curves_"
+PREFIX = {"test": "", "train": "train_"}
 COLUMNS = ["method", "method_slug", "epoch", "quantity", "mean", "std", "n"]
 LINESTYLES = ["-", "--", "-.", ":"]
 SYNTHETIC = " — SYNTHETIC DATA, NOT A RESULT"
@@ -203,9 +208,9 @@ def draw(tidy: pd.DataFrame, labels: dict[str, str], title: str, footer: str):
 
 
 def build(summaries, dataset: str, rows: list[list[str]], source: str, png, pdf, csv,
-          audit_args: dict | None = None) -> pd.DataFrame:
-    """Read the runs (audited with ``audit_args``, see :func:`load`), write the figure (PNG, PDF) and the
-    tidy CSV; the tidy frame."""
+          audit_args: dict | None = None, tuning: str = "test") -> pd.DataFrame:
+    """Read the runs of ``tuning`` (audited with ``audit_args``, see :func:`load`), write the figure (PNG, PDF)
+    and the tidy CSV; the tidy frame."""
     order = method_order(rows)
     runs, metric_rows = load(summaries, audit_args)
     tidy = aggregate(metric_rows, order)
@@ -213,7 +218,7 @@ def build(summaries, dataset: str, rows: list[list[str]], source: str, png, pdf,
     sns.set_theme(style="whitegrid", context="paper")
     name = DATASETS[dataset].paper_name if dataset in DATASETS else dataset
     title = (f"Learning curves: {name}" + (SYNTHETIC if synthetic(runs, source) else "")
-             + "\ntest-tuned configurations, mean ± std over the finished seeds")
+             + f"\n{TUNING_LINE[tuning]}, mean ± std over the finished seeds")
     fig = draw(tidy, legend_labels(runs, tidy, order), title, provenance(runs, source))
     fig.savefig(png, dpi=150)
     fig.savefig(pdf, metadata={"CreationDate": None})  # no date: the same figure gives the same bytes
@@ -226,8 +231,9 @@ def build(summaries, dataset: str, rows: list[list[str]], source: str, png, pdf,
 def main(argv=None) -> int:
     import yaml
 
-    p = argparse.ArgumentParser(description="Learning curves of one dataset from the test-tuned runs.")
+    p = argparse.ArgumentParser(description="Learning curves of one dataset from the runs of one tuning.")
     p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    p.add_argument("--tuning", default="test", choices=sorted(TUNING_LINE))
     p.add_argument("--results", default="results")
     p.add_argument("--config", default="config/config.yaml")
     p.add_argument("--out-dir", default=None, help="folder of the outputs (default: RESULTS/figures)")
@@ -235,23 +241,25 @@ def main(argv=None) -> int:
                    "(tp.audit: folder, configuration, metrics, numerics version, data source)")
     args = p.parse_args(argv)
     cfg = yaml.safe_load(Path(args.config).read_text())
-    tests = [s for s in cfg["tables"].values() if s["tuning"] == "test" and args.dataset in s["columns"]]
-    methods = set(method_order([s["rows"] for s in tests]))
-    summaries = sorted(p for p in Path(args.results).glob(f"runs/test/*/{args.dataset}/seed*/summary.json")
+    tables = [s for s in cfg["tables"].values() if s["tuning"] == args.tuning and args.dataset in s["columns"]]
+    methods = set(method_order([s["rows"] for s in tables]))
+    summaries = sorted(p for p in Path(args.results).glob(f"runs/{args.tuning}/*/{args.dataset}/seed*/summary.json")
                        if p.parent.parent.parent.name in methods)
     out = Path(args.out_dir or Path(args.results) / "figures")
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"curves_{args.dataset}"
-    build(summaries, args.dataset, [s["rows"] for s in tests], cfg["data"]["source"],
+    stem = out / f"curves_{PREFIX[args.tuning]}{args.dataset}"
+    build(summaries, args.dataset, [s["rows"] for s in tables], cfg["data"]["source"],
           f"{stem}.png", f"{stem}.pdf", f"{stem}.csv", None if args.no_audit else
-          {"overrides": cfg.get("overrides"), "epochs": cfg.get("epochs"), "data_source": cfg["data"]["source"]})
+          {"overrides": cfg.get("overrides"), "epochs": cfg.get("epochs"), "data_source": cfg["data"]["source"]},
+          args.tuning)
     return 0
 
 
 def main_snakemake(sm) -> None:
     build(sm.input, sm.wildcards.dataset, sm.params.rows, sm.params.get("source", "real"),
           sm.output.png, sm.output.pdf, sm.output.csv,
-          {"overrides": sm.params.overrides, "epochs": sm.params.epochs, "data_source": sm.params.source})
+          {"overrides": sm.params.overrides, "epochs": sm.params.epochs, "data_source": sm.params.source},
+          sm.params.get("tuning", "test"))
 
 
 if __name__ == "__main__":

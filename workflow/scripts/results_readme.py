@@ -3,6 +3,7 @@ code version and configuration behind it, and what was not run (datasets missing
 
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -42,6 +43,16 @@ def campaigns(results: Path) -> list[str]:
         return []
     return ["", "## Campaigns", "", "The commands that made the runs above (`campaigns.csv`).", "",
             pd.read_csv(path).to_markdown(index=False)]
+
+
+def public_config(cfg: dict, base: Path) -> dict:
+    """The pipeline configuration as a reader may see it: an absolute data root (the builder's machine) is
+    written relative to ``base``, the folder Snakemake ran in (the repository root)."""
+    cfg = dict(cfg)
+    root = str((cfg.get("data") or {}).get("root", ""))
+    if os.path.isabs(root):
+        cfg["data"] = {**cfg["data"], "root": os.path.relpath(root, base)}
+    return cfg
 
 
 def main(sm) -> None:
@@ -124,9 +135,11 @@ def main(sm) -> None:
                       "official procedure (dotted), one figure per dataset:", ""]
             lines += [f"* `figures/{name}` (and `.pdf`)" for name in damping]
         if curves:
-            lines += ["", "Learning curves: test error and training loss per epoch of every method's test-tuned "
-                      "runs (Table 1, S6; the CNN's Table 3), mean ± std over the finished seeds (diverged and "
-                      "pruned runs counted in the legend, not averaged in), one figure per dataset:", ""]
+            lines += ["", "Learning curves: test error and training loss (log scale) per epoch of every method's "
+                      "test-tuned runs (`curves_DATASET`: Table 1, S6; the CNN's Table 3) and of its runs tuned for "
+                      "training loss (`curves_train_DATASET`: Table 2; the CNN's Table S10), mean ± std over the "
+                      "finished seeds (diverged and pruned runs counted in the legend, not averaged in), one figure "
+                      "per tuning and dataset:", ""]
             lines += [f"* `figures/{name}` (and `.pdf`; the plotted numbers in `.csv`)" for name in curves]
         summary = results / "figures" / "fig2_nullspace_summary.csv"
         if summary.exists():
@@ -141,7 +154,7 @@ def main(sm) -> None:
             lines += ["", f"Fig. 2 and S3 were made at code `{p['code_version']}` on {p['device']} in "
                           f"{sum(p['wall_time_s'].values()):.0f} s ({p['finished']}; `figures/toy_provenance.json`)."]
     lines += run_times(results) + campaigns(results)
-    lines += ["", "## Pipeline configuration", "", "```yaml", yaml.safe_dump(dict(cfg), sort_keys=False).rstrip(),
+    lines += ["", "## Pipeline configuration", "", "```yaml", yaml.safe_dump(public_config(cfg, Path.cwd()), sort_keys=False).rstrip(),
               "```", ""]
     Path(sm.output[0]).write_text("\n".join(lines))
 

@@ -1,0 +1,159 @@
+"""What a results campaign runs, in which order, and how long each run is expected to take (campaign.py).
+
+The plan is a list of :class:`Item` (a Snakemake target and its expected hours), in this priority order, each
+step limited to the stages (``--stages``) and dataset files (``--datasets``) selected:
+
+1. ``toy``: the toy figures (Fig. 2, S3), minutes.
+2. ``damping``: Table S7's damping searches, the ``alignment.seed`` search of every alignment cell (in the
+   configuration's order), then the more seeds of ``damping_stability`` (its reproducibility table), seed by
+   seed.
+3. ``table1``, ``table2``: the first seed of every cell of Table 1, then of Table 2 (cheap cells first).
+4. ``alignment``: the alignment runs (``alignment.seed``) of the datasets whose figures include one of the
+   paper's main text (Fig. 4, Fashion-MNIST): main-text results before any second seed.
+5. ``table1``, ``table2``: their other seeds, seed by seed (every cell's seed 2 before any seed 3).
+6. ``alignment``: the alignment runs of the other datasets (Fig. S5 MNIST, …).
+7. ``ggn`` (beyond the paper, issue 22): the GGN alignment runs, then the ``beyond_paper`` tables' runs.
+
+A run planned twice (DDTP-linear's Table 1 runs are also a beyond table's) keeps its first place; a run whose
+summary is already under ``RESULTS/runs/`` is done.  Estimates (:func:`estimate`): the median wall time of
+the cell's finished runs (this machine's CPU model first), else other runs of the method scaled by epochs.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from campaign_speed import finished_times, machine_name, machine_times  # noqa: E402
+
+STAGES = ("toy", "damping", "table1", "table2", "alignment", "ggn")
+#: the tables of the ``table1``/``table2`` stages (config ``tables``), in this order
+TABLE_STAGES = ("table1", "table2")
+#: tunings whose runs train like a table's (an estimate for a never-run cell may borrow their epochs' time)
+TRAINING_TUNINGS = ("test", "train")
+
+
+@dataclass
+class Item:
+    target: str          # Snakemake target, relative to the results folder
+    hours: float         # expected wall time
+    why: str             # where the estimate comes from
+
+    @property
+    def run(self) -> str | None:  # TUNING/METHOD/DATASET/seedS of a training run
+        return str(Path(self.target).parent) if self.target.startswith("runs/") else None
+
+    @property
+    def gauges_speed(self) -> bool:
+        """Whether this run's seconds per epoch measure the machine's speed: a training run whose estimate is
+        its own cell's finished runs (a damping run's estimate holds its search, a guessed one holds nothing)."""
+        return bool(self.run) and Path(self.target).parts[1] != "damping" and self.why.startswith("median of")
+
+    @property
+    def cell(self) -> tuple[str, str, str]:  # (tuning, method, dataset) of a training run
+        return tuple(Path(self.target).parts[1:4])
+
+
+@functools.lru_cache(maxsize=None)
+def epochs_of(tuning, method, dataset) -> int:
+    from tp.config import resolve_config
+
+    cfg = resolve_config(method, dataset, tuning)
+    return cfg["epochs"] + cfg.get("epochs_fb", 0)
+
+
+def estimate(cell, times, default, machine: str | None = None) -> tuple[float, str]:
+    """Expected hours of a run of ``cell`` and where the estimate comes from (``times``: finished_times; the
+    runs of ``machine`` first, campaign_speed.machine_times).
+
+    A cell never run borrows, scaled by epochs, the slowest of: the method's runs of the same tuning on other
+    datasets; else (a table or alignment tuning never run) the method's runs of a training tuning (``test``,
+    ``train``), on the same dataset when there are any.  Slowest, because Frozen-MNIST trains only its last
+    layer and would promise a Fashion-MNIST run in a fraction of its time: a run estimated too short starts too
+    late and is stopped at the deadline; one estimated too long only waits for the next window.
+    """
+    if cell in times:
+        hours, whose = machine_times(times[cell], machine)
+        return statistics.median(hours), f"median of {len(hours)} {whose + ' ' if whose else ''}finished run(s)"
+    tuning, method, dataset = cell
+
+    def scaled(others):
+        found = [(statistics.median(machine_times(times[o], machine)[0]) * epochs_of(*cell) / epochs_of(*o), o)
+                 for o in sorted(others)]
+        return max(found) if found else None
+
+    same_tuning = scaled(o for o in times if o[:2] == (tuning, method))
+    if same_tuning:
+        return same_tuning[0], f"{same_tuning[1][2]}'s runs scaled by epochs"
+    training = [o for o in times if o[1] == method and o[0] in TRAINING_TUNINGS and o[0] != tuning]
+    borrowed = scaled([o for o in training if o[2] == dataset]) or scaled(training)
+    if borrowed:
+        return borrowed[0], f"{borrowed[1][0]} {borrowed[1][2]}'s runs scaled by epochs"
+    return default, "--default-hours"
+
+
+def seed_by_seed(cells, seeds, est) -> list[Item]:
+    """Every cell's first seed before any cell's second, cheap cells (``est``: hours, why) first."""
+    return [Item(f"runs/{c[0]}/{c[1]}/{c[2]}/seed{seed}/summary.json", *est[c])
+            for seed in seeds for c in sorted(cells, key=lambda c: est[c][0])]
+
+
+def plan(cfg: dict, args, results: Path) -> list[Item]:
+    """The pending items of the selected stages and datasets (``args``: stages, datasets, seeds,
+    default_hours), in the priority order of the module docstring."""
+    from tp.catalog import DATASETS  # the files each dataset reads (Frozen-MNIST: MNIST's)
+    from tp.config import available_configs
+
+    have = available_configs()
+    times, machine = finished_times(results), machine_name()
+    selected = lambda d: DATASETS[d].files in args.datasets  # noqa: E731
+    runnable = lambda tuning, m, d: selected(d) and tuning in have.get((d, m), [])  # noqa: E731
+
+    def runs(cells, seeds, default, cheap_first=True):
+        est = {c: estimate(c, times, default, machine) for c in cells}
+        if cheap_first:
+            return seed_by_seed(cells, seeds, est)
+        return [Item(f"runs/{c[0]}/{c[1]}/{c[2]}/seed{s}/summary.json", *est[c]) for s in seeds for c in cells]
+
+    items: list[Item] = []
+    if "toy" in args.stages:
+        # (the provenance: written last, and missing from toy outputs made before it existed)
+        items.append(Item("figures/toy_provenance.json", 0.05, "minutes (Fig. 2, S3)"))
+    align = cfg.get("alignment") or {"seed": 42, "datasets": [], "methods": []}
+    if "damping" in args.stages:
+        items += runs([("damping", m, d) for d in align["datasets"] for m in align["methods"]
+                       if runnable("alignment", m, d)], [align["seed"]], 0.1, cheap_first=False)
+        stab = cfg.get("damping_stability") or {"methods": [], "datasets": [], "seeds": []}  # then its seeds
+        items += runs([("damping", m, d) for d in stab["datasets"] for m in stab["methods"]
+                       if runnable("alignment", m, d)], stab["seeds"], 0.1)
+    tables = [(name, cfg["tables"][name]) for name in TABLE_STAGES if name in args.stages and name in cfg["tables"]]
+    table_cells = {name: [(spec["tuning"], m, d) for m in spec["rows"] for d in spec["columns"]
+                          if runnable(spec["tuning"], m, d)] for name, spec in tables}
+    for name, _ in tables:
+        items += runs(table_cells[name], args.seeds[:1], args.default_hours)
+    main_text = lambda d: any(not f.startswith("figS") for f in DATASETS[d].alignment_figures)  # noqa: E731
+    align_cells = lambda first: [("alignment", m, d) for d in align["datasets"] if main_text(d) == first  # noqa: E731
+                                 for m in align["methods"] if runnable("alignment", m, d)]
+    if "alignment" in args.stages:
+        items += runs(align_cells(True), [align["seed"]], args.default_hours)
+    for seed in args.seeds[1:]:
+        for name, _ in tables:
+            items += runs(table_cells[name], [seed], args.default_hours)
+    if "alignment" in args.stages:
+        items += runs(align_cells(False), [align["seed"]], args.default_hours)
+    if "ggn" in args.stages:  # beyond the paper (issue 22): the GGN alignment runs, then the beyond tables' runs
+        beyond = cfg.get("beyond_paper") or {}
+        ggn = beyond.get("ggn_alignment") or {"methods": [], "datasets": [], "seed": 42}
+        items += runs([("ggn", m, d) for d in ggn["datasets"] for m in ggn["methods"] if runnable("alignment", m, d)],
+                      [ggn["seed"]], 0.25)
+        for spec in (beyond.get("tables") or {}).values():
+            items += runs([(spec["tuning"], m, d) for m in spec["rows"] for d in spec["columns"]
+                           if runnable(spec["tuning"], m, d)], spec["seeds"], args.default_hours)
+    first: dict[str, Item] = {}
+    for i in items:  # a run planned twice (DDTP-linear's Table 1 runs in a beyond table) keeps its first place
+        first.setdefault(i.target, i)
+    return [i for i in first.values() if not (results / i.target).exists()]
