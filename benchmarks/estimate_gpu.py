@@ -92,6 +92,25 @@ def run_seconds(cfg: dict, steps: Steps, arch: str, R: int, epochs: int | None =
                        steps.eval15k(arch, R), epochs)
 
 
+def alignment_overheads(measured: list[dict], steps: Steps) -> tuple[dict[str, float], list[str]]:
+    """Seconds of alignment overhead per logged minibatch, by architecture (the BP and damped-GNT references,
+    the eager logging step), from the measured alignment epochs of DDTP-linear (``epochs.csv`` rows); an MLP
+    architecture without a measurement takes the measured MLP one (the overhead is launch-bound on a GPU: J_i
+    has only n_L = 10 rows), said in the notes."""
+    per_logged = {}
+    for r in measured:
+        if r.get("method") == "ddtp-linear" and r.get("tuning") == "alignment" and r["file"].startswith("align"):
+            arch = ARCH[r["dataset"]]
+            cfg = resolve_config("ddtp-linear", r["dataset"], "alignment")
+            per_logged[arch] = (float(r["s_epoch"]) - run_seconds(cfg, steps, arch, 1)[1]) / logged_steps(cfg, arch)
+    notes = []
+    for arch in ("mnist", "cifar10"):
+        if arch not in per_logged and "mnist" in per_logged:
+            per_logged[arch] = per_logged["mnist"]
+            notes.append(f"{arch}: alignment overhead per logged step taken from MNIST (not measured)")
+    return per_logged, notes
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", required=True, help="step_speed.csv")
@@ -105,7 +124,8 @@ def main(argv=None) -> int:
     measured = read_csv(Path(args.epochs))
     pipeline = yaml.safe_load(Path(args.config).read_text())
     seeds = len(pipeline["seeds"])
-    block = int(pipeline.get("seed_block") or 1)
+    block = pipeline.get("seed_block") or 1
+    block = 10 if block == "auto" else int(block)  # auto: 10 seeds a block where the jobs get a GPU
     have = available_configs()
     rows = []
 
@@ -123,20 +143,7 @@ def main(argv=None) -> int:
         for R in sorted(set(chunks)):
             add("table", tuning, method, dataset, chunks.count(R), R, run_seconds(cfg, steps, arch, R)[0])
 
-    # alignment overhead per logged minibatch (BP and damped-GNT references, the eager logging step), from
-    # the measured alignment epochs of DDTP-linear; an MLP architecture without a measurement takes the
-    # measured MLP one (the overhead is launch-bound on a GPU: J_i has only n_L = 10 rows)
-    per_logged = {}
-    for r in measured:
-        if r.get("method") == "ddtp-linear" and r.get("tuning") == "alignment" and r["file"].startswith("align"):
-            arch = ARCH[r["dataset"]]
-            cfg = resolve_config("ddtp-linear", r["dataset"], "alignment")
-            per_logged[arch] = (float(r["s_epoch"]) - run_seconds(cfg, steps, arch, 1)[1]) / logged_steps(cfg, arch)
-    notes = []
-    for arch in ("mnist", "cifar10"):
-        if arch not in per_logged and "mnist" in per_logged:
-            per_logged[arch] = per_logged["mnist"]
-            notes.append(f"{arch}: alignment overhead per logged step taken from MNIST (not measured)")
+    per_logged, notes = alignment_overheads(measured, steps)
     align = pipeline.get("alignment") or {}
     for dataset in align.get("datasets", []):
         for method in align.get("methods", []):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -36,7 +37,9 @@ DAMPING_COLUMNS = ["damping", "layer", "mean_angle", "batches"]
 
 def code_version(root: Path | None = None) -> str:
     """``git`` commit of the checkout holding ``tp`` (``+dirty`` with uncommitted changes outside
-    ``results/``: the outputs the pipeline writes there are not code), else the package version."""
+    ``results/``: the outputs the pipeline writes there are not code); where git cannot tell (a copy of the
+    tree without its repository, as a lent GPU machine gets it), ``TP_CODE_VERSION`` when set (the commit
+    benchmarks/gpu_window.py checked clean before the copy), else the package version."""
     root = root or Path(__file__).resolve().parents[2]  # tp/training/records.py -> the checkout
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -46,7 +49,7 @@ def code_version(root: Path | None = None) -> str:
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return f"tp {__version__}"
+        return os.environ.get("TP_CODE_VERSION") or f"tp {__version__}"
 
 
 def device_name(device: torch.device) -> str:
