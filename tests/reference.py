@@ -1,9 +1,10 @@
 """A slow, per-sample, obviously-correct twin of the SPEC formulas (tests only).
 
-Everything here is written straight from /work/shared/spec/SPEC.md, one sample at a time, with column
-vectors (a_i = W_i h_{i-1} + b_i) and autograd / torch.func for every derivative.  Nothing is imported
-from ``tp``: inputs are plain dicts of tensors (forward parameters ``W1, b1, …``, feedback parameters
-``Q1, d1, …, R, r``, noise ``{block: ε}`` already scaled by σ) plus the network description below.
+Everything here is written straight from the paper's equations as the official code computes them (the section
+numbers cited below; docs/deviations.md), one sample at a time, with column vectors (a_i = W_i h_{i-1} + b_i)
+and autograd / torch.func for every derivative.  Nothing is imported from ``tp``: inputs are plain dicts of
+tensors (forward parameters ``W1, b1, …``, feedback parameters ``Q1, d1, …, R, r``, noise ``{block: ε}``
+already scaled by σ) plus the network description below.
 
 Speed is irrelevant (tiny networks, a handful of samples); readability is the point.
 """
