@@ -198,3 +198,25 @@ def test_runs_that_stopped_early_are_named_under_the_table_with_their_reason():
         "Stopped early, not averaged: MNIST BP seed 3, diverged after 2 of 100 epochs: non-finite loss in epoch 2."]
     assert len(tables.stopped_notes(runs, spec)) == 3  # no seed list: every seed present
     assert tables.stopped_notes(runs.iloc[:0], spec, [1, 2, 3]) == []
+
+
+def test_a_rejected_synthetic_run_does_not_mark_a_table_of_real_runs(tmp_path):
+    """The title's data label comes from the averaged runs only (issue 37): one rejected synthetic run among real
+    ones leaves the title alone; a table whose averaged runs are synthetic is marked."""
+    tables = _tables()
+
+    def run(seed, source, rejected=None):
+        return {"tuning": "test", "method": "bp", "dataset": "mnist", "seed": seed, "status": "finished",
+                "epochs_run": 100, "test_error_at_best_val": 2.0, "epochs_configured": 100, "data_source": source,
+                "numerics_version": 1, "model": "mlp", "num_hidden": 5, "size_hidden": 256, "rejected": rejected}
+
+    spec = {"title": "Table 1: test error", "tuning": "test", "quantity": "test_error_at_best_val", "rows": ["bp"],
+            "columns": ["mnist"]}
+    for runs, marked in (([run(1, "real"), run(2, "synthetic", "data source synthetic, expected real")], False),
+                         ([run(1, "synthetic")], True)):
+        frame = pd.DataFrame(runs, columns=tables.RUN_COLUMNS)
+        tidy = tables.aggregate(frame, spec, [("bp", "mnist")], [1, 2], "table1")
+        out = {ext: tmp_path / f"t.{ext}" for ext in ("csv", "md", "tex", "html")}
+        tables.write(tidy, spec, out["csv"], out["md"], out["tex"], frame, "real", out["html"], [1, 2])
+        title = out["md"].read_text().splitlines()[0]
+        assert ("SYNTHETIC DATA, NOT A RESULT" in title) == marked, title

@@ -117,6 +117,19 @@ def test_the_results_index_follows_the_campaign_record(clone):
     assert "results/campaigns.csv" in inputs and "results/tables/table1.md" in inputs
 
 
+def test_every_file_a_table_or_curve_reads_is_an_input(clone):
+    """A run's metrics.csv and config.yaml are read by the audit (headline numbers, configuration): they are
+    inputs of the tables and curves beside its summary, so editing or deleting one rebuilds them (issue 37)."""
+    repo, config = clone
+    out = dry_run(repo, config, "--config", "partial=true", "data={root: nowhere, download: false}")
+    run = "results/runs/test/bp/mnist/seed1"
+    for rule in ("table", "learning_curves"):
+        jobs = re.findall(rf"rule {rule}:\n(.*?)\n\n", out, flags=re.S)
+        inputs = [line for job in jobs for line in job.splitlines() if line.strip().startswith("input:")]
+        assert any(f"{run}/summary.json" in i and f"{run}/metrics.csv" in i and f"{run}/config.yaml" in i
+                   for i in inputs), (rule, inputs)
+
+
 def test_seed_blocks_leave_committed_seeds_out(clone):
     repo, config = clone
     out = dry_run(repo, config, "--config", "seed_block=3")

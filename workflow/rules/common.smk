@@ -64,9 +64,17 @@ RESULTS = config["results"].rstrip("/")
 PARTIAL = bool(config.get("partial"))
 
 
+#: the files of a run folder beside its summary that the tables and figures read (tp.audit, the scripts)
+RUN_FILES = ("metrics.csv", "config.yaml", "alignment.csv", "damping_search.csv", "damping_paired.csv")
+
+
 def wanted(paths):
-    """The run summaries a table or figure reads: all of them, or (partial) those present."""
-    return [p for p in paths if Path(p).exists()] if PARTIAL else list(paths)
+    """The files a table or figure reads: the run summaries (all of them, or (partial) those present) and, beside
+    each summary present, the run's other files (RUN_FILES): editing or deleting any of them rebuilds what read
+    it.  The scripts pick the summaries out of their inputs."""
+    summaries = [p for p in paths if Path(p).exists()] if PARTIAL else list(paths)
+    return summaries + [str(Path(p).parent / f) for p in summaries if Path(p).exists() for f in RUN_FILES
+                        if (Path(p).parent / f).exists()]
 
 PYTHON = sys.executable
 LAUNCH = str(Path(workflow.basedir) / "workflow" / "scripts" / "launch.py")

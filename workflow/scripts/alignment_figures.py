@@ -149,13 +149,14 @@ def main(sm):
     from tp.catalog import DATASETS
 
     sns.set_theme(style="whitegrid", context="paper")
-    df = smoothed(load(sm.input, sm.params.methods), sm.params.smooth)
+    summaries = [p for p in sm.input if str(p).endswith("summary.json")]  # (the runs' other files are inputs too)
+    df = smoothed(load(summaries, sm.params.methods), sm.params.smooth)
     name = DATASETS[sm.wildcards.dataset].paper_name
     source = sm.params.get("source", "real")
     label = sm.params.get("title") or figure_label(sm.wildcards.figure)  # a title of its own: beyond the paper
     title = f"{label}: {name}" + (" — SYNTHETIC DATA, NOT A RESULT" if source == "synthetic" else "")
     fig = condensed(df, title) if sm.params.get("condensed") else grid(df, title)
-    fig.supxlabel(provenance(sm.input, source), fontsize=6)  # the runs behind the figure
+    fig.supxlabel(provenance(summaries, source), fontsize=6)  # the runs behind the figure
     fig.savefig(sm.output.png, dpi=150)
     fig.savefig(sm.output.pdf, metadata={"CreationDate": None})  # no date: the same figure, the same bytes
 

@@ -119,7 +119,7 @@ def provenance(runs, source: str) -> str:
 def main(sm):
     sns.set_theme(style="whitegrid", context="paper")
     source = sm.params.get("source", "real")
-    runs = load(sm.input, sm.params.methods)
+    runs = load([p for p in sm.input if str(p).endswith("summary.json")], sm.params.methods)
     if not runs:
         raise ValueError(f"no damping-search runs of {sm.params.methods} among the inputs")
     fig = figure(runs, DATASETS[sm.wildcards.dataset].paper_name, source)

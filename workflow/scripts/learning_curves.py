@@ -142,8 +142,9 @@ def legend_labels(runs: list[dict], tidy: pd.DataFrame, order: list[str]) -> dic
 
 
 def synthetic(runs: list[dict], source: str) -> bool:
-    """Synthetic data: as the runs' summaries record it, else as the pipeline says (``source``)."""
-    recorded = {r.get("data_source") for r in runs} - {None}
+    """Synthetic data: as the averaged (finished, accepted) runs' summaries record it, else as the pipeline
+    says (``source``): a rejected synthetic run does not mark a figure of real runs."""
+    recorded = {r.get("data_source") for r in runs if r.get("status") == "finished"} - {None}
     return "synthetic" in (recorded or {source})
 
 
@@ -256,7 +257,8 @@ def main(argv=None) -> int:
 
 
 def main_snakemake(sm) -> None:
-    build(sm.input, sm.wildcards.dataset, sm.params.rows, sm.params.get("source", "real"),
+    summaries = [p for p in sm.input if str(p).endswith("summary.json")]  # (the runs' other files are inputs too)
+    build(summaries, sm.wildcards.dataset, sm.params.rows, sm.params.get("source", "real"),
           sm.output.png, sm.output.pdf, sm.output.csv,
           {"overrides": sm.params.overrides, "epochs": sm.params.epochs, "data_source": sm.params.source},
           sm.params.get("tuning", "test"))

@@ -102,7 +102,7 @@ def wide_table(part: pd.DataFrame, values: str, order: list[str]) -> pd.DataFram
 
 
 def main(sm):
-    summaries = [json.loads(Path(p).read_text()) for p in sm.input]
+    summaries = [json.loads(Path(p).read_text()) for p in sm.input if str(p).endswith("summary.json")]
     tidy = pd.DataFrame(tidy_rows(summaries))
     if len(tidy):  # an integer column with empty fields for the runs without a paired search
         tidy["paired_minibatches"] = tidy["paired_minibatches"].astype("Int64")

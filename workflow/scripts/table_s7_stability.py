@@ -106,7 +106,7 @@ def write_html(path, df: pd.DataFrame, md: list[str]) -> None:
 
 
 def main(sm):
-    summaries = [json.loads(Path(p).read_text()) for p in sm.input]
+    summaries = [json.loads(Path(p).read_text()) for p in sm.input if str(p).endswith("summary.json")]
     seeds = list(sm.params.seeds)
     df = tables(summaries, [tuple(c) for c in sm.params.cells], seeds)
     df.to_csv(sm.output.csv, index=False)

@@ -121,6 +121,12 @@ def notes_for(spec: dict, runs: pd.DataFrame | None = None) -> list[str]:
     return notes
 
 
+def summaries_of(inputs) -> list[str]:
+    """The run summaries among a rule's inputs (the runs' other files are inputs too, so that editing or
+    deleting one rebuilds the table: workflow/rules/common.smk, ``wanted``)."""
+    return [str(p) for p in inputs if str(p).endswith("summary.json")]
+
+
 def load_runs(paths, overrides=None, epochs=None, data_source=None) -> pd.DataFrame:
     """One row per summary found in ``paths``, audited (tp.audit): ``rejected`` is None for a run that may be
     averaged, else the reason (path, configuration, metrics, numerics version, data source or a copy)."""
@@ -224,7 +230,8 @@ def write(tidy: pd.DataFrame, spec: dict, csv_path, md_path, tex_path, runs=None
     table = wide(tidy)
     notes = ([provenance(accepted(runs), source)] + notes_for(spec, accepted(runs)) + stopped_notes(runs, spec, seeds)
              + rejected_notes(runs))
-    recorded = set(runs.data_source.dropna()) if len(runs) else set()  # the runs' record, else the setting
+    averaged = accepted(runs)  # the data label of the title: the averaged runs' record, else the setting
+    recorded = set(averaged.data_source.dropna()) if len(averaged) else set()
     title = spec["title"] + (" — SYNTHETIC DATA, NOT A RESULT" if "synthetic" in (recorded or {source}) else "")
     md = [f"**{title}**", "", table.to_markdown(), ""] + [f"* {n}" for n in notes]
     Path(md_path).write_text("\n".join(md) + "\n")
@@ -236,7 +243,7 @@ def write(tidy: pd.DataFrame, spec: dict, csv_path, md_path, tex_path, runs=None
 
 
 def main_snakemake(sm) -> None:
-    runs = load_runs(sm.input, sm.params.overrides, sm.params.epochs, sm.params.source)
+    runs = load_runs(summaries_of(sm.input), sm.params.overrides, sm.params.epochs, sm.params.source)
     name = sm.params.get("table") or sm.wildcards.table  # (a table beyond the paper: its own wildcard)
     tidy = aggregate(runs, sm.params.spec, sm.params.configured, sm.params.seeds, name, sm.params.not_run)
     write(tidy, sm.params.spec, sm.output.csv, sm.output.md, sm.output.tex, runs, sm.params.source,
