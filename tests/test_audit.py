@@ -136,12 +136,15 @@ def test_the_table_averages_each_genuine_seed_once_and_lists_the_rest(real_run, 
         "pending: 0 of 3 seeds finished"
 
 
-def test_full_code_versions_and_dirty_marker_are_kept(real_run):
+def test_code_versions_are_short_with_the_dirty_marker_kept(real_run):
     tables = _tables()
     runs = tables.load_runs([real_run / "summary.json"])
     runs.loc[0, "code_version"] = "0123456789abcdef0123456789abcdef01234567+dirty"
     text = tables.provenance(runs, "synthetic")
-    assert "0123456789abcdef0123456789abcdef01234567+dirty" in text and "uncommitted changes" in text
+    # short hashes under a table, the full list once in results/README.md (issue 37)
+    assert "code version: 0123456789ab+dirty" in text and "uncommitted changes" in text
+    assert "0123456789abcdef0123456789abcdef01234567" not in text and "results/README.md" in text
+    assert tables.short_version("tp 0.1.0") == "tp 0.1.0"
 
 
 def test_the_code_version_is_the_full_commit_dirty_only_for_code_changes(tmp_path):
@@ -220,3 +223,20 @@ def test_a_rejected_synthetic_run_does_not_mark_a_table_of_real_runs(tmp_path):
         tables.write(tidy, spec, out["csv"], out["md"], out["tex"], frame, "real", out["html"], [1, 2])
         title = out["md"].read_text().splitlines()[0]
         assert ("SYNTHETIC DATA, NOT A RESULT" in title) == marked, title
+
+
+def test_a_cell_note_appears_only_under_a_table_that_shows_the_cell():
+    """The CIFAR-10 DDTP-control note (tp.catalog.CELL_NOTES) belongs under a number of that cell, not under a
+    table whose CIFAR-10 column is not run (issue 37)."""
+    tables = _tables()
+    spec = {"title": "Table 1", "tuning": "test", "quantity": "test_error_at_best_val",
+            "rows": ["bp", "ddtp-control"], "columns": ["mnist", "cifar10"]}
+
+    def runs(*cells):
+        return pd.DataFrame([{"tuning": "test", "method": m, "dataset": d, "seed": 1, "status": "finished"}
+                             for m, d in cells], columns=tables.RUN_COLUMNS)
+
+    note = "CIFAR10 DDTP-control: the official configuration file builds DDTP-linear"
+    assert not any(n.startswith(note) for n in tables.notes_for(spec, runs(("bp", "mnist"), ("ddtp-control", "mnist"))))
+    assert any(n.startswith(note) for n in tables.notes_for(spec, runs(("ddtp-control", "cifar10"))))
+    assert any("the paper averaged 10 seeds" in n for n in tables.notes_for(spec, runs()))

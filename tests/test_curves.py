@@ -178,3 +178,18 @@ def test_results_index_lists_the_curves(tmp_path):
     assert "* `figures/figS5_alignment_mnist.png` (and `.pdf`)" in text
     assert "* `figures/curves_mnist.png` (and `.pdf`; the plotted numbers in `.csv`)" in text
     assert text.index("Learning curves") < text.index("curves_cifar10-cnn.png")
+
+
+def test_the_error_axis_shows_the_range_a_reader_compares(curves):
+    """From a quarter into the runs on, every method's band fits the axis; the early epochs above it are said
+    (a DTP run at 85 % in epoch 1 no longer flattens 4-11 % differences, issue 37)."""
+    import pandas as pd
+
+    rows = [{"method": m, "method_slug": m, "epoch": e, "quantity": "test_error", "mean": v, "std": 0.5, "n": 3}
+            for m, curve in (("bp", [6.0] + [4.0] * 19), ("dtp", [85.0, 40.0] + [11.0] * 18)) for e, v in
+            enumerate(curve, start=1)]
+    low, high, first = curves.error_range(pd.DataFrame(rows))
+    assert low == pytest.approx(3.5 - 0.05 * 8.0) and high == pytest.approx(11.5 + 0.05 * 8.0)
+    assert first == 3  # epochs 1 and 2 of DTP are above the axis
+    flat = [{**r, "mean": 5.0} for r in rows]
+    assert curves.error_range(pd.DataFrame(flat))[2] is None

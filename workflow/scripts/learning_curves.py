@@ -23,7 +23,9 @@ Standalone:   python workflow/scripts/learning_curves.py --dataset mnist --resul
 
 import argparse
 import json
+import math
 import sys
+import textwrap
 from collections import Counter
 from pathlib import Path
 
@@ -46,6 +48,10 @@ TUNING_LINE = {"test": "test-tuned configurations", "train": "configurations tun
 PREFIX = {"test": "", "train": "train_"}
 COLUMNS = ["method", "method_slug", "epoch", "quantity", "mean", "std", "n"]
 LINESTYLES = ["-", "--", "-.", ":"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+#: seaborn's colour-blind palette, reordered so that the first methods of a table get the most distinct hues
+#: (its orange, vermilion and brown, its purple and pink, are far apart in this order)
+COLOUR_ORDER = [0, 1, 2, 4, 7, 3, 9, 8, 5, 6]
 SYNTHETIC = " — SYNTHETIC DATA, NOT A RESULT"
 
 
@@ -156,14 +162,23 @@ def provenance(runs: list[dict], source: str) -> str:
     data = "SYNTHETIC data (smoke run)" if synthetic(read, source) else "real data"
     return (f"{len(runs)} run{'' if len(runs) == 1 else 's'} ({statuses}): {data}; "
             f"seeds {join(r['seed'] for r in read)}; epochs {join(r['config'].get('epochs') for r in read)}; "
-            f"code {join(str(r.get('code_version')) for r in read)}; {join(r.get('device_name') for r in read)}")
+            f"code {join(short(str(r.get('code_version'))) for r in read)} (full commits: results/README.md); "
+            f"{join(r.get('device_name') for r in read)}")
+
+
+def short(version: str) -> str:
+    """A commit shortened to 12 hex digits, ``+dirty`` kept; anything else as it is."""
+    head, dirty, _ = version.partition("+dirty")
+    return head[:12] + dirty if len(head) == 40 else version
 
 
 def draw(tidy: pd.DataFrame, labels: dict[str, str], title: str, footer: str):
     """Two panels (test error, training loss) over the epochs, a line and a ±1 std band per method."""
     methods = list(labels)
-    palette = dict(zip(methods, sns.color_palette("colorblind", max(len(methods), 1))))
-    styles = {m: LINESTYLES[(k // 10) % len(LINESTYLES)] for k, m in enumerate(methods)}
+    colours = sns.color_palette("colorblind", 10)
+    palette = {m: colours[COLOUR_ORDER[k % 10]] for k, m in enumerate(methods)}
+    styles = {m: LINESTYLES[k % len(LINESTYLES)] for k, m in enumerate(methods)}  # colour, line and marker:
+    markers = {m: MARKERS[k % len(MARKERS)] for k, m in enumerate(methods)}   # each method differs in three
     fig = plt.figure(figsize=(10, 5.6), layout="constrained")
     grid = fig.add_gridspec(2, 2, height_ratios=[5, 1])  # the curves; under them the legend, then the footer
     axes = [fig.add_subplot(grid[0, 0])]
@@ -175,8 +190,9 @@ def draw(tidy: pd.DataFrame, labels: dict[str, str], title: str, footer: str):
             g = tidy[(tidy.method_slug == m) & (tidy.quantity == quantity)]
             x, mean = g["epoch"].to_numpy(float), g["mean"].to_numpy(float)
             std = np.nan_to_num(g["std"].to_numpy(float))  # one seed: no band
-            ax.plot(x, mean, color=palette[m], linestyle=styles[m], lw=1.2, marker="o" if len(x) <= 20 else None,
-                    markersize=3, label=labels[m])  # (a method without a finished run: its legend entry only)
+            ax.plot(x, mean, color=palette[m], linestyle=styles[m], lw=1.2, marker=markers[m],
+                    markevery=max(1, len(x) // 8), markersize=4,
+                    label=labels[m])  # (a method without a finished run: its legend entry only)
             if quantity == "train_loss":
                 lower, upper = np.maximum(mean - std, mean / 10), mean + std
             else:
@@ -188,6 +204,11 @@ def draw(tidy: pd.DataFrame, labels: dict[str, str], title: str, footer: str):
         ax.set_ylabel(ylabel)
         ax.set_title(ylabel)
         ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, min_n_ticks=1))
+        if quantity == "test_error" and len(tidy[tidy.quantity == quantity]):
+            low, high, first = error_range(tidy)
+            ax.set_ylim(low, high)
+            if first is not None:
+                ax.set_title(f"{ylabel}; before epoch {first}, values above {high:.3g} off the axis", fontsize=8)
         if quantity == "train_loss" and len(tidy[tidy.quantity == quantity]):
             ax.set_yscale("log")
             low, high = ax.get_ylim()
@@ -204,8 +225,24 @@ def draw(tidy: pd.DataFrame, labels: dict[str, str], title: str, footer: str):
         key.legend(*axes[0].get_legend_handles_labels(), loc="center", ncol=min(len(methods), 4), fontsize=7,
                    frameon=False)
     fig.suptitle(title)
-    fig.supxlabel(footer, fontsize=6)
+    fig.supxlabel(textwrap.fill(footer, 200), fontsize=6)  # wrapped: the whole provenance inside the figure
     return fig
+
+
+def error_range(tidy: pd.DataFrame) -> tuple[float, float, int | None]:
+    """The test-error axis a reader compares on: the band (mean ± std) of every method from the epoch a quarter
+    into the runs on (at least the 2nd), padded by 5 % of the range; the first epoch whose values it leaves
+    above the axis (None when nothing is cut)."""
+    err = tidy[tidy.quantity == "test_error"]
+    top = (err["mean"] + err["std"].fillna(0)).astype(float)
+    start = max(2, int(math.ceil(err["epoch"].max() / 4)))
+    late = err["epoch"] >= start if (err["epoch"] >= start).any() else err["epoch"] >= err["epoch"].min()
+    low = float((err["mean"] - err["std"].fillna(0))[late].min())
+    high = float(top[late].max())
+    pad = max(0.05 * (high - low), 0.05)
+    low, high = max(0.0, low - pad), min(100.0, high + pad)
+    cut = err[top > high]
+    return low, high, (int(cut["epoch"].max()) + 1 if len(cut) else None)
 
 
 def build(summaries, dataset: str, rows: list[list[str]], source: str, png, pdf, csv,

@@ -50,16 +50,23 @@ def provenance(runs: pd.DataFrame, source: str) -> str:
         for model, nh, sh, conv in sizes:
             nets.append(f"{DATASETS[dataset].paper_name}: " + (f"CNN conv {'/'.join(map(str, conv))} channels, FC {sh}"
                                                     if model == "cnn" else f"{nh} hidden layers of {sh}"))
-    versions = sorted({str(v) for v in runs.code_version.dropna()})
+    versions = sorted({short_version(str(v)) for v in runs.code_version.dropna()})
     dirty = " (+dirty: made from a checkout with uncommitted changes)" if any(
         v.endswith(audit.DIRTY) for v in versions) else ""
     numerics = sorted({int(v) for v in runs.numerics_version.dropna()})
     devices = sorted({str(v) for v in runs.device_name.dropna()})
     hours = runs.wall_time_s.dropna().astype(float).sum() / 3600
     return (f"Runs: {len(runs)} summaries; data: {data}; epochs: {ep}; networks: {'; '.join(nets)}; "
-            f"code version: {', '.join(versions) or 'unknown'}{dirty}; numerics version: "
-            f"{', '.join(map(str, numerics)) or 'unknown'}; device(s): {' | '.join(devices) or 'unknown'}; "
+            f"code version: {', '.join(versions) or 'unknown'}{dirty} (full commits: results/README.md); "
+            f"numerics version: {', '.join(map(str, numerics)) or 'unknown'}; device(s): {' | '.join(devices) or 'unknown'}; "
             f"training time {hours:.2f} h in all.")
+
+
+def short_version(version: str) -> str:
+    """A commit shortened to 12 hex digits, its ``+dirty`` kept (the full commits are listed once, in
+    results/README.md); anything else (``tp 0.1.0``) as it is."""
+    head, dirty, _ = version.partition(audit.DIRTY)
+    return head[:12] + dirty if len(head) == 40 and all(c in "0123456789abcdef" for c in head) else version
 
 
 def rejected_notes(runs: pd.DataFrame) -> list[str]:
@@ -92,8 +99,10 @@ def cnn_description(runs: pd.DataFrame) -> str:
 def notes_for(spec: dict, runs: pd.DataFrame | None = None) -> list[str]:
     """Footnotes the reader needs (SPEC §12.6, §15); network sizes and epochs from the runs."""
     runs = load_runs([]) if runs is None else runs
+    shown = {(r.method, r.dataset) for r in runs.itertuples()} if len(runs) else set()  # cells with a number
     notes = [n.text for n in CELL_NOTES if n.method in spec["rows"] and n.dataset in spec["columns"]
-             and n.tuning == spec["tuning"] and n.quantity in (None, spec["quantity"])]  # tp.catalog
+             and (n.method, n.dataset) in shown and n.tuning == spec["tuning"]
+             and n.quantity in (None, spec["quantity"])]  # tp.catalog: only under a cell that shows a number
     if "cifar10-cnn" in spec["columns"]:
         notes.append(f"CIFAR10 (CNN): {cnn_description(runs)}, float64, one forward Adam per layer; DDTP-linear, "
                      "DDTP-control and DFA send their targets directly from the output to the max-pool outputs "
@@ -112,7 +121,8 @@ def notes_for(spec: dict, runs: pd.DataFrame | None = None) -> list[str]:
             notes.append(f"{METHODS[method].paper_name}: beyond the paper ({METHODS[method].beyond_paper}); the "
                          "paper never ran it (docs/ggn.md).")
     notes += list(spec.get("notes") or [])  # the pipeline's own (e.g. which runs a beyond-the-paper cell reuses)
-    notes.append("Cells: mean ± std (ddof = 1) over the finished seeds, n = their number; diverged, pruned "
+    notes.append("Cells: mean ± std (ddof = 1) over the finished seeds, n = their number (the paper averaged 10 "
+                 "seeds per cell; n says how many these average); diverged, pruned "
                  "(training accuracy below the official early-stop threshold), rejected (failed the run audit, "
                  "listed below) and pending (not run yet) seeds are counted and excluded.")
     notes.append("'not run: dataset missing': the dataset's files were not under the data root; the pipeline's "
