@@ -111,7 +111,7 @@ def test_a_run_records_its_data_source_and_the_sha256_of_each_file(mnist, tmp_pa
     raw = mnist / "MNIST" / "raw"
     d = load_dataset("mnist", mnist, no_val_set=True)
     expected = {f"MNIST/raw/{n}": hashlib.sha256((raw / n).read_bytes()).hexdigest() for n in IDX_FILES}
-    assert d.summary_fields() == {"data_source": "real", "data_sha256": expected}
+    assert d.summary_fields() == {"data_source": "real", "data_sha256": expected, "data_origin": None}
     assert (mnist / SHA256_CACHE).exists()
     import tp.integrity as integrity
 

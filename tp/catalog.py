@@ -6,7 +6,8 @@ training loop (the pruning threshold) and the pipeline (``workflow/rules/common.
 dataset enumerations of ``workflow/schemas/config.schema.yaml`` equal these, ``tests/test_catalog.py``).
 Adding a dataset or a method is one entry here plus its configurations in ``tp/configs/``.
 
-* :data:`FILES`: the image datasets on disk (torchvision class, image shape, normalisation, sizes; SPEC §10).
+* :data:`FILES`: the image datasets on disk (torchvision class, image shape, normalisation, sizes; SPEC §10), and
+  the operating-system package that installs a dataset's files, if one does (:class:`SystemPackage`).
 * :data:`DATASETS`: the tables' columns.  A dataset names the files it reads (Frozen-MNIST reads MNIST,
   SPEC §6; ``cifar10-cnn`` reads CIFAR-10 as images for the CNN of SPEC §8) and the network it trains.
 * :data:`METHODS`: the tables' rows: a learning rule (``tp.rules.REGISTRY``) and its training schedule; and the
@@ -25,11 +26,27 @@ from dataclasses import dataclass
 
 from .errors import unknown
 
-__all__ = ["ImageFiles", "Dataset", "Method", "Objective", "Tuning", "Model", "CellNote", "CELL_NOTES", "FILES", "DATASETS", "METHODS", "TUNINGS",
+__all__ = ["SystemPackage", "ImageFiles", "Dataset", "Method", "Objective", "Tuning", "Model", "CellNote", "CELL_NOTES", "FILES", "DATASETS", "METHODS", "TUNINGS",
            "MODELS", "PRUNE_FROM_EPOCH", "dataset", "method", "tuning", "model", "figure_label"]
 
 #: the official early stop (SPEC §12.13) looks at the training accuracy from this epoch on (1-based)
 PRUNE_FROM_EPOCH = 6
+
+
+@dataclass(frozen=True)
+class SystemPackage:
+    """An operating-system package that installs a dataset's files into fixed, read-only folders; tp reads them
+    from there when the data root lacks them (:mod:`tp.packages`)."""
+
+    name: str  # the package
+    folders: tuple[str, ...]  # absolute folders where it puts the files, the first found used
+    distributions: str = "Debian/Ubuntu"
+    installer: str = "apt-get install"
+
+    @property
+    def install(self) -> str:
+        """The command that installs it: ``apt-get install dataset-fashion-mnist``."""
+        return f"{self.installer} {self.name}"
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,8 @@ class ImageFiles:
     format: str = "idx"
     #: validation samples drawn from the training split when a run keeps a validation set (SPEC §5.3)
     val_size: int = 5000
+    #: the operating-system package that installs the files, read when the data root lacks them (None: none)
+    system_package: SystemPackage | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +167,9 @@ MODELS: dict[str, Model] = {m.slug: m for m in [
 
 FILES: dict[str, ImageFiles] = {f.name: f for f in [
     ImageFiles("mnist", "MNIST", (1, 28, 28), 0.1307, 0.3081, 60000, 10000),
-    ImageFiles("fashion-mnist", "FashionMNIST", (1, 28, 28), None, None, 60000, 10000),
+    # Debian/Ubuntu's package installs the four IDX .gz files (tp checks the unpacked files, never a .gz MD5 sum)
+    ImageFiles("fashion-mnist", "FashionMNIST", (1, 28, 28), None, None, 60000, 10000,
+               system_package=SystemPackage("dataset-fashion-mnist", ("/usr/share/datasets/fashion-mnist",))),
     ImageFiles("cifar10", "CIFAR10", (3, 32, 32), 0.5, 0.5, 50000, 10000, format="cifar-batches"),
 ]}
 

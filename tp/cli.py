@@ -134,6 +134,8 @@ def cmd_download(args) -> int:
     for name in args.dataset:
         d = load_dataset(name, args.data_root, download=args.download, no_val_set=True, dtype=torch.float32)
         print(f"{name}: {d.train_x.shape[0]} training and {d.test_x.shape[0]} test samples in {args.data_root}")
+        for file, source in (d.summary_fields()["data_origin"] or {}).items():  # from an installed package
+            print(f"  {file}: unpacked from {source}")
     return 0
 
 

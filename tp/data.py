@@ -31,6 +31,7 @@ from .errors import unknown
 from .formats import FORMATS
 from .integrity import DatasetCorruptError, DatasetNotFoundError, check_counts, files_sha256
 from .network import MLP
+from .packages import install_hint, origins
 from .random import randn, rand_uniform
 
 __all__ = ["DataSplits", "load_dataset", "student_teacher", "DatasetNotFoundError", "DatasetCorruptError",
@@ -59,15 +60,19 @@ class DataSplits:
     val_y: Tensor | None = None
     train_index: Tensor | None = None
     val_index: Tensor | None = None
-    #: where the data came from: ``{"data_source": "real" | "synthetic", "data_sha256": {file: digest} | None}``
-    #: (None: tensors not read from dataset files, recorded as synthetic)
+    #: where the data came from: ``{"data_source": "real" | "synthetic", "data_sha256": {file: digest} | None,
+    #: "data_origin": {file: package file} | None}`` (None: tensors not read from dataset files, recorded as
+    #: synthetic)
     provenance: dict | None = None
 
     def summary_fields(self) -> dict:
         """The provenance a run's ``summary.json`` records: ``data_source`` is ``real`` only for data read
-        from checked dataset files (with the SHA-256 of each), ``synthetic`` for anything else."""
+        from checked dataset files (with the SHA-256 of each), ``synthetic`` for anything else;
+        ``data_origin`` names, for the files unpacked from an operating-system package (:mod:`tp.packages`),
+        the package's file each came from (None: every file is the data root's own)."""
         p = self.provenance or {}
-        return {"data_source": p.get("data_source", "synthetic"), "data_sha256": p.get("data_sha256")}
+        return {"data_source": p.get("data_source", "synthetic"), "data_sha256": p.get("data_sha256"),
+                "data_origin": p.get("data_origin")}
 
     @property
     def input_size(self) -> int:
@@ -130,6 +135,7 @@ def _read_torchvision(spec: ImageFiles, root: Path, download: bool, verify_integ
     cls = fmt.reader(spec, verify_integrity)
     folder, url = fmt.where(spec, root)
     fmt.prepare(spec, root, download)
+    package = f"; or {install_hint(spec.system_package)}" if spec.system_package else ""
     try:
         train = cls(str(root), train=True, download=download)
         test = cls(str(root), train=False, download=download)
@@ -141,13 +147,13 @@ def _read_torchvision(spec: ImageFiles, root: Path, download: bool, verify_integ
         if download:
             raise DatasetNotFoundError(
                 f"downloading {spec.name} failed ({exc}); download it by hand from {url} into {folder} "
-                f"(or point --data-root at a folder that holds it)") from exc
+                f"(or point --data-root at a folder that holds it){package}") from exc
         raise DatasetNotFoundError(
             f"{spec.name} not found in {folder} (downloads are off). Put the dataset files there "
-            f"(torchvision downloads them from {url}), or allow downloads (--download)") from exc
+            f"(torchvision downloads them from {url}), or allow downloads (--download){package}") from exc
     except Exception as exc:  # network errors of the download
         raise DatasetNotFoundError(
-            f"downloading {spec.name} from {url} into {folder} failed: {exc}") from exc
+            f"downloading {spec.name} from {url} into {folder} failed: {exc}{package}") from exc
     return train, test
 
 
@@ -205,14 +211,15 @@ def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool 
         if images:  # the same values as images (channel-major, like the flattening of real ones)
             train_x, test_x = train_x.reshape(-1, *spec.shape), test_x.reshape(-1, *spec.shape)
         val_size = val_size or max(1, synthetic_sizes[0] // 6)
-        provenance = {"data_source": "synthetic", "data_sha256": None}
+        provenance = {"data_source": "synthetic", "data_sha256": None, "data_origin": None}
     else:
         train, test = _read_torchvision(spec, Path(root), download, verify_integrity)
         if verify_integrity:  # image and label counts against each other and the known sizes
             check_counts(spec.name, {split: (_split_files(spec, Path(root), split), len(d.data), len(d.targets), n)
                                      for split, d, n in (("training", train, spec.num_train),
                                                          ("test", test, spec.num_test))})
-        provenance = {"data_source": "real", "data_sha256": files_sha256(Path(root), dataset_files(name, root))}
+        digests = files_sha256(Path(root), dataset_files(name, root))
+        provenance = {"data_source": "real", "data_sha256": digests, "data_origin": origins(Path(root), digests)}
         flat = not images
         train_x, test_x = _to_flat(spec, train.data, dtype, flat), _to_flat(spec, test.data, dtype, flat)
         train_y, test_y = torch.as_tensor(train.targets).long(), torch.as_tensor(test.targets).long()

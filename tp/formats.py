@@ -6,7 +6,8 @@ the format, never the dataset's name: a new dataset in a format listed here is a
 format is one class here and its line in :data:`FORMATS`.
 
 * ``idx``: the IDX files of MNIST and Fashion-MNIST, ``ROOT/<torchvision class>/raw/{train,t10k}-…-ubyte``,
-  made whole and checked by :func:`tp.integrity.prepare_idx_folder` before torchvision reads them.
+  made whole and checked by :func:`tp.integrity.prepare_idx_folder` before torchvision reads them; the files the
+  root lacks are taken from the dataset's operating-system package when it is installed (:mod:`tp.packages`).
 * ``cifar-batches``: the pickled batches of CIFAR-10, ``ROOT/cifar-10-batches-py/``, with torchvision's MD5
   sums (skipped with ``verify_integrity=False``, a test hook).
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from .catalog import ImageFiles
 from .integrity import IDX_FILES, prepare_idx_folder
+from .packages import adopt, package_folder
 
 __all__ = ["IdxFormat", "CifarBatches", "FORMATS"]
 
@@ -46,9 +48,22 @@ class IdxFormat:
         prefix = "train" if split == "training" else "t10k"
         return " and ".join(f for f in files if f.rsplit("/", 1)[-1].startswith(prefix))
 
+    def system_folder(self, spec: ImageFiles, root: Path) -> Path | None:
+        """The folder of the dataset's operating-system package that the files the data root lacks come from:
+        None when the root has them all, or no installed package holds them all (:mod:`tp.packages`)."""
+        folder, names = self.expected(spec, root)
+        if spec.system_package is None or all(any((folder / n).is_file() for n in alt) for alt in names):
+            return None
+        return package_folder(spec.system_package, names)
+
     def prepare(self, spec: ImageFiles, root: Path, download: bool) -> None:
-        """Whole, checked plain files before torchvision reads them (:mod:`tp.integrity`)."""
-        prepare_idx_folder(self.where(spec, root)[0], spec.shape[1:], download)
+        """Whole, checked plain files before torchvision reads them (:mod:`tp.integrity`): those the data root
+        lacks unpacked from the dataset's installed package first (:func:`tp.packages.adopt`)."""
+        folder, names = self.expected(spec, root)
+        source = self.system_folder(spec, root)
+        if source is not None:
+            adopt(spec.system_package, source, folder, root, names, spec.shape[1:])
+        prepare_idx_folder(folder, spec.shape[1:], download)
 
     def damaged(self, spec: ImageFiles, root: Path) -> list[str]:
         """Files that are there but fail the format's own check (the IDX check raises in :meth:`prepare`)."""
@@ -88,6 +103,10 @@ class CifarBatches:
 
     def split_files(self, files: list[str], split: str) -> str:
         return ", ".join(f for f in files if ("test" in f) == (split == "test"))
+
+    def system_folder(self, spec: ImageFiles, root: Path) -> Path | None:
+        """None: files in this format are read from the data root only (no package is looked for)."""
+        return None
 
     def prepare(self, spec: ImageFiles, root: Path, download: bool) -> None:
         """Nothing before reading: torchvision checks the batches' MD5 sums itself."""

@@ -4,6 +4,7 @@
   folder, checked, and renamed over the plain file, so a killed unpack never leaves a partial file and two
   unpacks at once cannot see each other's half-written output.  A plain file whose header or size is wrong
   is unpacked again from its ``.gz``; without one it is a named error.  A corrupt ``.gz`` is a named error.
+  :func:`install_idx_file` does the same from a file elsewhere (an operating-system package's, :mod:`tp.packages`).
 * Every dataset: the numbers of images and labels of each split must agree with each other and with the
   dataset's known sizes (``num_train`` / ``num_test`` of :data:`tp.catalog.FILES`), so a test file
   copied over the training file, or train and test swapped, never trains.  (CIFAR-10's batch files are also
@@ -31,6 +32,7 @@ import zlib
 from pathlib import Path
 
 __all__ = ["DatasetNotFoundError", "DatasetCorruptError", "IDX_FILES", "idx_problem", "prepare_idx_folder",
+           "install_idx_file",
            "check_counts", "files_sha256", "SHA256_CACHE", "unique_temporary",
            "remove_temporaries"]
 
@@ -100,23 +102,32 @@ def remove_temporaries(folder: Path, older_than_s: float = 0.0) -> None:
                 pass
 
 
-def _unpack(gz: Path, plain: Path, image_shape) -> None:
-    """``gz`` → ``plain`` through a unique temporary file in the same folder (renamed when complete)."""
+def _unpack(gz: Path, plain: Path, image_shape, fix: str | None = None) -> None:
+    """``gz`` → ``plain`` through a unique temporary file in the same folder (renamed when complete); a plain
+    ``gz`` (no ``.gz`` suffix) is copied the same way.  ``fix``: what a damaged ``gz`` asks the user to do
+    (default: delete it and download it again)."""
     tmp = unique_temporary(plain)
+    opener = gzip.open if gz.suffix == ".gz" else open
     try:
-        with open(tmp, "xb") as dst, gzip.open(gz, "rb") as src:
+        with open(tmp, "xb") as dst, opener(gz, "rb") as src:
             while chunk := src.read(1 << 20):
                 dst.write(chunk)
         problem = idx_problem(Path(tmp), image_shape, "images" if "-images-" in plain.name else "labels")
         if problem is not None:
-            raise DatasetCorruptError(f"{gz} unpacks to a file that {problem}; delete {gz} and download it "
-                                      f"again (--download)")
+            raise DatasetCorruptError(f"{gz} {'unpacks to a file that ' if opener is gzip.open else ''}{problem}; "
+                                      f"{fix or f'delete {gz} and download it again (--download)'}")
         os.replace(tmp, plain)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DatasetCorruptError(f"{gz} is corrupt or truncated ({type(exc).__name__}: {exc}); delete it and "
-                                  f"download it again (--download)") from None
+        raise DatasetCorruptError(f"{gz} is corrupt or truncated ({type(exc).__name__}: {exc}); "
+                                  f"{fix or 'delete it and download it again (--download)'}") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def install_idx_file(source: Path, plain: Path, image_shape: tuple[int, int], fix: str) -> None:
+    """The IDX file ``source`` (``.gz`` or plain, e.g. in a read-only folder elsewhere) as the checked plain file
+    ``plain``, written atomically; a damaged ``source`` is a :class:`DatasetCorruptError` that says ``fix``."""
+    _unpack(Path(source), Path(plain), image_shape, fix)
 
 
 def prepare_idx_folder(folder: Path, image_shape: tuple[int, int] = (28, 28), download: bool = False) -> None:

@@ -43,9 +43,11 @@ class TrialTrainer:
         return self.cache[r]
 
     def data_fields(self) -> dict:
-        """Where the trials' data comes from (``data_source``, ``data_sha256``): loads it (a missing dataset is
+        """Where the trials' data comes from (``data_source``, ``data_sha256``: the study's fixed data, the files'
+        content; each trial's summary also names a package the files came from): loads it (a missing dataset is
         found here, before any trial is asked)."""
-        return self.data_for(1).summary_fields()
+        fields = self.data_for(1).summary_fields()
+        return {k: fields[k] for k in ("data_source", "data_sha256")}
 
     def __call__(self, cfgs, outs, hooks) -> list[dict]:
         from ..training import TrainOptions, train_runs

