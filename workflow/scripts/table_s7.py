@@ -120,21 +120,27 @@ def main(sm):
         cell = part.apply(lambda r: fmt(r.selected) + ("" if not r.differs else f" ({fmt(r.figure_config)})"),
                           axis=1)
         official = wide_table(part.assign(cell=cell), "cell", order)
-        paired = wide_table(part, "paired_cell", order)
+        searched = part[part.paired_cell != NOT_RUN_PAIRED]  # runs made before the paired search: one line
         minibatches = part.drop_duplicates(["method", "seed"]).paired_minibatches.dropna().astype(int)
         name = DATASETS[ds].paper_name
         md += [f"*{name}*, official procedure (SPEC §7.2: one pass per λ, the minibatches ≡ 0 mod log_interval "
                "of each pass)", "", official.to_markdown(), "",
                f"*{name}*, paired procedure (the same "
                + (f"{'/'.join(map(str, sorted(set(minibatches))))} minibatches" if len(minibatches) else "minibatches")
-               + " for every λ; \"any of\": within 2 SE of the minimum)", "", paired.to_markdown(), ""]
+               + " for every λ; \"any of\": within 2 SE of the minimum)", ""]
+        paired = wide_table(searched, "paired_cell", order) if len(searched) else None
+        md += [paired.to_markdown(), ""] if paired is not None else []
+        before = official.index.difference(paired.index if paired is not None else []).tolist()
+        if before:
+            md += [f"{NOT_RUN_PAIRED}: {', '.join(r for r in official.index if r in before)}.", ""]
         pending = [o for o in order if o not in set(part.method)]
         if pending:  # a partial build (--config partial=true): searches not run yet
             md += [f"Pending on {name} (damping search not run yet): {', '.join(pending)}.", ""]
         tex.append(official.style.to_latex(hrules=True, caption=f"Table S7, {name}: selected GNT damping, "
                                                                 "official procedure"))
-        tex.append(paired.style.to_latex(hrules=True, caption=f"Table S7, {name}: selected GNT damping, "
-                                                              "paired procedure"))
+        if paired is not None:
+            tex.append(paired.style.to_latex(hrules=True, caption=f"Table S7, {name}: selected GNT damping, "
+                                                                  "paired procedure"))
     for ds, reason in sm.params.get("not_run", []):
         md += [f"*{DATASETS[ds].paper_name}*: {reason}", ""]
     differing = int(tidy["differs"].sum()) if len(tidy) else 0
