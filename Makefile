@@ -80,12 +80,18 @@ data: $(READY)
 smoke: $(READY)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml $(SNAKEMAKE_ARGS)
 
-## make report: Snakemake's HTML report of the finished pipeline (tables and figures with captions)
-## (REPORT_CONFIG=config/smoke.yaml: the smoke run's)
+## make report: Snakemake's HTML report of the tables and figures with captions, from the runs present (first
+## the tables and figures they allow, as make tables; SEEDS, DATASETS, DATA_ROOT as there)
+## (REPORT_CONFIG=config/smoke.yaml: the smoke run's report, of a finished make smoke)
 REPORT_CONFIG ?=
 REPORT        ?= results/report.html
 report: $(READY)
-	$(BIN)/snakemake $(if $(REPORT_CONFIG),--configfile $(REPORT_CONFIG)) --report $(REPORT) $(SNAKEMAKE_ARGS)
+ifeq ($(REPORT_CONFIG),)
+	$(BIN)/snakemake --cores 1 --config $(tables_cfg) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --cores 1 --config $(tables_cfg) --report $(REPORT) $(SNAKEMAKE_ARGS)
+else
+	$(BIN)/snakemake --configfile $(REPORT_CONFIG) --report $(REPORT) $(SNAKEMAKE_ARGS)
+endif
 
 ## make check-config CONFIGFILE=my.yaml: its YAML syntax (file, line, column) and its keys against the pipeline
 ## schema, on top of config/config.yaml (Snakemake's own message for a broken --configfile names neither)
@@ -114,9 +120,10 @@ campaign: $(READY)
 
 ## make tables: the tables, figures and results/README.md from the runs present (no training); SEEDS as above;
 ## cells of datasets neither under the data root (DATA_ROOT) nor run say "not run: dataset missing"
+tables_cfg = partial=true 'seeds=[$(SEEDS)]' $(if $(DATASETS),'datasets=[$(DATASETS)]') \
+	'data={$(if $(DATA_ROOT),root: $(DATA_ROOT)$(comma) )download: false}'
 tables: $(READY)
-	$(BIN)/snakemake --cores 1 --config partial=true 'seeds=[$(SEEDS)]' $(if $(DATASETS),'datasets=[$(DATASETS)]') \
-		'data={$(if $(DATA_ROOT),root: $(DATA_ROOT)$(comma) )download: false}' $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --cores 1 --config $(tables_cfg) $(SNAKEMAKE_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
