@@ -368,3 +368,21 @@ def test_only_runs_estimated_from_their_own_cell_gauge_the_speed():
     assert not guessed.gauges_speed
     toy = campaign.Item("figures/toy_provenance.json", 0.05, "minutes (Fig. 2, S3)")
     assert toy.run is None and not toy.gauges_speed
+
+
+def test_the_campaign_record_keeps_its_columns_and_a_note_column(tmp_path):
+    """campaigns.csv: each row in the file's own columns; what happened beside a command (a pause, a resume) goes
+    into the note column by hand, never into the command (issue 37)."""
+    campaign = _campaign()
+    path = tmp_path / "campaigns.csv"
+    campaign.record(path, {"started": "2026-12-04 19:28", "minutes": 1.0, "command": "python x"})
+    campaign.record(path, {"command": "python y", "started": "2026-12-04 20:00"})  # another order, fewer keys
+    import csv
+
+    rows = list(csv.DictReader(open(path)))
+    assert list(rows[0]) == ["started", "minutes", "command", "note"]
+    assert rows[1] == {"started": "2026-12-04 20:00", "minutes": "", "command": "python y", "note": ""}
+    with pytest.raises(ValueError, match="no column for machine"):
+        campaign.record(path, {"machine": "cpu"})
+    committed = list(csv.DictReader(open(REPO / "results" / "campaigns.csv")))
+    assert all(not r["command"].endswith(")") for r in committed)  # the notes are in their own column

@@ -69,13 +69,18 @@ def public_args(argv: list[str]) -> list[str]:
 
 
 def record(path: Path, row: dict) -> None:
-    """Append one campaign's row to ``campaigns.csv`` (committed with the runs; results/README.md shows it)."""
-    new = not path.exists()
+    """Append one campaign's row to ``campaigns.csv`` (committed with the runs; results/README.md shows it) in
+    the file's own columns (``note``: what happened beside the command, written by hand; empty here)."""
+    if not path.exists():
+        header = list(dict.fromkeys([*row, "note"]))
+        path.write_text(",".join(header) + "\n")
+    with open(path, newline="") as f:
+        header = next(csv.reader(f))
+    missing = [k for k in row if k not in header]
+    if missing:
+        raise ValueError(f"{path}: no column for {', '.join(missing)} (columns: {', '.join(header)})")
     with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
+        csv.DictWriter(f, fieldnames=header, restval="").writerow(row)
 
 
 def pick(items: list[Item], now: float, deadline: float, margin: float, speed: float = 1.0) -> Item | None:

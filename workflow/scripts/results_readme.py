@@ -141,16 +141,24 @@ def main(sm) -> None:
         lines += ["", "## Not run", ""] + [f"* {line}" for line in sm.params.not_run]
     figures = sorted(p.name for p in (results / "figures").glob("*.png")) if (results / "figures").exists() else []
     if figures:
-        lines += ["", "## Figures", "",
-                  "Alignment of each method's weight updates with the BP gradient and the damped GNT update over "
-                  "training (smoothed, ±1 std band), from the alignment-figure configurations (seed "
-                  f"{cfg.get('alignment', {}).get('seed')}); our reading of the lost captions (SPEC Q5): Fig. S4 = "
-                  "Fashion-MNIST, S5 = MNIST, S6 = CIFAR-10 (MLP), S7 = CIFAR-10 (CNN: conv blocks 1, 2 and FC layer 3), "
-                  "Fig. 4 = the first and last hidden layer of S4.",
-                  ""]
         curves = [name for name in figures if name.startswith("curves_")]
         damping = [name for name in figures if name.startswith("damping_search_")]
-        lines += [f"* `figures/{name}` (and `.pdf`)" for name in figures if name not in curves + damping + ggn]
+        alignment = [name for name in figures if "_alignment_" in name and name not in ggn]
+        lines += ["", "## Figures", ""]
+        if alignment:
+            lines += ["Alignment of each method's weight updates with the BP gradient and the damped GNT update over "
+                      "training (smoothed, ±1 std band), from the alignment-figure configurations (seed "
+                      f"{cfg.get('alignment', {}).get('seed')}); our reading of the lost captions (SPEC Q5): Fig. S4 = "
+                      "Fashion-MNIST, S5 = MNIST, S6 = CIFAR-10 (MLP), S7 = CIFAR-10 (CNN: conv blocks 1, 2 and FC "
+                      "layer 3), Fig. 4 = the first and last hidden layer of S4:", ""]
+            lines += [f"* `figures/{name}` (and `.pdf`)" for name in alignment]
+        else:
+            lines += ["Alignment figures (Fig. 4, S4-S7): none yet (their runs are pending).", ""]
+        toy = [name for name in figures if name not in curves + damping + ggn + alignment]
+        if toy:
+            lines += ["", "The toy experiments (student-teacher regression): Fig. 2, the null-space component of "
+                      "the updates; Fig. S3, the output-space view:", ""]
+            lines += [f"* `figures/{name}` (and `.pdf`)" for name in toy]
         if damping:
             lines += ["", "Damping searches behind Table S7: the mean angle with the damped GNT update against λ, per "
                       "hidden layer, by the paired search (mean ± 2 SE, the same minibatches for every λ) and the "
