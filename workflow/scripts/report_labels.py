@@ -16,12 +16,25 @@ def one_or_count(values, noun: str) -> str:
     return f"{len(distinct)} {noun}s (see notes)"
 
 
+def paper_order(paper: str) -> str:
+    """A key that sorts the report's entries in the paper's order as text (the report sorts its first label
+    column with JavaScript's ``localeCompare``, which puts "Table S10" before "Table S6"): the main text's
+    tables and figures by number, then the supplement's, then anything else (learning curves, beyond the
+    paper) by name.  ``Table 1`` → ``T0-01``, ``Table S10`` → ``T1-10``, ``Fig. S4`` → ``F1-04``."""
+    import re
+
+    m = re.match(r"(Table|Fig\.) (S?)(\d+)", paper)
+    if not m:
+        return f"Z-{paper}"
+    return f"{'T' if m.group(1) == 'Table' else 'F'}{1 if m.group(2) else 0}-{int(m.group(3)):02d}"
+
+
 def labels(paper: str, runs: list[dict], configured_source: str) -> dict:
-    """Which paper table or figure, the data source (the runs' own record first), the number of runs, epochs,
-    code version and device."""
+    """The paper's order (:func:`paper_order`, first: the report sorts by it), which paper table or figure, the
+    data source (the runs' own record first), the number of runs, epochs, code version and device."""
     if not runs:
-        return {"paper": paper, "data": configured_source}
-    return {"paper": paper,
+        return {"order": paper_order(paper), "paper": paper, "data": configured_source}
+    return {"order": paper_order(paper), "paper": paper,
             "data": one_or_count([r.get("data_source") for r in runs], "source") or configured_source,
             "runs": len(runs),
             "epochs": one_or_count([r["config"]["epochs"] for r in runs], "value"),
