@@ -123,13 +123,13 @@ def test_the_table_averages_each_genuine_seed_once_and_lists_the_rest(real_run, 
     paths = [p / "summary.json" for p in (good, copy, short)]
     runs = tables.load_runs(paths, {k: v for k, v in SMALL.items() if k != "epochs"}, 3, "synthetic")
     assert list(runs.rejected.isna()) == [True, False, False]
-    assert "identical to that of seed1" in runs.rejected[1] and "num_hidden 2 ≠ 1" in runs.rejected[2]
+    assert "equal those of seed1 (a copy" in runs.rejected[1] and "num_hidden 2 ≠ 1" in runs.rejected[2]
     spec = {"tuning": "test", "quantity": "test_error_at_best_val", "rows": ["bp"], "columns": ["mnist"]}
     tidy = tables.aggregate(runs, spec, [("bp", "mnist")], [1, 2, 3, 4], "t")
     row = tidy.iloc[0]
     value = json.loads((good / "summary.json").read_text())["test_error_at_best_val"]
-    assert (row.n, row.rejected, row.missing) == (1, 2, 1) and row["mean"] == value
-    assert row.cell == f"{value:.2f} (n=1; 2 rejected, 1 of 4 seeds pending)"
+    assert (row.n, row.rejected, row.missing) == (1, 2, 3) and row["mean"] == value  # rejected seeds: pending
+    assert row.cell == f"{value:.2f} (n=1; 3 of 4 seeds pending, 2 rejected)"
     notes = tables.rejected_notes(runs)
     assert len(notes) == 2 and notes[0].startswith("Rejected, not averaged: runs/test/bp/mnist/seed2: ")
     assert tables.cell_text({"n": 0, "diverged": 0, "pruned": 0, "rejected": 0, "missing": 3}, "{:.2f}", 3) == \

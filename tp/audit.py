@@ -14,14 +14,14 @@ Committed runs come from many machines and commits, so a table never trusts a ``
   arithmetic produced are never averaged with these; summaries older than the field are version 1);
 * its data source is the one expected (a synthetic smoke run never enters a real table).
 
-:func:`duplicates` finds seeds of one cell whose ``metrics.csv`` are byte-identical (a copied folder counted as
-an extra seed).  Every refusal is a one-line reason naming the value and what was expected.
+:func:`collect` (what the tables call) also checks what a run says about its data and its code against what can
+be verified, and finds copies of a run in any cell (:mod:`tp.provenance`).  Every refusal is a one-line reason
+naming the value and what was expected.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -29,8 +29,10 @@ from typing import Any, Mapping
 
 import yaml
 
-__all__ = ["NUMERICS_VERSION", "KEYS_ADDED_LATER", "with_later_keys", "audit_run", "duplicates", "headline",
-           "metrics_digest", "DIRTY"]
+from . import provenance
+
+__all__ = ["NUMERICS_VERSION", "KEYS_ADDED_LATER", "with_later_keys", "audit_run", "headline", "DIRTY", "collect",
+           "expected_config"]
 
 #: Version of the arithmetic of a training run.  Bump it with every change that alters any run's numbers
 #: (rounding included) and say so in the commit; runs of different versions are never averaged together.
@@ -107,11 +109,6 @@ def _config_diff(recorded: Mapping, expected: Mapping) -> list[str]:
             if not _same(rec.get(k), exp.get(k))]
 
 
-def metrics_digest(folder: Path) -> str | None:
-    path = Path(folder) / "metrics.csv"
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
 def audit_run(folder: Path, summary: Mapping, expected_config: Mapping | None,
               data_source: str | None = "real") -> str | None:
     """Why the run in ``folder`` (with its parsed ``summary.json``) must not be averaged; None when it may.
@@ -167,22 +164,6 @@ def audit_run(folder: Path, summary: Mapping, expected_config: Mapping | None,
     return None
 
 
-def duplicates(folders: list[Path]) -> dict[Path, Path]:
-    """``{copy: original}`` for folders whose ``metrics.csv`` is byte-identical to that of an earlier folder
-    of the list (sorted by seed: the lowest seed is the original)."""
-    seen: dict[str, Path] = {}
-    out: dict[Path, Path] = {}
-    for folder in sorted(folders, key=lambda p: (len(p.name), p.name)):
-        digest = metrics_digest(folder)
-        if digest is None:
-            continue
-        if digest in seen:
-            out[folder] = seen[digest]
-        else:
-            seen[digest] = folder
-    return out
-
-
 def expected_config(tuning: str, method: str, dataset: str, overrides: Mapping | None = None,
                     epochs: int | None = None) -> dict | None:
     """The resolved configuration a run of the cell must record: the catalog's configuration with the
@@ -204,8 +185,9 @@ def expected_config(tuning: str, method: str, dataset: str, overrides: Mapping |
 def collect(paths, overrides: Mapping | None = None, epochs: int | None = None,
             data_source: str | None = "real") -> list[tuple[Path, dict | None, str | None]]:
     """``(path, summary, reason)`` of every ``summary.json`` path in ``paths`` that exists (summary None: the
-    file is corrupt, ``reason`` says how): ``reason`` is None for a run that may be averaged, else why not (:func:`audit_run`, :func:`duplicates`, an unreadable or
-    unconfigured summary)."""
+    file is corrupt, ``reason`` says how): ``reason`` is None for a run that may be averaged, else why not
+    (:func:`audit_run`; :mod:`tp.provenance`: its data files, its code version, a copy of another run; an
+    unreadable or unconfigured summary)."""
     out, expected = [], {}
     for path in map(Path, paths):
         if not path.exists():
@@ -224,10 +206,9 @@ def collect(paths, overrides: Mapping | None = None, epochs: int | None = None,
         reason = ("the cell has no configuration" if expected[cell] is None
                   else audit_run(folder, summary, expected[cell], data_source))
         out.append((path, summary, reason))
-    by_cell: dict[tuple, list[Path]] = {}
-    for path, summary, reason in out:
-        if reason is None:
-            by_cell.setdefault(tuple(path.parent.parts[-4:-1]), []).append(path.parent)
-    copies = {c: o for folders in by_cell.values() for c, o in duplicates(folders).items()}
-    return [(p, s, f"its metrics.csv is identical to that of {copies[p.parent].name} (a copy, not another seed)"
-             if p.parent in copies else r) for p, s, r in out]
+    # what a run says about its data and code, checked (tp.provenance); then copies of a run, in any cell
+    out = [(p, s, r or provenance.data_problem(s, p.parent.parts[-2]) or
+            provenance.commit_problem(p.parent, s.get("code_version"))) if s is not None else (p, s, r)
+           for p, s, r in out]
+    copies = provenance.copies([p.parent for p, _, r in out if r is None])
+    return [(p, s, copies.get(p.parent, r)) for p, s, r in out]

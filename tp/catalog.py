@@ -67,6 +67,9 @@ class ImageFiles:
     val_size: int = 5000
     #: the operating-system package that installs the files, read when the data root lacks them (None: none)
     system_package: SystemPackage | None = None
+    #: SHA-256 of each file of the official release as tp reads it (unpacked), by file name: a run on real data
+    #: must have read these bytes (tp.provenance); empty: not known here (the run audit then checks names only)
+    sha256: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,10 +169,18 @@ MODELS: dict[str, Model] = {m.slug: m for m in [
 ]}
 
 FILES: dict[str, ImageFiles] = {f.name: f for f in [
-    ImageFiles("mnist", "MNIST", (1, 28, 28), 0.1307, 0.3081, 60000, 10000),
+    ImageFiles("mnist", "MNIST", (1, 28, 28), 0.1307, 0.3081, 60000, 10000, sha256=(
+        ("train-images-idx3-ubyte", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+        ("train-labels-idx1-ubyte", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+        ("t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+        ("t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"))),
     # Debian/Ubuntu's package installs the four IDX .gz files (tp checks the unpacked files, never a .gz MD5 sum)
     ImageFiles("fashion-mnist", "FashionMNIST", (1, 28, 28), None, None, 60000, 10000,
-               system_package=SystemPackage("dataset-fashion-mnist", ("/usr/share/datasets/fashion-mnist",))),
+               system_package=SystemPackage("dataset-fashion-mnist", ("/usr/share/datasets/fashion-mnist",)), sha256=(
+        ("train-images-idx3-ubyte", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+        ("train-labels-idx1-ubyte", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+        ("t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+        ("t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"))),
     ImageFiles("cifar10", "CIFAR10", (3, 32, 32), 0.5, 0.5, 50000, 10000, format="cifar-batches"),
 ]}
 

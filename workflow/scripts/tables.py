@@ -72,7 +72,8 @@ def short_version(version: str) -> str:
 def rejected_notes(runs: pd.DataFrame) -> list[str]:
     """One note per run that failed the audit (tp.audit): its folder and the reason; never averaged."""
     bad = runs[runs.rejected.notna()] if len(runs) else runs
-    return [f"Rejected, not averaged: runs/{r.folder}: {r.rejected}." for r in bad.itertuples()]
+    return [f"Rejected, not averaged: runs/{r.folder}: {r.rejected}. Its seed counts as pending; remove the folder "
+            "to train it again." for r in bad.itertuples()]
 
 
 def stopped_notes(runs: pd.DataFrame, spec: dict, seeds=None) -> list[str]:
@@ -137,6 +138,15 @@ def summaries_of(inputs) -> list[str]:
     return [str(p) for p in inputs if str(p).endswith("summary.json")]
 
 
+def identity(folder: Path) -> dict:
+    """tuning, method, dataset and seed of a run from its folder ``…/runs/TUNING/METHOD/DATASET/seedS`` (a folder
+    of another shape: {}, the summary's own)."""
+    *_, tuning, method, dataset, seed = Path(folder).parts
+    if not (seed.startswith("seed") and seed[4:].isdigit()):
+        return {}
+    return {"tuning": tuning, "method": method, "dataset": dataset, "seed": int(seed[4:])}
+
+
 def load_runs(paths, overrides=None, epochs=None, data_source=None) -> pd.DataFrame:
     """One row per summary found in ``paths``, audited (tp.audit): ``rejected`` is None for a run that may be
     averaged, else the reason (path, configuration, metrics, numerics version, data source or a copy)."""
@@ -151,6 +161,7 @@ def load_runs(paths, overrides=None, epochs=None, data_source=None) -> pd.DataFr
             print(f"tables: {folder} rejected: {reason}", file=sys.stderr)
         cfg = s.get("config") if isinstance(s.get("config"), dict) else {}
         rows.append({k: s.get(k) for k in RUN_COLUMNS[:-6]} | {"numerics_version": s.get("numerics_version", 1)}
+                    | identity(folder)  # the cell a run is counted in: its folder's, never its summary's word
                     | {"model": cfg.get("model", "mlp"), "num_hidden": cfg.get("num_hidden"),
                        "size_hidden": cfg.get("size_hidden"), "conv_channels": tuple(cfg.get("conv_channels") or ()),
                        "folder": "/".join(Path(folder).parts[-4:]), "rejected": reason})
@@ -163,12 +174,14 @@ def accepted(runs: pd.DataFrame) -> pd.DataFrame:
 
 def cell_text(row: dict, fmt: str, seeds: int) -> str:
     """``2.01 ± 0.05 (n=3)``; with the seeds not (yet) averaged: ``1.95 (n=1; 2 of 3 seeds pending)``,
-    ``pending: 0 of 3 seeds finished``, ``— (n=0; 1 diverged)``."""
+    ``pending: 0 of 3 seeds finished``, ``— (n=0; 1 diverged)``; a rejected run's seed is pending (it is trained
+    again once its folder is removed): ``1.95 (n=1; 2 of 3 seeds pending, 1 rejected)``."""
     n = row["n"]
-    flags = [f"{row[k]} {k}" for k in STATUS_COUNTS[:-1] + ("rejected",) if row[k]]
+    flags = [f"{row[k]} {k}" for k in STATUS_COUNTS[:-1] if row[k]]
     if row["missing"]:
-        flags.append(f"{row['missing']} of {seeds} seeds pending")
-    if not n and row["missing"] == seeds:
+        flags.append(f"{row['missing']} of {seeds} seeds pending" + (f", {row['rejected']} rejected"
+                                                                     if row["rejected"] else ""))
+    if not n and row["missing"] == seeds and not row["rejected"]:
         return f"pending: 0 of {seeds} seeds finished"
     value = "—" if not n else fmt.format(row["mean"]) + (f" ± {fmt.format(row['std'])}" if n > 1 else "")
     return f"{value} (n={n}{'; ' + ', '.join(flags) if flags else ''})"
@@ -199,12 +212,12 @@ def aggregate(runs: pd.DataFrame, spec: dict, configured, seeds, table: str, not
                 out.append(row)
                 continue
             mine = runs[(runs.tuning == spec["tuning"]) & (runs.method == method) & (runs.dataset == dataset)
-                        & runs.seed.isin(seeds)] if len(runs) else runs
+                        & runs.seed.isin(seeds)] if len(runs) else runs  # (identity: the folder's, load_runs)
             cell = accepted(mine)
             done = cell[cell.status == "finished"][spec["quantity"]].dropna().astype(float)
             row.update(n=len(done), diverged=int((cell.status == "diverged").sum()),
                        pruned=int((cell.status == "pruned").sum()), rejected=len(mine) - len(cell),
-                       missing=len(seeds) - len(set(mine.seed)))
+                       missing=len(seeds) - len(set(cell.seed)))  # a rejected run's seed is still pending
             if len(done):
                 row["mean"] = float(done.mean())
                 row["std"] = float(done.std(ddof=1)) if len(done) > 1 else math.nan
