@@ -12,8 +12,8 @@ Scenarios (synthetic data of MNIST's shape, a small network, a few epochs; minut
 * ``trials``: a block of three trials (``tp.training.train_trials``: configurations that differ in lr, β and σ;
   through the Python API, as a search's sampler may change between versions);
 * ``resume``: a run killed (SIGKILL) after its first epoch's checkpoint, then run again to its end;
-* ``alignment``: alignment logging (``alignment.csv``, SPEC §7.1);
-* ``damping``: the damping search (``damping_search.csv``, SPEC §7.2);
+* ``alignment``: alignment logging (``alignment.csv``, docs/algorithms.md#when-the-angles-are-measured);
+* ``damping``: the damping search (``damping_search.csv``, docs/algorithms.md#the-damping-search-table-s7);
 * ``smoke``: the pipeline on synthetic data (``snakemake --configfile config/smoke.yaml``: run folders,
   tables, figures' data).
 

@@ -1,4 +1,4 @@
-"""A slow, per-sample, obviously-correct twin of the SPEC formulas (tests only).
+"""A slow, per-sample, obviously-correct twin of the rules' formulas (docs/algorithms.md; tests only).
 
 Everything here is written straight from the paper's equations as the official code computes them (the section
 numbers cited below; docs/deviations.md), one sample at a time, with column vectors (a_i = W_i h_{i-1} + b_i)
@@ -28,10 +28,10 @@ ACTIVATIONS = {
 
 DIRECT_RULES = ("dfa", "ddtp-linear", "ddtp-control", "ddtp-rhl", "ddtp-rhl-rec", "ddtp-ggn")
 LAYERWISE_RULES = ("dtp", "dtpdrl")
-# the feedback nonlinearity ψ each rule uses unless told otherwise (SPEC §4)
+# the feedback nonlinearity ψ each rule uses unless told otherwise (docs/algorithms.md#the-learning-rules)
 DEFAULT_FB_ACTIVATION = {"dfa": "linear", "ddtp-linear": "linear", "ddtp-control": "linear", "ddtp-ggn": "linear",
                          "ddtp-rhl": "tanh", "ddtp-rhl-rec": "tanh", "dtp": "tanh", "dtpdrl": "tanh"}
-DTP_SIGMA_FLOOR = 0.02  # c(σ) = 1/max(σ, 0.02)²  (SPEC §4.3 (d))
+DTP_SIGMA_FLOOR = 0.02  # c(σ) = 1/max(σ, 0.02)²  (docs/algorithms.md#dtp-and-dtp-pre-trained)
 
 
 # ------------------------------------------------------------------------------------------- network
@@ -95,7 +95,9 @@ def stack(per_sample: list[dict]) -> dict:
 
 # ------------------------------------------------------------------------------------- feedback maps
 def direct_feedback_map(rule, fb, L, i, z, h_i, fb_activation):
-    """g_i(z; h_i) from the output space to hidden layer i (SPEC §4.2, §4.5–4.8), one sample."""
+    """g_i(z; h_i) from the output space to hidden layer i (docs/algorithms.md#dfa,
+    docs/algorithms.md#the-learning-rules),
+    one sample."""
     psi = ACTIVATIONS[fb_activation]
     features = z
     if rule in ("ddtp-rhl", "ddtp-rhl-rec") and i <= L - 2:  # layer L−1 bypasses the random layer
@@ -108,7 +110,7 @@ def direct_feedback_map(rule, fb, L, i, z, h_i, fb_activation):
 
 
 def layerwise_feedback_map(fb, i, z, fb_activation):
-    """g_i: layer i -> layer i−1 (DTP, DTPDRL; SPEC §4.3 (a)), one sample."""
+    """g_i: layer i -> layer i−1 (DTP, DTPDRL; docs/algorithms.md#dtp-and-dtp-pre-trained), one sample."""
     return ACTIVATIONS[fb_activation](fb[f"Q{i}"] @ z + fb[f"d{i}"])
 
 
@@ -131,7 +133,8 @@ def hessian_root(net, h_L, y_b, delta=0.0):
 
 
 def tp_targets(rule, net, params, fb, x, y, beta, fb_activation=None, hessian_damping=0.0):
-    """{i: ĥ_i} (B, n_i) for every layer 1…L of a TP-family rule or DFA (SPEC §2.1, §4 (b)).  DDTP-GGN's
+    """{i: ĥ_i} (B, n_i) for every layer 1…L of a TP-family rule or DFA (docs/algorithms.md#the-output-target,
+    docs/algorithms.md#the-learning-rules).  DDTP-GGN's
     feedback reads z = R h_L and ẑ = R h_L − R⁺(h_L − ĥ_L) (paper Appendix D, eqs. 192, 196)."""
     psi = fb_activation or DEFAULT_FB_ACTIVATION[rule]
     L = net.L
@@ -158,7 +161,8 @@ def tp_targets(rule, net, params, fb, x, y, beta, fb_activation=None, hessian_da
 
 
 def gnt_targets(net, params, x, y, damping):
-    """{i: ĥ_i = h_i − Δ_i} for every layer 1…L with Gauss–Newton displacements (SPEC §4.9, §15):
+    """{i: ĥ_i = h_i − Δ_i} for every layer 1…L with Gauss–Newton displacements (docs/algorithms.md#gnt,
+    docs/algorithms.md#computing-gn-displacements):
     J_i^b = ∂h_L/∂h_i by torch.func.jacrev, Δ = J⁺g (λ = 0, explicit pinv) or Jᵀ(JJᵀ + λI)⁻¹g.
     ``damping``: one λ, or a list with one λ per layer 1…L."""
     L = net.L
@@ -221,7 +225,8 @@ def ggnt_targets(net, params, x, y, damping, hessian_damping=0.0):
 # ------------------------------------------------------------------------------ forward-parameter update
 def local_loss_gradients(net, params, x, targets):
     """Autograd of Σ_i ℒ_i^loc, ℒ_i^loc = (1/B) Σ_b ‖h_i^b − ĥ_i^b‖² with ĥ_i and h_{i−1} constants
-    (SPEC §2.2).  Each ℒ_i only reaches W_i, b_i, so one sum gives every layer's gradient."""
+    (docs/algorithms.md#the-local-layer-loss).  Each ℒ_i only reaches W_i, b_i, so one sum gives every layer's
+    gradient."""
     B = x.shape[0]
     leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     total = 0.0
@@ -244,15 +249,19 @@ def bp_gradients(net, params, x, y):
 
 # --------------------------------------------------------------------------------- feedback losses
 def feedback_gradients(rule, net, params, fb, x, noise, sigma, fb_activation=None, y=None, hessian_damping=0.0):
-    """Per block k: the SPEC loss (a mean over B × width) and its gradient w.r.t. (Q_k, d_k) by autograd,
+    """Per block k: the feedback loss of docs/algorithms.md (a mean over B × width) and its gradient w.r.t. (Q_k, d_k)
+    by autograd,
     every other tensor held constant.  Returns ``(grads, losses)``.
 
-    * dtp     (§4.3 d): c(σ)·mean(g_i(f_i(h̃_{i−1})) − h̃_{i−1})², c(σ) = 1/max(σ, 0.02)²
-    * dtpdrl  (§4.4 d): ỹ = F_{i−1→L}(h̃), z_L = ỹ, z_{k−1} = g_k(z_k) + h_{k−1} − g_k(h_k) (k = L…i+1),
+    * dtp     (docs/algorithms.md#dtp-and-dtp-pre-trained: c(σ)·mean(g_i(f_i(h̃_{i−1})) − h̃_{i−1})², c(σ) = 1/max(σ,
+      0.02)²
+    * dtpdrl  (docs/algorithms.md#dtpdrl: ỹ = F_{i−1→L}(h̃), z_L = ỹ, z_{k−1} = g_k(z_k) + h_{k−1} − g_k(h_k) (k =
+      L…i+1),
                          r = g_i(z_i) + h_{i−1} − g_i(h_i), (1/σ²)·mean(r − h̃)²
-    * DRL     (§4.5 d, §4.7 d): ỹ = F_{i→L}(h̃_i), r = g_i(ỹ) + h_i − g_i(h_L), (1/σ²)·mean(r − h̃_i)²
+    * DRL     (docs/algorithms.md#ddtp-linear, docs/algorithms.md#ddtp-rhl: ỹ = F_{i→L}(h̃_i), r = g_i(ỹ) + h_i −
+      g_i(h_L), (1/σ²)·mean(r − h̃_i)²
                 (DDTP-GGN, Appendix D eq. 193: ỹ and h_L read through R of sample b's clean output; needs ``y``)
-    * control (§4.6 d): mean(g_i(ỹ) − h̃_i)²
+    * control (docs/algorithms.md#ddtp-control: mean(g_i(ỹ) − h̃_i)²
     """
     psi = fb_activation or DEFAULT_FB_ACTIVATION[rule]
     L, B = net.L, x.shape[0]

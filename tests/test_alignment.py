@@ -1,4 +1,5 @@
-"""Alignment metrics (SPEC §7): the angle helper, the BP and damped-GNT references, logging, damping search."""
+"""Alignment metrics (docs/algorithms.md#alignment-with-bp-and-gnt-updates): the angle helper, the BP and damped-GNT
+references, logging, damping search."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def reference_net(net):
 
 
 def test_gnt_rule_update_equals_the_damped_gnt_reference_at_zero_damping():
-    """SPEC §4.9, §7.1(b): the GNT rule's update and ``gnt_reference`` at λ = 0 against the per-sample
+    """docs/algorithms.md#gnt, docs/algorithms.md#the-two-references: the GNT rule's update and ``gnt_reference`` at λ =
+    0 against the per-sample
     float64 twin (Δ_i = J_i⁺g with J_i by ``torch.func.jacrev``, explicit pinv, local-loss gradients by
     autograd), value by value: a wrong scale fails, not only a wrong direction."""
     net, params, x, y = small_net()

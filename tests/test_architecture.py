@@ -166,4 +166,4 @@ def test_the_catalog_facts_have_their_readers():
     searched = {t.slug: t.objective for t in catalog.TUNINGS.values() if t.objective}
     assert OBJECTIVES == {k: (o.summary_key, o.label) for k, o in searched.items()}
     assert EPOCH_COLUMN == {k: o.epoch_column for k, o in searched.items()}
-    assert catalog.tuning("damping").damping_search_after == 3  # SPEC §7.2
+    assert catalog.tuning("damping").damping_search_after == 3  # docs/algorithms.md#the-damping-search-table-s7

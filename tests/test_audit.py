@@ -182,7 +182,7 @@ def test_the_learning_curves_leave_rejected_runs_out(real_run, tmp_path):
 
 def test_runs_that_stopped_early_are_named_under_the_table_with_their_reason():
     tables = _tables()
-    pruned = "training accuracy 0.338 < 0.4 in epoch 6 (early stop of the official code, SPEC §12.13)"
+    pruned = "training accuracy 0.338 < 0.4 in epoch 6 (early stop of the official code, docs/algorithms.md#the-early-stop)"
 
     def run(method, dataset, seed, status, message=None, rejected=None, epochs_run=100):
         return {"tuning": "test", "method": method, "dataset": dataset, "seed": seed, "status": status,
@@ -240,3 +240,12 @@ def test_a_cell_note_appears_only_under_a_table_that_shows_the_cell():
     assert not any(n.startswith(note) for n in tables.notes_for(spec, runs(("bp", "mnist"), ("ddtp-control", "mnist"))))
     assert any(n.startswith(note) for n in tables.notes_for(spec, runs(("ddtp-control", "cifar10"))))
     assert any("the paper averaged 10 seeds" in n for n in tables.notes_for(spec, runs()))
+
+
+def test_older_runs_messages_cite_the_projects_own_page_in_tables():
+    """A run recorded before docs/algorithms.md cites the specification's section in its message; a table shows
+    the page's anchor instead (the committed summaries stay as recorded)."""
+    tables = _tables()
+    old = "training accuracy 0.338 < 0.4 in epoch 6 (early stop of the official code, SPEC " + "§12.13)"
+    assert tables.cited(old) == ("training accuracy 0.338 < 0.4 in epoch 6 (early stop of the official code, "
+                                 "docs/algorithms.md#the-early-stop)")

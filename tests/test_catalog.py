@@ -38,7 +38,7 @@ def test_entries_are_consistent():
     have = config.available_configs()
     assert {m for _, m in have} == set(catalog.METHODS) and {d for d, _ in have} == set(catalog.DATASETS)
     assert {t for ts in have.values() for t in ts} == {t.configuration for t in catalog.TUNINGS.values()}
-    # facts of SPEC §10 / §8 / §12.13
+    # facts of docs/algorithms.md#preprocessing / docs/algorithms.md#the-cnn-table-3 / docs/algorithms.md#the-early-stop
     assert catalog.dataset("mnist").input_shape == (784,) and catalog.dataset("cifar10").input_shape == (3072,)
     assert catalog.dataset("cifar10-cnn").input_shape == (3, 32, 32)
     assert catalog.dataset("frozen-mnist").files == "mnist" and catalog.dataset("cifar10-cnn").files == "cifar10"
@@ -56,7 +56,8 @@ def test_unknown_names_list_the_valid_ones():
 
 
 def test_damping_is_the_alignment_configuration_with_the_search():
-    """Table S7's search (SPEC §7.2): every alignment configuration, the search on, its 3 epochs."""
+    """Table S7's search (docs/algorithms.md#the-damping-search-table-s7): every alignment configuration, the search on,
+    its 3 epochs."""
 
     assert catalog.tuning("damping").configuration == "alignment" and not catalog.tuning("damping").shortened
     cells = [(d, m) for (d, m), ts in config.available_configs().items() if "alignment" in ts]
@@ -161,15 +162,20 @@ def test_a_bad_pipeline_key_is_one_line_naming_it(tmp_path):
 
 
 def test_table_footnotes_are_the_catalog_cell_notes():
-    """A table carries a cell's note (tp.catalog.CELL_NOTES) exactly when it shows that cell (and quantity)."""
+    """A table carries a cell's note (tp.catalog.CELL_NOTES) exactly when it shows a number of that cell (and
+    quantity): not under a column that is not run (issue 37)."""
     sys.path.insert(0, str(REPO / "workflow" / "scripts"))
-    from tables import notes_for
+    import pandas as pd
+    from tables import RUN_COLUMNS, notes_for
 
     control, bp = catalog.CELL_NOTES
     spec = {"rows": ["bp", "ddtp-control"], "columns": ["mnist", "cifar10"], "tuning": "test",
             "quantity": "test_error_at_best_val"}
-    notes = notes_for(spec)
+    runs = pd.DataFrame([{"tuning": "test", "method": m, "dataset": d, "seed": 1, "status": "finished"}
+                         for m in spec["rows"] for d in spec["columns"]], columns=RUN_COLUMNS)
+    notes = notes_for(spec, runs)
     assert control.text in notes and bp.text not in notes
-    assert bp.text in notes_for({**spec, "quantity": "train_loss_last"})
-    assert not {control.text, bp.text} & set(notes_for({**spec, "columns": ["mnist"]}))
+    assert bp.text in notes_for({**spec, "quantity": "train_loss_last"}, runs)
+    assert not {control.text, bp.text} & set(notes_for({**spec, "columns": ["mnist"]}, runs))
+    assert not {control.text, bp.text} & set(notes_for(spec, runs[runs.dataset == "mnist"]))  # CIFAR-10 not run
     assert control.text not in notes_for({**spec, "tuning": "train"})

@@ -1,4 +1,5 @@
-"""The CNN of SPEC §8 (tp.cnn.ConvNet) and the rules that train it (BP, DFA, DDTP-linear, DDTP-control: the same
+"""The CNN of docs/algorithms.md#the-cnn-table-3 (tp.cnn.ConvNet) and the rules that train it (BP, DFA, DDTP-linear,
+DDTP-control: the same
 rule classes as on the MLP) against slow dense references.
 
 The references below never call autograd through ``conv2d`` / ``max_pool2d``: the convolution is unfolded
@@ -214,7 +215,7 @@ def test_bp_matches_autograd_on_unfold_reference(setup):
 
 
 def _exact_feedback_losses(net, params, fb, x, noise, sigma, kind):
-    """The SPEC §8.4 losses as autograd-able functions of the feedback parameters."""
+    """The docs/algorithms.md#cnn-feedback-losses losses as autograd-able functions of the feedback parameters."""
     fbg = {k: v.clone().requires_grad_(True) for k, v in fb.items()}
     with torch.no_grad():
         r = ref_forward(net, params, x)

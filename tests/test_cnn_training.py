@@ -1,6 +1,8 @@
-"""The CNN (SPEC §8) in the training loop and the alignment metrics: damped Gauss–Newton targets of the conv
+"""The CNN (docs/algorithms.md#the-cnn-table-3) in the training loop and the alignment metrics: damped Gauss–Newton
+targets of the conv
 layers against slow per-sample float64 references, the per-layer forward Adam against one torch Adam per layer
-(SPEC §8.5), the configuration checks, and short training runs through ``tp.training`` (schedule, alignment
+(docs/algorithms.md#cnn-optimisers-and-schedule), the configuration checks, and short training runs through
+``tp.training`` (schedule, alignment
 logging, damping search, resume)."""
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def test_conv_output_jacobians_equal_per_sample_references(setup):
 def test_damped_gnt_reference_of_the_cnn_equals_the_slow_formula(setup, lams):
     """Δ_k^b = J_k^bᵀ(J_k^b J_k^bᵀ + λ_k I)⁻¹ g^b (λ = 0: J⁺g) per sample with explicit inverses; the reference
     update of conv block k is the local-loss gradient 2/(B·C·H·W) · autograd.grad(h_k, (W_k, b_k), Δ_k) (the
-    Jacobian-vector product of SPEC §7.1(b)), of FC layer 3 (2/B) Σ_b [φ′(a_3^b) ⊙ Δ_3^b] flatten(h_2^b)ᵀ."""
+    Jacobian-vector product of docs/algorithms.md#the-two-references), of FC layer 3 (2/B) Σ_b [φ′(a_3^b) ⊙ Δ_3^b]
+    flatten(h_2^b)ᵀ."""
     net, params, x, y, fwd = setup
     g = net.output_gradient(fwd.output, y)  # (B, n_L)
     delta = {}
@@ -152,7 +155,8 @@ def test_alignment_angles_of_the_cnn(setup):
 
 # ----------------------------------------------------------------------------------- configuration
 def test_per_layer_forward_adam_equals_one_torch_adam_per_layer():
-    """SPEC §8.5: four Adams (conv 1, conv 2, FC 3, FC 4; W_k and b_k together) with lr_k/β and eps_k."""
+    """docs/algorithms.md#cnn-optimisers-and-schedule: four Adams (conv 1, conv 2, FC 3, FC 4; W_k and b_k together)
+    with lr_k/β and eps_k."""
     cfg = resolve_config("ddtp-linear", "cifar10-cnn", "test")
     net = ConvNet(in_shape=(3, 8, 8), channels=(2, 3), fc=5, n_out=4, dtype=DT)
     params = net.init_params(torch.Generator().manual_seed(0))
@@ -224,7 +228,8 @@ def test_every_cnn_method_trains_through_the_loop(method, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     losses = [float(r["train_loss"]) for r in rows]
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
-    # schedule (SPEC §5.2): 3 minibatches per epoch; pre-training 1 epoch, then 1 training + 1 extra per epoch
+    # schedule (docs/algorithms.md#one-minibatch-one-epoch): 3 minibatches per epoch; pre-training 1 epoch, then 1
+    # training + 1 extra per epoch
     trains_fb = method.startswith("ddtp")
     assert s["feedback_steps"] == (3 * (1 + 3 * 2) if trains_fb else 0)
     assert (rows[0]["reconstruction_loss"] != "") == trains_fb

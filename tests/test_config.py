@@ -17,16 +17,20 @@ YAML_METHOD = {"bp": "BP", "dfa": "DFA", "dtp": "DTP", "dtp-pretrained": "DTP_pr
                "ddtp-linear": "DDTP-linear", "ddtp-control": "DDTP-control", "ddtp-rhl": "DDTP-RHL",
                "ddtp-rhl-extrafb": "DDTP-RHL_extraFB", "ddtp-rhl-rec": "DDTP-RHL_rec",
                "ddtp-rhl-rec-extrafb": "DDTP-RHL_rec_extraFB"}
-#: official network_type_effective -> our rule (SPEC table in §0)
+#: official network_type_effective -> our rule (docs/methods.md#the-methods)
 NETWORK_TYPE = {"BP": {"bp"}, "DMLPDTP2": {"ddtp-linear", "dfa"}, "DKDTP2": {"ddtp-rhl", "ddtp-rhl-rec"},
                 "DTPDR": {"dtpdrl"}, "DDTPControl": {"ddtp-control"}, "DTP": {"dtp"},
-                # the CNN (SPEC §8, §12.10: DFAConvCIFAR runs DDTPConvCIFAR with frozen feedback)
+                # the CNN (docs/algorithms.md#the-cnn-table-3,
+                # docs/algorithms.md#dfa-is-ddtp-with-frozen-linear-feedback: DFAConvCIFAR runs DDTPConvCIFAR with
+                # frozen feedback)
                 "BPConvCIFAR": {"bp"}, "DDTPConvCIFAR": {"ddtp-linear", "dfa"},
                 "DDTPConvControlCIFAR": {"ddtp-control"}}
 #: keys of the official files that are not run settings here (with the reason)
 NOT_RUN_KEYS = {
     "random_seed",  # seeds are listed by the pipeline / given to `tp train`
-    "gn_damping_hpsearch",  # the damping search's switch, never stops a table run (SPEC §12.7, §15)
+    # the damping search's switch, never stops a table run
+    # (docs/algorithms.md#the-damping-search-switch-in-table-configurations)
+    "gn_damping_hpsearch",
 }
 
 #: alignment-figure method names of the official figure scripts
@@ -92,7 +96,8 @@ def test_config_reproduces_official_values(dataset, method, tuning):
     for key, value in src.items():
         if key not in cfg or key in NOT_RUN_KEYS or key in ("dataset", "fb_activation"):
             continue
-        if key == "gn_damping" and tuning == "alignment":  # there the per-hidden-layer list (SPEC §12.14)
+        # there the per-hidden-layer list (docs/algorithms.md#figure-configurations)
+        if key == "gn_damping" and tuning == "alignment":
             assert value == src["gn_damping_per_hidden_layer"] or value == 0.0
             continue
         if value is None and key == "log_interval" and dataset == "cifar10-cnn":
@@ -106,14 +111,14 @@ def test_config_reproduces_official_values(dataset, method, tuning):
         compared += 1
     assert compared >= 12
     # derived and structural facts
-    if isinstance(cfg["lr"], list):  # the CNN: one Adam per layer (SPEC §8.5)
+    if isinstance(cfg["lr"], list):  # the CNN: one Adam per layer (docs/algorithms.md#cnn-optimisers-and-schedule)
         assert dataset == "cifar10-cnn" and len(cfg["lr"]) == len(cfg["epsilon"]) == 4
         assert [lr / cfg["target_stepsize"] for lr in cfg["lr"]] == src["lr_forward_effective"]
     else:
         assert cfg["lr"] / cfg["target_stepsize"] == src["lr_forward_effective"]
     assert cfg["rule"] in NETWORK_TYPE[src["network_type_effective"]] or (dataset, method) == ("cifar10", "ddtp-control")
     assert cfg["model"] in rule.networks and cfg["model"] == ("cnn" if dataset == "cifar10-cnn" else "mlp")
-    if cfg["model"] == "cnn":  # SPEC §8.1: the architecture string of the official files
+    if cfg["model"] == "cnn":  # docs/algorithms.md#cnn-architecture: the architecture string of the official files
         assert "conv5x5x32" in src["architecture"] and "conv5x5x64" in src["architecture"]
         assert cfg["conv_channels"] == [32, 64] and cfg["size_hidden"] == 512 and "fc512" in src["architecture"]
         assert cfg["double_precision"] and src["double_precision"]
@@ -127,7 +132,8 @@ def test_config_reproduces_official_values(dataset, method, tuning):
 
 
 def test_cifar10_ddtp_control_runs_the_real_control_rule():
-    """SPEC §12.6 / Q1: the official file builds DDTP-linear; we run DDTP-control with its values."""
+    """docs/algorithms.md#cifar-10-ddtp-control-builds-ddtp-linear / Q1: the official file builds DDTP-linear; we run
+    DDTP-control with its values."""
     src = official()["cifar10"]["DDTP-control"]["test"]
     assert src["network_type_effective"] == "DMLPDTP2"
     assert resolve_config("ddtp-control", "cifar10", "test")["rule"] == "ddtp-control"

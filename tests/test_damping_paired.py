@@ -93,7 +93,8 @@ def test_paired_angles_equal_the_official_angles_on_the_same_minibatch():
 
 
 def test_paired_angles_equal_the_official_angles_on_the_cnn():
-    """The CNN of SPEC §8 (conv blocks' Δ unflattened to (B, C, H, W), local losses by autograd): the paired
+    """The CNN of docs/algorithms.md#the-cnn-table-3 (conv blocks' Δ unflattened to (B, C, H, W), local losses by
+    autograd): the paired
     angles are gnt_reference's, λ by λ."""
     from tp.cnn import ConvNet
 

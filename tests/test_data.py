@@ -1,4 +1,5 @@
-"""Dataset loading through the real torchvision code, on small files the test writes (SPEC §10)."""
+"""Dataset loading through the real torchvision code, on small files the test writes
+(docs/algorithms.md#preprocessing)."""
 
 from __future__ import annotations
 
@@ -113,7 +114,8 @@ def test_cifar10_pickles_are_parsed_channel_major(tmp_path):
 
 
 def test_cifar10_cnn_keeps_the_images(tmp_path):
-    """cifar10-cnn: the same preprocessed CIFAR-10 values as (N, 3, 32, 32) images for the CNN (SPEC §10)."""
+    """cifar10-cnn: the same preprocessed CIFAR-10 values as (N, 3, 32, 32) images for the CNN
+    (docs/algorithms.md#preprocessing)."""
     write_cifar(tmp_path)
     flat = load_dataset("cifar10", tmp_path, no_val_set=True, verify_integrity=False)
     img = load_dataset("cifar10-cnn", tmp_path, no_val_set=True, verify_integrity=False)

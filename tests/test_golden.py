@@ -39,7 +39,7 @@ def setup(method: str, d: dict, **extra):
     rule = tp.make_rule(method, **kwargs)
     net = rule.build_network(sizes)
     params = {k: d[k] for k in net.param_shapes()}
-    # the fixture's bias layout must be the rule's official one (SPEC §12.4)
+    # the fixture's bias layout must be the rule's official one (docs/algorithms.md#no-bias-in-the-last-hidden-layer)
     assert net.bias == tuple(f"b{i}" in d for i in range(1, L + 1))
     fb = {k: d[k] for k in d if k[0] in "QdRr" and k[1:].isdigit() or k in ("R", "r")}
     noise = {int(k[3:]): d[k] for k in d if k.startswith("eps")}

@@ -1,4 +1,5 @@
-"""Every rule against the slow per-sample reference of ``tests/reference.py`` (SPEC §2, §4).
+"""Every rule against the slow per-sample reference of ``tests/reference.py``
+(docs/algorithms.md#targets-and-the-forward-update, docs/algorithms.md#the-learning-rules).
 
 Small random untrained float64 networks with random (non-zero) biases and feedback biases, explicit
 noise; targets (as displacements ĥ − h), forward gradients, feedback gradients and feedback losses must
@@ -102,7 +103,7 @@ def test_rule_matches_reference(name, hp, hidden, loss):
 
 
 def test_ddtp_linear_feedback_bias_gradient_is_zero():
-    """For linear g_i the bias cancels in the DRL (SPEC §4.5 d): d_i gets an exactly-zero gradient,
+    """For linear g_i the bias cancels in the DRL (docs/algorithms.md#ddtp-linear d): d_i gets an exactly-zero gradient,
     while Q_i's gradient does not vanish."""
     rule = tp.make_rule("ddtp-linear", target_stepsize=0.5, sigma=0.2)
     net, params, fb, x, y, noise, _ = random_case(rule, seed=3)
@@ -143,7 +144,8 @@ def test_bp_equals_autograd(loss, hidden):
 
 # ---------------------------------------------------------------------------------------------- DFA
 def test_dfa_dense_formula():
-    """SPEC §4.2 (c), §2.3: ΔW_i = (1/B) Σ_b [2 φ′(a_i^b) ⊙ (β/B) Q_i e^b] h_{i−1}^bᵀ for hidden layers,
+    """docs/algorithms.md#dfa, docs/algorithms.md#the-output-layer: ΔW_i = (1/B) Σ_b [2 φ′(a_i^b) ⊙ (β/B) Q_i e^b]
+    h_{i−1}^bᵀ for hidden layers,
     ΔW_L = (1/B) Σ_b (2β/B) e^b h_{L−1}^bᵀ for the output layer, e^b = softmax(h_L^b) − onehot(y_b)."""
     beta = 0.8
     rule = tp.make_rule("dfa", target_stepsize=beta)
@@ -162,7 +164,8 @@ def test_dfa_dense_formula():
             expected[f"W{i}"] += torch.outer(delta, h[i - 1]) / nB
             if f"b{i}" in params:
                 expected[f"b{i}"] += delta / nB
-    assert "b3" not in params and "d3" not in fb  # no bias on the last hidden layer (SPEC §12.4)
+    # no bias on the last hidden layer (docs/algorithms.md#no-bias-in-the-last-hidden-layer)
+    assert "b3" not in params and "d3" not in fb
     assert sorted(out.forward_grads) == sorted(expected)
     for k, v in expected.items():
         assert_close(out.forward_grads[k], v, f"dfa {k}")
@@ -194,7 +197,8 @@ def test_gnt_matches_reference(damping, loss):
 
 
 def test_gnt_ignores_beta_and_output_layer_is_damped_gradient():
-    """SPEC §12.12 / §15: the output displacement is ∂ℒ/∂h_L/(1+λ), no β."""
+    """docs/algorithms.md#gnt-training-ignores-the-target-step-size and #gnt: the output displacement is
+    ∂ℒ/∂h_L/(1+λ), no β."""
     lam = 0.25
     rule = tp.make_rule("gnt", gn_damping=lam)
     net, params, fb, x, y, _, rnet = random_case(rule, sizes=GNT_SIZES, seed=6)

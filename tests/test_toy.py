@@ -1,4 +1,6 @@
-"""The toy experiments (tp.toy; SPEC §9.2, §9.3, §15): null-space ratio, output-space direction, config.
+"""The toy experiments (tp.toy; docs/algorithms.md#fig-2-null-space-component-of-the-updates,
+docs/algorithms.md#fig-s3-direction-of-the-output-change): null-space ratio,
+output-space direction, config.
 
 Every reference quantity is computed independently of ``tp.toy``: the weight Jacobian by autograd on the
 flattened weight matrix, the null-space projector as I − J⁺J, output changes by re-running the network.
@@ -254,7 +256,7 @@ def test_toy_config_equals_official_hyperparameters():
             assert gnt[key] == value, key
     for key in ("size_input", "size_hidden", "num_hidden", "size_output", "no_bias", "random_seed", "num_val"):
         assert key in s3
-    # SPEC §9.3 values not in the official files
+    # docs/algorithms.md#fig-s3-direction-of-the-output-change values not in the official files
     d = s3["spec_defaults"]
     assert (d["num_train"], d["num_test"], d["lr"], d["gn_damping"], d["grid_points"], d["grid_span"],
             d["contour_levels"], d["initialization"], d["double_precision"]) == (

@@ -1,4 +1,5 @@
-"""Training runs (SPEC §5, §6): learning, schedules, Frozen-MNIST, resume, divergence, pruning, CLI."""
+"""Training runs (docs/algorithms.md#the-training-schedule, docs/algorithms.md#frozen-mnist): learning, schedules,
+Frozen-MNIST, resume, divergence, pruning, CLI."""
 
 from __future__ import annotations
 
@@ -194,7 +195,7 @@ def test_cli_unknown_method_lists_choices(capsys):
 
 
 def test_evaluation_averages_per_batch_means_like_the_official_loader():
-    """SPEC §5.4: the last, smaller batch weighs like a full one."""
+    """docs/algorithms.md#what-a-run-reports: the last, smaller batch weighs like a full one."""
     from tp.network import MLP
     from tp.training import evaluate
 

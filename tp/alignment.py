@@ -1,23 +1,28 @@
 """Alignment of any rule's forward update with the loss gradient and with damped Gauss–Newton targets
-(paper §4 / Fig. 4, S4–S7; SPEC §7).  Metrics only: no rule imports this module.
+(paper §4 / Fig. 4, S4–S7; docs/algorithms.md#alignment-with-bp-and-gnt-updates).  Metrics only: no rule imports this
+module.
 
 For a minibatch at parameters θ, the *method's update* of layer i is the weight part ΔW_i of its
 ``forward_grads`` (what the optimiser would descend).  It is compared, per layer, on the flattened matrix,
 with
 
 * **BP**: ∂ℒ/∂W_i of the same minibatch loss, and
-* **damped GNT**: the local-loss gradient (SPEC §2.2) of the Gauss–Newton target ĥ_i = h_i − Δ_i with
-  Δ_i = J_iᵀ(J_iJ_iᵀ + λ_i I)⁻¹ ∂ℒ/∂h_L and a damping λ_i per hidden layer (SPEC §7.1(b)), and, when asked
+* **damped GNT**: the local-loss gradient (docs/algorithms.md#the-local-layer-loss) of the Gauss–Newton target ĥ_i = h_i
+  − Δ_i with
+  Δ_i = J_iᵀ(J_iJ_iᵀ + λ_i I)⁻¹ ∂ℒ/∂h_L and a damping λ_i per hidden layer (docs/algorithms.md#the-two-references), and,
+  when asked
   (``log_alignment_ggn``; beyond the paper),
 * **damped GGN**: the same with the generalized Gauss–Newton target of paper Appendix D,
   Δ_i = (J_iᵀ H J_i + λ_i I)⁻¹ J_iᵀ ∂ℒ/∂h_L, H the per-sample Hessian of the loss w.r.t. h_L (docs/ggn.md),
 
 by angle(A, B) = (180/π)·arccos(⟨A, B⟩_F / (‖A‖_F ‖B‖_F)), the cosine clipped to [−1, 1].
 
-Everything goes through the network interface (:mod:`tp.interface`), so the CNN of SPEC §8 (Fig. S7) gets the
+Everything goes through the network interface (:mod:`tp.interface`), so the CNN of docs/algorithms.md#the-cnn-table-3
+(Fig. S7) gets the
 same quantities per layer, conv kernels flattened: its BP gradient by autograd, and damped GNT with Δ_k from
 the Jacobians of the output w.r.t. the max-pool outputs h_1, h_2 and h_3, turned into updates by the CNN's
-local losses (SPEC §8.3: conv blocks ∝ autograd.grad(h_k, W_k, Δ_k); FC 3 by §2.2).
+local losses (docs/algorithms.md#cnn-forward-updates: conv blocks ∝ autograd.grad(h_k, W_k, Δ_k); FC 3 by
+docs/algorithms.md#the-local-layer-loss).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from .interface import Forward, Network, Params
 
 __all__ = ["angle", "bp_reference", "gnt_reference", "ggn_reference", "alignment_angles", "DAMPING_CANDIDATES"]
 
-#: the damping values of the search (SPEC §7.2)
+#: the damping values of the search (docs/algorithms.md#the-damping-search-table-s7)
 DAMPING_CANDIDATES = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
@@ -60,7 +65,8 @@ def bp_reference(net: Network, params: Params, fwd: Forward, y: Tensor) -> Param
 
 def gnt_reference(net: Network, params: Params, fwd: Forward, y: Tensor,
                   damping: float | Sequence[float]) -> Params:
-    """Local-loss gradients of the damped GNT targets of the hidden layers 1…L−1 (SPEC §7.1(b)).
+    """Local-loss gradients of the damped GNT targets of the hidden layers 1…L−1
+    (docs/algorithms.md#the-two-references).
 
     ``damping``: one λ, or one per hidden layer (``gn_damping_per_hidden_layer`` of the figure configs).
     """

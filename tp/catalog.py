@@ -6,10 +6,12 @@ training loop (the pruning threshold) and the pipeline (``workflow/rules/common.
 dataset enumerations of ``workflow/schemas/config.schema.yaml`` equal these, ``tests/test_catalog.py``).
 Adding a dataset or a method is one entry here plus its configurations in ``tp/configs/``.
 
-* :data:`FILES`: the image datasets on disk (torchvision class, image shape, normalisation, sizes; SPEC §10), and
+* :data:`FILES`: the image datasets on disk (torchvision class, image shape, normalisation, sizes;
+  docs/algorithms.md#preprocessing), and
   the operating-system package that installs a dataset's files, if one does (:class:`SystemPackage`).
 * :data:`DATASETS`: the tables' columns.  A dataset names the files it reads (Frozen-MNIST reads MNIST,
-  SPEC §6; ``cifar10-cnn`` reads CIFAR-10 as images for the CNN of SPEC §8) and the network it trains.
+  docs/algorithms.md#frozen-mnist; ``cifar10-cnn`` reads CIFAR-10 as images for the CNN of
+  docs/algorithms.md#the-cnn-table-3) and the network it trains.
 * :data:`METHODS`: the tables' rows: a learning rule (``tp.rules.REGISTRY``) and its training schedule; and the
   methods the paper derives but never ran (``beyond_paper``: DDTP-GGN and GGNT of its Appendix D).
 * :data:`TUNINGS`: which configuration of a (method, dataset) a run uses; ``damping`` (Table S7) is the
@@ -29,7 +31,8 @@ from .errors import unknown
 __all__ = ["SystemPackage", "ImageFiles", "Dataset", "Method", "Objective", "Tuning", "Model", "CellNote", "CELL_NOTES", "FILES", "DATASETS", "METHODS", "TUNINGS",
            "MODELS", "PRUNE_FROM_EPOCH", "dataset", "method", "tuning", "model", "figure_label"]
 
-#: the official early stop (SPEC §12.13) looks at the training accuracy from this epoch on (1-based)
+#: the official early stop (docs/algorithms.md#the-early-stop) looks at the training accuracy from this epoch on
+#: (1-based)
 PRUNE_FROM_EPOCH = 6
 
 
@@ -51,7 +54,7 @@ class SystemPackage:
 
 @dataclass(frozen=True)
 class ImageFiles:
-    """An image dataset on disk, read through ``torchvision.datasets`` (SPEC §10)."""
+    """An image dataset on disk, read through ``torchvision.datasets`` (docs/algorithms.md#preprocessing)."""
 
     name: str  # slug of the files (the data/ download name)
     torchvision_class: str
@@ -63,7 +66,8 @@ class ImageFiles:
     num_classes: int = 10
     #: the file format (a key of tp.formats.FORMATS): how the files are found, checked and read
     format: str = "idx"
-    #: validation samples drawn from the training split when a run keeps a validation set (SPEC §5.3)
+    #: validation samples drawn from the training split when a run keeps a validation set
+    #: (docs/algorithms.md#validation-split-and-minibatches)
     val_size: int = 5000
     #: the operating-system package that installs the files, read when the data root lacks them (None: none)
     system_package: SystemPackage | None = None
@@ -79,10 +83,14 @@ class Dataset:
     slug: str  # wildcard / CLI name
     paper_name: str  # as printed in the paper's tables
     files: str  # key of FILES: the data it reads
-    model: str  # the network it trains: "mlp" (SPEC §1) or "cnn" (SPEC §8)
-    #: the official early stop (SPEC §12.13): training accuracy below this from epoch 6 on → "pruned"
+    # the network it trains: "mlp" (docs/algorithms.md#the-fully-connected-networks) or "cnn"
+    # (docs/algorithms.md#the-cnn-table-3)
+    model: str
+    #: the official early stop (docs/algorithms.md#the-early-stop): training accuracy below this from epoch 6 on →
+    #: "pruned"
     prune_threshold: float
-    #: the paper's alignment figures of this dataset (SPEC Q5), full grid first; "fig4" is the condensed view
+    #: the paper's alignment figures of this dataset (docs/algorithms.md#reading-the-alignment-figures), full grid
+    #: first; "fig4" is the condensed view
     alignment_figures: tuple[str, ...] = ()
 
     @property
@@ -116,7 +124,7 @@ class Method:
     rule: str  # name in tp.rules.REGISTRY
     paper_name: str  # as printed in the paper's tables
     #: how its training schedule differs from its rule's plain one (the keys of its configurations)
-    schedule: str = "the rule's schedule (SPEC §5.2)"
+    schedule: str = "the rule's schedule (docs/algorithms.md#one-minibatch-one-epoch)"
     #: for a method the paper derives but never ran: where it comes from ("" for the paper's table rows)
     beyond_paper: str = ""
 
@@ -141,7 +149,8 @@ class Tuning:
     reads: str = ""
     #: whether a pipeline's ``epochs`` setting (the smoke run's short runs) shortens it
     shortened: bool = True
-    #: the damping search (SPEC §7.2) runs after this many training epochs, then the run stops (None: never)
+    #: the damping search (docs/algorithms.md#the-damping-search-table-s7) runs after this many training epochs, then
+    #: the run stops (None: never)
     damping_search_after: int | None = None
     #: what a search for this tuning's hyperparameters minimises (None: not searched)
     objective: Objective | None = None
@@ -164,8 +173,8 @@ class Model:
 
 #: the networks a dataset can train
 MODELS: dict[str, Model] = {m.slug: m for m in [
-    Model("mlp", "the fully connected network of SPEC §1: num_hidden layers of size_hidden units"),
-    Model("cnn", "the CNN of SPEC §8.1: conv block 1, conv block 2, FC layer 3, output layer", hidden_layers=3),
+    Model("mlp", "the fully connected network of docs/algorithms.md#the-fully-connected-networks: num_hidden layers of size_hidden units"),
+    Model("cnn", "the CNN of docs/algorithms.md#cnn-architecture: conv block 1, conv block 2, FC layer 3, output layer", hidden_layers=3),
 ]}
 
 FILES: dict[str, ImageFiles] = {f.name: f for f in [
@@ -192,18 +201,18 @@ DATASETS: dict[str, Dataset] = {d.slug: d for d in [
     Dataset("cifar10-cnn", "CIFAR10 (CNN)", "cifar10", "cnn", 0.25, ("figS7",)),
 ]}
 
-_PRETRAINED = "DTP with feedback pre-training (epochs_fb) and extra feedback epochs (extra_fb_epochs), SPEC §4.3"
-_EXTRA_FB = "more feedback training: only epochs_fb and extra_fb_epochs differ (SPEC §4.8)"
+_PRETRAINED = "DTP with feedback pre-training (epochs_fb) and extra feedback epochs (extra_fb_epochs), docs/algorithms.md#dtp-and-dtp-pre-trained"
+_EXTRA_FB = "more feedback training: only epochs_fb and extra_fb_epochs differ (docs/algorithms.md#ddtp-rhl-rec-and-the-extra-fb-variants)"
 
 METHODS: dict[str, Method] = {m.slug: m for m in [
-    Method("bp", "bp", "BP", "no feedback: forward training only, its own loop (SPEC §4.1, §5.5)"),
+    Method("bp", "bp", "BP", "no feedback: forward training only, its own loop (docs/algorithms.md#bp, docs/algorithms.md#the-bp-loop)"),
     Method("ddtp-linear", "ddtp-linear", "DDTP-linear"),
     Method("ddtp-rhl", "ddtp-rhl", "DDTP-RHL"),
     Method("dtpdrl", "dtpdrl", "DTPDRL"),
     Method("ddtp-control", "ddtp-control", "DDTP-control"),
     Method("dtp", "dtp", "DTP"),
     Method("dtp-pretrained", "dtp", "DTP (pre-trained)", _PRETRAINED),
-    Method("dfa", "dfa", "DFA", "fixed random feedback, never trained: no feedback epochs (SPEC §4.2)"),
+    Method("dfa", "dfa", "DFA", "fixed random feedback, never trained: no feedback epochs (docs/algorithms.md#dfa)"),
     Method("ddtp-rhl-extrafb", "ddtp-rhl", "DDTP-RHL (extra FB)", _EXTRA_FB),
     Method("ddtp-rhl-rec", "ddtp-rhl-rec", "DDTP-RHL (rec)"),
     Method("ddtp-rhl-rec-extrafb", "ddtp-rhl-rec", "DDTP-RHL (rec. and extra FB)", _EXTRA_FB),
@@ -218,7 +227,8 @@ TUNINGS: dict[str, Tuning] = {t.slug: t for t in [
     Tuning("train", "tuned for training loss, trained on the whole training set (Table 2; Table S10)",
            objective=Objective("train_loss_last", "last training loss", "train_loss")),
     Tuning("alignment", "the alignment-figure configurations (Fig. 4, S4-S7), alignment angles logged"),
-    # SPEC §7.2: the search runs after the 3rd training epoch, then the run stops; its epochs are the protocol's
+    # docs/algorithms.md#the-damping-search-table-s7: the search runs after the 3rd training epoch, then the run stops;
+    # its epochs are the protocol's
     Tuning("damping", "the GNT damping search of Table S7: the alignment configuration, searched after 3 "
                       "epochs, then stopped", reads="alignment", shortened=False, damping_search_after=3),
     # beyond the paper (issue 22, docs/ggn.md): the alignment configuration over its first epochs, with the
@@ -242,7 +252,7 @@ class CellNote:
 
 CELL_NOTES: list[CellNote] = [
     CellNote("ddtp-control", "cifar10", "test",
-             "CIFAR10 DDTP-control: the official configuration file builds DDTP-linear (SPEC §12.6, Q1); this cell "
+             "CIFAR10 DDTP-control: the official configuration file builds DDTP-linear (docs/algorithms.md#cifar-10-ddtp-control-builds-ddtp-linear); this cell "
              "runs the real DDTP-control with those hyperparameters, so the published entry was most likely "
              "produced by DDTP-linear."),
     CellNote("bp", "cifar10", "test",

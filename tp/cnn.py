@@ -1,4 +1,5 @@
-"""The small CIFAR-10 convolutional network of SPEC §8.1 as a stateless description plus a parameter dict.
+"""The small CIFAR-10 convolutional network of docs/algorithms.md#cnn-architecture as a stateless description plus a
+parameter dict.
 
 Layers are numbered 1…L = 4 like :class:`tp.network.MLP`:
 
@@ -57,7 +58,8 @@ class ConvForward(Forward):
 
 @dataclass(frozen=True)
 class ConvNet(Losses):
-    """The SPEC §8.1 CNN (defaults: the paper's CIFAR-10 network 3×32×32 → 32 → 64 conv → 512 → 10).
+    """The docs/algorithms.md#cnn-architecture CNN (defaults: the paper's CIFAR-10 network 3×32×32 → 32 → 64 conv → 512
+    → 10).
 
     Args:
         in_shape: (C_0, H_0, W_0) of the (non-flattened) input.
@@ -102,7 +104,7 @@ class ConvNet(Losses):
 
     @property
     def bias(self) -> tuple[bool, ...]:
-        """Every layer has a bias (SPEC §8.1)."""
+        """Every layer has a bias (docs/algorithms.md#cnn-architecture)."""
         return (True,) * self.L
 
     @property
@@ -134,7 +136,8 @@ class ConvNet(Losses):
         }
 
     def init_params(self, generator: Generators, init: str = "xavier_normal", device=None) -> Params:
-        """Xavier normal weights (conv: fan_in = C_in·25, fan_out = C_out·25), zero biases (SPEC §8.1).
+        """Xavier normal weights (conv: fan_in = C_in·25, fan_out = C_out·25), zero biases
+        (docs/algorithms.md#cnn-architecture).
 
         A sequence of R generators gives parameters with a leading replica dimension R (replica r drawn from
         generator r only, in the order W1, W2, W3, W4: what a single run with that generator draws)."""
@@ -226,11 +229,13 @@ class ConvNet(Losses):
 
     # ------------------------------------------------------------------------- gradients and Jacobians
     def local_loss_gradients(self, params: Params, fwd: ConvForward, targets) -> Params:
-        """Gradients of the local losses of the layers in ``targets`` (SPEC §8.3), keyed like ``params``:
+        """Gradients of the local losses of the layers in ``targets`` (docs/algorithms.md#cnn-forward-updates), keyed
+        like ``params``:
 
         * conv blocks k ∈ {1, 2}: ∂/∂(W_k, b_k) of mean_{B·C·H·W}(h_k − ĥ_k)² through max-pool (routed to the
           arg-max positions) and tanh, ĥ_k and h_{k−1} constant (autograd on a recomputation of the block);
-        * dense layers 3, 4: the SPEC §2.2 formula (2/B) Σ_b [φ′(a_i^b) ⊙ (h_i^b − ĥ_i^b)] h_{i−1}^bᵀ, with h_2
+        * dense layers 3, 4: the docs/algorithms.md#the-local-layer-loss formula (2/B) Σ_b [φ′(a_i^b) ⊙ (h_i^b − ĥ_i^b)]
+          h_{i−1}^bᵀ, with h_2
           flattened channel-major as the input of layer 3 (:func:`tp.targets.dense_local_loss_gradients`).
 
         ``targets[k]`` is shaped like ``fwd.h[k]``; per replica with a replica axis."""

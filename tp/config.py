@@ -7,7 +7,8 @@ them; see ``defaults.yaml`` for the resolution order.  (The checkout's top-level
 pipeline's experiment matrices, ``config.yaml`` and ``smoke.yaml``, not run hyperparameters.)
 
 Methods, datasets and tunings are the entries of :mod:`tp.catalog`.  Datasets are the tables' columns.
-``cifar10-cnn`` is CIFAR-10 trained with the CNN of SPEC §8 (Table 3, S9, S10, Fig. S7): the dataset fixes the
+``cifar10-cnn`` is CIFAR-10 trained with the CNN of docs/algorithms.md#the-cnn-table-3 (Table 3, S9, S10, Fig. S7): the
+dataset fixes the
 network (``model``: ``mlp`` or ``cnn``); a method runs the same rule on either network (those whose rule lists
 the network in ``networks``).
 """
@@ -142,7 +143,8 @@ def rule_of(method: str, dataset: str) -> str:
 
 def per_layer(value, num_layers: int, key: str = "value") -> list:
     """A forward-optimiser setting as one value per layer 1…L: a number is repeated, a list (the CNN
-    configurations' per-layer ``lr`` and ``epsilon``, SPEC §5.1/§8.5) must have exactly L entries."""
+    configurations' per-layer ``lr`` and ``epsilon``, docs/algorithms.md#optimisers,
+    docs/algorithms.md#cnn-optimisers-and-schedule) must have exactly L entries."""
     if isinstance(value, (list, tuple)):
         if len(value) != num_layers:
             raise ConfigError(f"{key} needs one value per layer ({num_layers}), got {list(value)}")

@@ -1,4 +1,5 @@
-"""The convolution and max-pool of the CNN (SPEC §8.1), with an optional leading replica dimension.
+"""The convolution and max-pool of the CNN (docs/algorithms.md#cnn-architecture), with an optional leading replica
+dimension.
 
 Shapes: inputs ``x`` (..., B, C, H, W), kernels ``weight`` (..., C_out, C, k_h, k_w), biases (..., C_out), where
 ``...`` is either nothing (one network) or R (R networks, e.g. R seeds, evaluated together).  An input without

@@ -1,11 +1,15 @@
-"""The paired damping search beside the official one (Table S7, SPEC §7.2; issue 23): its maths and its
+"""The paired damping search beside the official one (Table S7, docs/algorithms.md#the-damping-search-table-s7; issue
+23): its maths and its
 statistics.  Metrics only: no rule imports this module.
 
-The official search (SPEC §7.2, :func:`tp.training.hooks.damping_search`) gives every λ its own shuffled
+The official search (docs/algorithms.md#the-damping-search-table-s7, :func:`tp.training.hooks.damping_search`) gives
+every λ its own shuffled
 pass and averages the angle over the few minibatches with index ≡ 0 (mod ``log_interval``): 6 on MNIST, a
 different 6 for every λ, so its per-layer argmin is mostly the noise of which minibatches each λ saw.  The
-paired search measures the same quantity — per minibatch and hidden layer i, the angle (SPEC §7.1) between
-the method's update ΔW_i and the local-loss gradient of the damped GNT target (SPEC §7.1(b)) — on **one**
+paired search measures the same quantity — per minibatch and hidden layer i, the angle
+(docs/algorithms.md#when-the-angles-are-measured) between
+the method's update ΔW_i and the local-loss gradient of the damped GNT target (docs/algorithms.md#the-two-references) —
+on **one**
 fixed draw of M minibatches shared by every λ ∈ Λ, so the curve over λ differs only by λ:
 
 * per minibatch, one forward pass, one method update, one gradient g = ∂ℒ/∂h_L and one set of output
@@ -88,7 +92,8 @@ def paired_gnt_angles(net: Network, params: Params, fwd: Forward, y: Tensor, upd
     """Angles (Λ, len(layers)) in degrees between the method's update ``update`` and the damped-GNT
     update of every hidden layer in ``layers``, for every λ of ``dampings``, on one minibatch (its forward
     pass ``fwd``, labels ``y``): the Jacobians and g once, the targets ĥ_i = h_i − Δ_i(λ) turned into
-    updates by the network's local losses (SPEC §7.1(b), as :func:`tp.alignment.gnt_reference`).  NaN
+    updates by the network's local losses (docs/algorithms.md#the-two-references, as
+    :func:`tp.alignment.gnt_reference`).  NaN
     where an update is zero (no direction)."""
     layers = list(layers)
     g = net.output_gradient(fwd.output, y)  # ∂ℒ/∂h_L of the minibatch mean, (B, n_L)

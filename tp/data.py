@@ -1,7 +1,9 @@
-"""Datasets as tensors on the training device (SPEC §5.3, §9.1, §10).
+"""Datasets as tensors on the training device (docs/algorithms.md#validation-split-and-minibatches,
+docs/algorithms.md#student-teacher-data, docs/algorithms.md#preprocessing).
 
 Image datasets are read once through ``torchvision.datasets`` (MNIST, Fashion-MNIST, CIFAR-10),
-preprocessed as in the paper (SPEC §10) and kept as flat tensors; minibatches are index selections
+preprocessed as in the paper (docs/algorithms.md#preprocessing) and kept as flat tensors; minibatches are index
+selections
 from a shuffled permutation, so no per-sample transform runs during training.
 
 * MNIST / Frozen-MNIST: x/255 then (x − 0.1307)/0.3081;  Fashion-MNIST: x/255 only;
@@ -10,10 +12,11 @@ from a shuffled permutation, so no per-sample transform runs during training.
 * Validation: 5,000 training samples held out by a seeded random permutation (``random_split``
   semantics: the last 5,000 of the permutation), or none (``no_val_set``).
 * ``cifar10-cnn``: the CIFAR-10 data with the same preprocessing, kept as images (N, 3, 32, 32) for the
-  CNN of SPEC §8 (a dataset whose catalog entry's ``input_shape`` is an image).
+  CNN of docs/algorithms.md#the-cnn-table-3 (a dataset whose catalog entry's ``input_shape`` is an image).
 * ``source="synthetic"``: inputs and learnable labels of the right shapes, generated from a seed,
   no files: everything downstream runs offline.
-* :func:`student_teacher`: the synthetic regression data of the toy experiments (SPEC §9.1).
+* :func:`student_teacher`: the synthetic regression data of the toy experiments
+  (docs/algorithms.md#student-teacher-data).
 """
 
 from __future__ import annotations
@@ -38,9 +41,12 @@ __all__ = ["DataSplits", "load_dataset", "student_teacher", "DatasetNotFoundErro
            "synthetic_classification", "validation_split", "dataset_files"]
 
 
-# The facts of every dataset are its tp.catalog entry: the files it reads (Frozen-MNIST reads MNIST's, SPEC §6;
-# cifar10-cnn CIFAR-10's, SPEC §8), their format, image shape, normalisation and sizes (checked on every load by
-# tp.integrity), and its input shape (images (N, C, H, W) for the CNN, else flat (N, C·H·W) vectors, SPEC §10).
+# The facts of every dataset are its tp.catalog entry: the files it reads (Frozen-MNIST reads MNIST's,
+# docs/algorithms.md#frozen-mnist;
+# cifar10-cnn CIFAR-10's, docs/algorithms.md#the-cnn-table-3), their format, image shape, normalisation and sizes
+# (checked on every load by
+# tp.integrity), and its input shape (images (N, C, H, W) for the CNN, else flat (N, C·H·W) vectors,
+# docs/algorithms.md#preprocessing).
 
 
 @dataclass
@@ -223,7 +229,7 @@ def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool 
         flat = not images
         train_x, test_x = _to_flat(spec, train.data, dtype, flat), _to_flat(spec, test.data, dtype, flat)
         train_y, test_y = torch.as_tensor(train.targets).long(), torch.as_tensor(test.targets).long()
-        val_size = val_size or spec.val_size  # SPEC §5.3 (tp.catalog)
+        val_size = val_size or spec.val_size  # docs/algorithms.md#validation-split-and-minibatches (tp.catalog)
     val_x = val_y = None
     if not no_val_set:
         if split_generator is None:
@@ -238,7 +244,8 @@ def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool 
 
 def student_teacher(num_in: int, num_out: int, num_train: int, num_test: int, num_val: int, seed: int,
                     dtype: torch.dtype = torch.float64, hidden: tuple[int, ...] = (1000,) * 4) -> DataSplits:
-    """Student–teacher regression data (SPEC §9.1): x ~ U(−1, 1)^{n_0}, drawn train, test, val in this
+    """Student–teacher regression data (docs/algorithms.md#student-teacher-data): x ~ U(−1, 1)^{n_0}, drawn train, test,
+    val in this
     order; y = teacher(x) with a ReLU teacher n_0 → 1000 ×4 → n_out (Xavier normal, gain 3, zero biases)."""
     g = torch.Generator().manual_seed(seed)
     xs = [rand_uniform((n, num_in), -1.0, 1.0, g, dtype) for n in (num_train, num_test, num_val)]

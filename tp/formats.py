@@ -1,5 +1,5 @@
 """The file formats of the image datasets: where each keeps its files, which files they are, how they are checked
-and which torchvision class reads them (SPEC §10).
+and which torchvision class reads them (docs/algorithms.md#preprocessing).
 
 A dataset's catalog entry names its format (:attr:`tp.catalog.ImageFiles.format`), and :mod:`tp.data` asks
 the format, never the dataset's name: a new dataset in a format listed here is a catalog entry only; a new

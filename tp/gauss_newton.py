@@ -1,4 +1,5 @@
-"""Ideal (damped) Gauss–Newton targets (paper §3.1, Theorem 2; SPEC §4.9, §11).
+"""Ideal (damped) Gauss–Newton targets (paper §3.1, Theorem 2; docs/algorithms.md#gnt,
+docs/algorithms.md#computing-gn-displacements).
 
 For every sample b and layer i the Jacobian of the output w.r.t. the layer's post-activation,
 
@@ -14,7 +15,8 @@ with g^b = ∂ℒ/∂h_L^b of the minibatch-mean loss.  The GNT target is ĥ_i =
 or output units: every solve is batched.
 
 The Jacobians are the network's own (:meth:`tp.interface.Network.output_jacobians`): for the MLP the matrix
-recursion above, for the CNN of SPEC §8 (max-pool outputs h_1, h_2 flattened channel-major) n_L reverse-mode
+recursion above, for the CNN of docs/algorithms.md#the-cnn-table-3 (max-pool outputs h_1, h_2 flattened channel-major)
+n_L reverse-mode
 sweeps of autograd through the recomputed layers.  The damped solve is the same for both, and the
 displacements are returned in the shape of h_i.
 """

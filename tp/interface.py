@@ -1,10 +1,13 @@
 """The one network interface every learning rule, :mod:`tp.alignment` and :mod:`tp.gauss_newton` use.
 
-Two networks implement it: the fully connected network of SPEC §1 (:class:`tp.network.MLP`) and the CNN of
-SPEC §8 (:class:`tp.cnn.ConvNet`).  A rule never asks which one it has: everything that differs between them
+Two networks implement it: the fully connected network of docs/algorithms.md#the-fully-connected-networks
+(:class:`tp.network.MLP`) and the CNN of
+docs/algorithms.md#the-cnn-table-3 (:class:`tp.cnn.ConvNet`).  A rule never asks which one it has: everything that
+differs between them
 (the layer maps, the local loss of a layer, the output Jacobians, the BP gradient) is a method here.
 
-Conventions (SPEC §0): layers 1…L; ``h_i`` has shape (..., B, *layer_shapes[i]) — (..., B, n_i) for dense
+Conventions (docs/algorithms.md#layers-and-symbols): layers 1…L; ``h_i`` has shape (..., B, *layer_shapes[i]) — (..., B,
+n_i) for dense
 layers, (..., B, C, H, W) for the CNN's conv blocks — where ``...`` is an optional leading replica axis R;
 parameters are a plain ``dict[str, Tensor]`` keyed ``W1, b1, …`` (:data:`Params`).  Feedback maps of the
 rules live in the flattened space ℝ^{n_i} (``sizes[i] = prod(layer_shapes[i])``): :meth:`Network.flatten_layer`
@@ -42,7 +45,8 @@ class Forward:
 
 
 class Losses:
-    """ℒ of SPEC §2.1 / §15 for a network with a ``loss`` attribute (``"cross_entropy"`` or ``"mse"``)."""
+    """ℒ of docs/algorithms.md#the-output-target for a network with a ``loss`` attribute (``"cross_entropy"`` or
+    ``"mse"``)."""
 
     loss: str
 
@@ -65,8 +69,8 @@ class Losses:
     def output_gradient(self, output: Tensor, y: Tensor) -> Tensor:
         """∂ℒ/∂h_L of the minibatch-mean loss, per sample: (..., B, n_L).
 
-        cross-entropy: e^b / B with e^b = softmax(h_L^b) − onehot(y_b)   (SPEC §2.1);
-        mse: 2(h_L^b − y^b) / (B·n_L)                                      (SPEC §15).
+        cross-entropy: e^b / B with e^b = softmax(h_L^b) − onehot(y_b)   (docs/algorithms.md#the-output-target);
+        mse: 2(h_L^b − y^b) / (B·n_L)                                      (docs/algorithms.md#the-output-target).
         """
         B, n_L = output.shape[-2], output.shape[-1]
         if self.loss == "cross_entropy":

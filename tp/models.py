@@ -1,14 +1,17 @@
 """Which network a run trains, and its forward-optimiser settings, from a resolved configuration.
 
-* ``model: mlp`` — the fully connected network of SPEC §1: n_0 → ``size_hidden`` × ``num_hidden`` → n_out,
-  with the rule's bias layout (:meth:`tp.rules.Rule.forward_bias`, SPEC §12.4).
-* ``model: cnn`` — the CNN of SPEC §8.1 (:class:`tp.cnn.ConvNet`) on image inputs (N, C, H, W):
+* ``model: mlp`` — the fully connected network of docs/algorithms.md#the-fully-connected-networks: n_0 → ``size_hidden``
+  × ``num_hidden`` → n_out,
+  with the rule's bias layout (:meth:`tp.rules.Rule.forward_bias`, docs/algorithms.md#no-bias-in-the-last-hidden-layer).
+* ``model: cnn`` — the CNN of docs/algorithms.md#cnn-architecture (:class:`tp.cnn.ConvNet`) on image inputs (N, C, H,
+  W):
   ``conv_channels`` for the two conv blocks, ``size_hidden`` for FC layer 3; ``num_hidden`` is 3; every layer
   has a bias whatever the rule.
 
 Both implement the network interface of :mod:`tp.interface`; a rule trains every network in its ``networks``.
 
-Forward Adam (SPEC §5.1, §8.5): lr_k / β (``normalize_lr``, SPEC §2.4) and ε_k per layer k when ``lr`` /
+Forward Adam (docs/algorithms.md#optimisers, docs/algorithms.md#cnn-optimisers-and-schedule): lr_k / β
+(``normalize_lr``, docs/algorithms.md#normalised-learning-rates) and ε_k per layer k when ``lr`` /
 ``epsilon`` are lists (the CNN configurations: one Adam per layer, W_k and b_k together), one value for every
 parameter otherwise.  One :class:`tp.optim.Adam` with per-parameter rates is exactly "one Adam per layer":
 the moments are element-wise, betas and weight decay are shared, and every layer steps on every minibatch,
@@ -29,7 +32,8 @@ from .errors import ConfigError
 
 __all__ = ["build_model", "trained_parameters", "forward_optimizer_settings"]
 
-#: the layers the forward optimiser trains with ``only_train_first_layer`` (Frozen-MNIST, SPEC §6): the first
+#: the layers the forward optimiser trains with ``only_train_first_layer`` (Frozen-MNIST,
+#: docs/algorithms.md#frozen-mnist): the first
 FIRST_LAYERS = 1
 
 
@@ -51,7 +55,7 @@ def build_model(cfg: Mapping[str, Any], rule, data: DataSplits, loss: str, dtype
         raise ConfigError(f"the CNN needs image inputs (N, C, H, W), got samples of shape {shape} "
                           "(use the dataset cifar10-cnn)")
     if cfg["hidden_activation"] != "tanh" or cfg["initialization"] != "xavier_normal":
-        raise ConfigError("the CNN (SPEC §8.1) uses hidden_activation=tanh and initialization=xavier_normal, got "
+        raise ConfigError("the CNN (docs/algorithms.md#cnn-architecture) uses hidden_activation=tanh and initialization=xavier_normal, got "
                           f"{cfg['hidden_activation']!r} and {cfg['initialization']!r}")
     return ConvNet(in_shape=shape, channels=tuple(cfg["conv_channels"]), fc=cfg["size_hidden"], n_out=n_out,
                    loss=loss, dtype=dtype)
@@ -59,7 +63,8 @@ def build_model(cfg: Mapping[str, Any], rule, data: DataSplits, loss: str, dtype
 
 def trained_parameters(cfg: Mapping[str, Any], names) -> list[str]:
     """The forward parameters (of ``names``: W1, b1, …) the forward optimiser holds: every one, or with
-    ``only_train_first_layer`` (Frozen-MNIST, SPEC §6) those of the first layer only, W1 and b1; the
+    ``only_train_first_layer`` (Frozen-MNIST, docs/algorithms.md#frozen-mnist) those of the first layer only, W1 and b1;
+    the
     feedback parameters all train either way."""
     if not cfg["only_train_first_layer"]:
         return list(names)

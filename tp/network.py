@@ -1,6 +1,8 @@
-"""The fully connected network of SPEC §1 as a stateless description plus a parameter dictionary.
+"""The fully connected network of docs/algorithms.md#the-fully-connected-networks as a stateless description plus a
+parameter dictionary.
 
-Notation (SPEC §0, paper convention): layers 1…L, ``sizes = (n_0, n_1, …, n_L)``; for every layer
+Notation (docs/algorithms.md#layers-and-symbols, paper convention): layers 1…L, ``sizes = (n_0, n_1, …, n_L)``; for
+every layer
 
     a_i = W_i h_{i-1} + b_i,   h_i = φ_i(a_i),   h_0 = x,
 
@@ -37,7 +39,7 @@ INITIALIZATIONS = ("xavier_normal", "xavier_uniform", "teacher")
 def xavier_normal(shape: tuple[int, int], generator: Generators, dtype, device=None,
                   gain: float = 1.0) -> Tensor:
     """Glorot/Xavier normal draw for a matrix of ``shape = (fan_out, fan_in)``:
-    std = gain·√(2 / (fan_in + fan_out))  (SPEC §1)."""
+    std = gain·√(2 / (fan_in + fan_out))  (docs/algorithms.md#the-fully-connected-networks)."""
     fan_out, fan_in = shape
     std = gain * math.sqrt(2.0 / (fan_in + fan_out))
     return std * randn(shape, generator, dtype, device)
@@ -53,7 +55,7 @@ class MLP(Losses):
         bias: whether each layer 1…L has a bias (``len = L``).
         loss: ``"cross_entropy"`` (softmax cross-entropy on the linear output, mean over the batch) or
             ``"mse"`` (PyTorch ``MSELoss``: mean over batch and output units).
-        dtype: parameter dtype (float64 by default: SPEC §12.1).
+        dtype: parameter dtype (float64 by default: docs/algorithms.md#float64-against-lost-target-displacements).
     """
 
     sizes: tuple[int, ...]
@@ -87,7 +89,8 @@ class MLP(Losses):
     def build(cls, sizes: Sequence[int], hidden_activation: str = "tanh",
               output_activation: str = "linear", bias: bool | Sequence[bool] = True,
               loss: str = "cross_entropy", dtype: torch.dtype = torch.float64) -> "MLP":
-        """The SPEC §1 network: ``hidden_activation`` on layers 1…L−1, ``output_activation`` on L."""
+        """The docs/algorithms.md#the-fully-connected-networks network: ``hidden_activation`` on layers 1…L−1,
+        ``output_activation`` on L."""
         L = len(sizes) - 1
         acts = (hidden_activation,) * (L - 1) + (output_activation,)
         if isinstance(bias, bool):
@@ -112,10 +115,10 @@ class MLP(Losses):
         return shapes
 
     def init_params(self, generator: Generators, init: str = "xavier_normal", device=None) -> Params:
-        """Fresh parameters: weights by ``init`` (SPEC §1), biases zero.
+        """Fresh parameters: weights by ``init`` (docs/algorithms.md#the-fully-connected-networks), biases zero.
 
         ``init``: ``xavier_normal`` (all final configs), ``xavier_uniform`` (the code's ``xavier``,
-        bound √(6/(fan_in+fan_out))), ``teacher`` (Xavier normal with gain 3, SPEC §9.1).
+        bound √(6/(fan_in+fan_out))), ``teacher`` (Xavier normal with gain 3, docs/algorithms.md#student-teacher-data).
         A sequence of R generators gives parameters with a leading replica dimension R.
         """
         if init not in INITIALIZATIONS:
@@ -151,7 +154,8 @@ class MLP(Losses):
         return Forward(a, h)
 
     def forward_from(self, params: Params, i: int, h_i: Tensor) -> Tensor:
-        """F_{i→L}: the output h_L obtained by feeding ``h_i`` through layers i+1…L (SPEC §0)."""
+        """F_{i→L}: the output h_L obtained by feeding ``h_i`` through layers i+1…L
+        (docs/algorithms.md#layers-and-symbols)."""
         h = h_i
         for k in range(i + 1, self.L + 1):
             _, h = self.layer(params, k, h)
@@ -159,7 +163,8 @@ class MLP(Losses):
 
     # ------------------------------------------------------------------------- gradients and Jacobians
     def local_loss_gradients(self, params: Params, fwd: Forward, targets) -> Params:
-        """∂/∂(W_i, b_i) of ℒ_i = (1/B) Σ_b ‖h_i^b − ĥ_i^b‖² for the layers in ``targets`` (SPEC §2.2,
+        """∂/∂(W_i, b_i) of ℒ_i = (1/B) Σ_b ‖h_i^b − ĥ_i^b‖² for the layers in ``targets``
+        (docs/algorithms.md#the-local-layer-loss,
         :func:`tp.targets.dense_local_loss_gradients`), keyed like ``params``."""
         grads: Params = {}
         for i, h_hat in targets.items():
@@ -171,7 +176,7 @@ class MLP(Losses):
         return dict(sorted(grads.items(), key=lambda kv: (int(kv[0][1:]), kv[0][0] == "b")))
 
     def backprop_gradients(self, params: Params, fwd: Forward, dL_dhL: Tensor) -> Params:
-        """∂ℒ/∂θ for every parameter by the chain rule, given ∂ℒ/∂h_L (..., B, n_L) (SPEC §4.1):
+        """∂ℒ/∂θ for every parameter by the chain rule, given ∂ℒ/∂h_L (..., B, n_L) (docs/algorithms.md#bp):
 
             δ_L = ∂ℒ/∂h_L ⊙ φ_L′(a_L),   δ_i = (δ_{i+1} W_{i+1}) ⊙ φ_i′(a_i),
             ∂ℒ/∂W_i = Σ_b δ_i^b h_{i−1}^bᵀ,   ∂ℒ/∂b_i = Σ_b δ_i^b

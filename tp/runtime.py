@@ -1,4 +1,5 @@
-"""Where and in which precision a run computes: device names, TF32, dtypes (SPEC §12.1).
+"""Where and in which precision a run computes: device names, TF32, dtypes
+(docs/algorithms.md#float64-against-lost-target-displacements).
 
 Used by ``tp train``, ``tp search`` and the benchmarks alike, so that every entry point resolves ``auto``
 and switches TF32 off the same way.
@@ -35,5 +36,6 @@ def resolve_device(name: str) -> torch.device:
 
 
 def dtype_of(cfg) -> torch.dtype:
-    """A run configuration's dtype: float64 when ``double_precision`` (SPEC §12.1), else float32."""
+    """A run configuration's dtype: float64 when ``double_precision``
+    (docs/algorithms.md#float64-against-lost-target-displacements), else float32."""
     return torch.float64 if cfg["double_precision"] else torch.float32

@@ -1,12 +1,13 @@
-"""Output targets, the difference-corrected target chain and the local layer loss (SPEC §2).
+"""Output targets, the difference-corrected target chain and the local layer loss
+(docs/algorithms.md#targets-and-the-forward-update).
 
 These are the pieces every target-propagation rule shares:
 
-* :func:`output_target` — ĥ_L = h_L − β ∂ℒ/∂h_L   (SPEC §2.1, supplement eq. 163)
+* :func:`output_target` — ĥ_L = h_L − β ∂ℒ/∂h_L   (docs/algorithms.md#the-output-target, supplement eq. 163)
 * :func:`difference_target_chain` — ĥ_{i−1} = g_i(ĥ_i) + h_{i−1} − g_i(h_i)   (DTP, paper eq. 7)
 * :func:`local_loss_gradients` — ∂/∂W_i of each layer's local loss (the network's own,
   :meth:`tp.interface.Network.local_loss_gradients`), for dense layers
-  :func:`dense_local_loss_gradients`: ∂/∂W_i of (1/B) Σ_b ‖h_i^b − ĥ_i^b‖²   (SPEC §2.2–2.3)
+  :func:`dense_local_loss_gradients`: ∂/∂W_i of (1/B) Σ_b ‖h_i^b − ĥ_i^b‖²   (docs/algorithms.md#the-local-layer-loss)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ __all__ = ["output_target", "difference_target_chain", "local_loss_gradients", "
 
 
 def output_target(net: Network, fwd: Forward, y: Tensor, target_stepsize) -> tuple[Tensor, Tensor]:
-    """Output target ĥ_L = h_L − β·∂ℒ/∂h_L (SPEC §2.1).
+    """Output target ĥ_L = h_L − β·∂ℒ/∂h_L (docs/algorithms.md#the-output-target).
 
     The gradient is that of the *minibatch-mean* loss, so for cross-entropy the per-sample step is
     β/B: ĥ_L^b = h_L^b − (β/B)(softmax(h_L^b) − onehot(y_b)).  The tuned β values depend on this scale.
@@ -36,7 +37,7 @@ def output_target(net: Network, fwd: Forward, y: Tensor, target_stepsize) -> tup
 
 def difference_target_chain(h: list, h_hat_L: Tensor, g: Callable[[int, Tensor], Tensor],
                             g_clean: Mapping[int, Tensor] | None = None, stop: int = 1) -> dict:
-    """Layer-wise difference target propagation (DTP; paper eq. 7, SPEC §4.3 (b)).
+    """Layer-wise difference target propagation (DTP; paper eq. 7, docs/algorithms.md#dtp-and-dtp-pre-trained).
 
     For i = L, L−1, …, stop+1:   ĥ_{i−1} = g_i(ĥ_i) + h_{i−1} − g_i(h_i).
 
@@ -60,13 +61,16 @@ def difference_target_chain(h: list, h_hat_L: Tensor, g: Callable[[int, Tensor],
 
 def local_loss_gradients(net: Network, params: Params, fwd: Forward, targets: Mapping[int, Tensor]) -> Params:
     """Gradients of the local losses of the layers in ``targets`` (keyed like ``params``): the network's
-    local loss of each layer (SPEC §2.2 for dense layers, §8.3 for the CNN's conv blocks)."""
+    local loss of each layer (docs/algorithms.md#the-local-layer-loss for dense layers,
+    docs/algorithms.md#cnn-forward-updates for the CNN's conv
+    blocks)."""
     return net.local_loss_gradients(params, fwd, targets)
 
 
 def dense_local_loss_gradients(activation: Activation, a_i: Tensor, h_i: Tensor, h_prev: Tensor, h_hat: Tensor,
                                bias: bool) -> tuple[Tensor, Tensor | None]:
-    """Gradient of the local loss ℒ_i = (1/B) Σ_b ‖h_i^b − ĥ_i^b‖² of a dense layer (SPEC §2.2).
+    """Gradient of the local loss ℒ_i = (1/B) Σ_b ‖h_i^b − ĥ_i^b‖² of a dense layer
+    (docs/algorithms.md#the-local-layer-loss).
 
     With ĥ_i and h_{i−1} held constant (no ½, so the factor 2 stays — the tuned Adam ε depend on it):
 

@@ -7,7 +7,9 @@ DAG, e.g. by ``snakemake -n``) reject the same values with the same :class:`tp.e
 anything trains.  Each error names the key, the value and what is allowed.
 
 :data:`KEYS` has one entry per key of ``defaults.yaml``'s ``run`` block (a test holds them equal), so a new
-configuration key is one line here.  Ranges (SPEC §5.1, §2.4, §3): Adam's β₁, β₂ (forward and feedback) in
+configuration key is one line here.  Ranges (docs/algorithms.md#optimisers,
+docs/algorithms.md#normalised-learning-rates, docs/algorithms.md#training-the-feedback): Adam's β₁, β₂ (forward and
+feedback) in
 [0, 1); learning rates, ε, the target step size β and the noise σ finite and positive; weight decays and GN
 damping finite and ≥ 0; sizes and epochs integers; activations and initialisations among the implemented ones.
 """
@@ -102,32 +104,33 @@ _BETA = Key("number", low=0, high=1, per_replica=True)
 
 #: every configuration key (``defaults.yaml``, ``run`` block) → what it may hold
 KEYS: dict[str, Key] = {
-    # network (SPEC §1, §8.1)
+    # network (docs/algorithms.md#the-fully-connected-networks, docs/algorithms.md#cnn-architecture)
     "num_hidden": _DEPTH, "size_hidden": _WIDTH, "size_hidden_fb": _WIDTH,
     "hidden_activation": Key("name", choices=tuple(ACTIVATIONS)),
     "conv_channels": Key("channels", nullable=True),
     "initialization": Key("name", choices=tuple(INITIALIZATIONS)),
     "double_precision": _BOOL,
-    # learning rule (SPEC §2, §4)
+    # learning rule (docs/algorithms.md#targets-and-the-forward-update, docs/algorithms.md#the-learning-rules)
     "target_stepsize": _POSITIVE,
     "sigma": Key("number", low=0, low_open=True, nullable=True, per_replica=True),
     "gn_damping": Key("number", low=0, per_layer="layers"),
     "hessian_damping": _NON_NEGATIVE,
     "fb_activation": Key("name", choices=tuple(ACTIVATIONS), nullable=True),
-    # forward optimiser (SPEC §5.1): lr and ε may be one per layer (the CNN configurations, SPEC §8.5)
+    # forward optimiser (docs/algorithms.md#optimisers): lr and ε may be one per layer (the CNN configurations,
+    # docs/algorithms.md#cnn-optimisers-and-schedule)
     "lr": Key("number", low=0, low_open=True, per_layer="layers", per_replica=True),
     "normalize_lr": _BOOL, "beta1": _BETA, "beta2": _BETA,
     "epsilon": Key("number", low=0, low_open=True, per_layer="layers", per_replica=True),
     "forward_wd": _NON_NEGATIVE,
-    # feedback optimiser (SPEC §3)
+    # feedback optimiser (docs/algorithms.md#training-the-feedback)
     "lr_fb": Key("number", low=0, low_open=True, nullable=True, per_replica=True),
     "beta1_fb": _BETA, "beta2_fb": _BETA, "epsilon_fb": _POSITIVE, "feedback_wd": _NON_NEGATIVE,
-    # schedule (SPEC §5.2)
+    # schedule (docs/algorithms.md#one-minibatch-one-epoch)
     "epochs": _EPOCHS, "batch_size": _SIZE, "epochs_fb": _EPOCHS, "extra_fb_epochs": _EPOCHS,
     "extra_fb_minibatches": _COUNT,
-    # data (SPEC §5.3, §6)
+    # data (docs/algorithms.md#validation-split-and-minibatches, docs/algorithms.md#frozen-mnist)
     "no_val_set": _BOOL, "only_train_first_layer": _BOOL,
-    # alignment (SPEC §7)
+    # alignment (docs/algorithms.md#alignment-with-bp-and-gnt-updates)
     "log_interval": _SIZE, "log_alignment": _BOOL,
     "gn_damping_per_hidden_layer": Key("number", low=0, nullable=True, per_layer="hidden"),
     "log_alignment_ggn": _BOOL,
@@ -164,7 +167,8 @@ def check_config(cfg: Mapping[str, Any], trains_feedback: Callable[[str], bool] 
     (``trains_feedback(rule)``), the damping reference that alignment logging needs."""
     _check_key("num_hidden", KEYS["num_hidden"], cfg.get("num_hidden"), 0)
     cnn = cfg.get("model") == "cnn"
-    fixed = catalog.model(cfg.get("model", "mlp")).hidden_layers  # the CNN's: conv 1, conv 2, FC 3 (SPEC §8.1)
+    # the CNN's: conv 1, conv 2, FC 3 (docs/algorithms.md#cnn-architecture)
+    fixed = catalog.model(cfg.get("model", "mlp")).hidden_layers
     if fixed is not None and cfg["num_hidden"] != fixed:
         raise ConfigError(f"the {cfg['model']} network has {fixed} hidden layers "
                           f"({catalog.model(cfg['model']).description}): num_hidden must be {fixed}, "
@@ -176,7 +180,7 @@ def check_config(cfg: Mapping[str, Any], trains_feedback: Callable[[str], bool] 
     if cnn and cfg.get("conv_channels") is None:
         raise ConfigError(f"conv_channels must be {KEYS['conv_channels'].allowed()} for the CNN, got None")
     if cnn and cfg.get("initialization") != "xavier_normal":
-        raise ConfigError(f"the CNN (SPEC §8) is initialised xavier_normal only; got initialization "
+        raise ConfigError(f"the CNN (docs/algorithms.md#the-cnn-table-3) is initialised xavier_normal only; got initialization "
                           f"{cfg.get('initialization')!r}")
     if trains_feedback is not None and "rule" in cfg and trains_feedback(cfg["rule"]):
         for name in ("lr_fb", "sigma"):

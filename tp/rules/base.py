@@ -75,8 +75,10 @@ class Rule:
     has_feedback: ClassVar[bool] = False
     #: the rule's feedback parameters are trained (has a reconstruction loss)
     trains_feedback: ClassVar[bool] = False
-    #: the networks the rule trains (the models of :mod:`tp.models`): "mlp" (tp.MLP, SPEC §1) and/or "cnn"
-    #: (tp.cnn.ConvNet, SPEC §8); the rule itself sees only the network interface of :mod:`tp.interface`
+    #: the networks the rule trains (the models of :mod:`tp.models`): "mlp" (tp.MLP,
+    #: docs/algorithms.md#the-fully-connected-networks) and/or "cnn"
+    #: (tp.cnn.ConvNet, docs/algorithms.md#the-cnn-table-3); the rule itself sees only the network interface of
+    #: :mod:`tp.interface`
     networks: ClassVar[tuple[str, ...]] = ("mlp",)
 
     def __init__(self, **hyperparameters: Any):
@@ -124,12 +126,14 @@ class Rule:
     # ------------------------------------------------------------------------------ network and init
     def forward_bias(self, num_layers: int) -> tuple[bool, ...]:
         """Which layers of the fully connected network have a bias in the official network of this rule
-        (SPEC §1, §12.4).  (The CNN's layout is fixed by SPEC §8.1: every layer has one.)"""
+        (docs/algorithms.md#the-fully-connected-networks, docs/algorithms.md#no-bias-in-the-last-hidden-layer).  (The
+        CNN's layout is fixed by docs/algorithms.md#cnn-architecture: every layer has one.)"""
         return (True,) * num_layers
 
     def build_network(self, sizes, hidden_activation: str = "tanh", output_activation: str = "linear",
                       loss: str = "cross_entropy", dtype: torch.dtype = torch.float64) -> MLP:
-        """The SPEC §1 fully connected network with this rule's bias layout (:meth:`forward_bias`); the same
+        """The docs/algorithms.md#the-fully-connected-networks fully connected network with this rule's bias layout
+        (:meth:`forward_bias`); the same
         construction as :func:`tp.models.build_model` for ``model: mlp``."""
         return MLP.build(sizes, hidden_activation, output_activation, self.forward_bias(len(sizes) - 1),
                          loss, dtype)
@@ -175,7 +179,8 @@ class Rule:
     def step(self, net: Network, params: Params, feedback: Params, x: Tensor, y: Tensor,
              generator: Generators | None = None, noise: Mapping[int, Tensor] | None = None) -> StepResult:
         """One minibatch: forward update and (if trained) feedback gradients, both at the same
-        (pre-update) parameters and on the same forward pass, as in the official loop (SPEC §5.2)."""
+        (pre-update) parameters and on the same forward pass, as in the official loop
+        (docs/algorithms.md#one-minibatch-one-epoch)."""
         fwd = net.forward(params, x)
         result = self._forward_update(net, params, feedback, fwd, y)
         if self.trains_feedback:

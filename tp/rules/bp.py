@@ -1,4 +1,5 @@
-"""BP: error back-propagation (SPEC §4.1): the network's own chain rule (explicit tensor algebra for the MLP,
+"""BP: error back-propagation (docs/algorithms.md#bp): the network's own chain rule (explicit tensor algebra for the
+MLP,
 autograd through conv and max-pool for the CNN)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ __all__ = ["BP", "backprop_gradients"]
 
 def backprop_gradients(net: Network, params: Params, fwd: Forward, dL_dhL: Tensor) -> Params:
     """∂ℒ/∂θ for every forward parameter given ∂ℒ/∂h_L (..., B, n_L): the network's chain rule
-    (:meth:`tp.interface.Network.backprop_gradients`; for the MLP written out, SPEC §4.1)."""
+    (:meth:`tp.interface.Network.backprop_gradients`; for the MLP written out, docs/algorithms.md#bp)."""
     return net.backprop_gradients(params, fwd, dL_dhL)
 
 

@@ -1,4 +1,5 @@
-"""DDTP-linear and DDTP-control: direct linear feedback from the output (SPEC §4.5, §4.6)."""
+"""DDTP-linear and DDTP-control: direct linear feedback from the output (docs/algorithms.md#ddtp-linear,
+docs/algorithms.md#ddtp-control)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ class DDTPLinear(DirectFeedbackRule):
     """DDTP-linear (paper §3.3): g_i(z) = Q_i z + d_i trained with the difference reconstruction loss
     (DRL, paper eq. 10).  For linear g_i the DRL residual is h_i + Q_i(ỹ − h_L) − h̃_i, so d_i gets a zero
     gradient.  No bias on the last hidden layer (forward and feedback), as in the official code
-    (SPEC §12.4)."""
+    (docs/algorithms.md#no-bias-in-the-last-hidden-layer)."""
 
     name = "ddtp-linear"
     paper_name = "DDTP-linear"

@@ -1,4 +1,5 @@
-"""Direct feedback from the output to every hidden layer: the DDTP family and DFA (SPEC §4.2, §4.5–4.8).
+"""Direct feedback from the output to every hidden layer: the DDTP family and DFA (docs/algorithms.md#dfa,
+docs/algorithms.md#the-learning-rules).
 
 Every hidden layer i = 1…L−1 has a feedback map g_i from the output space,
 
@@ -10,15 +11,17 @@ the fixed random hidden layer s(z) = tanh(R z + r) (DDTP-RHL) or [s(z); h_i] wit
 
     ĥ_i = g_i(ĥ_L) + h_i − g_i(h_L),
 
-and the forward update is the local-loss gradient of SPEC §2.2.  DDTP-GGN (paper Appendix D, beyond the paper)
+and the forward update is the local-loss gradient of docs/algorithms.md#the-local-layer-loss.  DDTP-GGN (paper Appendix
+D, beyond the paper)
 reads the output through a per-sample linear map instead of as it is (:class:`OutputSpace`: z = R h_L with R
 the root of the loss Hessian, output target ẑ = z − R⁺(h_L − ĥ_L)).  The feedback losses (one block per
 hidden layer i, noise ε on h_i, ỹ = F_{i→L}(h_i + ε)):
 
-* DRL (paper eq. 10, SPEC §4.5(d)):  (1/σ²) · mean_{b,units} (g_i(ỹ) + h_i − g_i(h_L) − (h_i + ε))²
-* control (SPEC §4.6(d)):           mean_{b,units} (g_i(ỹ) − (h_i + ε))²
+* DRL (paper eq. 10, docs/algorithms.md#ddtp-linear):  (1/σ²) · mean_{b,units} (g_i(ỹ) + h_i − g_i(h_L) − (h_i + ε))²
+* control (docs/algorithms.md#ddtp-control):           mean_{b,units} (g_i(ỹ) − (h_i + ε))²
 
-The same rules train the CNN of SPEC §8 (DFA, DDTP-linear, DDTP-control; SPEC §8.2–8.4): the feedback maps
+The same rules train the CNN of docs/algorithms.md#the-cnn-table-3 (DFA, DDTP-linear, DDTP-control;
+docs/algorithms.md#the-cnn-table-3): the feedback maps
 live in the flattened layer space ℝ^{n_i} (a conv block's g_k(z) = reshape(Q_k z) to (C, H, W)), the noise is
 on the max-pool outputs, and the network supplies its own local loss (:mod:`tp.interface`).  A feedback map
 has a bias d_i where its layer is dense and has a forward bias.
@@ -99,11 +102,12 @@ class DirectFeedbackRule(Rule):
     def forward_bias(self, num_layers: int) -> tuple[bool, ...]:
         bias = [True] * num_layers
         if not self.last_hidden_bias and num_layers >= 2:
-            bias[num_layers - 2] = False  # layer L−1 (SPEC §12.4)
+            bias[num_layers - 2] = False  # layer L−1 (docs/algorithms.md#no-bias-in-the-last-hidden-layer)
         return tuple(bias)
 
     def _uses_random_layer(self, net: Network, i: int) -> bool:
-        return self.random_layer and i <= net.L - 2  # layer L−1 bypasses it (SPEC §12.5)
+        # layer L−1 bypasses it (docs/algorithms.md#the-last-hidden-layer-of-ddtp-rhl-skips-the-random-layer)
+        return self.random_layer and i <= net.L - 2
 
     def _feature_size(self, net: Network, i: int) -> int:
         if not self._uses_random_layer(net, i):
@@ -113,7 +117,7 @@ class DirectFeedbackRule(Rule):
 
     def init_feedback(self, net: Network, generator: Generators, device=None) -> Params:
         """Q_i Xavier normal on the full (n_i × features) matrix, d_i = 0; DDTP-RHL's random layer
-        R, r ~ U(−1/√n_L, 1/√n_L) (PyTorch's ``nn.Linear`` default, SPEC §1)."""
+        R, r ~ U(−1/√n_L, 1/√n_L) (PyTorch's ``nn.Linear`` default, docs/algorithms.md#the-fully-connected-networks)."""
         fb: Params = {}
         n_L = net.sizes[-1]
         if self.random_layer:
@@ -129,7 +133,8 @@ class DirectFeedbackRule(Rule):
 
     def _has_fb_bias(self, net: Network, i: int) -> bool:
         """d_i exists where layer i is dense and has a forward bias (the MLP: not on layer L−1 without
-        ``last_hidden_bias``, SPEC §12.4; the CNN: d_3 only, SPEC §8.2)."""
+        ``last_hidden_bias``, docs/algorithms.md#no-bias-in-the-last-hidden-layer; the CNN: d_3 only,
+        docs/algorithms.md#cnn-targets)."""
         return net.bias[i - 1] and len(net.layer_shapes[i]) == 1
 
     def trainable_feedback(self, feedback) -> list[str]:

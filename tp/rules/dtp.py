@@ -1,4 +1,5 @@
-"""Layer-wise difference target propagation: DTP (Lee et al. 2015) and DTPDRL (SPEC §4.3, §4.4).
+"""Layer-wise difference target propagation: DTP (Lee et al. 2015) and DTPDRL
+(docs/algorithms.md#dtp-and-dtp-pre-trained, docs/algorithms.md#dtpdrl).
 
 Feedback maps g_i : ℝ^{n_i} → ℝ^{n_{i−1}}, i = 2…L,   g_i(z) = ψ(Q_i z + d_i)   (ψ = tanh in all configs,
 also for g_L, which inverts the linear output layer).  Targets follow the difference-corrected chain of
@@ -27,7 +28,7 @@ from .base import REQUIRED, Rule, StepResult
 
 __all__ = ["DTP", "DTPDRL", "DTP_SIGMA_FLOOR"]
 
-#: the DTP loss uses 1/max(σ, 0.02)² (SPEC §4.3 (d))
+#: the DTP loss uses 1/max(σ, 0.02)² (docs/algorithms.md#dtp-and-dtp-pre-trained)
 DTP_SIGMA_FLOOR = 0.02
 
 
@@ -97,7 +98,7 @@ class DTP(Rule):
 
 class DTPDRL(DTP):
     """DTP's layer-wise feedback trained with the difference reconstruction loss (DRL) through the
-    difference-corrected chain of the upper feedback maps (SPEC §4.4)."""
+    difference-corrected chain of the upper feedback maps (docs/algorithms.md#dtpdrl)."""
 
     name = "dtpdrl"
     paper_name = "DTPDRL"

@@ -15,7 +15,7 @@ for all trials so that they differ only in their hyperparameters — and tells t
 the study holds ``trials`` ended trials.  Trial k trains in ``OUT/trials/kkkk`` (a normal run folder).
 
 * A diverged trial (NaN/inf) is told as FAILED, never as a value.  A run stopped by the official early stop
-  (SPEC §15) is told as PRUNED with its per-epoch objective values as intermediate values.
+  (docs/algorithms.md#the-early-stop) is told as PRUNED with its per-epoch objective values as intermediate values.
 * Resume: a trial left RUNNING by a process that died (same host: its PID is gone; another host: no heartbeat
   — sent every minute while it trains — for ``stale_after`` seconds) is marked FAILED and asked again with the
   same values in the same folder, so its training resumes from the checkpoint there.  A worker whose share is

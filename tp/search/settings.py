@@ -32,7 +32,8 @@ class SearchSettings:
     startup_trials: int = 10  # random trials before TPE models the objective (Optuna's default)
     stale_after: float = 3600.0  # seconds without a heartbeat after which another host's trial is orphaned
     space_file: Path | None = None
-    median_pruner: bool = False  # Optuna's median pruner on the per-epoch objective (besides SPEC §15's stop)
+    # Optuna's median pruner on the per-epoch objective (besides docs/algorithms.md#the-early-stop's stop)
+    median_pruner: bool = False
     poll_seconds: float = 30.0  # how often a worker whose share is done looks at the others' trials
     #: where the trials' data comes from (a fixed value of the study): ``data_source`` (real / synthetic) and
     #: ``data_sha256`` (the files' digests) of :meth:`tp.data.DataSplits.summary_fields`; None: not known

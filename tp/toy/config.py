@@ -1,4 +1,5 @@
-"""The toy experiments' configuration (``tp/configs/toy.yaml``, SPEC §9): its hyperparameters per figure."""
+"""The toy experiments' configuration (``tp/configs/toy.yaml``, docs/algorithms.md#the-toy-experiments-fig-2-s3): its
+hyperparameters per figure."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def nullspace_hyperparameters(method: str, config: Mapping[str, Any] | None = No
 
 
 def output_space_hyperparameters(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Flat hyperparameters of Fig. S3 (official keys plus the ``spec_defaults`` of SPEC §9.3) and
+    """Flat hyperparameters of Fig. S3 (official keys plus the ``spec_defaults`` of
+    docs/algorithms.md#fig-s3-direction-of-the-output-change) and
     ``sizes``."""
     cfg = dict((config or load_toy_config())["figS3_output_space"])
     hp = {k: v for k, v in cfg.items() if k != "spec_defaults"}

@@ -1,4 +1,5 @@
-"""Fig. 2: the null-space component of the forward updates (paper §3.3, Theorem 5; SPEC §9.2)."""
+"""Fig. 2: the null-space component of the forward updates (paper §3.3, Theorem 5;
+docs/algorithms.md#fig-2-null-space-component-of-the-updates)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,9 @@ def nullspace_basis(J: Tensor, rank: int | None = None, tol: float | None = None
     """Orthonormal basis (columns) of N(J) from the full SVD J = U S Vᵀ: the right singular vectors
     beyond the first ``rank``.
 
-    ``rank`` defaults to min(n_L, columns) (SPEC §15: the per-sample Jacobian has rank n_L generically; the
+    ``rank`` defaults to min(n_L, columns) (docs/algorithms.md#fig-2-null-space-component-of-the-updates: the per-sample
+    Jacobian has rank n_L
+    generically; the
     official 10⁻¹² singular-value threshold is meaningless in float32).  With ``tol`` the rank is the
     number of singular values ≥ tol instead (the official rule).  Returns (columns, columns − rank).
     """
@@ -72,7 +75,8 @@ def nullspace_basis(J: Tensor, rank: int | None = None, tol: float | None = None
 def nullspace_ratios(net: MLP, params: Params, x: Tensor, updates: Mapping[int, Tensor],
                      rank: int | None = None) -> dict[int, float]:
     """``{i: ρ_i}``, ρ_i = ‖P_{N(J)} vec(ΔW_i)‖ / ‖vec(ΔW_i)‖ with J = ∂h_L/∂vec(W_i) at sample x (1, n_0),
-    for the updates ``{i: ΔW_i}`` (n_i, n_{i−1}) (SPEC §9.2).  A zero update gives NaN."""
+    for the updates ``{i: ΔW_i}`` (n_i, n_{i−1}) (docs/algorithms.md#fig-2-null-space-component-of-the-updates).  A zero
+    update gives NaN."""
     J = weight_jacobians(net, params, x, list(updates))
     out = {}
     for i, dW in updates.items():
@@ -84,7 +88,8 @@ def nullspace_ratios(net: MLP, params: Params, x: Tensor, updates: Mapping[int, 
 
 def nullspace_ratio(net: MLP, params: Params, x: Tensor, update_W: Tensor, layer: int,
                     rank: int | None = None) -> float:
-    """ρ = ‖P_{N(J)} vec(ΔW)‖ / ‖vec(ΔW)‖ for ONE sample x (1, n_0), J = ∂h_L/∂vec(W_layer) (SPEC §9.2, §15)."""
+    """ρ = ‖P_{N(J)} vec(ΔW)‖ / ‖vec(ΔW)‖ for ONE sample x (1, n_0), J = ∂h_L/∂vec(W_layer)
+    (docs/algorithms.md#fig-2-null-space-component-of-the-updates)."""
     return nullspace_ratios(net, params, x, {layer: update_W}, rank)[layer]
 
 
@@ -106,14 +111,15 @@ def nullspace_experiment(method: str, hp: Mapping[str, Any] | None = None, seed:
                          num_test: int | None = None, log_interval: int | None = None,
                          dtype: torch.dtype | None = None,
                          progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """The Fig. 2 run of one method (SPEC §9.2); returns tidy records
+    """The Fig. 2 run of one method (docs/algorithms.md#fig-2-null-space-component-of-the-updates); returns tidy records
     ``{method, epoch, sample, layer, ratio}`` (epoch 1-based, sample = position within the epoch).
 
     ``method``: ``dtp-pretrained`` (rule ``dtp``, layer-wise tanh feedback, DTP loss) or ``ddtp-linear``
     (DRL).  ``hp``: the flat hyperparameters (default :func:`nullspace_hyperparameters` of
     tp/configs/toy.yaml).  The keyword arguments override ``hp`` (tiny runs for tests).
 
-    Schedule (SPEC §5.2 with ``freeze_forward_weights``): ``epochs_fb`` feedback-only epochs; then
+    Schedule (docs/algorithms.md#one-minibatch-one-epoch with ``freeze_forward_weights``): ``epochs_fb`` feedback-only
+    epochs; then
     ``epochs`` epochs in which every sample (batch size 1, shuffled) gives the forward update ΔW_i (the
     local-loss gradient, computed and never applied) and one feedback SGD step, followed by
     ``extra_fb_epochs`` feedback-only epochs.  At every ``log_interval``-th sample of a training epoch ρ_i

@@ -1,4 +1,5 @@
-"""Fig. S3: the direction of the output change under GNT and BP (SPEC §9.3)."""
+"""Fig. S3: the direction of the output change under GNT and BP
+(docs/algorithms.md#fig-s3-direction-of-the-output-change)."""
 
 from __future__ import annotations
 
@@ -48,13 +49,14 @@ class OutputSpaceResult:
 def output_space_experiment(seed: int | None = None, hp: Mapping[str, Any] | None = None, *,
                             lr: float | None = None, dtype: torch.dtype | None = None,
                             grid_points: int | None = None) -> OutputSpaceResult:
-    """Fig. S3 (SPEC §9.3): one SGD step of GNT and of BP on the single validation sample.
+    """Fig. S3 (docs/algorithms.md#fig-s3-direction-of-the-output-change): one SGD step of GNT and of BP on the single
+    validation sample.
 
     Network 4→4→4→2, tanh hidden, linear output, no biases, Xavier-uniform init, MSE loss, float32; data
     :func:`tp.data.student_teacher` (1000 train, 1000 test, 1 validation sample) with ``seed`` (default
     the config's ``random_seed`` = 93), which also seeds the initialisation.
     GNT: targets ĥ_i = h_i − J_i⁺ ∂ℒ/∂h_L (λ = 0) for layers 1, 2, 3 (output included) and the local-loss
-    gradients (SPEC §4.9); BP: the gradient of the MSE.  Each is applied once as W_i ← W_i − lr·ΔW_i to
+    gradients (docs/algorithms.md#gnt); BP: the gradient of the MSE.  Each is applied once as W_i ← W_i − lr·ΔW_i to
     all layers simultaneously; Δy = y_after − y_before.
     """
     hp = dict(output_space_hyperparameters() if hp is None else hp)

@@ -1,4 +1,4 @@
-"""The training loop of SPEC §5, in parts (see docs/architecture.md):
+"""The training loop of docs/algorithms.md#the-training-schedule, in parts (see docs/architecture.md):
 
 * :mod:`.options` — :class:`TrainOptions`, how runs train (device, fast path, logging, hooks, …);
 * :mod:`.api` — the one training entry :func:`train_runs` and its wrappers :func:`train` (one run),
@@ -10,7 +10,7 @@
   pruned, finished) → persist;
 * :mod:`.hooks` — what the loop calls besides training: alignment logging, the damping search (official
   and paired);
-* :mod:`.evaluation` — loss and accuracy over a split (SPEC §5.4);
+* :mod:`.evaluation` — loss and accuracy over a split (docs/algorithms.md#what-a-run-reports);
 * :mod:`.records` — summary, provenance, atomic writes, CSV files;
 * :mod:`.resume` — finished seeds, checkpoints, the same-run check;
 * :mod:`.progress` — the progress bar.

@@ -131,7 +131,7 @@ def train_runs(kind: str, cfgs: Sequence[Mapping], data: DataSplits, seeds: Sequ
                     (out / CHECKPOINT).unlink(missing_ok=True)
                 continue
             pending.append((pos, resume_point(out)))
-        data = data.to(options.device, dtype_of(cfgs[0]))  # SPEC §1
+        data = data.to(options.device, dtype_of(cfgs[0]))  # docs/algorithms.md#the-fully-connected-networks
         for key in sorted({k for _, k in pending}):
             block = [pos for pos, k in pending if k == key]
             sub = data if rows is None or len(block) == len(seeds) else replica_subset(data, block)

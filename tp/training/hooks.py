@@ -1,5 +1,6 @@
 """Things the training loop calls at fixed points, beside the training itself: alignment logging
-(SPEC §7.1) and the Table S7 damping search (SPEC §7.2), and any hook a caller passes
+(docs/algorithms.md#when-the-angles-are-measured) and the Table S7 damping search
+(docs/algorithms.md#the-damping-search-table-s7), and any hook a caller passes
 (``train(..., hooks=[...])``).
 
 A :class:`Hook` may act at three points, each optional:
@@ -47,7 +48,8 @@ class Hook:
 
 
 class AlignmentLogger(Hook):
-    """SPEC §7.1: every ``log_interval`` minibatches, the angles between the method's update and the BP
+    """docs/algorithms.md#when-the-angles-are-measured: every ``log_interval`` minibatches, the angles between the
+    method's update and the BP
     and damped-GNT updates of every layer (with ``ggn``, also damped GGN: beyond the paper), before the step;
     rows kept in the seed's record (``alignment.csv``).  One seed per process."""
 
@@ -70,7 +72,8 @@ def _damping_of(damping, layer: int):
 
 
 class DampingSearch(Hook):
-    """SPEC §7.2: after the damping tuning's ``damping_search_after`` training epochs (3, :mod:`tp.catalog`),
+    """docs/algorithms.md#the-damping-search-table-s7: after the damping tuning's ``damping_search_after`` training
+    epochs (3, :mod:`tp.catalog`),
     :func:`damping_search` (the official procedure), then :func:`paired_damping_search` on the same frozen
     network, then the seed ends (status ``finished``, message naming both selections per hidden layer)."""
 
@@ -86,7 +89,7 @@ class DampingSearch(Hook):
         rec.damping_paired = paired_damping_search(block.run)  # after: the official passes are as they were
         best, within = paired_selection(rec.damping_paired)
         rec.status = "finished"
-        rec.message = (f"damping search after {epoch} epochs (SPEC §7.2); selected per hidden layer: "
+        rec.message = (f"damping search after {epoch} epochs (docs/algorithms.md#the-damping-search-table-s7); selected per hidden layer: "
                        f"{selected_damping(rec.damping)}; paired search ({rec.damping_paired[0]['batches']} "
                        f"minibatches): {best}, within 2 SE of the minimum: {within}")
         block.log(rec.message)
@@ -105,7 +108,8 @@ def config_hooks(cfg: dict) -> list[Hook]:
 
 @torch.no_grad()
 def damping_search(run: Run) -> list[dict]:
-    """Table S7 (SPEC §7.2): with every parameter frozen, for each λ ∈ Λ one pass over the shuffled
+    """Table S7 (docs/algorithms.md#the-damping-search-table-s7): with every parameter frozen, for each λ ∈ Λ one pass
+    over the shuffled
     training set; on the minibatches with index ≡ 0 (mod log_interval) the angle between the method's
     update and the damped-GNT update of every hidden layer; averaged per (λ, layer)."""
     rows = []

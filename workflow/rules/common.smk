@@ -141,7 +141,7 @@ RUN_CELLS = sorted({(spec["tuning"], m, d) for spec in config["tables"].values()
 ALIGN = config.get("alignment") or {"seed": 42, "datasets": [], "methods": [], "smooth": 30}
 ALIGN_DATASETS = [d for d in ALIGN["datasets"] if usable(d)]
 ALIGN_CELLS = [(m, d) for d in ALIGN_DATASETS for m in ALIGN["methods"] if has_config("alignment", m, d)]
-#: figure name(s) of each dataset's alignment grid (SPEC Q5; Fig. 4 is the condensed Fashion-MNIST view; tp.catalog)
+#: figure name(s) of each dataset's alignment grid (docs/algorithms.md#reading-the-alignment-figures; Fig. 4 is the condensed Fashion-MNIST view; tp.catalog)
 ALIGN_FIGURES = {slug: list(d.alignment_figures) for slug, d in CATALOG.items() if d.alignment_figures}
 # more seeds of some damping searches (Table S7's reproducibility, issue 23) and the runs beyond the paper
 # (issue 22): their cells, checked here; their rules and outputs in beyond.smk

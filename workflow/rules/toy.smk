@@ -1,4 +1,4 @@
-# The toy experiments (SPEC §9): Fig. 2 (null-space component of the updates, DTP (pre-trained) vs
+# The toy experiments (docs/algorithms.md#the-toy-experiments-fig-2-s3): Fig. 2 (null-space component of the updates, DTP (pre-trained) vs
 # DDTP-linear) and Fig. S3 (direction of the output change of one GNT and one BP step).  Seconds on a CPU.
 #
 # A shell rule, like rule train, so that committed toy outputs count as done: a `script:` rule reruns whenever

@@ -9,7 +9,7 @@
 #   a seed's result equals its single-seed run up to rounding.  The alignment and damping runs (one seed)
 #   stay single-seed jobs.
 # Tuning "damping" is the damping search of Table S7, a tuning of tp.catalog like the others (the alignment
-# configuration with the search switched on, which stops after its 3rd epoch, SPEC §7.2).
+# configuration with the search switched on, which stops after its 3rd epoch, docs/algorithms.md#the-damping-search-table-s7).
 
 
 def epochs_arg(wildcards):

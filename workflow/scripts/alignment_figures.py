@@ -1,4 +1,5 @@
-"""Alignment figures (Fig. 4, S4-S7; SPEC §7.1, Q5): angle of each method's weight update with the BP
+"""Alignment figures (Fig. 4, S4-S7; docs/algorithms.md#when-the-angles-are-measured,
+docs/algorithms.md#reading-the-alignment-figures): angle of each method's weight update with the BP
 gradient and with the damped-GNT update, per hidden layer, over training.
 
 For each method and layer the sequence of logged angles is smoothed with a rolling mean (window
@@ -30,7 +31,7 @@ REFERENCES = {"bp": "BP gradient", "gnt": "damped GNT", "ggn": "damped GGN", "gg
 CONDENSED = ("BP gradient", "damped GNT")
 #: line styles cycled over the methods of the condensed view (colour alone does not keep 10 apart)
 LINESTYLES = ["-", "--", "-.", ":"]
-#: column titles of the CNN's hidden layers (SPEC §8.1)
+#: column titles of the CNN's hidden layers (docs/algorithms.md#cnn-architecture)
 CNN_LAYERS = {1: "conv block 1", 2: "conv block 2", 3: "FC layer 3"}
 
 

@@ -4,7 +4,8 @@ mean angle between the method's update and the damped GNT update against λ, one
 Solid lines with error bars: the paired search (tp.damping; the same minibatches for every λ), mean ± 2
 standard errors of the mean; a filled marker is a λ within 2 SE of the paired difference to the layer's
 minimum ("any of" in Table S7), a hollow one is told apart from it.  Dotted lines with crosses: the official
-procedure's means (SPEC §7.2; a few minibatches, different ones for every λ; no error bars).  The x-axis is
+procedure's means (docs/algorithms.md#the-damping-search-table-s7; a few minibatches, different ones for every λ; no
+error bars).  The x-axis is
 logarithmic, with λ = 0 drawn one decade left of the smallest positive λ (tick "0").  A run made before the
 paired search has only the dotted lines, and its panel says so.  Under the figure: data, epochs, networks,
 code version and device of its runs, read from their summaries.
@@ -94,7 +95,7 @@ def figure(runs, dataset: str, source: str):
     handles = [plt.Line2D([], [], color=colors[i], lw=1.2, label=f"hidden layer {i}") for i in layers] + [
         plt.Line2D([], [], color="grey", lw=1.2, marker="o",
                    label="paired: mean ± 2 SE (filled: within 2 SE of the min.)"),
-        plt.Line2D([], [], color="grey", lw=0.8, ls=":", marker="x", label="official procedure (SPEC §7.2)")]
+        plt.Line2D([], [], color="grey", lw=0.8, ls=":", marker="x", label="official procedure (docs/algorithms.md#the-damping-search-table-s7)")]
     fig.legend(handles=handles, loc="outside right upper", fontsize=6)
     fig.suptitle(f"Damping search (Table S7): {dataset}\nangle between the method's update and the damped GNT "
                  "update against λ" + (" — SYNTHETIC DATA, NOT A RESULT" if source == "synthetic" else ""),

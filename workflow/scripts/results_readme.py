@@ -148,7 +148,7 @@ def main(sm) -> None:
         if alignment:
             lines += ["Alignment of each method's weight updates with the BP gradient and the damped GNT update over "
                       "training (smoothed, ±1 std band), from the alignment-figure configurations (seed "
-                      f"{cfg.get('alignment', {}).get('seed')}); our reading of the lost captions (SPEC Q5): Fig. S4 = "
+                      f"{cfg.get('alignment', {}).get('seed')}); our reading of the lost captions (docs/algorithms.md#reading-the-alignment-figures): Fig. S4 = "
                       "Fashion-MNIST, S5 = MNIST, S6 = CIFAR-10 (MLP), S7 = CIFAR-10 (CNN: conv blocks 1, 2 and FC "
                       "layer 3), Fig. 4 = the first and last hidden layer of S4:", ""]
             lines += [f"* `figures/{name}` (and `.pdf`)" for name in alignment]

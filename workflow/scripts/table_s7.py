@@ -1,4 +1,5 @@
-"""Table S7: the GNT damping λ_i selected per hidden layer by the damping search (SPEC §7.2), per method
+"""Table S7: the GNT damping λ_i selected per hidden layer by the damping search
+(docs/algorithms.md#the-damping-search-table-s7), per method
 and dataset, next to the values the paper's alignment-figure configurations use; and beside it the paired
 search's choice (tp.damping, issue 23): its argmin, or "any of …" where the λ within 2 standard errors (of
 the paired difference) of the minimum cannot be told apart.  Runs made before the paired search say so.
@@ -123,7 +124,7 @@ def main(sm):
         searched = part[part.paired_cell != NOT_RUN_PAIRED]  # runs made before the paired search: one line
         minibatches = part.drop_duplicates(["method", "seed"]).paired_minibatches.dropna().astype(int)
         name = DATASETS[ds].paper_name
-        md += [f"*{name}*, official procedure (SPEC §7.2: one pass per λ, the minibatches ≡ 0 mod log_interval "
+        md += [f"*{name}*, official procedure (docs/algorithms.md#the-damping-search-table-s7: one pass per λ, the minibatches ≡ 0 mod log_interval "
                "of each pass)", "", official.to_markdown(), "",
                f"*{name}*, paired procedure (the same "
                + (f"{'/'.join(map(str, sorted(set(minibatches))))} minibatches" if len(minibatches) else "minibatches")
@@ -146,7 +147,7 @@ def main(sm):
     differing = int(tidy["differs"].sum()) if len(tidy) else 0
     md.append(f"* {differing} of {len(tidy)} selected values differ from the figure configurations' values. "
               "The search runs after 3 training epochs with all parameters frozen, over Λ = {0, 1e-5, …, 10}; "
-              "the paper's text says after two epochs (SPEC §7.2, Q7).")
+              "the paper's text says after two epochs (docs/algorithms.md#the-damping-search-table-s7).")
     ran = tidy[tidy.paired_cell != NOT_RUN_PAIRED] if len(tidy) else tidy
     undecided = int(ran.paired_cell.str.startswith("any of").sum()) if len(ran) else 0
     md.append("* The paired procedure (tp.damping) measures the same angle on one draw of full minibatches shared "

@@ -1,6 +1,7 @@
 """Table S7's reproducibility (issue 23): how often the damping searches of several seeds select the same λ.
 
-Per method, dataset and procedure (the official search, SPEC §7.2, and the paired one, tp.damping): over the
+Per method, dataset and procedure (the official search, docs/algorithms.md#the-damping-search-table-s7, and the paired
+one, tp.damping): over the
 hidden layers, the number where every finished seed selected the same λ (``same``) and, for the paired
 procedure, the number where the seeds' sets of λ "within 2 SE of the minimum" share a λ (``overlap``: the
 seeds' choices are compatible); the comparison itself is ``tp.damping.seed_agreement``.  A cell with fewer than
@@ -18,7 +19,7 @@ import pandas as pd
 from tp.catalog import DATASETS, METHODS
 from tp.damping import seed_agreement
 
-PROCEDURES = {"official": "official (SPEC §7.2)", "paired": "paired (tp.damping)"}
+PROCEDURES = {"official": "official (docs/algorithms.md#the-damping-search-table-s7)", "paired": "paired (tp.damping)"}
 COLUMNS = ["dataset", "method", "procedure", "dataset_slug", "method_slug", "seeds", "finished_seeds", "n",
            "layers", "same", "overlap", "choices", "cell"]
 

@@ -1,7 +1,8 @@
 """Aggregate run summaries into one of the paper's tables (CSV tidy, Markdown, LaTeX).
 
 Each cell is mean ± std (sample std, ddof = 1) over the seeds whose run *finished*; diverged and pruned
-runs (SPEC §12.13) and missing summaries are counted, shown in the cell and left out of the mean — never
+runs (docs/algorithms.md#the-early-stop) and missing summaries are counted, shown in the cell and left out of the mean —
+never
 turned into a number.  A (method, dataset) without an official configuration is shown as such.
 
 Run by Snakemake (``script:``) or by hand:
@@ -12,6 +13,7 @@ Run by Snakemake (``script:``) or by hand:
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -76,29 +78,44 @@ def rejected_notes(runs: pd.DataFrame) -> list[str]:
             "to train it again." for r in bad.itertuples()]
 
 
+#: the sections of the specification the project was first checked against that the messages of runs recorded
+#: before docs/algorithms.md existed cite, and the page's anchors that replace them
+_OLD_CITATIONS = re.compile(r"SPEC §(12\.13|7\.2)\b")
+_NOW = {"12.13": "docs/algorithms.md#the-early-stop", "7.2": "docs/algorithms.md#the-damping-search-table-s7"}
+
+
+def cited(message) -> str:
+    """A run's message as a table shows it: an older run's citation of the specification, which is not part of the
+    repository, as the anchor of docs/algorithms.md that says the same (issue 37)."""
+    return _OLD_CITATIONS.sub(lambda m: _NOW[m.group(1)], str(message))
+
+
 def stopped_notes(runs: pd.DataFrame, spec: dict, seeds=None) -> list[str]:
     """One note per accepted run of the table's cells that stopped early (diverged, or pruned by the official
-    early stop, SPEC §12.13): which run, after how many epochs, and its own message; never averaged."""
+    early stop, docs/algorithms.md#the-early-stop): which run, after how many epochs, and its own message; never
+    averaged."""
     mine = accepted(runs)
     if len(mine):
         mine = mine[(mine.tuning == spec["tuning"]) & mine.method.isin(spec["rows"]) & mine.dataset.isin(spec["columns"])
                     & mine.status.isin(["diverged", "pruned"]) & (mine.seed.isin(seeds) if seeds else True)]
     return [f"Stopped early, not averaged: {DATASETS[r.dataset].paper_name} {METHODS[r.method].paper_name} seed "
-            f"{r.seed}, {r.status} after {r.epochs_run} of {r.epochs_configured} epochs: {r.message}."
+            f"{r.seed}, {r.status} after {r.epochs_run} of {r.epochs_configured} epochs: {cited(r.message)}."
             for r in mine.sort_values(["dataset", "method", "seed"]).itertuples()] if len(mine) else []
 
 
 def cnn_description(runs: pd.DataFrame) -> str:
-    """The CNN of the table's runs (SPEC §8): its channels and FC width from the summaries."""
+    """The CNN of the table's runs (docs/algorithms.md#the-cnn-table-3): its channels and FC width from the
+    summaries."""
     cnn = runs[runs.model == "cnn"] if len(runs) else runs
     sizes = sorted({("/".join(map(str, r.conv_channels)), r.size_hidden) for r in cnn.itertuples()})
     shape = "; ".join(f"conv 5×5 with {c} channels, each with tanh and max-pool 3/2; FC {h} tanh; FC 10"
                       for c, h in sizes) or "none run yet"
-    return f"the network of SPEC §8 ({shape})"
+    return f"the network of docs/algorithms.md#the-cnn-table-3 ({shape})"
 
 
 def notes_for(spec: dict, runs: pd.DataFrame | None = None) -> list[str]:
-    """Footnotes the reader needs (SPEC §12.6, §15); network sizes and epochs from the runs."""
+    """Footnotes the reader needs (docs/algorithms.md#cifar-10-ddtp-control-builds-ddtp-linear,
+    docs/algorithms.md#the-early-stop); network sizes and epochs from the runs."""
     runs = load_runs([]) if runs is None else runs
     shown = {(r.method, r.dataset) for r in runs.itertuples()} if len(runs) else set()  # cells with a number
     notes = [n.text for n in CELL_NOTES if n.method in spec["rows"] and n.dataset in spec["columns"]

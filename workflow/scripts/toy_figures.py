@@ -1,4 +1,5 @@
-"""Fig. 2 and Fig. S3 of the paper: the toy experiments (SPEC §9.2, §9.3; library: tp.toy).
+"""Fig. 2 and Fig. S3 of the paper: the toy experiments (docs/algorithms.md#fig-2-null-space-component-of-the-updates,
+docs/algorithms.md#fig-s3-direction-of-the-output-change; library: tp.toy).
 
 Outputs (in --out-dir):
   fig2_nullspace.png/.pdf          bar chart of ‖ΔW₂^null‖/‖ΔW₂‖ (layer 2 = second hidden layer): bar = mean
