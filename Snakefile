@@ -40,6 +40,7 @@ include: "workflow/rules/curves.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/beyond.smk"
+include: "workflow/rules/claims.smk"
 
 
 rule all:
@@ -49,6 +50,7 @@ rule all:
         toy_outputs(),
         curve_outputs(),
         beyond_outputs(),
+        claims_outputs(),
         f"{RESULTS}/README.md",
         rules.datasets_missing.output if MISSING_DATA and not PARTIAL else [],  # (partial: a build, not a run)
     default_target: True

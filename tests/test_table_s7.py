@@ -5,6 +5,7 @@ procedures (issue 23)."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def test_table_s7_shows_both_procedures_and_says_why_old_runs_have_no_paired_cho
     for r in new:
         within = r["paired_within_2se"].split(";")
         assert f"{float(r['paired_selected']):g}" in within and r["paired_minibatches"] == "5"
-        assert r["paired_cell"] == script("table_s7").fmt_paired(float(r["paired_selected"]), map(float, within))
+        cell = script("table_s7").fmt_paired(float(r["paired_selected"]), map(float, within))
+        assert r["paired_cell"] == cell + (" [edge]" if r["paired_at_grid_edge"] == "True" else "")
     md = out["md"].read_text()
     assert "official procedure" in md and "paired procedure" in md
     assert "DDTP-linear (seed 42)" in md and "DTP (seed 1)" in md and "DTP (seed 2)" in md
@@ -91,3 +93,49 @@ def test_damping_figure_renders_new_and_committed_runs(runs, tmp_path):
         assert out["pdf"].stat().st_size > 1000
         with Image.open(out["png"]) as img:
             assert img.size[0] >= 600 and img.size[1] >= 400
+
+
+EDGE_RUN = {"method": "ddtp-rhl", "dataset": "mnist", "seed": 1, "status": "finished", "epochs_run": 3,
+            "code_version": "abc", "data_source": "real", "config": {"num_hidden": 5, "size_hidden": 256},
+            "damping_selected": [10.0, 1.0, 0.0, 1.0, 1e-5], "damping_paired_selected": [10.0, 10.0, 1.0, 0.0, 1.0],
+            "damping_paired_within_2se": [[10.0], [1.0, 10.0], [1.0], [0.0], [1.0]], "damping_paired_minibatches": 5}
+GRID = [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0]
+
+
+def test_a_choice_at_the_first_or_last_lambda_of_its_grid_is_marked(tmp_path):
+    import pandas as pd
+
+    module = script("table_s7")
+    rows = module.tidy_rows([EDGE_RUN])
+    assert [r["at_grid_edge"] for r in rows] == [True, False, True, False, False]
+    assert [r["paired_at_grid_edge"] for r in rows] == [True, True, False, True, False]
+    assert rows[1]["paired_cell"] == "any of 1, 10 [edge]" and rows[2]["paired_cell"] == "1"
+    # a run whose search went beyond λ = 10 (its own damping_search.csv): 10 is inside that grid
+    folder = tmp_path / "runs" / "damping" / "ddtp-rhl" / "mnist" / "seed1"
+    folder.mkdir(parents=True)
+    pd.DataFrame({"damping": GRID + [100.0], "layer": 1, "mean_angle": 1.0}).to_csv(folder / "damping_search.csv")
+    wider = module.tidy_rows([EDGE_RUN], [folder])
+    assert wider[0]["at_grid_edge"] is False and (wider[0]["grid_min"], wider[0]["grid_max"]) == (0.0, 100.0)
+    # the table: the cell and a note that counts them
+    (folder / "damping_search.csv").unlink()
+    (folder / "summary.json").write_text(json.dumps(EDGE_RUN))
+    out = {ext: tmp_path / f"tableS7.{ext}" for ext in ("csv", "md", "tex", "html")}
+    module.main(Job([folder / "summary.json"], out, cells=[("ddtp-rhl", "mnist")], datasets=["mnist"]))
+    md = out["md"].read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| DDTP-RHL "))
+    assert [c.strip() for c in row.strip("|").split("|")][1:4] == ["10 [edge] (1)", "1", "0 [edge] (1)"]
+    assert "[edge]: the choice is the first or last λ of its search's grid (λ = 0 or 10): 2 of 5 official " \
+           "choices and 3 of 5 paired choices" in md
+    assert next(csv.DictReader(open(out["csv"])))["at_grid_edge"] == "True"
+
+
+def test_the_damping_figure_stars_the_choices_at_the_grid_edge():
+    import pandas as pd
+
+    module = script("damping_figures")
+    curve = pd.DataFrame([{"damping": lam, "layer": layer, "mean_angle": 40.0 + layer + lam}
+                          for layer in range(1, 6) for lam in GRID])
+    edges = module.edge_choices({"summary": EDGE_RUN, "official": curve, "paired": curve})
+    assert edges == {1: (10.0, 51.0), 2: (10.0, 52.0), 4: (0.0, 44.0)}  # the paired choices
+    official = module.edge_choices({"summary": EDGE_RUN, "official": curve, "paired": None})
+    assert sorted(official) == [1, 3]  # runs without a paired search: the official choices

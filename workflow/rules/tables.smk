@@ -38,6 +38,7 @@ rule results_readme:
         toy_outputs(),
         curve_outputs(),
         lambda w: beyond_outputs(),  # (beyond.smk, included later)
+        lambda w: claims_outputs(),  # (claims.smk, included later)
         # the campaigns' record (written by campaign.py, not by a rule): a new or annotated row rebuilds the index
         lambda w: [p for p in [f"{RESULTS}/campaigns.csv"] if Path(p).exists()],
     output:

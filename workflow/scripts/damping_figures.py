@@ -5,9 +5,10 @@ Solid lines with error bars: the paired search (tp.damping; the same minibatches
 standard errors of the mean; a filled marker is a λ within 2 SE of the paired difference to the layer's
 minimum ("any of" in Table S7), a hollow one is told apart from it.  Dotted lines with crosses: the official
 procedure's means (docs/algorithms.md#the-damping-search-table-s7; a few minibatches, different ones for every λ; no
-error bars).  The x-axis is
-logarithmic, with λ = 0 drawn one decade left of the smallest positive λ (tick "0").  A run made before the
-paired search has only the dotted lines, and its panel says so.  Under the figure: data, epochs, networks,
+error bars).  A star marks a layer's choice (the paired λ*, else the official one) that is the first or last λ of its
+grid ("at the grid edge" in Table S7: at the top the best λ may lie beyond the grid), and the panel title names those
+layers.  The x-axis is logarithmic, with λ = 0 drawn one decade left of the smallest positive λ (tick "0").  A
+run made before the paired search has only the dotted lines, and its panel says so.  Under the figure: data, epochs, networks,
 code version and device of its runs, read from their summaries.
 """
 
@@ -49,9 +50,28 @@ def load(summaries, methods) -> list[dict]:
     return sorted(runs, key=lambda r: (rank[r["summary"]["method"]], r["summary"]["seed"]))
 
 
+def edge_choices(run) -> dict[int, tuple[float, float]]:
+    """layer → (λ, mean angle) of the choices at the grid edge: the paired λ* where the run has a paired search,
+    else the official choice; the edge is the first or last λ of that procedure's curve."""
+    s, curve = run["summary"], run["paired"] if run["paired"] is not None else run["official"]
+    chosen = s.get("damping_paired_selected") if run["paired"] is not None else s.get("damping_selected")
+    if curve is None or not chosen:
+        return {}
+    out = {}
+    for layer, lam in enumerate(chosen, start=1):
+        g = curve[curve.layer == layer]
+        if len(g) and lam in (g.damping.min(), g.damping.max()):
+            out[layer] = (lam, float(g[g.damping == lam].mean_angle.iloc[0]))
+    return out
+
+
 def panel(ax, run, colors, pos) -> None:
     s = run["summary"]
     title = f"{METHODS[s['method']].paper_name}, seed {s['seed']}"
+    edges = edge_choices(run)
+    for layer, (lam, value) in edges.items():
+        ax.scatter([pos[lam]], [value], marker="*", s=70, color=colors.get(layer, "black"), edgecolors="black",
+                   linewidths=0.5, zorder=4)
     if run["official"] is not None:
         for layer, g in run["official"].groupby("layer"):
             g = g.sort_values("damping")
@@ -69,6 +89,8 @@ def panel(ax, run, colors, pos) -> None:
         title += f" ({int(run['paired'].batches.max())} minibatches)"
     else:
         title += f"\n{NOT_RUN_PAIRED}"
+    if edges:
+        title += f"\nat the grid edge: layer{'s' if len(edges) > 1 else ''} {', '.join(map(str, edges))}"
     ax.set_title(title, fontsize=7)
 
 
@@ -95,7 +117,9 @@ def figure(runs, dataset: str, source: str):
     handles = [plt.Line2D([], [], color=colors[i], lw=1.2, label=f"hidden layer {i}") for i in layers] + [
         plt.Line2D([], [], color="grey", lw=1.2, marker="o",
                    label="paired: mean ± 2 SE (filled: within 2 SE of the min.)"),
-        plt.Line2D([], [], color="grey", lw=0.8, ls=":", marker="x", label="official procedure (docs/algorithms.md#the-damping-search-table-s7)")]
+        plt.Line2D([], [], color="grey", lw=0.8, ls=":", marker="x", label="official procedure (docs/algorithms.md#the-damping-search-table-s7)"),
+        plt.Line2D([], [], color="grey", lw=0, marker="*", markersize=9, markeredgecolor="black",
+                   label="choice at the grid edge")]
     fig.legend(handles=handles, loc="outside right upper", fontsize=6)
     fig.suptitle(f"Damping search (Table S7): {dataset}\nangle between the method's update and the damped GNT "
                  "update against λ" + (" — SYNTHETIC DATA, NOT A RESULT" if source == "synthetic" else ""),

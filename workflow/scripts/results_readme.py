@@ -77,6 +77,19 @@ def public_config(cfg: dict, base: Path) -> dict:
     return cfg
 
 
+def claims(results: Path) -> list[str]:
+    """One line on `claims.md` (workflow/scripts/claims.py), with its count of verdicts, when it exists."""
+    path = results / "claims.csv"
+    if not path.exists():
+        return []
+    per = pd.read_csv(path).drop_duplicates("claim_id").claim_verdict.value_counts()
+    pending, total = int(per.get("pending", 0)), int(per.sum())
+    return ["## The paper's claims", "", f"[`claims.md`](claims.md) (and `claims.csv`): each claim of the paper that "
+            f"these runs can test, with its test and verdict: {total - pending} of {total} claims tested: "
+            f"{int(per.get('supported', 0))} supported, {int(per.get('not supported', 0))} not supported, "
+            f"{int(per.get('contradicted', 0))} contradicted; {pending} pending (waiting for runs).", ""]
+
+
 def main(sm) -> None:
     results = Path(sm.params.results)
     cfg = sm.params.config
@@ -97,7 +110,7 @@ def main(sm) -> None:
              f"epochs: {'as configured' if cfg.get('epochs') is None else cfg['epochs']}; "
              f"overrides: {cfg.get('overrides') or 'none'}",
              "* run hyperparameters: `tp/configs/hyperparameters/` of that code version (the paper's final "
-             "configurations); the pipeline configuration is below.", "", "## Tables", ""]
+             "configurations); the pipeline configuration is below.", ""] + claims(results) + ["## Tables", ""]
     for name, spec in sm.params.tables.items():
         tidy = pd.read_csv(results / "tables" / f"{name}.csv")
         counts = {k: int(tidy[k].sum()) for k in ("n", "diverged", "pruned", "missing")}

@@ -18,6 +18,23 @@ from tp.config import resolve_config
 
 #: the paired columns of a run made before the paired search existed (its summary has no paired fields)
 NOT_RUN_PAIRED = "not run: made before the paired search"
+#: the mark of a choice that is the first or last λ of its search's grid
+EDGE = "[edge]"
+
+
+def grid(folder, name: str) -> list[float]:
+    """The λ grid a search of the run in ``folder`` went through (its ``name`` CSV: damping_search.csv,
+    damping_paired.csv), else the code's (tp.alignment.DAMPING_CANDIDATES)."""
+    path = Path(folder) / name if folder is not None else None
+    if path is not None and path.exists():
+        values = sorted({float(v) for v in pd.read_csv(path).damping})
+        if values:
+            return values
+    return sorted(DAMPING_CANDIDATES)
+
+
+def at_edge(lam, lams) -> bool:
+    return lam is not None and lam in (lams[0], lams[-1])
 
 
 def fmt(v):
@@ -68,11 +85,13 @@ def write_html(path, md: list[str]) -> None:
                           + "".join(body) + "</body></html>\n")
 
 
-def tidy_rows(summaries: list) -> list[dict]:
+def tidy_rows(summaries: list, folders: list | None = None) -> list[dict]:
     """One row per run and hidden layer: the official choice, the figure configuration's value, and the
-    paired choice (``paired_within_2se``: the λ within 2 SE of the minimum, ``;``-separated)."""
+    paired choice (``paired_within_2se``: the λ within 2 SE of the minimum, ``;``-separated); each marked when
+    it is the first or last λ of its search's grid (``grid_min``, ``grid_max``: the official search's)."""
     rows = []
-    for s in summaries:
+    for s, folder in zip(summaries, folders or [None] * len(summaries)):
+        official, paired = grid(folder, "damping_search.csv"), grid(folder, "damping_paired.csv")
         figure = resolve_config(s["method"], s["dataset"], "alignment")["gn_damping_per_hidden_layer"]
         selected = s.get("damping_selected") or []
         has_paired = s.get("damping_paired_selected") is not None
@@ -84,9 +103,25 @@ def tidy_rows(summaries: list) -> list[dict]:
                          "dataset_slug": s["dataset"], "method_slug": s["method"], "seed": s["seed"], "layer": i,
                          "selected": lam, "figure_config": fig_lam, "differs": lam != fig_lam,
                          "paired_selected": best, "paired_within_2se": ";".join(f"{v:g}" for v in within),
-                         "paired_cell": fmt_paired(best, within) if has_paired else NOT_RUN_PAIRED,
-                         "paired_minibatches": s.get("damping_paired_minibatches"), "status": s["status"]})
+                         "paired_cell": fmt_paired(best, within) + (f" {EDGE}" if at_edge(best, paired) else "")
+                         if has_paired else NOT_RUN_PAIRED,
+                         "paired_minibatches": s.get("damping_paired_minibatches"), "status": s["status"],
+                         "grid_min": official[0], "grid_max": official[-1], "at_grid_edge": at_edge(lam, official),
+                         "paired_at_grid_edge": at_edge(best, paired) if has_paired else None})
     return rows
+
+
+def edge_note(tidy: pd.DataFrame, ran: pd.DataFrame) -> str:
+    """How many choices are the first or last λ of their grid, and what that means."""
+    official = int(tidy.at_grid_edge.sum())
+    paired = int(ran.paired_at_grid_edge.astype(bool).sum()) if len(ran) else 0
+    lows = sorted({f"{v:g}" for v in tidy.grid_min}), sorted({f"{v:g}" for v in tidy.grid_max})
+    return (f"* {EDGE}: the choice is the first or last λ of its search's grid (λ = {', '.join(lows[0])} or "
+            f"{', '.join(lows[1])}): {official} of {len(tidy)} official choices"
+            + (f" and {paired} of {len(ran)} paired choices" if len(ran) else "")
+            + f". At the top ({', '.join(lows[1])}) the minimum may lie beyond the grid (a larger λ: an update still "
+            "closer to the gradient), so the search says only that λ is at least that large; at λ = 0 (the undamped "
+            "GNT update) there is no grid below.")
 
 
 def wide_table(part: pd.DataFrame, values: str, order: list[str]) -> pd.DataFrame:
@@ -103,8 +138,9 @@ def wide_table(part: pd.DataFrame, values: str, order: list[str]) -> pd.DataFram
 
 
 def main(sm):
-    summaries = [json.loads(Path(p).read_text()) for p in sm.input if str(p).endswith("summary.json")]
-    tidy = pd.DataFrame(tidy_rows(summaries))
+    paths = [Path(p) for p in sm.input if str(p).endswith("summary.json")]
+    summaries = [json.loads(p.read_text()) for p in paths]
+    tidy = pd.DataFrame(tidy_rows(summaries, [p.parent for p in paths]))
     if len(tidy):  # an integer column with empty fields for the runs without a paired search
         tidy["paired_minibatches"] = tidy["paired_minibatches"].astype("Int64")
     tidy.to_csv(sm.output.csv, index=False)
@@ -118,8 +154,8 @@ def main(sm):
         if not len(part):
             continue
         order = [METHODS[m].paper_name for m, d in sm.params.cells if d == ds]
-        cell = part.apply(lambda r: fmt(r.selected) + ("" if not r.differs else f" ({fmt(r.figure_config)})"),
-                          axis=1)
+        cell = part.apply(lambda r: fmt(r.selected) + (f" {EDGE}" if r.at_grid_edge else "")
+                          + ("" if not r.differs else f" ({fmt(r.figure_config)})"), axis=1)
         official = wide_table(part.assign(cell=cell), "cell", order)
         searched = part[part.paired_cell != NOT_RUN_PAIRED]  # runs made before the paired search: one line
         minibatches = part.drop_duplicates(["method", "seed"]).paired_minibatches.dropna().astype(int)
@@ -158,6 +194,8 @@ def main(sm):
               + (f"{undecided} of {len(ran)} paired values cannot be told apart from other λ. " if len(ran) else "")
               + (f"{len(tidy) - len(ran)} values have no paired search ({NOT_RUN_PAIRED})." if len(ran) < len(tidy)
                  else ""))
+    if len(tidy):
+        md.append(edge_note(tidy, ran))
     md.append(f"* {provenance(summaries, source)}")
     Path(sm.output.md).write_text("\n".join(md) + "\n")
     write_html(sm.output.html, md)
