@@ -123,6 +123,7 @@ def test_without_the_new_sections_the_dry_run_plans_none_of_their_jobs(tmp_path)
     ({"beyond_paper": {"tables": {"ggn_ddtp": {"seeds": []}}}}, "config key 'beyond_paper.tables.ggn_ddtp.seeds'"),
     ({"beyond_paper": {"tables": {"ggn_ddtp": {"tuning": "alignment"}}}}, "'alignment' is not one of ['test', 'train']"),
     ({"beyond_paper": {"colour": 1}}, "valid keys here: ggn_alignment, tables"),
+    ({"claims": 5}, "config key 'claims': 5 is not of type 'string', 'null'"),
     ({"beyond_paper": {"tables": {"table1": {"title": "t", "tuning": "test", "quantity": "train_loss_last",
                                              "rows": ["bp"], "columns": ["mnist"], "seeds": [1]}}}},
      "config key 'beyond_paper.tables.table1': the name of a table of `tables`"),

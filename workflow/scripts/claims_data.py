@@ -144,6 +144,8 @@ def s7_selections(ctx: Context, method: str, dataset: str, procedure: str) -> tu
     if len(rows):
         rows = rows[(rows.method_slug == method) & (rows.dataset_slug == dataset) & (rows.status == "finished")]
         if procedure == "paired":
+            if len(rows) and rows.paired_selected.isna().all():
+                waits += " (its searches here were made before the paired search)"
             rows = rows[rows.paired_selected.notna()]
     if not len(rows):
         return Side(label, waits=waits), rows
