@@ -23,7 +23,8 @@ import pandas as pd
 import yaml
 
 # its sibling modules first (Snakemake runs a copy of this file, and appends the scripts' folder to sys.path last)
-sys.path.insert(0, str(Path(globals()["snakemake"].scriptdir) if "snakemake" in globals() else Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(globals()["snakemake"].scriptdir) if "snakemake" in globals()
+                       else Path(__file__).resolve().parent))
 import claims_data as data  # noqa: E402
 import claims_stats as st  # noqa: E402
 from tables import QUANTITY  # noqa: E402

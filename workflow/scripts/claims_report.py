@@ -41,8 +41,8 @@ def method_text(spec: dict, source: str) -> list[str]:
         "units is **pending**, and the claim names the runs it waits for.",
         f"* **Test.** One-sided Welch t-test (unequal variances, Welch–Satterthwaite degrees of freedom) at "
         f"α = {alpha}: a comparison is **supported** when the claimed direction has p ≤ α. Training losses are "
-        "tested on log10 (they span decades; the table shows the raw means). Effect size: Hedges' g on the tested scale (pooled "
-        "sd, small-sample corrected; positive = the claimed direction). The exact permutation p over all splits of the "
+        "tested on log10 (they span decades; the table shows the raw means). Effect size: Hedges' g on the tested "
+        "scale (pooled sd, small-sample corrected; positive = the claimed direction). The exact permutation p over all splits of the "
         f"pooled values is shown beside it as a distribution-free check: at {n} vs {n} there are "
         f"{math.comb(2 * n, n)} splits, so its smallest one-sided p is 1/{math.comb(2 * n, n)} = "
         f"{1 / math.comb(2 * n, n):.3g}, reached only when every value of one side lies below every value of the other.",
