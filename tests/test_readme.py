@@ -67,7 +67,7 @@ CITATION_EXCEPTIONS = ("tests/data/official/", "results/")
 
 
 def test_code_and_docs_cite_the_projects_own_algorithms_page():
-    """Issue 37: no citation of a document outside the repository; every docs/algorithms.md#anchor that code,
+    """Issue 37: no citation of a document outside the repository; every anchor of docs/algorithms.md that code,
     configuration or docs cite names a heading of that page (a renamed heading breaks them, this finds it)."""
     import subprocess
 

@@ -1,8 +1,8 @@
-"""The epoch loop of one block of seeds (one seed, or several as replicas), SPEC §5.2: feedback
-pre-training, then training epochs (each followed by ``extra_fb_epochs`` feedback-only epochs),
+"""The epoch loop of one block of seeds (one seed, or several as replicas; docs/algorithms.md#one-minibatch-one-epoch):
+feedback pre-training, then training epochs (each followed by ``extra_fb_epochs`` feedback-only epochs),
 evaluation, and the stopping rules — ``diverged`` (NaN/inf in a loss, the parameters or the metrics) and
-``pruned`` (the early stop of SPEC §12.13/§15: training accuracy below the dataset's threshold in an epoch
-from the 6th on).  A seed that stops gets its outputs at once; the others go on.  After every epoch each
+``pruned`` (the early stop of docs/algorithms.md#the-early-stop: training accuracy below the dataset's threshold in
+an epoch from the 6th on).  A seed that stops gets its outputs at once; the others go on.  After every epoch each
 running seed's checkpoint and metrics.csv are written, so an interrupted block resumes where it stood.
 Each training epoch reads top to bottom: train → evaluate → per seed the metrics row → the verdict →
 persist (:meth:`Block.persist`, the checkpoint policy in one place).
@@ -28,7 +28,7 @@ from .steps import batches_per_epoch, feedback_epoch, finite_per_replica, train_
 
 __all__ = ["PRUNE_THRESHOLDS", "Block", "train_block", "drop_checkpoint"]
 
-#: minimum training accuracy from the 6th epoch on (SPEC §15), per dataset (tp.catalog)
+#: minimum training accuracy from the 6th epoch on (docs/algorithms.md#the-early-stop), per dataset (tp.catalog)
 PRUNE_THRESHOLDS = {slug: d.prune_threshold for slug, d in catalog.DATASETS.items()}
 
 
@@ -119,8 +119,8 @@ class Block:
         return [rec.summary for rec in run.records]
 
     def pretraining_epoch(self) -> None:
-        """One epoch of feedback pre-training (sleep phase), SPEC §5.2: train, then per seed the verdict
-        (diverged or not) and persist."""
+        """One epoch of feedback pre-training (sleep phase; docs/algorithms.md#one-minibatch-one-epoch): train, then
+        per seed the verdict (diverged or not) and persist."""
         run, cfg = self.run, self.cfg
         tick = self.progress.epoch(f"pre-training {run.pre_epochs_done + 1}/{cfg['epochs_fb']}",
                                    batches_per_epoch(run), "rec", "rec_loss")
@@ -219,7 +219,7 @@ class Block:
         cls = self.run.net.loss == "cross_entropy"
         if cls and threshold is not None and epoch >= catalog.PRUNE_FROM_EPOCH and train_acc < threshold:
             self.stop(r, "pruned", f"training accuracy {train_acc:.3f} < {threshold} in epoch {epoch} "
-                                   f"(early stop of the official code, SPEC §12.13)")
+                                   f"(early stop of the official code, docs/algorithms.md#the-early-stop)")
         elif epoch == self.cfg["epochs"]:
             self.run.records[r].status = "finished"
 

@@ -1,7 +1,8 @@
 """The state of one run (or of a block of seeds trained together) and its checkpoint format.
 
 A :class:`Run` holds what training changes — parameters, feedback weights, both Adam states, the random
-generators of every stream (SPEC §5: ``init``, ``split``, ``shuffle``, ``noise``, derived from the seed)
+generators of every stream (docs/algorithms.md#the-training-schedule: ``init``, ``split``, ``shuffle``, ``noise``,
+derived from the seed)
 and the epoch counters — plus what a block needs to carry per seed (:class:`Record`: metrics, status,
 alignment rows, damping rows, summary).  :meth:`Run.state_dict` writes the single-run checkpoint of one
 seed; :meth:`Run.load_state_dict` reads it back into any replica, so a block resumes from single-run
@@ -183,12 +184,15 @@ def build_run(cfg: dict, seeds: list[int], data: DataSplits, device: torch.devic
     per_seed = [run_generators(s, device) for s in seeds]
     gens = {k: [g[k] for g in per_seed] for k in GENERATOR_STREAMS} if replicas else per_seed[0]
     rule = make_rule(cfg["rule"], **_per_replica([rule_hyperparameters(c) for c in cfgs], dtype, device))
-    net = build_model(cfg, rule, data, loss, dtype)  # the MLP (SPEC §1) or the CNN (SPEC §8) of cfg["model"]
+    # the MLP (docs/algorithms.md#the-fully-connected-networks) or the CNN (docs/algorithms.md#the-cnn-table-3) of
+    # cfg["model"]
+    net = build_model(cfg, rule, data, loss, dtype)
     params = {k: v.to(device) for k, v in net.init_params(gens["init"], init=cfg["initialization"]).items()}
     feedback = {k: v.to(device) for k, v in rule.init_feedback(net, gens["init"]).items()}
 
-    # forward optimiser: lr/β when normalize_lr (SPEC §2.4), per layer for the CNN (§8.5); Frozen-MNIST
-    # trains W1, b1 only (SPEC §6)
+    # forward optimiser: lr/β when normalize_lr (docs/algorithms.md#normalised-learning-rates), per layer for the CNN
+    # (docs/algorithms.md#cnn-optimisers-and-schedule); Frozen-MNIST trains W1, b1 only
+    # (docs/algorithms.md#frozen-mnist)
     names = trained_parameters(cfg, params)
     settings = [forward_optimizer_settings(c, names) for c in cfgs]
     fwd = _per_replica([{"lr": _by_name(lr, names), "eps": _by_name(eps, names), "beta1": c["beta1"],

@@ -1,5 +1,5 @@
-"""The training steps of SPEC §5.2: minibatches of a shuffled epoch, the training minibatch (targets,
-feedback step, forward step), the feedback-only minibatch, and the epochs made of them.
+"""The training steps (docs/algorithms.md#one-minibatch-one-epoch): minibatches of a shuffled epoch, the training
+minibatch (targets, feedback step, forward step), the feedback-only minibatch, and the epochs made of them.
 
 The steps do not synchronise with the host: the running sums of loss, accuracy and reconstruction loss
 stay on the device (:func:`epoch_sums`) and are read once per epoch by the loop.  On CUDA, full minibatches
@@ -71,11 +71,11 @@ def feedback_minibatch(run: Run, idx: Tensor, sums: dict[str, Tensor]) -> None:
 
 
 def train_minibatch(run: Run, idx: Tensor, sums: dict[str, Tensor], batch: int | None = None) -> None:
-    """One training minibatch (SPEC §5.2): targets and forward update at the current parameters, the
-    feedback step on the same forward pass with fresh noise, then the forward Adam step; the running sums
-    of loss, accuracy and reconstruction loss are updated in place (no host synchronisation).  ``batch``: its
+    """One training minibatch (docs/algorithms.md#one-minibatch-one-epoch): targets and forward update at the
+    current parameters, the feedback step on the same forward pass with fresh noise, then the forward Adam step;
+    the running sums of loss, accuracy and reconstruction loss are updated in place (no host synchronisation).  ``batch``: its
     index in the epoch, for the run's hooks — those that want it see the forward update before it is applied
-    (SPEC §7.1); None (a captured CUDA-graph step): no hook observes it."""
+    (docs/algorithms.md#when-the-angles-are-measured); None (a captured CUDA-graph step): no hook observes it."""
     net = run.net
     x, y = gather(run.data, idx)
     fwd = net.forward(run.params, x)
