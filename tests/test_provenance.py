@@ -52,7 +52,14 @@ def test_a_run_copied_into_another_cell_is_named_in_both(real_run, tmp_path):
     folder, neither is averaged, and each names the other (one run in two places)."""
     tables = _tables()
     original = put(real_run, tmp_path, "runs/test/bp/mnist/seed1")
-    other = put(real_run, tmp_path, "runs/test/dfa/mnist/seed1", method="dfa")  # a cell the table does not read
+    config = json.loads((real_run / "summary.json").read_text())["config"]
+    same = put(real_run, tmp_path, "runs/test/dfa/mnist/seed1", method="dfa", config={**config, "method": "dfa"})
+    # the same seed and configuration but for the cell's name: one computation in two cells, equal numbers expected
+    assert provenance.copies([original, same]) == {}
+    shutil.rmtree(same)
+    other = put(real_run, tmp_path, "runs/test/dfa/mnist/seed1", method="dfa",  # method and two keys edited
+                config={**config, "method": "dfa", "rule": "dfa", "lr": 0.5})
+    provenance._digests_under.cache_clear()
     got = reasons(tables, [original])  # the table of BP alone still finds the copy beside it under runs/
     assert "runs/test/dfa/mnist/seed1 (one run in two places" in got["bp/1"]
     assert "runs/test/bp/mnist/seed1" in provenance.copies([other])[other]

@@ -8,7 +8,9 @@
   when the folder lies in a git checkout with its full history; a ``+dirty`` suffix is allowed).
 * :func:`numbers_digest` / :func:`copies`: two runs with equal losses and errors in every epoch are one run in
   two places, whichever cells their folders claim; timing columns do not count.  Within a cell the lowest seed
-  is the original; across cells neither can be told to be, so both are named.
+  is the original; across the cells of a tuning neither can be told to be, so both are named, unless both
+  recorded the same seed and configuration but for the keys naming the cell (the same computation, run twice;
+  tunings that differ only in what they log, such as alignment and ggn, are not compared).
 """
 
 from __future__ import annotations
@@ -123,6 +125,22 @@ def _digests_under(runs_root: str) -> dict[str, list[Path]]:
     return out
 
 
+#: configuration keys that name a run's cell, not its computation
+_CELL_KEYS = ("method", "dataset", "tuning")
+
+
+def _same_computation(a: Path, b: Path) -> bool:
+    """Whether two runs of different cells recorded the same computation: the same seed and configuration but
+    for the keys naming the cell (e.g. DDTP-RHL and DDTP-RHL (extra FB) when a pipeline's overrides set the two
+    keys they differ in alike): equal numbers are then expected, not a copy."""
+    try:
+        sa, sb = (json.loads((p / "summary.json").read_text()) for p in (a, b))
+    except (OSError, ValueError):
+        return False
+    strip = lambda s: {k: v for k, v in (s.get("config") or {}).items() if k not in _CELL_KEYS}  # noqa: E731
+    return sa.get("seed") == sb.get("seed") and bool(strip(sa)) and strip(sa) == strip(sb)
+
+
 def copies(folders: list[Path]) -> dict[Path, str]:
     """``{folder: reason}`` for the folders (runs/TUNING/METHOD/DATASET/seedS) whose losses and errors in every
     epoch equal another run's: another folder of the list, or any run folder beside them under the same
@@ -141,7 +159,8 @@ def copies(folders: list[Path]) -> dict[Path, str]:
                       key=lambda p: (p.parts[-4:-1], _seed(p)))
         if not same:
             continue
-        other_cells = [p for p in same if p.parts[-4:-1] != folder.parts[-4:-1]]
+        other_cells = [p for p in same if p.parts[-4:-1] != folder.parts[-4:-1] and p.parts[-4] == folder.parts[-4]
+                       and not _same_computation(p, folder)]  # (another tuning logs, not trains, differently)
         lower = [p for p in same if p.parts[-4:-1] == folder.parts[-4:-1] and _seed(p) < _seed(folder)]
         if other_cells:
             out[folder] = (f"its losses and errors in every epoch equal those of runs/{'/'.join(other_cells[0].parts[-4:])}"
