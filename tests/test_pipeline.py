@@ -279,8 +279,8 @@ def test_smoke_configuration_runs_end_to_end(smoke_run):
         with Image.open(results / "figures" / f"{name}.png") as img:
             assert img.size[0] >= 600 and img.size[1] >= 400, (name, img.size)
     s7 = list(csv.DictReader(open(results / "tables" / "tableS7.csv")))
-    # the 33 seed-42 searches and damping_stability's (3 methods × seeds 1, 2 in the smoke), 3 hidden layers each
-    assert len(s7) == (33 + 6) * 3 and {r["selected"] for r in s7} <= {str(v) for v in
+    # the 33 seed-42 searches and damping_stability's (3 methods × MNIST and Fashion-MNIST × seeds 1, 2 in the smoke), 3 layers
+    assert len(s7) == (33 + 12) * 3 and {r["selected"] for r in s7} <= {str(v) for v in
                                                                          (0.0, 1e-05, 0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)}
     stability = list(csv.DictReader(open(results / "tables" / "tableS7_stability.csv")))
     assert len(stability) == 3 * 2 and {r["n"] for r in stability} == {"2"} and all(" of 3 layers" in r["cell"]
