@@ -283,7 +283,8 @@ def test_smoke_configuration_runs_end_to_end(smoke_run):
     assert len(s7) == (33 + 12) * 3 and {r["selected"] for r in s7} <= {str(v) for v in
                                                                          (0.0, 1e-05, 0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)}
     stability = list(csv.DictReader(open(results / "tables" / "tableS7_stability.csv")))
-    assert len(stability) == 3 * 2 and {r["n"] for r in stability} == {"2"} and all(" of 3 layers" in r["cell"]
+    # 3 methods × 2 procedures × MNIST and Fashion-MNIST
+    assert len(stability) == 3 * 2 * 2 and {r["n"] for r in stability} == {"2"} and all(" of 3 layers" in r["cell"]
                                                                                     for r in stability)
     # beyond the paper: DDTP-GGN vs DDTP-linear (the latter's runs are the Table 1 block's), the GGN alignment
     beyond = {r["method_slug"]: r for r in csv.DictReader(open(results / "tables" / "ggn_ddtp.csv"))}
