@@ -9,8 +9,7 @@ without), t_step the measured time of one training minibatch (forward update + f
 Adam steps), t_fb of one feedback-only minibatch, and t_eval of evaluating validation and test sets.
 Each (rule, architecture, precision) is timed once on this machine (median of ``--steps`` steps).  The CNN
 cells (dataset cifar10-cnn, docs/algorithms.md#the-cnn-table-3) are timed on (128, 3, 32, 32) images with the configured
-CNN; their
-evaluation time is measured on 1,536 images and scaled to the 15,000 validation and test images.
+CNN; their evaluation time is measured on 1,536 images and scaled to the 15,000 validation and test images.
 
     python benchmarks/estimate_reproduction.py [--device cuda] [--steps 20] [--csv out.csv]
 """

@@ -1,9 +1,8 @@
 """Time one minibatch step of every rule (forward update + feedback gradients, nothing applied).
 
 Default shapes: the MNIST network of docs/algorithms.md#the-fully-connected-networks (784 → 256 ×5 → 10), batch 128,
-float64.  Prints a table
-(median milliseconds over ``--steps`` steps after ``--warmup``, and the ratio to ``bp``) and optionally
-writes it as CSV.
+float64.  Prints a table (median milliseconds over ``--steps`` steps after ``--warmup``, and the ratio to ``bp``) and
+optionally writes it as CSV.
 
     python benchmarks/rule_step.py                       # CPU, all rules
     python benchmarks/rule_step.py --device cuda --steps 200 --csv bench.csv

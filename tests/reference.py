@@ -96,8 +96,7 @@ def stack(per_sample: list[dict]) -> dict:
 # ------------------------------------------------------------------------------------- feedback maps
 def direct_feedback_map(rule, fb, L, i, z, h_i, fb_activation):
     """g_i(z; h_i) from the output space to hidden layer i (docs/algorithms.md#dfa,
-    docs/algorithms.md#the-learning-rules),
-    one sample."""
+    docs/algorithms.md#the-learning-rules), one sample."""
     psi = ACTIVATIONS[fb_activation]
     features = z
     if rule in ("ddtp-rhl", "ddtp-rhl-rec") and i <= L - 2:  # layer L−1 bypasses the random layer
@@ -134,8 +133,8 @@ def hessian_root(net, h_L, y_b, delta=0.0):
 
 def tp_targets(rule, net, params, fb, x, y, beta, fb_activation=None, hessian_damping=0.0):
     """{i: ĥ_i} (B, n_i) for every layer 1…L of a TP-family rule or DFA (docs/algorithms.md#the-output-target,
-    docs/algorithms.md#the-learning-rules).  DDTP-GGN's
-    feedback reads z = R h_L and ẑ = R h_L − R⁺(h_L − ĥ_L) (paper Appendix D, eqs. 192, 196)."""
+    docs/algorithms.md#the-learning-rules).  DDTP-GGN's feedback reads z = R h_L and ẑ = R h_L − R⁺(h_L − ĥ_L) (paper
+    Appendix D, eqs. 192, 196)."""
     psi = fb_activation or DEFAULT_FB_ACTIVATION[rule]
     L = net.L
     dL_dhL = output_gradients(net, params, x, y)
@@ -250,8 +249,7 @@ def bp_gradients(net, params, x, y):
 # --------------------------------------------------------------------------------- feedback losses
 def feedback_gradients(rule, net, params, fb, x, noise, sigma, fb_activation=None, y=None, hessian_damping=0.0):
     """Per block k: the feedback loss of docs/algorithms.md (a mean over B × width) and its gradient w.r.t. (Q_k, d_k)
-    by autograd,
-    every other tensor held constant.  Returns ``(grads, losses)``.
+    by autograd, every other tensor held constant.  Returns ``(grads, losses)``.
 
     * dtp     (docs/algorithms.md#dtp-and-dtp-pre-trained: c(σ)·mean(g_i(f_i(h̃_{i−1})) − h̃_{i−1})², c(σ) = 1/max(σ,
       0.02)²

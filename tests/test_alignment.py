@@ -54,9 +54,8 @@ def reference_net(net):
 
 def test_gnt_rule_update_equals_the_damped_gnt_reference_at_zero_damping():
     """docs/algorithms.md#gnt, docs/algorithms.md#the-two-references: the GNT rule's update and ``gnt_reference`` at λ =
-    0 against the per-sample
-    float64 twin (Δ_i = J_i⁺g with J_i by ``torch.func.jacrev``, explicit pinv, local-loss gradients by
-    autograd), value by value: a wrong scale fails, not only a wrong direction."""
+    0 against the per-sample float64 twin (Δ_i = J_i⁺g with J_i by ``torch.func.jacrev``, explicit pinv, local-loss
+    gradients by autograd), value by value: a wrong scale fails, not only a wrong direction."""
     net, params, x, y = small_net()
     fwd = net.forward(params, x)
     update = tp.make_rule("gnt", gn_damping=0.0).forward_update(net, params, {}, fwd, y).forward_grads

@@ -1,6 +1,5 @@
 """The CNN of docs/algorithms.md#the-cnn-table-3 (tp.cnn.ConvNet) and the rules that train it (BP, DFA, DDTP-linear,
-DDTP-control: the same
-rule classes as on the MLP) against slow dense references.
+DDTP-control: the same rule classes as on the MLP) against slow dense references.
 
 The references below never call autograd through ``conv2d`` / ``max_pool2d``: the convolution is unfolded
 into a matrix product (``F.unfold``) and the max-pool is evaluated window by window on an explicitly

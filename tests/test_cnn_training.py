@@ -1,7 +1,6 @@
 """The CNN (docs/algorithms.md#the-cnn-table-3) in the training loop and the alignment metrics: damped Gauss–Newton
-targets of the conv
-layers against slow per-sample float64 references, the per-layer forward Adam against one torch Adam per layer
-(docs/algorithms.md#cnn-optimisers-and-schedule), the configuration checks, and short training runs through
+targets of the conv layers against slow per-sample float64 references, the per-layer forward Adam against one torch Adam
+per layer (docs/algorithms.md#cnn-optimisers-and-schedule), the configuration checks, and short training runs through
 ``tp.training`` (schedule, alignment
 logging, damping search, resume)."""
 

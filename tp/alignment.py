@@ -10,17 +10,15 @@ with
 * **damped GNT**: the local-loss gradient (docs/algorithms.md#the-local-layer-loss) of the Gauss–Newton target ĥ_i = h_i
   − Δ_i with
   Δ_i = J_iᵀ(J_iJ_iᵀ + λ_i I)⁻¹ ∂ℒ/∂h_L and a damping λ_i per hidden layer (docs/algorithms.md#the-two-references), and,
-  when asked
-  (``log_alignment_ggn``; beyond the paper),
+  when asked (``log_alignment_ggn``; beyond the paper),
 * **damped GGN**: the same with the generalized Gauss–Newton target of paper Appendix D,
   Δ_i = (J_iᵀ H J_i + λ_i I)⁻¹ J_iᵀ ∂ℒ/∂h_L, H the per-sample Hessian of the loss w.r.t. h_L (docs/ggn.md),
 
 by angle(A, B) = (180/π)·arccos(⟨A, B⟩_F / (‖A‖_F ‖B‖_F)), the cosine clipped to [−1, 1].
 
 Everything goes through the network interface (:mod:`tp.interface`), so the CNN of docs/algorithms.md#the-cnn-table-3
-(Fig. S7) gets the
-same quantities per layer, conv kernels flattened: its BP gradient by autograd, and damped GNT with Δ_k from
-the Jacobians of the output w.r.t. the max-pool outputs h_1, h_2 and h_3, turned into updates by the CNN's
+(Fig. S7) gets the same quantities per layer, conv kernels flattened: its BP gradient by autograd, and damped GNT with
+Δ_k from the Jacobians of the output w.r.t. the max-pool outputs h_1, h_2 and h_3, turned into updates by the CNN's
 local losses (docs/algorithms.md#cnn-forward-updates: conv blocks ∝ autograd.grad(h_k, W_k, Δ_k); FC 3 by
 docs/algorithms.md#the-local-layer-loss).
 """

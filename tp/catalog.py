@@ -7,8 +7,8 @@ dataset enumerations of ``workflow/schemas/config.schema.yaml`` equal these, ``t
 Adding a dataset or a method is one entry here plus its configurations in ``tp/configs/``.
 
 * :data:`FILES`: the image datasets on disk (torchvision class, image shape, normalisation, sizes;
-  docs/algorithms.md#preprocessing), and
-  the operating-system package that installs a dataset's files, if one does (:class:`SystemPackage`).
+  docs/algorithms.md#preprocessing), and the operating-system package that installs a dataset's files, if one does
+  (:class:`SystemPackage`).
 * :data:`DATASETS`: the tables' columns.  A dataset names the files it reads (Frozen-MNIST reads MNIST,
   docs/algorithms.md#frozen-mnist; ``cifar10-cnn`` reads CIFAR-10 as images for the CNN of
   docs/algorithms.md#the-cnn-table-3) and the network it trains.

@@ -235,8 +235,8 @@ class ConvNet(Losses):
         * conv blocks k ∈ {1, 2}: ∂/∂(W_k, b_k) of mean_{B·C·H·W}(h_k − ĥ_k)² through max-pool (routed to the
           arg-max positions) and tanh, ĥ_k and h_{k−1} constant (autograd on a recomputation of the block);
         * dense layers 3, 4: the docs/algorithms.md#the-local-layer-loss formula (2/B) Σ_b [φ′(a_i^b) ⊙ (h_i^b − ĥ_i^b)]
-          h_{i−1}^bᵀ, with h_2
-          flattened channel-major as the input of layer 3 (:func:`tp.targets.dense_local_loss_gradients`).
+          h_{i−1}^bᵀ, with h_2 flattened channel-major as the input of layer 3
+          (:func:`tp.targets.dense_local_loss_gradients`).
 
         ``targets[k]`` is shaped like ``fwd.h[k]``; per replica with a replica axis."""
         grads: Params = {}

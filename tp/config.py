@@ -8,9 +8,8 @@ pipeline's experiment matrices, ``config.yaml`` and ``smoke.yaml``, not run hype
 
 Methods, datasets and tunings are the entries of :mod:`tp.catalog`.  Datasets are the tables' columns.
 ``cifar10-cnn`` is CIFAR-10 trained with the CNN of docs/algorithms.md#the-cnn-table-3 (Table 3, S9, S10, Fig. S7): the
-dataset fixes the
-network (``model``: ``mlp`` or ``cnn``); a method runs the same rule on either network (those whose rule lists
-the network in ``networks``).
+dataset fixes the network (``model``: ``mlp`` or ``cnn``); a method runs the same rule on either network (those whose
+rule lists the network in ``networks``).
 """
 
 from __future__ import annotations

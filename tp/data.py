@@ -3,8 +3,7 @@ docs/algorithms.md#student-teacher-data, docs/algorithms.md#preprocessing).
 
 Image datasets are read once through ``torchvision.datasets`` (MNIST, Fashion-MNIST, CIFAR-10),
 preprocessed as in the paper (docs/algorithms.md#preprocessing) and kept as flat tensors; minibatches are index
-selections
-from a shuffled permutation, so no per-sample transform runs during training.
+selections from a shuffled permutation, so no per-sample transform runs during training.
 
 * MNIST / Frozen-MNIST: x/255 then (x − 0.1307)/0.3081;  Fashion-MNIST: x/255 only;
   CIFAR-10: x/255 then (x − 0.5)/0.5, flattened channel-major (C, H, W).
@@ -245,8 +244,7 @@ def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool 
 def student_teacher(num_in: int, num_out: int, num_train: int, num_test: int, num_val: int, seed: int,
                     dtype: torch.dtype = torch.float64, hidden: tuple[int, ...] = (1000,) * 4) -> DataSplits:
     """Student–teacher regression data (docs/algorithms.md#student-teacher-data): x ~ U(−1, 1)^{n_0}, drawn train, test,
-    val in this
-    order; y = teacher(x) with a ReLU teacher n_0 → 1000 ×4 → n_out (Xavier normal, gain 3, zero biases)."""
+    val in this order; y = teacher(x) with a ReLU teacher n_0 → 1000 ×4 → n_out (Xavier normal, gain 3, zero biases)."""
     g = torch.Generator().manual_seed(seed)
     xs = [rand_uniform((n, num_in), -1.0, 1.0, g, dtype) for n in (num_train, num_test, num_val)]
     teacher = MLP.build([num_in, *hidden, num_out], hidden_activation="relu", loss="mse", dtype=dtype)

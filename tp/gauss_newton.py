@@ -16,8 +16,7 @@ or output units: every solve is batched.
 
 The Jacobians are the network's own (:meth:`tp.interface.Network.output_jacobians`): for the MLP the matrix
 recursion above, for the CNN of docs/algorithms.md#the-cnn-table-3 (max-pool outputs h_1, h_2 flattened channel-major)
-n_L reverse-mode
-sweeps of autograd through the recomputed layers.  The damped solve is the same for both, and the
+n_L reverse-mode sweeps of autograd through the recomputed layers.  The damped solve is the same for both, and the
 displacements are returned in the shape of h_i.
 """
 

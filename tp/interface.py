@@ -1,17 +1,15 @@
 """The one network interface every learning rule, :mod:`tp.alignment` and :mod:`tp.gauss_newton` use.
 
 Two networks implement it: the fully connected network of docs/algorithms.md#the-fully-connected-networks
-(:class:`tp.network.MLP`) and the CNN of
-docs/algorithms.md#the-cnn-table-3 (:class:`tp.cnn.ConvNet`).  A rule never asks which one it has: everything that
-differs between them
-(the layer maps, the local loss of a layer, the output Jacobians, the BP gradient) is a method here.
+(:class:`tp.network.MLP`) and the CNN of docs/algorithms.md#the-cnn-table-3 (:class:`tp.cnn.ConvNet`).  A rule never
+asks which one it has: everything that differs between them (the layer maps, the local loss of a layer, the output
+Jacobians, the BP gradient) is a method here.
 
 Conventions (docs/algorithms.md#layers-and-symbols): layers 1…L; ``h_i`` has shape (..., B, *layer_shapes[i]) — (..., B,
-n_i) for dense
-layers, (..., B, C, H, W) for the CNN's conv blocks — where ``...`` is an optional leading replica axis R;
-parameters are a plain ``dict[str, Tensor]`` keyed ``W1, b1, …`` (:data:`Params`).  Feedback maps of the
-rules live in the flattened space ℝ^{n_i} (``sizes[i] = prod(layer_shapes[i])``): :meth:`Network.flatten_layer`
-and :meth:`Network.unflatten_layer` convert.
+n_i) for dense layers, (..., B, C, H, W) for the CNN's conv blocks — where ``...`` is an optional leading replica axis
+R; parameters are a plain ``dict[str, Tensor]`` keyed ``W1, b1, …`` (:data:`Params`).  Feedback maps of the rules live
+in the flattened space ℝ^{n_i} (``sizes[i] = prod(layer_shapes[i])``): :meth:`Network.flatten_layer` and
+:meth:`Network.unflatten_layer` convert.
 
 The losses are written once, here (:class:`Losses`), for both networks.
 """

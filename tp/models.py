@@ -1,8 +1,8 @@
 """Which network a run trains, and its forward-optimiser settings, from a resolved configuration.
 
 * ``model: mlp`` — the fully connected network of docs/algorithms.md#the-fully-connected-networks: n_0 → ``size_hidden``
-  × ``num_hidden`` → n_out,
-  with the rule's bias layout (:meth:`tp.rules.Rule.forward_bias`, docs/algorithms.md#no-bias-in-the-last-hidden-layer).
+  × ``num_hidden`` → n_out, with the rule's bias layout (:meth:`tp.rules.Rule.forward_bias`,
+  docs/algorithms.md#no-bias-in-the-last-hidden-layer).
 * ``model: cnn`` — the CNN of docs/algorithms.md#cnn-architecture (:class:`tp.cnn.ConvNet`) on image inputs (N, C, H,
   W):
   ``conv_channels`` for the two conv blocks, ``size_hidden`` for FC layer 3; ``num_hidden`` is 3; every layer
@@ -64,8 +64,7 @@ def build_model(cfg: Mapping[str, Any], rule, data: DataSplits, loss: str, dtype
 def trained_parameters(cfg: Mapping[str, Any], names) -> list[str]:
     """The forward parameters (of ``names``: W1, b1, …) the forward optimiser holds: every one, or with
     ``only_train_first_layer`` (Frozen-MNIST, docs/algorithms.md#frozen-mnist) those of the first layer only, W1 and b1;
-    the
-    feedback parameters all train either way."""
+    the feedback parameters all train either way."""
     if not cfg["only_train_first_layer"]:
         return list(names)
     return [k for k in names if int(k[1:]) <= FIRST_LAYERS]

@@ -164,8 +164,8 @@ class MLP(Losses):
     # ------------------------------------------------------------------------- gradients and Jacobians
     def local_loss_gradients(self, params: Params, fwd: Forward, targets) -> Params:
         """∂/∂(W_i, b_i) of ℒ_i = (1/B) Σ_b ‖h_i^b − ĥ_i^b‖² for the layers in ``targets``
-        (docs/algorithms.md#the-local-layer-loss,
-        :func:`tp.targets.dense_local_loss_gradients`), keyed like ``params``."""
+        (docs/algorithms.md#the-local-layer-loss, :func:`tp.targets.dense_local_loss_gradients`), keyed like
+        ``params``."""
         grads: Params = {}
         for i, h_hat in targets.items():
             gW, gb = dense_local_loss_gradients(self.activation(i), fwd.a[i], fwd.h[i], fwd.h[i - 1], h_hat,

@@ -6,8 +6,8 @@ These are the pieces every target-propagation rule shares:
 * :func:`output_target` — ĥ_L = h_L − β ∂ℒ/∂h_L   (docs/algorithms.md#the-output-target, supplement eq. 163)
 * :func:`difference_target_chain` — ĥ_{i−1} = g_i(ĥ_i) + h_{i−1} − g_i(h_i)   (DTP, paper eq. 7)
 * :func:`local_loss_gradients` — ∂/∂W_i of each layer's local loss (the network's own,
-  :meth:`tp.interface.Network.local_loss_gradients`), for dense layers
-  :func:`dense_local_loss_gradients`: ∂/∂W_i of (1/B) Σ_b ‖h_i^b − ĥ_i^b‖²   (docs/algorithms.md#the-local-layer-loss)
+  :meth:`tp.interface.Network.local_loss_gradients`), for dense layers :func:`dense_local_loss_gradients`: ∂/∂W_i of
+  (1/B) Σ_b ‖h_i^b − ĥ_i^b‖²   (docs/algorithms.md#the-local-layer-loss)
 """
 
 from __future__ import annotations
@@ -62,8 +62,7 @@ def difference_target_chain(h: list, h_hat_L: Tensor, g: Callable[[int, Tensor],
 def local_loss_gradients(net: Network, params: Params, fwd: Forward, targets: Mapping[int, Tensor]) -> Params:
     """Gradients of the local losses of the layers in ``targets`` (keyed like ``params``): the network's
     local loss of each layer (docs/algorithms.md#the-local-layer-loss for dense layers,
-    docs/algorithms.md#cnn-forward-updates for the CNN's conv
-    blocks)."""
+    docs/algorithms.md#cnn-forward-updates for the CNN's conv blocks)."""
     return net.local_loss_gradients(params, fwd, targets)
 
 

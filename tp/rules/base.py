@@ -133,8 +133,7 @@ class Rule:
     def build_network(self, sizes, hidden_activation: str = "tanh", output_activation: str = "linear",
                       loss: str = "cross_entropy", dtype: torch.dtype = torch.float64) -> MLP:
         """The docs/algorithms.md#the-fully-connected-networks fully connected network with this rule's bias layout
-        (:meth:`forward_bias`); the same
-        construction as :func:`tp.models.build_model` for ``model: mlp``."""
+        (:meth:`forward_bias`); the same construction as :func:`tp.models.build_model` for ``model: mlp``."""
         return MLP.build(sizes, hidden_activation, output_activation, self.forward_bias(len(sizes) - 1),
                          loss, dtype)
 

@@ -1,6 +1,5 @@
 """BP: error back-propagation (docs/algorithms.md#bp): the network's own chain rule (explicit tensor algebra for the
-MLP,
-autograd through conv and max-pool for the CNN)."""
+MLP, autograd through conv and max-pool for the CNN)."""
 
 from __future__ import annotations
 

@@ -12,19 +12,17 @@ the fixed random hidden layer s(z) = tanh(R z + r) (DDTP-RHL) or [s(z); h_i] wit
     ĥ_i = g_i(ĥ_L) + h_i − g_i(h_L),
 
 and the forward update is the local-loss gradient of docs/algorithms.md#the-local-layer-loss.  DDTP-GGN (paper Appendix
-D, beyond the paper)
-reads the output through a per-sample linear map instead of as it is (:class:`OutputSpace`: z = R h_L with R
-the root of the loss Hessian, output target ẑ = z − R⁺(h_L − ĥ_L)).  The feedback losses (one block per
+D, beyond the paper) reads the output through a per-sample linear map instead of as it is (:class:`OutputSpace`: z = R
+h_L with R the root of the loss Hessian, output target ẑ = z − R⁺(h_L − ĥ_L)).  The feedback losses (one block per
 hidden layer i, noise ε on h_i, ỹ = F_{i→L}(h_i + ε)):
 
 * DRL (paper eq. 10, docs/algorithms.md#ddtp-linear):  (1/σ²) · mean_{b,units} (g_i(ỹ) + h_i − g_i(h_L) − (h_i + ε))²
 * control (docs/algorithms.md#ddtp-control):           mean_{b,units} (g_i(ỹ) − (h_i + ε))²
 
 The same rules train the CNN of docs/algorithms.md#the-cnn-table-3 (DFA, DDTP-linear, DDTP-control;
-docs/algorithms.md#the-cnn-table-3): the feedback maps
-live in the flattened layer space ℝ^{n_i} (a conv block's g_k(z) = reshape(Q_k z) to (C, H, W)), the noise is
-on the max-pool outputs, and the network supplies its own local loss (:mod:`tp.interface`).  A feedback map
-has a bias d_i where its layer is dense and has a forward bias.
+docs/algorithms.md#the-cnn-table-3): the feedback maps live in the flattened layer space ℝ^{n_i} (a conv block's g_k(z)
+= reshape(Q_k z) to (C, H, W)), the noise is on the max-pool outputs, and the network supplies its own local loss
+(:mod:`tp.interface`).  A feedback map has a bias d_i where its layer is dense and has a forward bias.
 """
 
 from __future__ import annotations

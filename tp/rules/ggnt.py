@@ -15,8 +15,7 @@ class GGNT(GNT):
     """ĥ_i = h_i − Δ_i with Δ_i = (J_iᵀ H J_i + λI)⁻¹ J_iᵀ ∂ℒ/∂h_L for every layer i = 1…L, H the Hessian of
     the per-sample loss w.r.t. h_L (softmax + cross-entropy: diag(p) − ppᵀ), then the local-loss gradient
     of docs/algorithms.md#the-local-layer-loss.  With H = I (the L2 loss of the GN theory) these are GNT's targets; the
-    step, like GNT's,
-    is a unit step on ∂ℒ/∂h_L.  ``gn_damping`` is λ: one value, or one per layer 1…L."""
+    step, like GNT's, is a unit step on ∂ℒ/∂h_L.  ``gn_damping`` is λ: one value, or one per layer 1…L."""
 
     name = "ggnt"
     paper_name = "GGNT"

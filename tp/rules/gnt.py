@@ -13,8 +13,8 @@ __all__ = ["GNT"]
 class GNT(Rule):
     """ĥ_i = h_i − Δ_i with Δ_i = J_iᵀ(J_iJ_iᵀ + λI)⁻¹ ∂ℒ/∂h_L for every layer i = 1…L (output included,
     where J_L = I and Δ_L = ∂ℒ/∂h_L/(1+λ)), then the local-loss gradient of docs/algorithms.md#the-local-layer-loss.  As
-    in the official
-    code the step ignores β (unit step on ∂ℒ/∂h_L; docs/algorithms.md#gnt-training-ignores-the-target-step-size).
+    in the official code the step ignores β (unit step on ∂ℒ/∂h_L;
+    docs/algorithms.md#gnt-training-ignores-the-target-step-size).
     ``gn_damping`` is λ: one value, or
     one per layer 1…L."""
 

@@ -1,8 +1,8 @@
 """The toy experiments of the paper (docs/algorithms.md#the-toy-experiments-fig-2-s3): Fig. 2 and Fig. S3.
 
 * **Fig. 2 — null-space component of the forward updates** (paper §3.3 / Theorem 5,
-  docs/algorithms.md#fig-2-null-space-component-of-the-updates).
-  For one sample x, the Jacobian of the output w.r.t. the (row-major) flattened weights of layer i,
+  docs/algorithms.md#fig-2-null-space-component-of-the-updates). For one sample x, the Jacobian of the output w.r.t. the
+  (row-major) flattened weights of layer i,
 
       J = ∂h_L/∂vec(W_i) ∈ ℝ^{n_L × n_i n_{i−1}},   J = (J_i D_i) ⊗ h_{i−1}ᵀ,
 
@@ -15,9 +15,8 @@
   batch size 1, feedback trained by SGD, forward weights frozen.
 
 * **Fig. S3 — direction of the output change** (docs/algorithms.md#fig-s3-direction-of-the-output-change).  One SGD step
-  (lr 10⁻⁵) of the GNT update
-  (λ = 0, all layers) and of the BP gradient on the single validation sample of a 4→4→4→2 network without
-  biases; Δy = y_after − y_before.  GN targets push the output along −e, e = ∂ℒ/∂h_L (paper Theorem 2):
+  (lr 10⁻⁵) of the GNT update (λ = 0, all layers) and of the BP gradient on the single validation sample of a 4→4→4→2
+  network without biases; Δy = y_after − y_before.  GN targets push the output along −e, e = ∂ℒ/∂h_L (paper Theorem 2):
   exactly for the output layer and for the *targets* of every layer (J_i Δ_i = e); the local-loss update of
   a tanh hidden layer adds the factor D_i², so the total step is very close to, not exactly, anti-parallel
   to e.  BP's step is J_θ J_θᵀ e, in general visibly off that direction.

@@ -59,10 +59,9 @@ def nullspace_basis(J: Tensor, rank: int | None = None, tol: float | None = None
     beyond the first ``rank``.
 
     ``rank`` defaults to min(n_L, columns) (docs/algorithms.md#fig-2-null-space-component-of-the-updates: the per-sample
-    Jacobian has rank n_L
-    generically; the
-    official 10⁻¹² singular-value threshold is meaningless in float32).  With ``tol`` the rank is the
-    number of singular values ≥ tol instead (the official rule).  Returns (columns, columns − rank).
+    Jacobian has rank n_L generically; the official 10⁻¹² singular-value threshold is meaningless in float32).  With
+    ``tol`` the rank is the number of singular values ≥ tol instead (the official rule).  Returns (columns, columns −
+    rank).
     """
     _, S, Vh = torch.linalg.svd(J, full_matrices=True)  # Vh: (c, c)
     if tol is not None:

@@ -17,8 +17,7 @@ EVAL_BATCH = 128
 def evaluate(net, params: dict, x: Tensor, y: Tensor, batch_size: int = EVAL_BATCH, chunk: int | None = None,
              index: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(loss, accuracy): means over loader batches of the per-batch means (docs/algorithms.md#what-a-run-reports, so the
-    last,
-    smaller batch weighs like a full one), per replica when ``params`` has a replica dimension.
+    last, smaller batch weighs like a full one), per replica when ``params`` has a replica dimension.
     ``index`` (R, N): replica r is evaluated on rows ``index[r]`` of ``x`` (its own validation split).
     ``chunk``: samples per forward pass (default 8192 flat inputs, 1024 images: the CNN's float64
     activations of 8192 images take about 5 GB)."""

@@ -2,11 +2,10 @@
 
 A :class:`Run` holds what training changes — parameters, feedback weights, both Adam states, the random
 generators of every stream (docs/algorithms.md#the-training-schedule: ``init``, ``split``, ``shuffle``, ``noise``,
-derived from the seed)
-and the epoch counters — plus what a block needs to carry per seed (:class:`Record`: metrics, status,
-alignment rows, damping rows, summary).  :meth:`Run.state_dict` writes the single-run checkpoint of one
-seed; :meth:`Run.load_state_dict` reads it back into any replica, so a block resumes from single-run
-checkpoints and vice versa.  :func:`build_run` makes a fresh run from a resolved configuration.
+derived from the seed) and the epoch counters — plus what a block needs to carry per seed (:class:`Record`: metrics,
+status, alignment rows, damping rows, summary).  :meth:`Run.state_dict` writes the single-run checkpoint of one seed;
+:meth:`Run.load_state_dict` reads it back into any replica, so a block resumes from single-run checkpoints and vice
+versa.  :func:`build_run` makes a fresh run from a resolved configuration.
 """
 
 from __future__ import annotations

@@ -1,12 +1,11 @@
 """Table S7's reproducibility (issue 23): how often the damping searches of several seeds select the same λ.
 
 Per method, dataset and procedure (the official search, docs/algorithms.md#the-damping-search-table-s7, and the paired
-one, tp.damping): over the
-hidden layers, the number where every finished seed selected the same λ (``same``) and, for the paired
-procedure, the number where the seeds' sets of λ "within 2 SE of the minimum" share a λ (``overlap``: the
-seeds' choices are compatible); the comparison itself is ``tp.damping.seed_agreement``.  A cell with fewer than
-2 finished seeds (with a paired search, for the paired procedure) says what is pending instead of a number.
-Outputs: CSV (one row per method, dataset and procedure), Markdown and HTML.
+one, tp.damping): over the hidden layers, the number where every finished seed selected the same λ (``same``) and, for
+the paired procedure, the number where the seeds' sets of λ "within 2 SE of the minimum" share a λ (``overlap``: the
+seeds' choices are compatible); the comparison itself is ``tp.damping.seed_agreement``.  A cell with fewer than 2
+finished seeds (with a paired search, for the paired procedure) says what is pending instead of a number. Outputs: CSV
+(one row per method, dataset and procedure), Markdown and HTML.
 
 Run by Snakemake (rule ``table_s7_stability``); ``tables(summaries, cells, seeds)`` is the table as data.
 """

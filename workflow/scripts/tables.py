@@ -2,8 +2,7 @@
 
 Each cell is mean ± std (sample std, ddof = 1) over the seeds whose run *finished*; diverged and pruned
 runs (docs/algorithms.md#the-early-stop) and missing summaries are counted, shown in the cell and left out of the mean —
-never
-turned into a number.  A (method, dataset) without an official configuration is shown as such.
+never turned into a number.  A (method, dataset) without an official configuration is shown as such.
 
 Run by Snakemake (``script:``) or by hand:
     python workflow/scripts/tables.py --table table1 --results results [--config config/config.yaml]
