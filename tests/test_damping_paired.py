@@ -94,8 +94,7 @@ def test_paired_angles_equal_the_official_angles_on_the_same_minibatch():
 
 def test_paired_angles_equal_the_official_angles_on_the_cnn():
     """The CNN of docs/algorithms.md#the-cnn-table-3 (conv blocks' Δ unflattened to (B, C, H, W), local losses by
-    autograd): the paired
-    angles are gnt_reference's, λ by λ."""
+    autograd): the paired angles are gnt_reference's, λ by λ."""
     from tp.cnn import ConvNet
 
     net = ConvNet(in_shape=(3, 8, 8), channels=(2, 3), fc=5, n_out=4, dtype=torch.float64)
@@ -249,3 +248,74 @@ def test_committed_damping_runs_still_pass_the_audit(method):
     summary = json.loads((folder / "summary.json").read_text())
     assert "damping_paired_batches" not in summary["config"] and not (folder / "damping_paired.csv").exists()
     assert audit.audit_run(folder, summary, audit.expected_config("damping", method, "mnist")) is None
+
+
+def test_damping_extension_lists_the_decades_up_to_the_bound_and_rejects_a_bound_below_them():
+    from tp.damping import damping_extension
+
+    assert damping_extension(10.0, None) == []
+    assert damping_extension(10.0, 1e4) == [100.0, 1000.0, 10000.0]
+    assert damping_extension(10.0, 999.0) == [100.0] and damping_extension(10.0, 100) == [100.0]
+    for bad in (50.0, math.inf, math.nan, True, "1e4"):
+        with pytest.raises(ValueError, match=r"damping_paired_extend_to must be null .* >= 100, got " + repr(bad)):
+            damping_extension(10.0, bad)
+
+
+def _valley(minimum_at: int, size: int, m: int = 5) -> np.ndarray:
+    """Angles (m, size) of one layer whose mean has its minimum at index ``minimum_at`` (|k − min|, plus a
+    minibatch offset every λ shares)."""
+    offsets = np.arange(m, dtype=np.float64)[:, None]
+    return np.abs(np.arange(size, dtype=np.float64) - minimum_at)[None, :] + offsets
+
+
+@pytest.mark.parametrize("minimum_at, kept", [(3, 0), (8, 2), (9, 3), (10, 3), (7, 1)])
+def test_grid_extension_keeps_the_smallest_extension_with_every_minimum_inside(minimum_at, kept):
+    """Base grid of 8 λ (index 7 = its top, 10), extension 100, 1000, 10000 (indices 8–10).  Layer 1's
+    minimum is always at index 2; layer 2's at ``minimum_at``: inside the base grid → nothing added; at index
+    8 (λ = 100) → 100 and 1000 (then 100 is inside); at 9 → all three; at 10, the bound → all three and the
+    choice stays the grid's top (an edge); at 7 (the base top) → one decade, which shows the top was the
+    minimum."""
+    from tp.damping import grid_extension
+
+    base, extra = LAMS, [100.0, 1000.0, 10000.0]
+    size = len(base) + len(extra)
+    angles = np.stack([_valley(2, size), _valley(minimum_at, size)], axis=2)  # (5, 11, 2)
+    assert grid_extension(angles, base, extra, [1, 2]) == kept
+    grid = [*base, *extra[:kept]]
+    best, _ = paired_selection(paired_statistics(angles[:, :len(grid)], grid, [1, 2]))
+    assert best[0] == base[2] and best[1] == [*base, *extra][min(minimum_at, len(grid) - 1)]
+    assert (best[1] == grid[-1]) == (minimum_at >= size - 1)  # an edge only when the bound stopped it
+    with pytest.raises(ValueError, match="expected"):
+        grid_extension(angles[:, :-1], base, extra, [1, 2])
+
+
+def test_damping_run_extends_the_paired_grid_only_above_and_keeps_the_official_search(tmp_path):
+    """damping_paired_extend_to on a real (tiny) damping run: the paired rows cover the paper's 8 λ and a
+    prefix of 100, 1000, 10000, chosen by grid_extension's rule; the paper-grid λ have the same mean angles as
+    without the extension (the same minibatches and SVDs); the official damping_search.csv is byte-identical;
+    a bound below 100 fails before training and names it."""
+    data = small_data()
+    quiet = lambda m: None  # noqa: E731
+    s = train(damping_cfg(damping_paired_batches=3, damping_paired_extend_to=1e4), data, seed=0,
+              out_dir=tmp_path / "ext", progress=False, log=quiet)
+    train(damping_cfg(damping_paired_batches=3), data, seed=0, out_dir=tmp_path / "base", progress=False, log=quiet)
+    ext = list(csv.DictReader(open(tmp_path / "ext" / "damping_paired.csv")))
+    base = {(r["damping"], r["layer"]): r for r in csv.DictReader(open(tmp_path / "base" / "damping_paired.csv"))}
+    grid = sorted({float(r["damping"]) for r in ext})
+    assert grid[:len(LAMS)] == LAMS and grid[len(LAMS):] == [100.0, 1000.0, 10000.0][:len(grid) - len(LAMS)]
+    for r in ext:
+        if float(r["damping"]) in LAMS:
+            assert float(r["mean_angle"]) == pytest.approx(float(base[r["damping"], r["layer"]]["mean_angle"]),
+                                                           rel=1e-12)
+    best = s["damping_paired_selected"]
+    assert grid[-1] not in best or grid[-1] == 1e4  # inside the kept grid, unless the bound was reached
+    if len(grid) > len(LAMS):  # extended: without its top λ, some layer's minimum was the shorter grid's top
+        means: dict = {}
+        for r in ext:
+            means.setdefault(r["layer"], {})[float(r["damping"])] = float(r["mean_angle"])
+        assert any(min((lam for lam in m if lam < grid[-1]), key=m.get) == grid[-2] for m in means.values())
+    official = (tmp_path / "base" / "damping_search.csv").read_bytes()
+    assert (tmp_path / "ext" / "damping_search.csv").read_bytes() == official
+    with pytest.raises(ConfigError, match=r"damping_paired_extend_to must be null .* >= 100, got 50"):
+        train(damping_cfg(damping_paired_extend_to=50), data, seed=0, out_dir=tmp_path / "bad", progress=False,
+              log=quiet)

@@ -50,6 +50,9 @@ KEYS_ADDED_LATER: dict[str, Any] = {
     # searches made before the paired search existed, whose official numbers (damping_search.csv) are what
     # today's code writes; their folders simply have no damping_paired.csv.
     "damping_paired_batches": None,
+    # issue 38: the λ up to which the paired damping search may extend its grid when a layer's minimum is the
+    # grid's top (tp.damping, "Grid edges"); null = no extension, what every search before the key did.
+    "damping_paired_extend_to": None,
     # issue 22: DDTP-GGN's Hessian damping δ (only the rule ddtp-ggn reads it: no recorded run used it) and the
     # GGN angles of the alignment logging (off: those runs logged BP and GNT angles only).
     "hessian_damping": 0.0,

@@ -1,16 +1,13 @@
 """The paired damping search beside the official one (Table S7, docs/algorithms.md#the-damping-search-table-s7; issue
-23): its maths and its
-statistics.  Metrics only: no rule imports this module.
+23): its maths and its statistics. Metrics only: no rule imports this module.
 
 The official search (docs/algorithms.md#the-damping-search-table-s7, :func:`tp.training.hooks.damping_search`) gives
-every λ its own shuffled
-pass and averages the angle over the few minibatches with index ≡ 0 (mod ``log_interval``): 6 on MNIST, a
-different 6 for every λ, so its per-layer argmin is mostly the noise of which minibatches each λ saw.  The
+every λ its own shuffled pass and averages the angle over the few minibatches with index ≡ 0 (mod ``log_interval``): 6
+on MNIST, a different 6 for every λ, so its per-layer argmin is mostly the noise of which minibatches each λ saw.  The
 paired search measures the same quantity — per minibatch and hidden layer i, the angle
-(docs/algorithms.md#when-the-angles-are-measured) between
-the method's update ΔW_i and the local-loss gradient of the damped GNT target (docs/algorithms.md#the-two-references) —
-on **one**
-fixed draw of M minibatches shared by every λ ∈ Λ, so the curve over λ differs only by λ:
+(docs/algorithms.md#when-the-angles-are-measured) between the method's update ΔW_i and the local-loss gradient of the
+damped GNT target (docs/algorithms.md#the-two-references) — on **one** fixed draw of M minibatches shared by every λ ∈
+Λ, so the curve over λ differs only by λ:
 
 * per minibatch, one forward pass, one method update, one gradient g = ∂ℒ/∂h_L and one set of output
   Jacobians J_i serve all λ: with the thin SVD J_i^b = U diag(σ) Vᵀ (one per sample; for a wide J_i
@@ -29,6 +26,13 @@ fixed draw of M minibatches shared by every λ ∈ Λ, so the curve over λ diff
   the minimum when mean d(λ) ≤ 2·SE(d(λ)); λ* always is; with fewer than 2 minibatches nothing can be told
   apart (SE undefined: every λ is within).
 
+**Grid edges.** A layer whose λ* is the largest λ of Λ may have its minimum beyond the grid.  With
+``damping_paired_extend_to`` = λ_max the search also measures the decades above Λ's top, 10·top, 100·top, …
+up to λ_max (:func:`damping_extension`), on the same minibatches, and keeps the smallest extension under
+which no layer's λ* is the grid's top, or all of it when the bound is reached first
+(:func:`grid_extension`); the official procedure and its grid are left as they are.  λ = 0, the bottom of Λ,
+is the undamped pseudo-inverse: there is nothing below it to extend to.
+
 A minibatch on which some λ's angle of layer i is undefined (a zero update: no direction) is left out of
 layer i for every λ, so the curve stays paired.
 """
@@ -46,7 +50,7 @@ from .alignment import angle
 from .interface import Forward, Network, Params
 
 __all__ = ["gn_displacements_all_dampings", "paired_gnt_angles", "paired_statistics", "paired_selection",
-           "PAIRED_COLUMNS", "seed_agreement"]
+           "PAIRED_COLUMNS", "seed_agreement", "damping_extension", "grid_extension"]
 
 #: columns of ``damping_paired.csv`` (one row per λ and hidden layer)
 PAIRED_COLUMNS = ["damping", "layer", "mean_angle", "se", "diff_to_min", "se_diff", "batches", "within_2se"]
@@ -93,8 +97,7 @@ def paired_gnt_angles(net: Network, params: Params, fwd: Forward, y: Tensor, upd
     update of every hidden layer in ``layers``, for every λ of ``dampings``, on one minibatch (its forward
     pass ``fwd``, labels ``y``): the Jacobians and g once, the targets ĥ_i = h_i − Δ_i(λ) turned into
     updates by the network's local losses (docs/algorithms.md#the-two-references, as
-    :func:`tp.alignment.gnt_reference`).  NaN
-    where an update is zero (no direction)."""
+    :func:`tp.alignment.gnt_reference`).  NaN where an update is zero (no direction)."""
     layers = list(layers)
     g = net.output_gradient(fwd.output, y)  # ∂ℒ/∂h_L of the minibatch mean, (B, n_L)
     J = net.output_jacobians(params, fwd, layers)  # {i: (B, n_L, n_i)}
@@ -137,6 +140,42 @@ def paired_statistics(angles: np.ndarray, dampings: Sequence[float], layers: Seq
                          "se": float(se[k]), "diff_to_min": float(diff[k]), "se_diff": float(se_d[k]),
                          "batches": m, "within_2se": within})
     return rows
+
+
+def damping_extension(top: float, bound: float | None) -> list[float]:
+    """The λ above a grid whose largest λ is ``top`` that the paired search may add (module docstring, "Grid
+    edges"): 10·top, 100·top, … while ≤ ``bound``; [] for ``bound`` None (no extension)."""
+    if bound is None:
+        return []
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) \
+            or not bound >= 10 * top:
+        raise ValueError(f"damping_paired_extend_to must be null (no extension) or a finite λ of at least 10 × "
+                         f"the grid's largest λ {top:g}, i.e. >= {10 * top:g}, got {bound!r}")
+    out, lam = [], float(top)
+    while True:
+        lam = float(f"{lam * 10:.12g}")  # 100.0, not 100.00000000000001
+        if lam > bound * (1 + 1e-12):
+            return out
+        out.append(lam)
+
+
+def grid_extension(angles: np.ndarray, base: Sequence[float], extra: Sequence[float],
+                   layers: Sequence[int]) -> int:
+    """How many λ of ``extra`` (the ascending extension above ``base``) the paired search keeps: none while no
+    layer's λ* under :func:`paired_statistics` is the grid's largest λ; else one more at a time until none is,
+    or all of ``extra``.  ``angles`` (M, len(base) + len(extra), len(layers)), λ in that order."""
+    angles = np.asarray(angles, dtype=np.float64)
+    if angles.ndim != 3 or angles.shape[1] != len(base) + len(extra):
+        raise ValueError(f"angles of shape {angles.shape}: expected (minibatches, {len(base) + len(extra)} "
+                         f"dampings, {len(layers)} layers)")
+    kept = 0
+    while kept < len(extra):
+        grid = [*base, *extra[:kept]]
+        best, _ = paired_selection(paired_statistics(angles[:, :len(grid)], grid, layers))
+        if grid[-1] not in best:
+            break
+        kept += 1
+    return kept
 
 
 def paired_selection(rows: list[dict]) -> tuple[list[float | None], list[list[float]]]:

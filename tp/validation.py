@@ -9,8 +9,7 @@ anything trains.  Each error names the key, the value and what is allowed.
 :data:`KEYS` has one entry per key of ``defaults.yaml``'s ``run`` block (a test holds them equal), so a new
 configuration key is one line here.  Ranges (docs/algorithms.md#optimisers,
 docs/algorithms.md#normalised-learning-rates, docs/algorithms.md#training-the-feedback): Adam's β₁, β₂ (forward and
-feedback) in
-[0, 1); learning rates, ε, the target step size β and the noise σ finite and positive; weight decays and GN
+feedback) in [0, 1); learning rates, ε, the target step size β and the noise σ finite and positive; weight decays and GN
 damping finite and ≥ 0; sizes and epochs integers; activations and initialisations among the implemented ones.
 """
 
@@ -137,6 +136,8 @@ KEYS: dict[str, Key] = {
     "alignment_hessian_damping": Key("number", low=0, nullable=True),
     "gn_damping_hpsearch": _BOOL,
     "damping_paired_batches": Key("int", low=0, low_open=True, nullable=True),  # null: one epoch (tp.damping)
+    # null: no extension; else ≥ 10 × the grid's top λ (checked with the grid, tp.training.hooks.paired_grid)
+    "damping_paired_extend_to": Key("number", low=0, low_open=True, nullable=True),
 }
 
 

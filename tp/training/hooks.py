@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .. import catalog
 from ..alignment import DAMPING_CANDIDATES, alignment_angles, angle, gnt_reference
-from ..damping import paired_gnt_angles, paired_selection, paired_statistics
+from ..damping import damping_extension, grid_extension, paired_gnt_angles, paired_selection, paired_statistics
 from ..errors import ConfigError
 from .state import Run
 from .steps import batches, gather
@@ -49,9 +50,8 @@ class Hook:
 
 class AlignmentLogger(Hook):
     """docs/algorithms.md#when-the-angles-are-measured: every ``log_interval`` minibatches, the angles between the
-    method's update and the BP
-    and damped-GNT updates of every layer (with ``ggn``, also damped GGN: beyond the paper), before the step;
-    rows kept in the seed's record (``alignment.csv``).  One seed per process."""
+    method's update and the BP and damped-GNT updates of every layer (with ``ggn``, also damped GGN: beyond the paper),
+    before the step; rows kept in the seed's record (``alignment.csv``).  One seed per process."""
 
     def __init__(self, interval: int, damping, ggn: bool = False, ggn_hessian_damping: float | None = None):
         self.interval, self.damping, self.ggn, self.ggn_hessian_damping = interval, damping, ggn, ggn_hessian_damping
@@ -73,12 +73,13 @@ def _damping_of(damping, layer: int):
 
 class DampingSearch(Hook):
     """docs/algorithms.md#the-damping-search-table-s7: after the damping tuning's ``damping_search_after`` training
-    epochs (3, :mod:`tp.catalog`),
-    :func:`damping_search` (the official procedure), then :func:`paired_damping_search` on the same frozen
-    network, then the seed ends (status ``finished``, message naming both selections per hidden layer)."""
+    epochs (3, :mod:`tp.catalog`), :func:`damping_search` (the official procedure), then :func:`paired_damping_search`
+    on the same frozen network, then the seed ends (status ``finished``, message naming both selections per hidden
+    layer)."""
 
     def built(self, run: Run) -> None:
         paired_batches(run)  # a damping_paired_batches the training set cannot hold fails before training
+        paired_grid(run)  # as does a damping_paired_extend_to below the grid's top
 
     def epoch_end(self, block, r: int, epoch: int) -> None:
         if epoch != catalog.tuning("damping").damping_search_after:
@@ -109,8 +110,7 @@ def config_hooks(cfg: dict) -> list[Hook]:
 @torch.no_grad()
 def damping_search(run: Run) -> list[dict]:
     """Table S7 (docs/algorithms.md#the-damping-search-table-s7): with every parameter frozen, for each λ ∈ Λ one pass
-    over the shuffled
-    training set; on the minibatches with index ≡ 0 (mod log_interval) the angle between the method's
+    over the shuffled training set; on the minibatches with index ≡ 0 (mod log_interval) the angle between the method's
     update and the damped-GNT update of every hidden layer; averaged per (λ, layer)."""
     rows = []
     hidden = run.net.L - 1
@@ -158,6 +158,16 @@ def paired_batches(run: Run) -> int:
     return wanted
 
 
+def paired_grid(run: Run) -> tuple[list[float], list[float]]:
+    """The paired search's grid Λ (the official one, :data:`DAMPING_CANDIDATES`) and the λ above it that
+    ``damping_paired_extend_to`` lets it add (:func:`tp.damping.damping_extension`)."""
+    base = sorted(DAMPING_CANDIDATES)
+    try:
+        return base, damping_extension(base[-1], run.cfg.get("damping_paired_extend_to"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 @torch.no_grad()
 def paired_damping_search(run: Run) -> list[dict]:
     """The paired damping search (issue 23, :mod:`tp.damping`), run after :func:`damping_search` on the
@@ -165,15 +175,18 @@ def paired_damping_search(run: Run) -> list[dict]:
     passes draw exactly what they drew before), its first M full minibatches (:func:`paired_batches`)
     shared by every λ ∈ Λ; per minibatch one forward pass, one method update and one set of Jacobians for
     all λ.  Rows per (λ, hidden layer): mean angle, its SE, the paired difference to the layer's minimum
-    and its SE, minibatches, within 2 SE (:func:`tp.damping.paired_statistics`)."""
+    and its SE, minibatches, within 2 SE (:func:`tp.damping.paired_statistics`), over Λ and the part of the
+    extension above it that :func:`tp.damping.grid_extension` keeps (``damping_paired_extend_to``)."""
     layers = list(range(1, run.net.L))
     m, B = paired_batches(run), run.cfg["batch_size"]
     epoch = batches(run, run.data.num_train)
     chosen = ([idx for idx in epoch if idx.shape[-1] == B] or epoch)[:m]
-    angles = []  # (M, Λ, hidden layers)
+    base, extra = paired_grid(run)
+    angles = []  # (M, Λ and its extension, hidden layers)
     for idx in chosen:
         x, y = gather(run.data, idx)
         fwd = run.net.forward(run.params, x)
         update = run.rule.forward_update(run.net, run.params, run.feedback, fwd, y).forward_grads
-        angles.append(paired_gnt_angles(run.net, run.params, fwd, y, update, DAMPING_CANDIDATES, layers))
-    return paired_statistics(angles, DAMPING_CANDIDATES, layers)
+        angles.append(paired_gnt_angles(run.net, run.params, fwd, y, update, [*base, *extra], layers))
+    grid = [*base, *extra[:grid_extension(angles, base, extra, layers)]]
+    return paired_statistics(np.asarray(angles)[:, :len(grid)], grid, layers)

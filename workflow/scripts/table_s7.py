@@ -1,8 +1,8 @@
 """Table S7: the GNT damping λ_i selected per hidden layer by the damping search
-(docs/algorithms.md#the-damping-search-table-s7), per method
-and dataset, next to the values the paper's alignment-figure configurations use; and beside it the paired
-search's choice (tp.damping, issue 23): its argmin, or "any of …" where the λ within 2 standard errors (of
-the paired difference) of the minimum cannot be told apart.  Runs made before the paired search say so.
+(docs/algorithms.md#the-damping-search-table-s7), per method and dataset, next to the values the paper's
+alignment-figure configurations use; and beside it the paired search's choice (tp.damping, issue 23): its argmin, or
+"any of …" where the λ within 2 standard errors (of the paired difference) of the minimum cannot be told apart.  Runs
+made before the paired search say so.
 
 With more than one seed per cell every seed is its own row (``METHOD (seed S)``)."""
 
@@ -41,15 +41,15 @@ def fmt(v):
     return "—" if v is None else f"{v:g}"
 
 
-def fmt_paired(best, within) -> str:
+def fmt_paired(best, within, size: int = len(DAMPING_CANDIDATES)) -> str:
     """The paired choice of one layer: λ*, or "any of …" when several λ are within 2 SE of the minimum
-    ("any of all 8 λ" when every candidate is)."""
+    ("any of all 8 λ" when every λ of the search's grid, ``size`` of them, is)."""
     if best is None:
         return "—"
     within = list(within)
     if len(within) <= 1:
         return fmt(best)
-    return f"any of all {len(within)} λ" if len(within) == len(DAMPING_CANDIDATES) else \
+    return f"any of all {len(within)} λ" if len(within) == size else \
         "any of " + ", ".join(fmt(v) for v in within)
 
 
@@ -103,7 +103,8 @@ def tidy_rows(summaries: list, folders: list | None = None) -> list[dict]:
                          "dataset_slug": s["dataset"], "method_slug": s["method"], "seed": s["seed"], "layer": i,
                          "selected": lam, "figure_config": fig_lam, "differs": lam != fig_lam,
                          "paired_selected": best, "paired_within_2se": ";".join(f"{v:g}" for v in within),
-                         "paired_cell": fmt_paired(best, within) + (f" {EDGE}" if at_edge(best, paired) else "")
+                         "paired_cell": fmt_paired(best, within, len(paired))
+                         + (f" {EDGE}" if at_edge(best, paired) else "")
                          if has_paired else NOT_RUN_PAIRED,
                          "paired_minibatches": s.get("damping_paired_minibatches"), "status": s["status"],
                          "grid_min": official[0], "grid_max": official[-1], "at_grid_edge": at_edge(lam, official),
