@@ -90,7 +90,11 @@ def run(project: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_only_the_catalog_and_the_configuration_file_change(project):
+def test_only_the_two_additions_changed_and_each_is_needed(project):
+    """The copy differs from the project in the two files only (so the tests below, which train and plan the
+    new dataset, prove that nothing else is needed), and each of the two is needed: without the configuration
+    file ``tp train`` refuses (exit 2) naming the file it looked for; without the catalog's Dataset entry it
+    refuses naming the unknown dataset and the valid ones.  Both files are restored afterwards."""
     changed = []
     for path in (project / "tp").rglob("*"):
         if path.is_file() and "__pycache__" not in path.parts:
@@ -98,6 +102,25 @@ def test_only_the_catalog_and_the_configuration_file_change(project):
             if not original.exists() or original.read_bytes() != path.read_bytes():
                 changed.append(str(path.relative_to(project)))
     assert sorted(changed) == ["tp/catalog.py", f"tp/configs/hyperparameters/{SLUG}.yaml"]
+    train = (sys.executable, "-m", "tp", "train", "--method", "bp", "--dataset", SLUG, "--seed", "1", "--epochs", "1",
+             "--data-root", "data", "--out", str(project / "runs" / "needed"), "--no-progress")
+    config = project / "tp" / "configs" / "hyperparameters" / f"{SLUG}.yaml"
+    catalog = project / "tp" / "catalog.py"
+    saved_config, saved_catalog = config.read_bytes(), catalog.read_bytes()
+    try:
+        config.unlink()
+        res = run(project, *train)
+        assert res.returncode == 2 and f"hyperparameters/{SLUG}.yaml" in res.stderr, res.stderr
+        config.write_bytes(saved_config)
+        dataset_line = ENTRIES['    Dataset("cifar10-cnn", ']
+        catalog.write_text("".join(line for line in saved_catalog.decode().splitlines(keepends=True)
+                                   if line.rstrip("\n") != dataset_line))
+        res = run(project, *train)
+        assert res.returncode == 2 and SLUG in res.stderr and "mnist" in res.stderr.replace(SLUG, ""), res.stderr
+    finally:
+        config.write_bytes(saved_config)
+        catalog.write_bytes(saved_catalog)
+    assert not (project / "runs" / "needed" / "summary.json").exists()
 
 
 def test_tp_train_trains_the_new_dataset(project):
