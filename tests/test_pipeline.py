@@ -542,17 +542,21 @@ def test_report_labels_stay_narrow_when_runs_come_from_several_commits_and_machi
                                                "device_name": device, "config": {"epochs": epochs}}
     one = labels("Table 1", [run("229eae3f29c2d57f", "AMD EPYC, x86_64 CPU (1 threads)")] * 2, "real")
     assert one == {"order": "T0-01", "paper": "Table 1", "data": "real", "runs": 2, "epochs": "100",
-                   "code version": "229eae3f29c2", "device": "AMD EPYC, x86_64 CPU (1 threads)"}
+                   "code version": "229eae3f29c2", "device": "AMD EPYC"}  # the model; the notes hold the rest
     mixed = labels("Table 1", [run(f"{c}" * 40, d) for c, d in zip("abcd", ["AMD EPYC, x86_64 CPU (1 threads)",
                                                                            "x86_64 CPU (1 threads)"] * 2)], "real")
     assert mixed["code version"] == "4 versions (see notes)" and mixed["device"] == "2 devices (see notes)"
     assert max(len(str(v)) for v in mixed.values()) <= 24
+    model = workflow_script("report_labels").device_model
+    assert [model(d) for d in ("Intel(R) Xeon(R) Processor, x86_64 CPU (2 threads)", "x86_64 CPU (1 threads)",
+                               "NVIDIA H200", None)] == ["Intel Xeon", "CPU", "NVIDIA H200", None]
     assert labels("Fig. 2", [], "synthetic") == {"order": "F0-02", "paper": "Fig. 2", "data": "synthetic"}
     # the report sorts by the first label as text: the paper's order, not "Table S10" before "Table S6" (issue 37)
     order = workflow_script("report_labels").paper_order
     papers = ["Table 1", "Table 2", "Table 3", "Table S6", "Table S7", "Table S8", "Table S9", "Table S10"]
     assert sorted(papers, key=order) == papers and sorted(map(order, papers)) == list(map(order, papers))
     assert order("learning curves (MNIST)") > order("Fig. S7") > order("Fig. 4")  # (figures: their own category)
+    assert order("beyond the paper") == "Z-beyond"  # short, as every label: the sidebar is as wide as they are
     legacy = labels("Table S7", [{"config": {"epochs": 3}}], "real")  # a summary without the newer keys
     assert legacy["data"] == "real" and legacy["code version"] == "" and legacy["device"] == ""
 

@@ -174,7 +174,12 @@ def resolve_config(method: str, dataset: str, tuning: str = "test",
     tunings = defaults.get("tunings") or {}
     source = catalog.tuning(tuning).configuration  # the tuning whose per-method blocks are read
     cfg.update(tunings.get(source) or {})
-    ds_file = _load(root / "hyperparameters" / f"{dataset}.yaml")
+    ds_path = root / "hyperparameters" / f"{dataset}.yaml"
+    if not ds_path.is_file():  # a dataset in the catalog without its configuration file (docs/architecture.md)
+        raise ConfigError(f"dataset {dataset!r} has no configuration file: {ds_path} is missing "
+                          f"(a new dataset needs its catalog entry and this file: docs/architecture.md, "
+                          f"'Adding a dataset')")
+    ds_file = _load(ds_path)
     cfg.update(ds_file.get("dataset") or {})
     per_method = (ds_file.get("methods") or {}).get(method)
     if per_method is None or source not in per_method:

@@ -61,7 +61,7 @@ rule table_s7_stability:
         csv=f"{RESULTS}/tables/tableS7_stability.csv",
         md=f"{RESULTS}/tables/tableS7_stability.md",
         html=report(f"{RESULTS}/tables/tableS7_stability.html", caption="../report/table_s7_stability.rst",
-                    category="Tables", labels=report_labels("Table S7: reproducibility")),
+                    category="Tables", labels=report_labels("Table S7 seeds")),
     log:
         f"{RESULTS}/logs/tables/tableS7_stability.log",
     params:
