@@ -109,6 +109,37 @@ def test_other_numerics_versions_and_data_are_rejected(real_run, tmp_path):
     assert (reason(run) is None) == (audit.NUMERICS_VERSION == 1)
 
 
+def test_tested_step_paths_share_the_numerics_version(real_run, tmp_path):
+    """Step paths proven equal to the eager reference within 1e-10 per step (compiled, CUDA graph; mixed by a
+    resume) average with eager runs under one numerics version; a path the tests do not cover is rejected;
+    summaries without the field are eager runs.  A cell mixing paths or devices says so under its table."""
+    tables = _tables()
+    run = clone(real_run, tmp_path)
+    for path in ("eager", "compiled", "cuda-graph", "compiled+eager"):
+        edit_summary(run, step_path=path)
+        assert reason(run) is None, path
+    edit_summary(run, step_path="float32-kernels")
+    assert "step path 'float32-kernels' is not one the tests prove equal" in reason(run)
+    s = edit_summary(run)
+    del s["step_path"]
+    (run / "summary.json").write_text(json.dumps(s))
+    assert reason(run) is None
+    assert tables.load_runs([run / "summary.json"]).step_path.tolist() == ["eager"]
+
+    def row(seed, path, device):
+        return {"tuning": "test", "method": "bp", "dataset": "mnist", "seed": seed, "status": "finished",
+                "device_name": device, "step_path": path}
+
+    one = pd.DataFrame([row(1, "eager", "AMD EPYC"), row(2, "eager", "AMD EPYC")], columns=tables.RUN_COLUMNS)
+    mixed = pd.DataFrame([row(1, "eager", "AMD EPYC"), row(2, "compiled", "Intel Xeon")],
+                         columns=tables.RUN_COLUMNS)
+    assert tables.mixed_notes(one) == []
+    assert tables.mixed_notes(mixed) == ["MNIST BP averages runs of step paths compiled, eager on AMD EPYC | Intel "
+                                         "Xeon (one numerics version: the same mathematics, tested equal within "
+                                         "1e-10 relative per step)."]
+    assert "step path(s): compiled, eager" in tables.provenance(mixed, "real")
+
+
 def test_the_table_averages_each_genuine_seed_once_and_lists_the_rest(real_run, tmp_path):
     tables = _tables()
     good = clone(real_run, tmp_path)

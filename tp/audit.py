@@ -11,7 +11,8 @@ Committed runs come from many machines and commits, so a table never trusts a ``
 * its headline numbers are those of its ``metrics.csv`` (best epoch by validation error, test error there,
   last training loss, epochs run); a finished run has all its configured epochs;
 * its numerics version is this code's :data:`NUMERICS_VERSION` (runs whose numbers another version of the
-  arithmetic produced are never averaged with these; summaries older than the field are version 1);
+  mathematics produced are never averaged with these; summaries older than the field are version 1), and its
+  step path one that the tests prove equal to the eager reference (:data:`STEP_PATHS`);
 * its data source is the one expected (a synthetic smoke run never enters a real table).
 
 :func:`collect` (what the tables call) also checks what a run says about its data and its code against what can
@@ -31,14 +32,23 @@ import yaml
 
 from . import provenance
 
-__all__ = ["NUMERICS_VERSION", "KEYS_ADDED_LATER", "with_later_keys", "audit_run", "headline", "DIRTY", "collect",
-           "expected_config"]
+__all__ = ["NUMERICS_VERSION", "STEP_PATHS", "KEYS_ADDED_LATER", "with_later_keys", "audit_run", "headline", "DIRTY",
+           "collect", "expected_config"]
 
-#: Version of the arithmetic of a training run.  Bump it with every change that alters any run's numbers
-#: (rounding included) and say so in the commit; runs of different versions are never averaged together.
+#: Version of the mathematics of a training run: its formulas, schedules and data splits.  Bump it with every
+#: change that would change a result beyond rounding and say so in the commit; runs of different versions are
+#: never averaged together.  Execution paths that the tests prove equal to the eager reference within 1e-10
+#: relative per step (:data:`STEP_PATHS`: fused or compiled kernels, another reduction order, thread count or
+#: device) change rounding only and share the version; their runs average together and the tables name the
+#: paths and devices a cell mixes (docs/pipeline.md, "Numerics versions").
 #: Version 1: every commit up to the one that introduced this field (229eae3 and earlier; their summaries
-#: have no ``numerics_version``).
+#: have no ``numerics_version``), and every later one so far.
 NUMERICS_VERSION = 1
+#: the step paths tested equal to the eager reference within 1e-10 relative per step (a summary's
+#: ``step_path``, "+"-joined when a resumed run used several; summaries without it: eager):
+#: ``eager`` (the reference), ``compiled`` (tp.training.compiled, tests/test_compiled.py), ``cuda-graph``
+#: (tp.fast; benchmarks/step_speed.py on the GPU) and ``graph-emulated`` (its CPU emulation, tests/test_fast.py)
+STEP_PATHS = ("eager", "compiled", "cuda-graph", "graph-emulated")
 #: Configuration keys added after runs were committed → the value a recorded configuration without the key
 #: means (what those runs did, in today's terms).  A run folder's ``config.yaml``, its summary's ``config``
 #: and its checkpoint's configuration are read through :func:`with_later_keys`, so the audit and resuming
@@ -128,7 +138,12 @@ def audit_run(folder: Path, summary: Mapping, expected_config: Mapping | None,
     version = summary.get("numerics_version", 1)
     if version != NUMERICS_VERSION:
         return (f"numerics version {version!r}, this code's is {NUMERICS_VERSION}: its numbers come from other "
-                f"arithmetic, so they are not averaged with this version's runs (train it again)")
+                f"mathematics, so they are not averaged with this version's runs (train it again)")
+    paths = str(summary.get("step_path") or "eager").split("+")
+    untested = [p for p in paths if p not in STEP_PATHS]
+    if untested:
+        return (f"step path {untested[0]!r} is not one the tests prove equal to the eager reference "
+                f"({', '.join(STEP_PATHS)})")
     if data_source is not None and summary.get("data_source") != data_source:
         return f"data source {summary.get('data_source')!r}, expected {data_source!r}"
     recorded = summary.get("config")

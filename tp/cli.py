@@ -192,8 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train several seeds together in one process (replicas), e.g. 1-10 or 1,2,5; "
                         "one result folder per seed (--out must then contain {seed})")
     t.add_argument("--fast", choices=FAST_MODES, default="auto",
-                   help="auto: CUDA-graph training steps on a GPU, eager elsewhere; graph: require them; "
-                        "eager: the reference path")
+                   help="auto: CUDA-graph training steps on a GPU, compiled steps (torch.compile) on a CPU for "
+                        "runs of >= 5000 steps, eager elsewhere; graph: require CUDA graphs; compiled: compile the "
+                        "CPU steps (eager, with a notice, without a C++ compiler); eager: the reference path")
     t.add_argument("--epochs", type=int, default=None, help="override the configured number of epochs")
     t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (cuda when available)")
     t.add_argument("--data-root", default="data", help="torchvision root folder of the datasets")

@@ -173,7 +173,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="fix a configuration value under the searched ones (repeatable)")
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto")
     s.add_argument("--fast", choices=FAST_MODES, default="auto",
-                   help="CUDA-graph steps: auto (on a CUDA device), graph, eager")
+                   help="auto (CUDA graphs on a GPU, compiled CPU steps for long runs), graph, compiled, eager")
     s.add_argument("--data-root", default="data", help="the folder holding the datasets (e.g. data/MNIST)")
     s.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
                    help="download a missing dataset first")

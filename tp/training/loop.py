@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import catalog
 from ..data import DataSplits
+from .compiled import compiled_steps
 from .evaluation import evaluate as evaluate_split
 from .hooks import config_hooks
 from .options import TrainOptions
@@ -40,6 +41,8 @@ class Block:
         self.cfg, self.options, self.log, self.replicas = cfg, options, options.log, replicas
         self.run = run = build_run(cfg, seeds, data, options.device, options.loss, replicas, options.graphs,
                                    replica_cfgs)
+        if options.compiled:  # the CPU's compiled steps (tp.training.compiled), once the run's length is known
+            run.ctx.compiled = compiled_steps(run, options.fast, self.log)
         run.ctx.hooks = config_hooks(cfg) + list(options.hooks)
         for hook in run.ctx.hooks:
             hook.built(run)

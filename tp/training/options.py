@@ -21,9 +21,11 @@ from .hooks import Hook
 
 __all__ = ["FAST_MODES", "TrainOptions", "log_to_stderr"]
 
-#: ``auto``: CUDA-graph steps on a CUDA device (:mod:`tp.fast`); ``graph``: the same, an error elsewhere;
-#: ``eager``: the reference path everywhere
-FAST_MODES = ("auto", "graph", "eager")
+#: ``auto``: CUDA-graph steps on a CUDA device (:mod:`tp.fast`), compiled steps on the CPU for runs long enough
+#: to pay for the compile (:mod:`tp.training.compiled`, :data:`COMPILE_MIN_STEPS`); ``graph``: CUDA graphs, an
+#: error elsewhere; ``compiled``: compiled CPU steps (an error on CUDA; eager, with a notice, where compiling is
+#: not possible); ``eager``: the reference path everywhere
+FAST_MODES = ("auto", "graph", "compiled", "eager")
 
 
 def log_to_stderr(msg: str) -> None:
@@ -45,6 +47,7 @@ class TrainOptions:
     prune: bool = True  # the official early stop (its thresholds are calibrated for the real datasets)
     hooks: Sequence[Hook] = ()  # besides those the configuration asks for (tp.training.hooks)
     graphs: bool = field(init=False, default=False)  # derived: the steps run as CUDA graphs
+    compiled: bool = field(init=False, default=False)  # derived: the CPU steps may run compiled (auto: long runs)
 
     def __post_init__(self):
         try:
@@ -65,7 +68,11 @@ class TrainOptions:
             if not graphs_available(device):
                 raise ConfigError(f"fast mode 'graph' needs a CUDA device, got {device}; use fast 'eager' or "
                                   "'auto'")
-        for name, value in (("device", device), ("hooks", hooks), ("graphs", graphs),
+        if self.fast == "compiled" and device.type != "cpu":
+            raise ConfigError(f"fast mode 'compiled' is the CPU path, got device {device}; use fast 'graph', "
+                              "'auto' or 'eager'")
+        compiled = self.fast == "compiled" or (self.fast == "auto" and device.type == "cpu")
+        for name, value in (("device", device), ("hooks", hooks), ("graphs", graphs), ("compiled", compiled),
                             ("log", self.log or log_to_stderr)):
             object.__setattr__(self, name, value)
 

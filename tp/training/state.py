@@ -76,6 +76,7 @@ class StepContext:
 
     fast: bool = False  # capture full minibatches as CUDA graphs (tp.fast)
     graphs: dict = field(default_factory=dict)  # (kind, index shape) -> CapturedStep
+    compiled: Any = None  # the compiled CPU steps (tp.training.compiled.CompiledSteps), None: eager
     sums: dict = field(default_factory=dict)  # kind -> running sums of the current epoch
     hooks: list = field(default_factory=list)  # tp.training.hooks.Hook objects, called by the loop and steps
 
@@ -105,6 +106,8 @@ class Run:
     elapsed: float = 0.0
     fb_steps: int = 0  # feedback Adam steps taken (all phases), for schedule checks
     steps: int = 0  # training minibatches taken
+    # the step paths that trained this run, over all its processes (a resumed run may mix them)
+    step_paths: set = field(default_factory=set)
     ctx: StepContext = field(default_factory=StepContext)  # the step path's own, never stored
 
     def sel(self, t: Tensor, r: int) -> Tensor:
@@ -143,7 +146,7 @@ class Run:
             "metrics": rec.metrics, "elapsed": self.elapsed, "status": rec.status,
             "message": rec.message, "fb_steps": self.fb_steps, "steps": self.steps,
             "alignment": rec.alignment, "damping": rec.damping, "damping_paired": rec.damping_paired,
-            "summary": rec.summary,
+            "summary": rec.summary, "step_paths": sorted(self.step_paths),
         }
 
     def load_state_dict(self, state: Mapping, r: int = 0) -> None:
@@ -163,6 +166,9 @@ class Run:
             self.gen(k, r).set_state(state["generators"][k])
         for key in ("pre_epochs_done", "epochs_done", "elapsed", "fb_steps", "steps"):
             setattr(self, key, state[key])
+        # checkpoints older than the field were written by eager processes (CPU) or CUDA-graph ones (not told
+        # apart then: both compute the same mathematics)
+        self.step_paths |= set(state.get("step_paths", ["eager"] if state["fb_steps"] or state["steps"] else []))
         rec = self.records[r]
         for key in ("metrics", "status", "message", "alignment", "damping"):
             setattr(rec, key, state[key] if state[key] is not None else [])

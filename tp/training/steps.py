@@ -3,7 +3,8 @@ minibatch (targets, feedback step, forward step), the feedback-only minibatch, a
 
 The steps do not synchronise with the host: the running sums of loss, accuracy and reconstruction loss
 stay on the device (:func:`epoch_sums`) and are read once per epoch by the loop.  On CUDA, full minibatches
-replay a captured CUDA graph of the same step function (:func:`captured_step`, :mod:`tp.fast`); the last,
+replay a captured CUDA graph of the same step function (:func:`captured_step`, :mod:`tp.fast`); on the CPU
+they run the step's arithmetic compiled (:func:`compiled_minibatch`, :mod:`tp.training.compiled`); the last,
 smaller minibatch of an epoch and the minibatches a hook observes (alignment logging) run eagerly.
 
     run = build_run(cfg, [seed], data, device)
@@ -23,7 +24,7 @@ from ..data import DataSplits
 from .state import Run
 
 __all__ = ["TRAIN_SUMS", "FEEDBACK_SUMS", "batches", "batches_per_epoch", "gather", "feedback_minibatch",
-           "train_minibatch", "epoch_sums", "captured_step", "feedback_epoch", "train_epoch",
+           "train_minibatch", "epoch_sums", "captured_step", "compiled_minibatch", "step_path", "feedback_epoch", "train_epoch",
            "finite_per_replica", "values"]
 
 TRAIN_SUMS = ("loss", "acc", "rec")
@@ -134,6 +135,44 @@ def captured_step(run: Run, kind: str, idx: Tensor, sums: dict, log: Callable[[s
     return run.ctx.graphs[key]
 
 
+def compiled_minibatch(run: Run, kind: str, idx: Tensor, sums: dict) -> bool:
+    """The step of this kind (``train`` or ``feedback``) on a full minibatch, compiled (True), or nothing
+    (False: the caller runs the eager step; nothing was drawn or applied)."""
+    steps = run.ctx.compiled
+    if steps is None or run.cfg["extra_fb_minibatches"] or idx.shape[-1] != run.cfg["batch_size"]:
+        return False
+    x, y = gather(run.data, idx)
+    if kind == "train":
+        out = steps.train(run, x, y)
+        if out is None:
+            return False
+        loss, acc, rec = out
+        sums["loss"].add_(loss)
+        if acc is not None:
+            sums["acc"].add_(acc)
+        run.steps += 1
+        run.fwd_opt.step_count += 1
+    else:
+        rec = steps.feedback(run, x)
+        if rec is None:
+            return False
+    if rec is not None:
+        sums["rec"].add_(rec)
+        run.fb_steps += 1
+        run.fb_opt.step_count += 1
+    return True
+
+
+def step_path(run: Run) -> str:
+    """The path this process's full minibatches take: ``compiled`` (CPU), ``cuda-graph`` (its CPU emulation in
+    the tests: ``graph-emulated``) or ``eager``."""
+    if run.ctx.compiled is not None and run.ctx.compiled.steps and not run.ctx.compiled.failed:
+        return "compiled"
+    if run.ctx.fast and run.ctx.graphs:
+        return "cuda-graph" if run.device.type == "cuda" else "graph-emulated"
+    return "eager"
+
+
 def feedback_epoch(run: Run, log: Callable[[str], None], on_minibatch: OnMinibatch | None = None) -> Tensor:
     """One feedback-only epoch; the mean reconstruction loss over its minibatches (per replica)."""
     sums = epoch_sums(run, "feedback", FEEDBACK_SUMS)
@@ -142,10 +181,11 @@ def feedback_epoch(run: Run, log: Callable[[str], None], on_minibatch: OnMinibat
         graph = captured_step(run, "feedback", idx, sums, log)
         if graph is not None:
             graph(idx)
-        else:
+        elif not compiled_minibatch(run, "feedback", idx, sums):
             feedback_minibatch(run, idx, sums)
         if on_minibatch is not None:
             on_minibatch(k, sums)
+    run.step_paths.add(step_path(run))
     return sums["rec"] / len(epoch)
 
 
@@ -158,10 +198,11 @@ def train_epoch(run: Run, log: Callable[[str], None], on_minibatch: OnMinibatch 
         graph = None if observed else captured_step(run, "train", idx, sums, log)
         if graph is not None:
             graph(idx)
-        else:
+        elif observed or not compiled_minibatch(run, "train", idx, sums):
             train_minibatch(run, idx, sums, batch=k)
         if on_minibatch is not None:
             on_minibatch(k, sums)
+    run.step_paths.add(step_path(run))
     n = len(epoch)
     return {key: sums[key] / n for key in TRAIN_SUMS}
 

@@ -29,7 +29,7 @@ QUANTITY = {
 STATUS_COUNTS = ("diverged", "pruned", "missing")
 RUN_COLUMNS = ["tuning", "method", "dataset", "seed", "status", "epochs_run", "test_error_at_best_val",
                "train_loss_last", "wall_time_s", "code_version", "numerics_version", "device_name",
-               "epochs_configured", "data_source", "message", "model", "num_hidden", "size_hidden", "conv_channels", "folder",
+               "step_path", "epochs_configured", "data_source", "message", "model", "num_hidden", "size_hidden", "conv_channels", "folder",
                "rejected"]
 
 
@@ -56,10 +56,12 @@ def provenance(runs: pd.DataFrame, source: str) -> str:
         v.endswith(audit.DIRTY) for v in versions) else ""
     numerics = sorted({int(v) for v in runs.numerics_version.dropna()})
     devices = sorted({str(v) for v in runs.device_name.dropna()})
+    paths = sorted({str(v) for v in runs.step_path.fillna("eager")})
     hours = runs.wall_time_s.dropna().astype(float).sum() / 3600
     return (f"Runs: {len(runs)} summaries; data: {data}; epochs: {ep}; networks: {'; '.join(nets)}; "
             f"code version: {', '.join(versions) or 'unknown'}{dirty} (full commits: results/README.md); "
             f"numerics version: {', '.join(map(str, numerics)) or 'unknown'}; device(s): {' | '.join(devices) or 'unknown'}; "
+            f"step path(s): {', '.join(paths)}; "
             f"training time {hours:.2f} h in all.")
 
 
@@ -68,6 +70,25 @@ def short_version(version: str) -> str:
     results/README.md); anything else (``tp 0.1.0``) as it is."""
     head, dirty, _ = version.partition(audit.DIRTY)
     return head[:12] + dirty if len(head) == 40 and all(c in "0123456789abcdef" for c in head) else version
+
+
+def mixed_notes(runs: pd.DataFrame) -> list[str]:
+    """One note per cell whose averaged runs come from more than one step path or device: which ones.  Paths
+    and devices share a numerics version when the tests prove their steps equal within 1e-10 relative
+    (docs/pipeline.md, "Numerics versions"), so their runs average together; the note says what a cell mixes."""
+    notes = []
+    if not len(runs):
+        return notes
+    for (method, dataset), g in runs.groupby(["method", "dataset"], sort=True):
+        paths = sorted({str(v) for v in g.step_path.fillna("eager")})
+        devices = sorted({str(v) for v in g.device_name.dropna()})
+        if len(paths) > 1 or len(devices) > 1:
+            name = METHODS[method].paper_name if method in METHODS else method
+            where = DATASETS[dataset].paper_name if dataset in DATASETS else dataset
+            notes.append(f"{where} {name} averages runs of step paths {', '.join(paths)} on "
+                         f"{' | '.join(devices) or 'unknown devices'} (one numerics version: the same mathematics, "
+                         "tested equal within 1e-10 relative per step).")
+    return notes
 
 
 def rejected_notes(runs: pd.DataFrame) -> list[str]:
@@ -178,6 +199,7 @@ def load_runs(paths, overrides=None, epochs=None, data_source=None) -> pd.DataFr
         cfg = s.get("config") if isinstance(s.get("config"), dict) else {}
         rows.append({k: s.get(k) for k in RUN_COLUMNS[:-6]} | {"numerics_version": s.get("numerics_version", 1)}
                     | identity(folder)  # the cell a run is counted in: its folder's, never its summary's word
+                    | {"step_path": s.get("step_path") or "eager"}  # (summaries older than the field: eager)
                     | {"model": cfg.get("model", "mlp"), "num_hidden": cfg.get("num_hidden"),
                        "size_hidden": cfg.get("size_hidden"), "conv_channels": tuple(cfg.get("conv_channels") or ()),
                        "folder": "/".join(Path(folder).parts[-4:]), "rejected": reason})
@@ -267,8 +289,8 @@ def write(tidy: pd.DataFrame, spec: dict, csv_path, md_path, tex_path, runs=None
     runs = load_runs([]) if runs is None else runs
     tidy.to_csv(csv_path, index=False)
     table = wide(tidy)
-    notes = ([provenance(accepted(runs), source)] + notes_for(spec, accepted(runs)) + stopped_notes(runs, spec, seeds)
-             + rejected_notes(runs))
+    notes = ([provenance(accepted(runs), source)] + notes_for(spec, accepted(runs)) + mixed_notes(accepted(runs))
+             + stopped_notes(runs, spec, seeds) + rejected_notes(runs))
     averaged = accepted(runs)  # the data label of the title: the averaged runs' record, else the setting
     recorded = set(averaged.data_source.dropna()) if len(averaged) else set()
     title = spec["title"] + (" — SYNTHETIC DATA, NOT A RESULT" if "synthetic" in (recorded or {source}) else "")

@@ -1,0 +1,199 @@
+"""Eager against the compiled CPU step (:mod:`tp.training.compiled`), side by side in one process, one thread.
+
+Two parts, both printed as tables (and written as CSV with ``--csv PREFIX``):
+
+* **Steps** (every MLP rule, the MNIST network 784-256×5-10, batch 128, float64, synthetic inputs of MNIST's
+  shape): the training minibatch step (``train_minibatch``: gather, forward pass, targets and updates, the
+  feedback step with fresh noise, both Adam steps, the running sums) and the feedback-only step, eager and
+  compiled, timed in alternating blocks on the same minibatches (so a disturbance hits both paths alike);
+  median milliseconds per step of wall time and of this process's CPU time; ``floor`` = the step's
+  matrix-product FLOPs (``torch.utils.flop_counter``) over the measured one-thread 1024×1024 float64 GEMM
+  rate (in CPU time, as ``÷floor`` compares the compiled step's CPU time with it); ``max_rel_dev`` = the largest relative deviation (max-norm) of the compiled run's parameter,
+  feedback and Adam-moment updates from the eager run's after all the timed steps; ``compile_s`` the first
+  call (compile and one step).
+* **Epochs** (real MNIST, ``--epoch-methods``): one training epoch through ``tp.training.train`` (everything
+  an epoch does: shuffling, every minibatch, the extra feedback epoch, evaluation, checkpoint; no feedback
+  pre-training), eager and compiled; seconds of the epoch from ``metrics.csv`` less the compile (paid once
+  per run), and the compile seconds.
+
+    python benchmarks/cpu_fast.py --data-root ../shared/data --csv benchmarks/results/cpu_fast
+    python benchmarks/cpu_fast.py --methods ddtp-linear --epoch-methods none      # steps of one rule only
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tp.config import resolve_config  # noqa: E402
+from tp.data import DataSplits, load_dataset  # noqa: E402
+from tp.training import TrainOptions, run_generators, train  # noqa: E402
+from tp.training.compiled import CompiledSteps  # noqa: E402
+from tp.training.state import build_run  # noqa: E402
+from tp.training.steps import (FEEDBACK_SUMS, TRAIN_SUMS, compiled_minibatch, epoch_sums,  # noqa: E402
+                               feedback_minibatch, train_minibatch)
+
+METHODS = ["bp", "dfa", "dtp", "dtpdrl", "ddtp-linear", "ddtp-rhl", "ddtp-rhl-rec", "ddtp-control", "ddtp-ggn",
+           "ggnt"]
+EPOCH_METHODS = ["bp", "ddtp-linear", "dtpdrl", "ddtp-rhl"]
+
+
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gemm_rate() -> float:
+    a, b = (torch.randn(1024, 1024, dtype=torch.float64) for _ in range(2))
+    a @ b
+    best = float("inf")
+    for _ in range(5):  # CPU time of this process: less disturbed by other processes than the wall clock
+        t0 = time.process_time()
+        for _ in range(4):
+            a @ b
+        best = min(best, (time.process_time() - t0) / 4)
+    return 2 * 1024 ** 3 / best
+
+
+def relative(a, b) -> float:
+    scale = b.abs().max()
+    return float((a - b).abs().max() / scale) if scale > 0 else float((a - b).abs().max())
+
+
+def tensors(run) -> dict:
+    out = {f"p{k}": v for k, v in run.params.items()} | {f"f{k}": v for k, v in run.feedback.items()}
+    for name, opt in (("o", run.fwd_opt), ("q", run.fb_opt)):
+        if opt is not None:
+            out |= {f"{name}m{k}": v for k, v in opt.exp_avg.items()} | {f"{name}v{k}": v for k, v in
+                                                                         opt.exp_avg_sq.items()}
+    return {k: v.clone() for k, v in out.items()}
+
+
+def step_rows(method: str, kind: str, blocks: int, block: int, rate: float) -> dict | None:
+    cfg = resolve_config(method, "mnist", "test", {"double_precision": True})
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4096, 784, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 10, (4096,), generator=g)
+    data = DataSplits(x, y, x[:256], y[:256])
+    eager, fast = (build_run(cfg, [1], data, torch.device("cpu")) for _ in range(2))
+    if kind == "feedback" and eager.fb_opt is None:
+        return None
+    fast.ctx.compiled = CompiledSteps(print)
+    keys = TRAIN_SUMS if kind == "train" else FEEDBACK_SUMS
+    sums_e, sums_f = epoch_sums(eager, kind, keys), epoch_sums(fast, kind, keys)
+    body = train_minibatch if kind == "train" else feedback_minibatch
+    idxs = [torch.randperm(4096, generator=g)[:128] for _ in range(blocks * block + 1)]
+    from torch.utils.flop_counter import FlopCounterMode
+    before = tensors(eager)
+    with FlopCounterMode(display=False) as counter:
+        body(eager, idxs[0], sums_e)
+    t0 = time.perf_counter()
+    assert compiled_minibatch(fast, kind, idxs[0], sums_f)
+    compile_s = time.perf_counter() - t0
+    times = {"eager": [], "compiled": []}
+    cpu = {"eager": [], "compiled": []}
+    k = 1
+    for _ in range(blocks):
+        for path in ("eager", "compiled"):
+            w0, c0 = time.perf_counter(), time.process_time()
+            for j in range(block):
+                if path == "eager":
+                    body(eager, idxs[k + j], sums_e)
+                else:
+                    assert compiled_minibatch(fast, kind, idxs[k + j], sums_f)
+            times[path].append((time.perf_counter() - w0) / block)
+            cpu[path].append((time.process_time() - c0) / block)
+        k += block
+    after_e, after_f = tensors(eager), tensors(fast)
+    dev = max(relative(after_f[n] - before[n], after_e[n] - before[n]) for n in before)
+    ms = {p: 1e3 * statistics.median(v) for p, v in times.items()}
+    cms = {p: 1e3 * statistics.median(v) for p, v in cpu.items()}
+    floor = 1e3 * counter.get_total_flops() / rate  # against the CPU time of the step (the GEMM rate is too)
+    return {"method": method, "kind": kind, "eager_ms": ms["eager"], "compiled_ms": ms["compiled"],
+            "speedup": ms["eager"] / ms["compiled"], "eager_cpu_ms": cms["eager"], "compiled_cpu_ms": cms["compiled"],
+            "floor_ms": floor, "compiled_x_floor": cms["compiled"] / floor, "compile_s": compile_s,
+            "steps": blocks * block + 1, "max_rel_dev": dev}
+
+
+def epoch_rows(method: str, root: str) -> list[dict]:
+    rows = []
+    cfg = resolve_config(method, "mnist", "test", {"epochs": 1, "epochs_fb": 0})
+    data = load_dataset("mnist", root, source="real", no_val_set=cfg["no_val_set"],
+                        split_generator=run_generators(1)["split"], dtype=torch.float64,
+                        device=torch.device("cpu"))
+    for path in ("eager", "compiled"):
+        lines = []
+        with tempfile.TemporaryDirectory() as tmp:
+            c0 = time.process_time()
+            s = train(cfg, data, 1, Path(tmp) / "run", TrainOptions(fast=path, progress=False, prune=False,
+                                                                     log=lines.append))
+            cpu_s = time.process_time() - c0
+            seconds = float(list(csv.DictReader(open(Path(tmp) / "run" / "metrics.csv")))[0]["seconds"])
+        compile_s = sum(float(m.split(" in ")[1].split(" s ")[0]) for m in lines if m.startswith("compiled the"))
+        rows.append({"method": method, "path": s["step_path"], "epoch_s": seconds - compile_s,
+                     "compile_s": compile_s, "cpu_s": cpu_s,
+                     "test_error": s["test_error_last"], "log": " | ".join(m for m in lines if "compil" in m)})
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--methods", nargs="*", default=METHODS)
+    p.add_argument("--kinds", nargs="*", default=["train", "feedback"])
+    p.add_argument("--epoch-methods", nargs="*", default=EPOCH_METHODS)
+    p.add_argument("--blocks", type=int, default=5)
+    p.add_argument("--block", type=int, default=6)
+    p.add_argument("--data-root", default="data")
+    p.add_argument("--csv", default=None, metavar="PREFIX", help="write PREFIX_steps.csv and PREFIX_epochs.csv")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    rate = gemm_rate()
+    print(f"# {cpu_model()}, torch {torch.__version__}, Python {platform.python_version()}, 1 thread, float64; "
+          f"GEMM 1024x1024: {rate / 1e9:.1f} GFLOP/s", flush=True)
+    rows = []
+    for method in args.methods:
+        for kind in args.kinds:
+            row = step_rows(method, kind, args.blocks, args.block, rate)
+            if row is not None:
+                rows.append(row)
+                print("STEP " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                          for k, v in row.items()), flush=True)
+    if rows:
+        print(f"\n{'method':<14}{'kind':<10}{'eager':>8}{'compiled':>10}{'×':>6}{'eager cpu':>11}{'comp. cpu':>11}"
+              f"{'floor':>8}{'÷floor':>8}{'compile s':>11}{'max rel dev':>13}")
+        for r in rows:
+            print(f"{r['method']:<14}{r['kind']:<10}{r['eager_ms']:>8.2f}{r['compiled_ms']:>10.2f}{r['speedup']:>6.2f}"
+                  f"{r['eager_cpu_ms']:>11.2f}{r['compiled_cpu_ms']:>11.2f}{r['floor_ms']:>8.2f}"
+                  f"{r['compiled_x_floor']:>8.2f}{r['compile_s']:>11.1f}{r['max_rel_dev']:>13.2e}", flush=True)
+    erows = []
+    for method in [m for m in args.epoch_methods if m != "none"]:
+        erows += epoch_rows(method, args.data_root)
+        for r in erows[-2:]:
+            print("EPOCH " + "  ".join(f"{k}={v}" for k, v in r.items()), flush=True)
+    if args.csv:
+        for suffix, table in (("steps", rows), ("epochs", erows)):
+            if table:
+                with open(f"{args.csv}_{suffix}.csv", "w", newline="") as f:
+                    w = csv.DictWriter(f, fieldnames=list(table[0]))
+                    w.writeheader()
+                    w.writerows(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
