@@ -6,11 +6,15 @@ Two parts, both printed as tables (and written as CSV with ``--csv PREFIX``):
   shape): the training minibatch step (``train_minibatch``: gather, forward pass, targets and updates, the
   feedback step with fresh noise, both Adam steps, the running sums) and the feedback-only step, eager and
   compiled, timed in alternating blocks on the same minibatches (so a disturbance hits both paths alike);
-  median milliseconds per step of wall time and of this process's CPU time; ``floor`` = the step's
-  matrix-product FLOPs (``torch.utils.flop_counter``) over the measured one-thread 1024×1024 float64 GEMM
-  rate (in CPU time, as ``÷floor`` compares the compiled step's CPU time with it); ``max_rel_dev`` = the largest relative deviation (max-norm) of the compiled run's parameter,
-  feedback and Adam-moment updates from the eager run's after all the timed steps; ``compile_s`` the first
-  call (compile and one step).
+  median milliseconds per step (after 20 untimed steps) of wall time and of this process's CPU time;
+  ``floor`` = the step's matrix-product FLOPs (``torch.utils.flop_counter``) over the measured one-thread
+  1024×1024 float64 GEMM rate (in CPU time, as ``÷floor`` compares the compiled step's CPU time with it);
+  ``rel_dev_1`` / ``rel_dev_20`` = the largest relative deviation (max-norm of the difference over max-norm of
+  the eager update, per tensor) of the compiled run's parameter, feedback and Adam-moment updates from the eager
+  run's after 1 and after 20 steps, and ``rel_dev_2threads_20`` the same for the eager step at 2 threads (another
+  rounding of the same mathematics, for scale); ``compile_s`` the first call (compile and one step);
+  ``*_mm_share``: the share of 3 profiled steps' wall time spent in matrix products
+  (``aten::mm``/``addmm``/``bmm``), the rest being elementwise work, reductions and overhead.
 * **Epochs** (real MNIST, ``--epoch-methods``): one training epoch through ``tp.training.train`` (everything
   an epoch does: shuffling, every minibatch, the extra feedback epoch, evaluation, checkpoint; no feedback
   pre-training), eager and compiled; seconds of the epoch from ``metrics.csv`` less the compile (paid once
@@ -90,24 +94,39 @@ def step_rows(method: str, kind: str, blocks: int, block: int, rate: float) -> d
     x = torch.randn(4096, 784, generator=g, dtype=torch.float64)
     y = torch.randint(0, 10, (4096,), generator=g)
     data = DataSplits(x, y, x[:256], y[:256])
-    eager, fast = (build_run(cfg, [1], data, torch.device("cpu")) for _ in range(2))
+    eager, fast, threads2 = (build_run(cfg, [1], data, torch.device("cpu")) for _ in range(3))
     if kind == "feedback" and eager.fb_opt is None:
         return None
     fast.ctx.compiled = CompiledSteps(print)
     keys = TRAIN_SUMS if kind == "train" else FEEDBACK_SUMS
-    sums_e, sums_f = epoch_sums(eager, kind, keys), epoch_sums(fast, kind, keys)
+    sums_e, sums_f, sums_2 = (epoch_sums(r, kind, keys) for r in (eager, fast, threads2))
     body = train_minibatch if kind == "train" else feedback_minibatch
-    idxs = [torch.randperm(4096, generator=g)[:128] for _ in range(blocks * block + 1)]
+    idxs = [torch.randperm(4096, generator=g)[:128] for _ in range(20 + blocks * block)]
     from torch.utils.flop_counter import FlopCounterMode
     before = tensors(eager)
+
+    def deviation(run):
+        a, b = tensors(run), tensors(eager)
+        return max(relative(a[n] - before[n], b[n] - before[n]) for n in before)
+
     with FlopCounterMode(display=False) as counter:
         body(eager, idxs[0], sums_e)
     t0 = time.perf_counter()
     assert compiled_minibatch(fast, kind, idxs[0], sums_f)
     compile_s = time.perf_counter() - t0
+    dev, dev2 = {}, {}
+    for k in range(20):  # the untimed first 20 steps: deviations after 1 and 20 steps, and of 2 threads
+        if k:
+            body(eager, idxs[k], sums_e)
+            assert compiled_minibatch(fast, kind, idxs[k], sums_f)
+        torch.set_num_threads(2)
+        body(threads2, idxs[k], sums_2)
+        torch.set_num_threads(1)
+        if k in (0, 19):
+            dev[k + 1], dev2[k + 1] = deviation(fast), deviation(threads2)
     times = {"eager": [], "compiled": []}
     cpu = {"eager": [], "compiled": []}
-    k = 1
+    k = 20
     for _ in range(blocks):
         for path in ("eager", "compiled"):
             w0, c0 = time.perf_counter(), time.process_time()
@@ -119,15 +138,28 @@ def step_rows(method: str, kind: str, blocks: int, block: int, rate: float) -> d
             times[path].append((time.perf_counter() - w0) / block)
             cpu[path].append((time.process_time() - c0) / block)
         k += block
-    after_e, after_f = tensors(eager), tensors(fast)
-    dev = max(relative(after_f[n] - before[n], after_e[n] - before[n]) for n in before)
+    mm_share = {}
+    for path in ("eager", "compiled"):  # where the time goes: matrix products against everything else
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter()
+            for j in range(3):
+                if path == "eager":
+                    body(eager, idxs[1 + j], sums_e)
+                else:
+                    assert compiled_minibatch(fast, kind, idxs[1 + j], sums_f)
+            total = time.perf_counter() - t0
+        mm = sum(e.self_cpu_time_total for e in prof.key_averages()
+                 if e.key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul"))
+        mm_share[path] = mm / 1e6 / total
     ms = {p: 1e3 * statistics.median(v) for p, v in times.items()}
     cms = {p: 1e3 * statistics.median(v) for p, v in cpu.items()}
     floor = 1e3 * counter.get_total_flops() / rate  # against the CPU time of the step (the GEMM rate is too)
     return {"method": method, "kind": kind, "eager_ms": ms["eager"], "compiled_ms": ms["compiled"],
             "speedup": ms["eager"] / ms["compiled"], "eager_cpu_ms": cms["eager"], "compiled_cpu_ms": cms["compiled"],
             "floor_ms": floor, "compiled_x_floor": cms["compiled"] / floor, "compile_s": compile_s,
-            "steps": blocks * block + 1, "max_rel_dev": dev}
+            "rel_dev_1": dev[1], "rel_dev_20": dev[20], "rel_dev_2threads_20": dev2[20],
+            "eager_mm_share": mm_share["eager"], "compiled_mm_share": mm_share["compiled"]}
 
 
 def epoch_rows(method: str, root: str) -> list[dict]:
@@ -175,11 +207,12 @@ def main(argv=None) -> int:
                                           for k, v in row.items()), flush=True)
     if rows:
         print(f"\n{'method':<14}{'kind':<10}{'eager':>8}{'compiled':>10}{'×':>6}{'eager cpu':>11}{'comp. cpu':>11}"
-              f"{'floor':>8}{'÷floor':>8}{'compile s':>11}{'max rel dev':>13}")
+              f"{'floor':>8}{'÷floor':>8}{'compile s':>11}{'dev 1':>10}{'dev 20':>10}{'2 thr 20':>10}{'mm share e/c':>14}")
         for r in rows:
             print(f"{r['method']:<14}{r['kind']:<10}{r['eager_ms']:>8.2f}{r['compiled_ms']:>10.2f}{r['speedup']:>6.2f}"
                   f"{r['eager_cpu_ms']:>11.2f}{r['compiled_cpu_ms']:>11.2f}{r['floor_ms']:>8.2f}"
-                  f"{r['compiled_x_floor']:>8.2f}{r['compile_s']:>11.1f}{r['max_rel_dev']:>13.2e}", flush=True)
+                  f"{r['compiled_x_floor']:>8.2f}{r['compile_s']:>11.1f}{r['rel_dev_1']:>10.1e}{r['rel_dev_20']:>10.1e}{r['rel_dev_2threads_20']:>10.1e}"
+                  f"{r['eager_mm_share']:>8.2f}/{r['compiled_mm_share']:.2f}", flush=True)
     erows = []
     for method in [m for m in args.epoch_methods if m != "none"]:
         erows += epoch_rows(method, args.data_root)

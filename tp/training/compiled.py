@@ -34,6 +34,7 @@ import math
 import os
 import shutil
 import time
+import types
 from typing import Callable
 
 import torch
@@ -168,7 +169,10 @@ class CompiledSteps:
 
     def _fn(self, key, arith):
         if key not in self.fns:
-            self.fns[key] = torch.compile(arith, fullgraph=True, dynamic=False)
+            # a fresh code object per run: Dynamo keeps its compiled graphs per code object, with a limit on
+            # their number (8), which a process training many runs (tp search, the tests) would otherwise reach
+            fresh = types.FunctionType(arith.__code__.replace(), arith.__globals__, arith.__name__)
+            self.fns[key] = torch.compile(fresh, fullgraph=True, dynamic=False)
             self.compiles += 1
         return self.fns[key]
 
