@@ -3,9 +3,10 @@
 For every MLP rule (one method per rule), two runs of the same seed on the same minibatches: one takes the
 eager steps of :mod:`tp.training.steps` (``train_minibatch`` / ``feedback_minibatch``), the other the compiled
 ones (``compiled_minibatch``, ``torch.compile`` with Inductor's C++ backend).  After 1 step and after 20 steps
-every parameter and feedback update (the change from the initial values), both Adam moments, the running
-sums and the counters agree to ≤ 1e-10 relative (max-norm of the difference over max-norm of the eager
-update), and the noise generators are bit-equal: the compiled step draws exactly what the eager one draws.
+every parameter and feedback value, both Adam moments, the running sums and the counters agree to ≤ 1e-10
+relative (max-norm of the difference over max-norm of the eager tensor; the updates, the change since the
+start, to 1e-9: see ``RTOL_UPDATE``), and the noise generators are bit-equal: the compiled step draws exactly
+what the eager one draws.
 Tiny networks (2 hidden layers of 16, batch 32) keep each compile short (12 compiles, 10–25 s each on a
 2-core CPU).
 """
@@ -33,6 +34,12 @@ METHOD_OF_RULE = {}
 for slug, m in METHODS.items():
     METHOD_OF_RULE.setdefault(m.rule, slug)
 RTOL = 1e-10
+#: the updates themselves (the change of each tensor since the start): Adam divides each gradient entry by
+#: √v + ε, so in its first steps an entry near ε (where the rounding of a sum of many terms is large against the
+#: entry) moves by a sizeable part of lr on either path, and any reordering of the sums (a compiled kernel, the
+#: batched products of a seed block, another CPU's vector width) shows there: measured up to 1.5e-10 (DTPDRL,
+#: step 1) on these networks; 1e-9 is the tolerance of the seed blocks (tests/test_replicas.py)
+RTOL_UPDATE = 1e-9
 
 
 def quiet(msg):
@@ -61,9 +68,13 @@ def state(run) -> dict[str, torch.Tensor]:
     return out
 
 
-def worst(before: dict, eager: dict, fast: dict) -> tuple[float, str]:
-    """The largest relative deviation of the compiled update from the eager one, and where."""
-    rel = {k: relative(fast[k] - before[k], eager[k] - before[k]) for k in before}
+def worst(before: dict | None, eager: dict, fast: dict) -> tuple[float, str]:
+    """The largest relative deviation of the compiled update (the change from ``before``; None: of the values)
+    from the eager one, and where."""
+    if before is None:
+        rel = {k: relative(fast[k], eager[k]) for k in eager}
+    else:
+        rel = {k: relative(fast[k] - before[k], eager[k] - before[k]) for k in before}
     k = max(rel, key=rel.get)
     return rel[k], k
 
@@ -97,8 +108,10 @@ def test_compiled_step_equals_eager(rule, kind):
         step(eager, idx, sums_e)
         assert compiled_minibatch(fast, kind, idx, sums_f), "the compiled step did not run"
         if k in (0, 19):
-            dev, where = worst(before, state(eager), state(fast))
+            dev, where = worst(None, state(eager), state(fast))
             assert dev <= RTOL, f"{method} {kind}, step {k + 1}: {where} deviates {dev:.2e}"
+            dev, where = worst(before, state(eager), state(fast))
+            assert dev <= RTOL_UPDATE, f"{method} {kind}, step {k + 1}: the update of {where} deviates {dev:.2e}"
             for key in sums_e:
                 assert relative(sums_f[key], sums_e[key]) <= RTOL, key
     assert fast.ctx.compiled.steps == 20 and fast.ctx.compiled.compiles == 1 and not fast.ctx.compiled.failed
