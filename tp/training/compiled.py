@@ -178,15 +178,15 @@ class CompiledSteps:
 
     def _call(self, key, arith, run: Run, *args):
         first = key not in self.fns
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             out = self._fn(key, arith)(run, *args)
             self.steps += 1
             if first:
-                dt = time.perf_counter() - t0
+                dt, cpu = time.perf_counter() - t0, time.process_time() - c0
                 self.compile_s += dt
                 self.log(f"compiled the {key[0]} step for minibatches of shape {list(key[1])} in {dt:.1f} s "
-                         "(once per process)")
+                         f"({cpu:.1f} s CPU; once per process)")
             return out
         except Exception as exc:  # noqa: BLE001 — a failed compile falls back to the eager reference
             self.failed = True
