@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from ..interface import Forward
+from ..replicas import is_per_replica
 from .state import Run
 
 __all__ = ["COMPILE_MIN_STEPS", "compiler_missing", "compilable", "planned_steps", "compiled_steps", "CompiledSteps"]
@@ -60,11 +61,12 @@ def compiler_missing() -> str | None:
 
 
 def compilable(run: Run) -> bool:
-    """Whether this run's steps can take the compiled path: the MLP on the CPU, Adam without per-replica
-    hyperparameters."""
+    """Whether this run's steps can take the compiled path: the MLP on the CPU, a single run or a block of seeds
+    (not of trials: no per-replica hyperparameters)."""
     opts = [o for o in (run.fwd_opt, run.fb_opt) if o is not None]
     return (run.device.type == "cpu" and run.cfg.get("model", "mlp") == "mlp"
-            and not any(o.per_replica or o.capturable for o in opts))
+            and not any(o.per_replica or o.capturable for o in opts)
+            and not any(is_per_replica(v) for v in run.rule.hp.values()))  # blocks of trials: eager (untested)
 
 
 def planned_steps(run: Run) -> int:
