@@ -12,7 +12,8 @@ Two parts, both printed as tables (and written as CSV with ``--csv PREFIX``):
   ``rel_dev_1`` / ``rel_dev_20`` = the largest relative deviation (max-norm of the difference over max-norm of
   the eager update, per tensor) of the compiled run's parameter, feedback and Adam-moment updates from the eager
   run's after 1 and after 20 steps, ``param_dev_*`` the same of the parameter and feedback values (the
-  measure of ``benchmarks/step_speed.py`` for the CUDA-graph path), and ``rel_dev_2threads_20`` the same for the eager step at 2 threads (another
+  measure of ``benchmarks/step_speed.py`` for the CUDA-graph path), ``moment_dev_*`` the same of the Adam moments
+  (the first moments hold the rule's gradients: docs/pipeline.md, "Numerics versions"), and ``rel_dev_2threads_20`` the same for the eager step at 2 threads (another
   rounding of the same mathematics, for scale); ``compile_s`` the first call (compile and one step);
   ``*_mm_share``: the share of 3 profiled steps' wall time spent in matrix products
   (``aten::mm``/``addmm``/``bmm``), the rest being elementwise work, reductions and overhead.
@@ -115,6 +116,10 @@ def step_rows(method: str, kind: str, blocks: int, block: int, rate: float) -> d
         a, b = tensors(run), tensors(eager)
         return max(relative(a[n], b[n]) for n in before if n[0] in "pf")
 
+    def moment_deviation(run):  # of the Adam moments' values: the first moments hold the rule's gradients
+        a, b = tensors(run), tensors(eager)
+        return max(relative(a[n], b[n]) for n in before if n[0] in "oq")
+
     with FlopCounterMode(display=False) as counter:
         body(eager, idxs[0], sums_e)
     t0 = time.perf_counter()
@@ -130,7 +135,7 @@ def step_rows(method: str, kind: str, blocks: int, block: int, rate: float) -> d
         torch.set_num_threads(1)
         if k in (0, 19):
             dev[k + 1], dev2[k + 1] = deviation(fast), deviation(threads2)
-            dev[f"p{k + 1}"] = param_deviation(fast)
+            dev[f"p{k + 1}"], dev[f"m{k + 1}"] = param_deviation(fast), moment_deviation(fast)
     times = {"eager": [], "compiled": []}
     cpu = {"eager": [], "compiled": []}
     k = 20
@@ -165,7 +170,8 @@ def step_rows(method: str, kind: str, blocks: int, block: int, rate: float) -> d
     return {"method": method, "kind": kind, "eager_ms": ms["eager"], "compiled_ms": ms["compiled"],
             "speedup": ms["eager"] / ms["compiled"], "eager_cpu_ms": cms["eager"], "compiled_cpu_ms": cms["compiled"],
             "floor_ms": floor, "compiled_x_floor": cms["compiled"] / floor, "compile_s": compile_s,
-            "rel_dev_1": dev[1], "rel_dev_20": dev[20], "param_dev_1": dev["p1"], "param_dev_20": dev["p20"], "rel_dev_2threads_20": dev2[20],
+            "rel_dev_1": dev[1], "rel_dev_20": dev[20], "param_dev_1": dev["p1"], "param_dev_20": dev["p20"],
+            "moment_dev_1": dev["m1"], "moment_dev_20": dev["m20"], "rel_dev_2threads_20": dev2[20],
             "eager_mm_share": mm_share["eager"], "compiled_mm_share": mm_share["compiled"]}
 
 
@@ -216,11 +222,12 @@ def main(argv=None) -> int:
                                           for k, v in row.items()), flush=True)
     if rows:
         print(f"\n{'method':<14}{'kind':<10}{'eager':>8}{'compiled':>10}{'×':>6}{'eager cpu':>11}{'comp. cpu':>11}"
-              f"{'floor':>8}{'÷floor':>8}{'compile s':>11}{'dev 1':>10}{'dev 20':>10}{'pdev 20':>10}{'2 thr 20':>10}{'mm share e/c':>14}")
+              f"{'floor':>8}{'÷floor':>8}{'compile s':>11}{'dev 1':>10}{'dev 20':>10}{'pdev 20':>10}{'mdev 1':>10}{'2 thr 20':>10}{'mm share e/c':>14}")
         for r in rows:
             print(f"{r['method']:<14}{r['kind']:<10}{r['eager_ms']:>8.2f}{r['compiled_ms']:>10.2f}{r['speedup']:>6.2f}"
                   f"{r['eager_cpu_ms']:>11.2f}{r['compiled_cpu_ms']:>11.2f}{r['floor_ms']:>8.2f}"
-                  f"{r['compiled_x_floor']:>8.2f}{r['compile_s']:>11.1f}{r['rel_dev_1']:>10.1e}{r['rel_dev_20']:>10.1e}{r['param_dev_20']:>10.1e}{r['rel_dev_2threads_20']:>10.1e}"
+                  f"{r['compiled_x_floor']:>8.2f}{r['compile_s']:>11.1f}{r['rel_dev_1']:>10.1e}{r['rel_dev_20']:>10.1e}{r['param_dev_20']:>10.1e}"
+                  f"{r['moment_dev_1']:>10.1e}{r['rel_dev_2threads_20']:>10.1e}"
                   f"{r['eager_mm_share']:>8.2f}/{r['compiled_mm_share']:.2f}", flush=True)
     erows = []
     for method in [m for m in args.epoch_methods if m != "none"]:

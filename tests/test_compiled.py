@@ -6,7 +6,10 @@ ones (``compiled_minibatch``, ``torch.compile`` with Inductor's C++ backend).  A
 every parameter and feedback value, both Adam moments, the running sums and the counters agree to ≤ 1e-10
 relative (max-norm of the difference over max-norm of the eager tensor; the updates, the change since the
 start, to 1e-9: see ``RTOL_UPDATE``), and the noise generators are bit-equal: the compiled step draws exactly
-what the eager one draws.
+what the eager one draws.  Each path's change of every parameter is Adam's update computed from its own
+moments (``adam_misfit``): so the rule's gradients, which the first moments hold, agree within 1e-10, and the
+larger deviation of the first updates is only Adam's division by √v̂ + ε (docs/speed.md measures both on the
+MNIST network).
 Tiny networks (2 hidden layers of 16, batch 32) keep each compile short (12 compiles, 10–25 s each on a
 2-core CPU).
 """
@@ -79,6 +82,37 @@ def worst(before: dict | None, eager: dict, fast: dict) -> tuple[float, str]:
     return rel[k], k
 
 
+def optimisers(run):
+    return [(name, opt) for name, opt in (("fwd", run.fwd_opt), ("fb", run.fb_opt)) if opt is not None]
+
+
+def adam_misfit(run, previous: dict, counts: dict) -> tuple[float, str]:
+    """How far this step's change of each parameter is from Adam's update computed, by the formula of
+    :class:`tp.optim.Adam`, from the moments the run holds after the step: −lr/(1−β₁ᵗ) · m/(√v/√(1−β₂ᵗ) + ε).
+    The largest elementwise |change − formula| over (1e-9 |formula| + 4 ulp of the parameter), and where;
+    tensors that did not move (not stepped) are left out.  When both paths take exactly this step, the
+    difference of their updates is the difference of their moments carried through the formula: it is
+    m/(√v̂ + ε), whose denominator is ε for gradient entries near zero, that turns a 1e-17 rounding difference
+    of such an entry into a 1e-9 one of its update in Adam's first steps (the tolerance ``RTOL_UPDATE``)."""
+    worst_ratio, where = 0.0, ""
+    for name, opt in optimisers(run):
+        if opt.step_count == counts[name]:
+            continue  # this optimiser did not step (the feedback-only step leaves the forward one)
+        t = opt.step_count
+        beta1, beta2 = opt.betas
+        for k, p in opt.params.items():
+            change = p - previous[name][k]
+            if not bool(change.any()):
+                continue
+            denom = opt.exp_avg_sq[k].sqrt() / (1 - beta2 ** t) ** 0.5 + opt.eps[k]
+            formula = -opt.lr[k] / (1 - beta1 ** t) * opt.exp_avg[k] / denom
+            ulp = torch.finfo(p.dtype).eps * torch.maximum(p.abs(), previous[name][k].abs())
+            ratio = float(((change - formula).abs() / (1e-9 * formula.abs() + 4 * ulp + 1e-300)).max())
+            if ratio > worst_ratio:
+                worst_ratio, where = ratio, f"{name} {k}"
+    return worst_ratio, where
+
+
 def twin_runs(method: str, kind: str):
     cfg = resolve_config(method, "mnist", "test", SMALL)
     d = data()
@@ -105,9 +139,15 @@ def test_compiled_step_equals_eager(rule, kind):
     step = train_minibatch if kind == "train" else feedback_minibatch
     for k in range(20):
         idx = torch.randperm(eager.data.num_train, generator=g)[: cfg["batch_size"]]
+        previous = [({name: {key: p.clone() for key, p in opt.params.items()} for name, opt in optimisers(r)},
+                     {name: opt.step_count for name, opt in optimisers(r)}) for r in (eager, fast)]
         step(eager, idx, sums_e)
         assert compiled_minibatch(fast, kind, idx, sums_f), "the compiled step did not run"
         if k in (0, 19):
+            for path, r, (params, counts) in (("eager", eager, previous[0]), ("compiled", fast, previous[1])):
+                misfit, where = adam_misfit(r, params, counts)
+                assert misfit <= 1, f"{method} {kind}, step {k + 1}: the {path} step of {where} is not Adam's " \
+                                    f"update from its moments ({misfit:.2g} × the tolerance)"
             dev, where = worst(None, state(eager), state(fast))
             assert dev <= RTOL, f"{method} {kind}, step {k + 1}: {where} deviates {dev:.2e}"
             dev, where = worst(before, state(eager), state(fast))

@@ -37,14 +37,15 @@ __all__ = ["NUMERICS_VERSION", "STEP_PATHS", "KEYS_ADDED_LATER", "with_later_key
 
 #: Version of the mathematics of a training run: its formulas, schedules and data splits.  Bump it with every
 #: change that would change a result beyond rounding and say so in the commit; runs of different versions are
-#: never averaged together.  Execution paths that the tests prove equal to the eager reference within 1e-10
-#: relative per step (:data:`STEP_PATHS`: fused or compiled kernels, another reduction order, thread count or
-#: device) change rounding only and share the version; their runs average together and the tables name the
+#: never averaged together.  Execution paths that the tests prove to compute the same mathematics as the eager
+#: reference (:data:`STEP_PATHS`: fused or compiled kernels, another reduction order, thread count or device;
+#: values and Adam moments within 1e-10 relative per step, docs/pipeline.md) change rounding only and share the
+#: version; their runs average together and the tables name the
 #: paths and devices a cell mixes (docs/pipeline.md, "Numerics versions").
 #: Version 1: every commit up to the one that introduced this field (229eae3 and earlier; their summaries
 #: have no ``numerics_version``), and every later one so far.
 NUMERICS_VERSION = 1
-#: the step paths tested equal to the eager reference within 1e-10 relative per step (a summary's
+#: the step paths tested equal to the eager reference within rounding (a summary's
 #: ``step_path``, "+"-joined when a resumed run used several; summaries without it: eager):
 #: ``eager`` (the reference), ``compiled`` (tp.training.compiled, tests/test_compiled.py), ``cuda-graph``
 #: (tp.fast; benchmarks/step_speed.py on the GPU) and ``graph-emulated`` (its CPU emulation, tests/test_fast.py)

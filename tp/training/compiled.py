@@ -24,8 +24,9 @@ the run says so in one line and continues eagerly: nothing was applied before th
 compiles before running).  Block of trials (per-replica Adam), the CNN, alignment-logged minibatches and
 ``extra_fb_minibatches`` run eagerly.
 
-Equality with the eager step: ``tests/test_compiled.py`` (every MLP rule, float64, ≤ 1e-10 relative after 1
-and after 20 steps, generators bit-equal).
+Equality with the eager step: ``tests/test_compiled.py`` (every MLP rule, float64: values and Adam moments
+≤ 1e-10 relative after 1 and after 20 steps, updates ≤ 1e-9, each path's update Adam's from its own moments,
+generators bit-equal; docs/pipeline.md, "Numerics versions", on why the updates get 1e-9).
 """
 
 from __future__ import annotations
