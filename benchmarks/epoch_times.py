@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tp.cli import parse_seeds  # noqa: E402
 from tp.config import parse_override, resolve_config  # noqa: E402
 from tp.data import load_dataset  # noqa: E402
-from tp.runtime import dtype_of, resolve_device  # noqa: E402
+from tp.core.runtime import dtype_of, resolve_device  # noqa: E402
 from tp.training import TrainOptions, run_generators, train_runs  # noqa: E402
 
 SIZES = {"mnist": (60000, 10000), "frozen-mnist": (60000, 10000), "fashion-mnist": (60000, 10000),

@@ -28,10 +28,10 @@ import torch
 import yaml
 
 import tp
-from tp.cnn import ConvNet
+from tp.nets.cnn import ConvNet
 from tp.config import resolve_config, rule_hyperparameters
-from tp.optim import Adam
-from tp.runtime import dtype_of, resolve_device
+from tp.core.optim import Adam
+from tp.core.runtime import dtype_of, resolve_device
 from tp.training import evaluate
 
 REPO = Path(__file__).resolve().parents[1]

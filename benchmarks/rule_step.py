@@ -72,7 +72,7 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    # TF32 off by hand, not through tp.runtime: this benchmark also times older code versions
+    # TF32 off by hand, not through tp.core.runtime: this benchmark also times older code versions
     # (benchmarks/cpu_throughput.py --code REV) that predate that module
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

@@ -6,9 +6,9 @@ runs (``tp.training.train_minibatch``: minibatch gather, forward pass, targets a
 step with fresh noise, both Adam steps, running sums) and, for rules that train their feedback, the
 feedback-only step of pre-training and extra feedback epochs (``tp.training.feedback_minibatch``):
 
-* ``path``: ``eager`` (the reference) or ``graph`` (the step captured as one CUDA graph, :mod:`tp.fast`;
+* ``path``: ``eager`` (the reference) or ``graph`` (the step captured as one CUDA graph, :mod:`tp.core.fast`;
   CUDA only); for the CNN also ``graph-gemm``, the graphed step with the im2col GEMM convolution
-  (:func:`tp.cnn.conv2d_gemm`, opt-in) instead of ``F.conv2d`` (cuDNN);
+  (:func:`tp.nets.cnn.conv2d_gemm`, opt-in) instead of ``F.conv2d`` (cuDNN);
 * ``R``: 1 (a single run, no replica dimension) and ``--replicas`` seeds together (MLPs; the CNN has no
   replica dimension);
 * ``ms_step``: median over ``--blocks`` timed blocks of ``--block`` consecutive steps after warm-up
@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tp.config import available_configs, resolve_config  # noqa: E402
 from tp.data import DataSplits  # noqa: E402
 from tp.rules import REGISTRY  # noqa: E402
-from tp.runtime import resolve_device  # noqa: E402
+from tp.core.runtime import resolve_device  # noqa: E402
 from tp.training import (FEEDBACK_SUMS, TRAIN_SUMS, build_run, captured_step, epoch_sums,  # noqa: E402
                          evaluate, feedback_minibatch, train_minibatch)
 
@@ -97,7 +97,7 @@ def synthetic(arch: str, n: int, device, dtype) -> DataSplits:
 def make_run(cfg, R: int, data, device, fast: bool, conv: str | None = None):
     seeds = list(range(1, R + 1))
     run = build_run(cfg, seeds, data, device, "cross_entropy", replicas=R > 1, fast=fast)
-    if conv is not None:  # the CNN's convolution: cuDNN/CPU kernels ("direct") or im2col GEMM (tp.cnn)
+    if conv is not None:  # the CNN's convolution: cuDNN/CPU kernels ("direct") or im2col GEMM (tp.nets.cnn)
         run.net = dataclasses.replace(run.net, conv=conv)
     return run
 

@@ -1,7 +1,7 @@
 """Shared test set-up: the tests never read a dataset that an operating-system package installed on this machine.
 
 The packages' folders (``/usr/share/datasets/fashion-mnist`` for Debian/Ubuntu's ``dataset-fashion-mnist``,
-:mod:`tp.packages`) are looked for under an empty temporary prefix (``TP_SYSTEM_ROOT``, inherited by the
+:mod:`tp.data.packages`) are looked for under an empty temporary prefix (``TP_SYSTEM_ROOT``, inherited by the
 processes the tests start: ``tp``, Snakemake and its jobs); a test that wants a package writes its own folder
 under its own prefix (``monkeypatch.setenv``).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tp.packages import SYSTEM_ROOT_VARIABLE
+from tp.data.packages import SYSTEM_ROOT_VARIABLE
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -13,7 +13,7 @@ import torch
 import reference as ref
 import tp
 from cases import assert_close
-from tp.alignment import (DAMPING_CANDIDATES, alignment_angles, angle, bp_reference, ggn_reference,
+from tp.metrics.alignment import (DAMPING_CANDIDATES, alignment_angles, angle, bp_reference, ggn_reference,
                           gnt_reference)
 from tp.config import resolve_config
 from tp.data import DataSplits, synthetic_classification
@@ -84,7 +84,7 @@ def test_damped_gnt_turns_towards_the_gradient_as_damping_grows():
 
 
 def degrees(a, b):
-    """The angle of two updates in degrees, written out (not ``tp.alignment.angle``)."""
+    """The angle of two updates in degrees, written out (not ``tp.metrics.alignment.angle``)."""
     a, b = a.reshape(-1), b.reshape(-1)
     return math.degrees(math.acos(max(-1.0, min(1.0, float(a @ b / (a.norm() * b.norm()))))))
 

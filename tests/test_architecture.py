@@ -4,7 +4,7 @@ These hold the architecture's promises (docs/architecture.md) so that a change t
 the ``tp`` modules form an acyclic import graph (imports at call time included, so a circle cannot hide
 behind a local import); every unknown name — method, dataset, tuning, rule, network, activation, loss,
 initialisation, device, data source — is a :class:`tp.errors.ConfigError` naming the value and the valid
-choices; and :data:`tp.validation.KEYS` describes exactly the configuration keys of ``defaults.yaml``.
+choices; and :data:`tp.config.validation.KEYS` describes exactly the configuration keys of ``defaults.yaml``.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import yaml
 
 import tp
 from tp import catalog
-from tp.activations import get_activation
+from tp.nets.activations import get_activation
 from tp.config import config_dir, resolve_config
 from tp.data import load_dataset
 from tp.errors import ConfigError
 from tp.rules import rules_for_model
-from tp.runtime import resolve_device
-from tp.validation import KEYS
+from tp.core.runtime import resolve_device
+from tp.config.validation import KEYS
 
 PACKAGE = Path(tp.__file__).resolve().parent
 
@@ -100,8 +100,79 @@ def test_cycle_finder_finds_a_circle():
 def test_no_import_circle():
     edges = import_graph()
     assert "tp.errors" in edges and edges["tp.errors"] == set(), "tp.errors imports nothing of tp"
-    assert edges["tp.validation"] >= {"tp.errors"} and "tp.config" not in edges["tp.validation"]
+    assert edges["tp.config.validation"] >= {"tp.errors"} and "tp.config.resolve" not in edges["tp.config.validation"]
     assert cycles(edges) == []
+
+
+#: The layers of ``tp/``, bottom to top, and the layers each may import directly (docs/architecture.md,
+#: "Layers"); a layer may also import its own modules and, through the ones it names, everything below them.
+LAYERS: dict[str, tuple[str, ...]] = {
+    "ground": (),                     # tp.errors, tp.catalog: the error type and the facts
+    "core": ("ground",),              # tp.core: generators, per-replica values, Adam, device, CUDA graphs
+    "nets": ("core",),                # tp.nets: networks, activations, targets, Gauss-Newton
+    "rules": ("nets",),               # tp.rules: the learning rules
+    "metrics": ("nets",),             # tp.metrics: alignment angles, the paired damping search
+    "data": ("nets",),                # tp.data: datasets and their files (the synthetic teacher is an MLP)
+    "config": ("rules", "data"),      # tp.config: resolved, validated configurations; which network
+    "runs": ("config",),              # tp.runs: run folders, versions, the tables' audit, provenance
+    "training": ("runs", "metrics"),  # tp.training: the loop, the steps, the records
+    "toy": ("config",),               # tp.toy: the toy experiments of Fig. 2 and S3
+    "search": ("training",),          # tp.search: tp search
+    "top": ("search", "toy"),         # tp, tp.cli, tp.__main__: the public API and the command line
+}
+
+
+def layer_of(module: str) -> str:
+    """The layer a ``tp`` module belongs to, by its folder; a module outside every layer fails here."""
+    parts = module.split(".")
+    if module in ("tp", "tp.cli", "tp.__main__"):
+        return "top"
+    if module in ("tp.errors", "tp.catalog"):
+        return "ground"
+    if len(parts) > 2 and parts[1] in LAYERS or module in (f"tp.{k}" for k in LAYERS):
+        return parts[1]
+    raise AssertionError(f"{module} belongs to no layer: put it in a layer's folder and name it in "
+                         f"docs/architecture.md, 'Layers'")
+
+
+def allowed(layers: dict[str, tuple[str, ...]]) -> dict[str, set[str]]:
+    """layer → every layer it may import: itself and, transitively, the layers it names."""
+    out: dict[str, set[str]] = {}
+
+    def below(layer: str) -> set[str]:
+        if layer not in out:
+            out[layer] = {layer}.union(*(below(b) for b in layers[layer]))
+        return out[layer]
+
+    for layer in layers:
+        below(layer)
+    return out
+
+
+def layer_violations(edges: dict[str, set[str]], layers=LAYERS, of=layer_of) -> list[str]:
+    may = allowed(layers)
+    return sorted(f"{m} ({of(m)}) imports {t} ({of(t)})" for m, ts in edges.items() for t in ts
+                  if of(t) not in may[of(m)])
+
+
+def test_layer_checker_finds_an_upward_import():
+    edges = {"tp.nets.mlp": {"tp.core.optim", "tp.training.loop"}, "tp.training.loop": {"tp.nets.mlp"},
+             "tp.core.optim": set()}
+    assert layer_violations(edges) == ["tp.nets.mlp (nets) imports tp.training.loop (training)"]
+    assert allowed(LAYERS)["training"] >= {"runs", "config", "rules", "data", "nets", "core", "ground"}
+    assert "rules" not in allowed(LAYERS)["metrics"] and "config" not in allowed(LAYERS)["data"]
+    with pytest.raises(AssertionError, match="tp.helpers belongs to no layer"):
+        layer_of("tp.helpers")
+
+
+def test_every_module_imports_only_its_layer_and_those_below():
+    """The folders are the layers: no module of ``tp/`` outside them, no import upwards (the maths import no
+    configuration, the data no rule, training not the tables' audit)."""
+    edges = import_graph()
+    for m in edges:
+        layer_of(m)
+    assert layer_violations(edges) == []
+    assert "tp.runs.audit" not in set().union(*(ts for m, ts in edges.items() if m.startswith("tp.training")))
 
 
 @pytest.mark.parametrize("call, value", [
@@ -156,9 +227,9 @@ def test_per_layer_values_of_the_right_length_are_accepted():
 
 
 def test_the_catalog_facts_have_their_readers():
-    """Each file format of the catalog has its reader (tp.formats), each network its entry, and the facts the
+    """Each file format of the catalog has its reader (tp.data.formats), each network its entry, and the facts the
     loop and the search read come from the catalog (no second copy to drift)."""
-    from tp.formats import FORMATS
+    from tp.data.formats import FORMATS
     from tp.search.settings import EPOCH_COLUMN, OBJECTIVES
 
     assert {f.format for f in catalog.FILES.values()} <= set(FORMATS)

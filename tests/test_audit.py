@@ -1,4 +1,4 @@
-"""The run audit (tp.audit) and the tables built on it: a run is averaged only when its folder, configuration,
+"""The run audit (tp.runs.audit) and the tables built on it: a run is averaged only when its folder, configuration,
 metrics and numerics version agree — tried as a hostile user would (an edited number, a copied summary as an
 extra seed, a relabelled method, other network sizes or epochs, another numerics version)."""
 
@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from tp import audit
+from tp.runs import audit
+from tp.runs import versions
 from tp.data import DataSplits, synthetic_classification
 from tp.training import train
 from tp.training.records import code_version
@@ -62,7 +63,7 @@ def reason(folder: Path, expected=None, source="synthetic"):
 
 def test_a_genuine_run_passes_and_its_headline_is_its_metrics(real_run):
     s = json.loads((real_run / "summary.json").read_text())
-    assert s["numerics_version"] == audit.NUMERICS_VERSION and s["data_source"] == "synthetic"
+    assert s["numerics_version"] == versions.NUMERICS_VERSION and s["data_source"] == "synthetic"
     assert reason(real_run) is None
     rows = audit.read_metrics(real_run / "metrics.csv")
     best = min(range(len(rows)), key=lambda k: (rows[k]["val_error"], k))  # the slow, obvious reference
@@ -101,12 +102,12 @@ def test_runs_of_other_sizes_or_epochs_are_not_the_cell(real_run, key, value):
 def test_other_numerics_versions_and_data_are_rejected(real_run, tmp_path):
     assert reason(real_run, source="real") == "data source 'synthetic', expected 'real'"
     run = clone(real_run, tmp_path)
-    edit_summary(run, numerics_version=audit.NUMERICS_VERSION + 1)
-    assert reason(run).startswith(f"numerics version {audit.NUMERICS_VERSION + 1}, this code's is")
+    edit_summary(run, numerics_version=versions.NUMERICS_VERSION + 1)
+    assert reason(run).startswith(f"numerics version {versions.NUMERICS_VERSION + 1}, this code's is")
     s = edit_summary(run)
     del s["numerics_version"]  # summaries older than the field are version 1
     (run / "summary.json").write_text(json.dumps(s))
-    assert (reason(run) is None) == (audit.NUMERICS_VERSION == 1)
+    assert (reason(run) is None) == (versions.NUMERICS_VERSION == 1)
 
 
 def test_tested_step_paths_share_the_numerics_version(real_run, tmp_path):

@@ -1,4 +1,4 @@
-"""Table S7's reproducibility (issue 23: tp.damping.seed_agreement, workflow/scripts/table_s7_stability.py) and
+"""Table S7's reproducibility (issue 23: tp.metrics.damping.seed_agreement, workflow/scripts/table_s7_stability.py) and
 the outputs beyond the paper (issue 22): the DDTP-GGN vs DDTP-linear table (workflow/scripts/tables.py on the
 beyond_paper configuration) and the GGN alignment figure (tuning ggn), on constructed and tiny synthetic runs."""
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tp import audit
+from tp.runs import audit
 from cases import Job, workflow_script as script
 from tp.config import resolve_config
-from tp.damping import seed_agreement
+from tp.metrics.damping import seed_agreement
 from tp.data import DataSplits, synthetic_classification
 from tp.training import train
 

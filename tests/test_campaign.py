@@ -247,11 +247,11 @@ def test_bad_campaign_arguments_name_the_valid_choices(capsys):
 
 
 def test_a_run_folder_held_by_a_live_process_is_seen_without_taking_it(tmp_path):
-    """The campaign asks :func:`tp.run_folder.holder` before it starts a run, so that a run another process is
+    """The campaign asks :func:`tp.runs.folder.holder` before it starts a run, so that a run another process is
     training (a job left by a killed campaign) is not started twice; asking takes nothing and creates nothing."""
     import os
 
-    from tp.run_folder import hold_run_folders, holder
+    from tp.runs.folder import hold_run_folders, holder
 
     out = tmp_path / "run"
     assert holder(out) is None and not out.exists()

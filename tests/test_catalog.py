@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tp import catalog, config, data
+from tp import catalog
+from tp.config import resolve as config
+from tp.data import datasets as data
 from tp.errors import ConfigError
 from tp.rules import REGISTRY
 from tp.search.space import load_space

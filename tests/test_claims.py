@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from cases import Job, workflow_script as script
-from tp import audit
+from tp.runs import audit
 from tp.data import DataSplits, synthetic_classification
 from tp.training import train
 

@@ -1,4 +1,4 @@
-"""The CNN of docs/algorithms.md#the-cnn-table-3 (tp.cnn.ConvNet) and the rules that train it (BP, DFA, DDTP-linear,
+"""The CNN of docs/algorithms.md#the-cnn-table-3 (tp.nets.cnn.ConvNet) and the rules that train it (BP, DFA, DDTP-linear,
 DDTP-control: the same rule classes as on the MLP) against slow dense references.
 
 The references below never call autograd through ``conv2d`` / ``max_pool2d``: the convolution is unfolded
@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tp.cnn import ConvForward, ConvNet
+from tp.nets.cnn import ConvForward, ConvNet
 from tp.errors import HyperparameterError
 from tp.rules import BP as CNNBP
 from tp.rules.ddtp import DDTPControl as CNNDDTPControl, DDTPLinear as CNNDDTPLinear

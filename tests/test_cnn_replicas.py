@@ -2,7 +2,7 @@
 single runs.
 
 Reference twin: the same rule on one network at a time, each from its own generators.  The block computes
-every replica's convolutions in one grouped call (tp.conv), so the two agree up to rounding; checked in
+every replica's convolutions in one grouped call (tp.nets.conv), so the two agree up to rounding; checked in
 float64 to 1e-9 relative, at the rule level (targets, forward and feedback gradients, feedback losses) and
 through ``tp.training.train_seeds`` (metrics, final parameters and optimiser state, generator states).
 """
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from test_replicas import assert_same_run
-from tp.cnn import ConvNet
+from tp.nets.cnn import ConvNet
 from tp.config import resolve_config, rule_of
 from tp.data import DataSplits, synthetic_classification, validation_split
 from tp.rules import make_rule

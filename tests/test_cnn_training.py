@@ -12,14 +12,14 @@ import math
 import pytest
 import torch
 
-from tp.alignment import alignment_angles, angle, bp_reference, gnt_reference
-from tp.cnn import ConvNet
+from tp.metrics.alignment import alignment_angles, angle, bp_reference, gnt_reference
+from tp.nets.cnn import ConvNet
 from tp.config import resolve_config
 from tp.errors import ConfigError
 from tp.data import DataSplits, synthetic_classification
-from tp.gauss_newton import gn_displacements, output_jacobians
-from tp.models import build_model, forward_optimizer_settings
-from tp.optim import Adam
+from tp.nets.gauss_newton import gn_displacements, output_jacobians
+from tp.config.models import build_model, forward_optimizer_settings
+from tp.core.optim import Adam
 from tp.rules import make_rule
 from tp.training import CHECKPOINT, train
 
@@ -112,7 +112,7 @@ def autograd_bp(net, params, x, y):
 
 
 def degrees(a, b):
-    """The angle of two updates in degrees, written out (not ``tp.alignment.angle``)."""
+    """The angle of two updates in degrees, written out (not ``tp.metrics.alignment.angle``)."""
     a, b = a.reshape(-1), b.reshape(-1)
     return math.degrees(math.acos(max(-1.0, min(1.0, float(a @ b / (a.norm() * b.norm()))))))
 

@@ -88,7 +88,7 @@ def optimisers(run):
 
 def adam_misfit(run, previous: dict, counts: dict) -> tuple[float, str]:
     """How far this step's change of each parameter is from Adam's update computed, by the formula of
-    :class:`tp.optim.Adam`, from the moments the run holds after the step: −lr/(1−β₁ᵗ) · m/(√v/√(1−β₂ᵗ) + ε).
+    :class:`tp.core.optim.Adam`, from the moments the run holds after the step: −lr/(1−β₁ᵗ) · m/(√v/√(1−β₂ᵗ) + ε).
     The largest elementwise |change − formula| over (1e-9 |formula| + 4 ulp of the parameter), and where;
     tensors that did not move (not stepped) are left out.  When both paths take exactly this step, the
     difference of their updates is the difference of their moments carried through the formula: it is

@@ -2,7 +2,7 @@
 keys and shapes of what a step returns, determinism from explicit generators, noise actually used,
 independence from the global RNG, and replicas (a list of R generators) == R separate runs.
 
-MLP rules run on a small MLP, the CNN rules (``model = "cnn"``) on a small :class:`tp.cnn.ConvNet` with image
+MLP rules run on a small MLP, the CNN rules (``model = "cnn"``) on a small :class:`tp.nets.cnn.ConvNet` with image
 inputs; both networks take a leading replica dimension."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import tp
-import tp.cnn
+import tp.nets.cnn
 from tp.rules import REGISTRY
 
 MLP_RULES = [n for n in REGISTRY if "mlp" in REGISTRY[n].networks]
@@ -31,7 +31,7 @@ def make(case):
     name, _, model = case.partition("@")
     values = {"target_stepsize": 0.5, "sigma": 0.1, "size_hidden_fb": 7, "gn_damping": 0.1}
     rule = tp.make_rule(name, **{k: v for k, v in values.items() if k in REGISTRY[name].hyperparameters})
-    return rule, (tp.cnn.ConvNet(**CNN) if model == "cnn" else rule.build_network(SIZES))
+    return rule, (tp.nets.cnn.ConvNet(**CNN) if model == "cnn" else rule.build_network(SIZES))
 
 
 def data(seed=123, net=None):
@@ -52,7 +52,7 @@ def test_every_rule_names_its_network():
     assert CNN_RULES == ["bp", "dfa", "ddtp-linear", "ddtp-control", "ddtp-ggn", "gnt", "ggnt"]
     for case in RULES:
         rule, net = make(case)
-        assert isinstance(net, tp.cnn.ConvNet if case.endswith("@cnn") else tp.MLP), case
+        assert isinstance(net, tp.nets.cnn.ConvNet if case.endswith("@cnn") else tp.MLP), case
 
 
 def run(name, init_seed=0, noise_seed=1):

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tp.cnn import ConvNet, conv2d_gemm
+from tp.nets.cnn import ConvNet, conv2d_gemm
 from tp.config import resolve_config
 from tp.data import DataSplits, synthetic_classification
 from tp.rules import make_rule
@@ -54,7 +54,7 @@ def test_cnn_rules_give_the_same_updates_with_either_convolution(method):
 def test_training_with_the_gemm_convolution_equals_the_direct_one(tmp_path, monkeypatch):
     """Two short runs, one per convolution: the same metrics (every row and column, as many rows on both
     sides) and the same final checkpoint (parameters, feedback, both Adam moments of both optimisers)."""
-    import tp.models
+    import tp.config.models
     import tp.training.state
     from test_replicas import assert_same_run
 
@@ -63,7 +63,7 @@ def test_training_with_the_gemm_convolution_equals_the_direct_one(tmp_path, monk
                         x[70:].reshape(-1, 3, 8, 8), y[70:])
     cfg = resolve_config("ddtp-linear", "cifar10-cnn", "test", {"conv_channels": [2, 3], "size_hidden": 8,
                                                                 "batch_size": 32, "epochs": 2, "epochs_fb": 1})
-    build = tp.models.build_model
+    build = tp.config.models.build_model
     convs = []
     for conv in ("direct", "gemm"):
         monkeypatch.setattr(tp.training.state, "build_model",

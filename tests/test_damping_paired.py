@@ -1,4 +1,4 @@
-"""The paired damping search beside the official one (Table S7; tp.damping, issue 23): the shared-Jacobian
+"""The paired damping search beside the official one (Table S7; tp.metrics.damping, issue 23): the shared-Jacobian
 displacement for every λ, the angles against the official per-minibatch computation, identical minibatches
 for every λ, the official numbers untouched, the statistics on a constructed example, and the audit's table of
 keys added after runs were committed.  float64 throughout."""
@@ -17,13 +17,14 @@ import torch
 
 import tp
 from cases import assert_close
-from tp import audit
-from tp.alignment import DAMPING_CANDIDATES, angle, gnt_reference
+from tp.runs import audit
+from tp.runs import versions
+from tp.metrics.alignment import DAMPING_CANDIDATES, angle, gnt_reference
 from tp.config import resolve_config
-from tp.damping import gn_displacements_all_dampings, paired_gnt_angles, paired_selection, paired_statistics
+from tp.metrics.damping import gn_displacements_all_dampings, paired_gnt_angles, paired_selection, paired_statistics
 from tp.data import DataSplits, synthetic_classification
 from tp.errors import ConfigError
-from tp.gauss_newton import damped_gn_displacement, gn_displacements
+from tp.nets.gauss_newton import damped_gn_displacement, gn_displacements
 from tp.training import build_run, paired_damping_search, train
 from tp.training import hooks as hooks_module
 from tp.training.resume import check_same_run
@@ -45,7 +46,7 @@ def small_net(seed=0, sizes=(8, 7, 3, 6, 4), batch=6):
 
 
 def test_one_svd_gives_the_damped_displacement_of_every_lambda():
-    """Δ(λ) from one SVD per sample equals :func:`tp.gauss_newton.gn_displacements` run once per λ (its
+    """Δ(λ) from one SVD per sample equals :func:`tp.nets.gauss_newton.gn_displacements` run once per λ (its
     batched solves, pinv at λ = 0), value by value, for every hidden layer, the narrow one included."""
     net, params, x, y = small_net()
     fwd = net.forward(params, x)
@@ -95,7 +96,7 @@ def test_paired_angles_equal_the_official_angles_on_the_same_minibatch():
 def test_paired_angles_equal_the_official_angles_on_the_cnn():
     """The CNN of docs/algorithms.md#the-cnn-table-3 (conv blocks' Δ unflattened to (B, C, H, W), local losses by
     autograd): the paired angles are gnt_reference's, λ by λ."""
-    from tp.cnn import ConvNet
+    from tp.nets.cnn import ConvNet
 
     net = ConvNet(in_shape=(3, 8, 8), channels=(2, 3), fc=5, n_out=4, dtype=torch.float64)
     g = torch.Generator().manual_seed(2)
@@ -216,16 +217,16 @@ def test_paired_statistics_on_a_constructed_example():
         paired_statistics(a, [0.0, 1.0], [1])
 
 
-# --- keys added after runs were committed (tp.audit.KEYS_ADDED_LATER) ------------------------------------
+# --- keys added after runs were committed (tp.runs.versions.KEYS_ADDED_LATER) ------------------------------------
 
 def test_keys_added_later_is_a_plain_table_of_configuration_keys():
     defaults = resolve_config("bp", "mnist", "test")
-    assert type(audit.KEYS_ADDED_LATER) is dict and audit.KEYS_ADDED_LATER["damping_paired_batches"] is None
-    for key, value in audit.KEYS_ADDED_LATER.items():
+    assert type(versions.KEYS_ADDED_LATER) is dict and versions.KEYS_ADDED_LATER["damping_paired_batches"] is None
+    for key, value in versions.KEYS_ADDED_LATER.items():
         assert key in defaults  # a configuration key, whose absence-value is a value it may hold
         resolve_config("bp", "mnist", "test", {key: value})
     old = {k: v for k, v in defaults.items() if k != "damping_paired_batches"}
-    assert audit.with_later_keys(old) == defaults and audit.with_later_keys(defaults) == defaults
+    assert versions.with_later_keys(old) == defaults and versions.with_later_keys(defaults) == defaults
 
 
 def test_a_configuration_recorded_before_a_key_reads_as_its_absence_value(tmp_path, monkeypatch):
@@ -234,7 +235,7 @@ def test_a_configuration_recorded_before_a_key_reads_as_its_absence_value(tmp_pa
     assert audit._config_diff(old, cfg) == []
     check_same_run(tmp_path / "checkpoint.pt", old, 1, cfg, 1)  # resuming an older checkpoint
     # a key whose absence means another value than the configuration's: the difference is named
-    monkeypatch.setitem(audit.KEYS_ADDED_LATER, "damping_paired_batches", 7)
+    monkeypatch.setitem(versions.KEYS_ADDED_LATER, "damping_paired_batches", 7)
     assert audit._config_diff(old, cfg) == ["damping_paired_batches 7 ≠ None"]
     with pytest.raises(ConfigError, match="differing keys: \\['damping_paired_batches'\\]"):
         check_same_run(tmp_path / "checkpoint.pt", old, 1, cfg, 1)
@@ -251,7 +252,7 @@ def test_committed_damping_runs_still_pass_the_audit(method):
 
 
 def test_damping_extension_lists_the_decades_up_to_the_bound_and_rejects_a_bound_below_them():
-    from tp.damping import damping_extension
+    from tp.metrics.damping import damping_extension
 
     assert damping_extension(10.0, None) == []
     assert damping_extension(10.0, 1e4) == [100.0, 1000.0, 10000.0]
@@ -275,7 +276,7 @@ def test_grid_extension_keeps_the_smallest_extension_with_every_minimum_inside(m
     8 (λ = 100) → 100 and 1000 (then 100 is inside); at 9 → all three; at 10, the bound → all three and the
     choice stays the grid's top (an edge); at 7 (the base top) → one decade, which shows the top was the
     minimum."""
-    from tp.damping import grid_extension
+    from tp.metrics.damping import grid_extension
 
     base, extra = LAMS, [100.0, 1000.0, 10000.0]
     size = len(base) + len(extra)

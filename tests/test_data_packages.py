@@ -1,4 +1,4 @@
-"""Fashion-MNIST from its operating-system package (Debian/Ubuntu's ``dataset-fashion-mnist``, tp/packages.py).
+"""Fashion-MNIST from its operating-system package (Debian/Ubuntu's ``dataset-fashion-mnist``, tp/data/packages.py).
 
 Every test writes its own small "package" folder of IDX ``.gz`` files under a temporary prefix
 (``TP_SYSTEM_ROOT``); none reads a package installed on the machine (tests/conftest.py points the prefix at an
@@ -26,8 +26,8 @@ from cases import workflow_script
 from test_data import fake_known_sizes, write_idx, write_mnist_like  # noqa: F401 (autouse: the small files' sizes)
 from tp import cli
 from tp.data import DatasetCorruptError, DatasetNotFoundError, load_dataset
-from tp.integrity import IDX_FILES
-from tp.packages import ORIGIN_RECORD, SYSTEM_ROOT_VARIABLE
+from tp.data.integrity import IDX_FILES
+from tp.data.packages import ORIGIN_RECORD, SYSTEM_ROOT_VARIABLE
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "usr/share/datasets/fashion-mnist"  # where Debian/Ubuntu's dataset-fashion-mnist installs the files

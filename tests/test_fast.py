@@ -1,6 +1,6 @@
-"""The CUDA-graph fast path (tp.fast) against the eager reference.
+"""The CUDA-graph fast path (tp.core.fast) against the eager reference.
 
-CUDA graphs need a GPU; on the CPU :class:`tp.fast.CapturedStep` emulates one with the same protocol
+CUDA graphs need a GPU; on the CPU :class:`tp.core.fast.CapturedStep` emulates one with the same protocol
 (snapshot, warm-up, restore, replay), so these tests check everything but the capture itself: the loop's
 static buffers and running sums, the host counters, the last smaller minibatch run eagerly between
 replays, the capturable Adam, and checkpoints.  The GPU comparison (graphed vs eager training) is in
@@ -15,11 +15,11 @@ import csv
 import pytest
 import torch
 
-import tp.fast
+import tp.core.fast
 import tp.training.steps
 from tp.config import resolve_config
 from tp.data import DataSplits, synthetic_classification
-from tp.fast import CapturedStep
+from tp.core.fast import CapturedStep
 from tp.training import CHECKPOINT, train
 from test_replicas import assert_same_run
 
@@ -42,7 +42,7 @@ def emulated_graphs(monkeypatch):
     steps per kind (``train``, ``feedback``), counted around ``captured_step``, so that a test can check the
     graph path ran: a capture failure falls back to eager steps quietly (a log line), and a comparison of
     graph with eager would then compare eager with eager."""
-    monkeypatch.setattr(tp.fast, "graphs_available", lambda device: True)
+    monkeypatch.setattr(tp.core.fast, "graphs_available", lambda device: True)
     replays = collections.Counter()
     real = tp.training.steps.captured_step
 

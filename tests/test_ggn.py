@@ -12,7 +12,7 @@ import torch
 import reference as ref
 import tp
 from test_reference import GNT_SIZES, assert_close, random_case
-from tp.gauss_newton import (damped_ggn_displacement, damped_gn_displacement, helmert_basis, output_hessian,
+from tp.nets.gauss_newton import (damped_ggn_displacement, damped_gn_displacement, helmert_basis, output_hessian,
                              output_hessian_roots, output_hessian_sqrt, softmax_hessian_sqrt)
 
 DT = torch.float64

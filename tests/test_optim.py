@@ -1,11 +1,11 @@
-"""tp.optim.Adam equals torch.optim.Adam (its reference twin), replicas and per-parameter rates included."""
+"""tp.core.optim.Adam equals torch.optim.Adam (its reference twin), replicas and per-parameter rates included."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tp.optim import Adam
+from tp.core.optim import Adam
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
@@ -52,7 +52,7 @@ def test_replicas_step_like_separate_optimisers_and_state_round_trips():
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
 def test_capturable_adam_equals_the_plain_form(weight_decay, fused):
-    """The capturable form (device step count, multi-tensor kernels; what tp.fast captures in CUDA graphs)
+    """The capturable form (device step count, multi-tensor kernels; what tp.core.fast captures in CUDA graphs)
     computes the same update as the plain one, per-parameter lr/ε and a state round trip included."""
     g = torch.Generator().manual_seed(2)
     shapes = {"W1": (3, 6, 5), "b1": (3, 6), "W2": (3, 2, 6)}

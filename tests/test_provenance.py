@@ -1,4 +1,4 @@
-"""What a run says about itself, checked (tp.provenance, issue 37): each hostile case a user tried is rejected with a
+"""What a run says about itself, checked (tp.runs.provenance, issue 37): each hostile case a user tried is rejected with a
 reason, and a rejected run is counted in the cell of its folder, its seed pending."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from test_audit import SMALL, _tables, edit_summary, real_run  # noqa: F401  (the module's fixture)
-from tp import provenance
+from tp.runs import provenance
 from tp.catalog import FILES
 
 OVERRIDES = {k: v for k, v in SMALL.items() if k != "epochs"}

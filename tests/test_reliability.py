@@ -28,9 +28,9 @@ from tp.config import parse_override, resolve_config
 from tp.errors import ConfigError
 from tp.catalog import FILES
 from tp.data import DataSplits, load_dataset, synthetic_classification
-from tp.integrity import IDX_FILES, SHA256_CACHE, DatasetCorruptError, prepare_idx_folder
-from tp.optim import Adam
-from tp.run_folder import LOCK_FILE, RunFolderBusy, RunFolderError, atomic_write, hold_run_folders
+from tp.data.integrity import IDX_FILES, SHA256_CACHE, DatasetCorruptError, prepare_idx_folder
+from tp.core.optim import Adam
+from tp.runs.folder import LOCK_FILE, RunFolderBusy, RunFolderError, atomic_write, hold_run_folders
 from tp.training import CHECKPOINT, SUMMARY, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def test_a_run_records_its_data_source_and_the_sha256_of_each_file(mnist, tmp_pa
     expected = {f"MNIST/raw/{n}": hashlib.sha256((raw / n).read_bytes()).hexdigest() for n in IDX_FILES}
     assert d.summary_fields() == {"data_source": "real", "data_sha256": expected, "data_origin": None}
     assert (mnist / SHA256_CACHE).exists()
-    import tp.integrity as integrity
+    import tp.data.integrity as integrity
 
     integrity._MEMORY.clear()
     monkeypatch.setattr(integrity, "_sha256", lambda path: pytest.fail(f"{path} hashed again"))
@@ -385,7 +385,7 @@ def test_a_full_disk_is_a_named_error_and_leaves_no_partial_file(tmp_path, monke
 def test_temporaries_of_killed_writers_are_removed(tmp_path, mnist):
     """kill -9 during a write leaves its unique temporary file: the next owner of the run folder removes it;
     in a data folder, one untouched for an hour (a live unpack keeps writing to its own)."""
-    from tp.integrity import unique_temporary
+    from tp.data.integrity import unique_temporary
 
     out = tmp_path / "run"
     out.mkdir()

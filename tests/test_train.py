@@ -196,7 +196,7 @@ def test_cli_unknown_method_lists_choices(capsys):
 
 def test_evaluation_averages_per_batch_means_like_the_official_loader():
     """docs/algorithms.md#what-a-run-reports: the last, smaller batch weighs like a full one."""
-    from tp.network import MLP
+    from tp.nets.mlp import MLP
     from tp.training import evaluate
 
     net = MLP.build([5, 4, 3])

@@ -11,12 +11,12 @@ The small public API::
 See the README for an example and ``tp.rules.REGISTRY`` for the rules.
 """
 
-from .activations import ACTIVATIONS, Activation, get_activation
 from .errors import ConfigError, HyperparameterError
-from .gauss_newton import damped_gn_displacement, gn_displacements, output_jacobians
-from .network import MLP, Forward
+from .nets.activations import ACTIVATIONS, Activation, get_activation
+from .nets.gauss_newton import damped_gn_displacement, gn_displacements, output_jacobians
+from .nets.mlp import MLP, Forward
+from .nets.targets import difference_target_chain, local_loss_gradients, output_target
 from .rules import REGISTRY, Rule, StepResult, available_rules, make_rule
-from .targets import difference_target_chain, local_loss_gradients, output_target
 
 __version__ = "0.1.0"
 

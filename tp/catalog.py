@@ -39,7 +39,7 @@ PRUNE_FROM_EPOCH = 6
 @dataclass(frozen=True)
 class SystemPackage:
     """An operating-system package that installs a dataset's files into fixed, read-only folders; tp reads them
-    from there when the data root lacks them (:mod:`tp.packages`)."""
+    from there when the data root lacks them (:mod:`tp.data.packages`)."""
 
     name: str  # the package
     folders: tuple[str, ...]  # absolute folders where it puts the files, the first found used
@@ -64,7 +64,7 @@ class ImageFiles:
     num_train: int  # samples of the official training / test split
     num_test: int
     num_classes: int = 10
-    #: the file format (a key of tp.formats.FORMATS): how the files are found, checked and read
+    #: the file format (a key of tp.data.formats.FORMATS): how the files are found, checked and read
     format: str = "idx"
     #: validation samples drawn from the training split when a run keeps a validation set
     #: (docs/algorithms.md#validation-split-and-minibatches)
@@ -72,7 +72,7 @@ class ImageFiles:
     #: the operating-system package that installs the files, read when the data root lacks them (None: none)
     system_package: SystemPackage | None = None
     #: SHA-256 of each file of the official release as tp reads it (unpacked), by file name: a run on real data
-    #: must have read these bytes (tp.provenance); empty: not known here (the run audit then checks names only)
+    #: must have read these bytes (tp.runs.provenance); empty: not known here (the run audit then checks names only)
     sha256: tuple[tuple[str, str], ...] = ()
 
 

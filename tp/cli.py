@@ -33,12 +33,12 @@ import torch
 
 from . import __version__
 from .catalog import DATASETS, METHODS, TUNINGS
-from .config import available_configs, parse_override, read_user_yaml, resolve_config
-from .data import DatasetNotFoundError, load_dataset
+from .config.resolve import available_configs, parse_override, read_user_yaml, resolve_config
+from .config.validation import check_seed
+from .core.runtime import dtype_of, resolve_device
+from .data.datasets import DatasetNotFoundError, load_dataset
 from .errors import ConfigError
-from .run_folder import RunFolderError
-from .runtime import dtype_of, resolve_device
-from .validation import check_seed
+from .runs.folder import RunFolderError
 from .training import FAST_MODES, TrainOptions, run_generators, train_runs
 
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_NO_DATA = 2, 3, 4
@@ -234,10 +234,10 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"tp: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except RunFolderError as exc:  # busy, unusable or holding a corrupt file (tp.run_folder)
+    except RunFolderError as exc:  # busy, unusable or holding a corrupt file (tp.runs.folder)
         print(f"tp: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except DatasetNotFoundError as exc:  # missing or damaged (tp.integrity)
+    except DatasetNotFoundError as exc:  # missing or damaged (tp.data.integrity)
         print(f"tp: error: {exc}", file=sys.stderr)
         return EXIT_NO_DATA
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ before anything trains, with a message that names the bad value and the valid ch
 found by a learning rule's own checks (``tp.make_rule("gnt", gn_damping=-1)``).
 
 The errors of running (a missing or damaged dataset, a busy run folder, a diverged run) are not
-configuration errors; they live with what raises them (:mod:`tp.integrity`, :mod:`tp.run_folder`,
+configuration errors; they live with what raises them (:mod:`tp.data.integrity`, :mod:`tp.runs.folder`,
 :mod:`tp.training.state`).
 """
 

@@ -22,7 +22,7 @@ __all__ = ["REGISTRY", "make_rule", "rule_class", "available_rules", "rules_for_
            "REQUIRED", "backprop_gradients"]
 
 #: rule name -> class.  Names are the project's slugs; ``paper_name`` is the paper's; ``networks`` says which
-#: networks the rule trains ("mlp": tp.MLP, "cnn": tp.cnn.ConvNet) — the same rule object on either.
+#: networks the rule trains ("mlp": tp.MLP, "cnn": tp.nets.cnn.ConvNet) — the same rule object on either.
 REGISTRY: dict[str, type[Rule]] = {
     "bp": BP,
     "dfa": DFA,

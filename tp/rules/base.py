@@ -22,11 +22,11 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import Tensor
 
+from ..core.random import Generators, randn
+from ..core.replicas import is_per_replica, per_replica
 from ..errors import HyperparameterError
-from ..interface import Forward, Network, Params
-from ..network import MLP
-from ..random import Generators, randn
-from ..replicas import is_per_replica, per_replica
+from ..nets.interface import Forward, Network, Params
+from ..nets.mlp import MLP
 
 __all__ = ["Rule", "StepResult", "REQUIRED"]
 
@@ -75,10 +75,10 @@ class Rule:
     has_feedback: ClassVar[bool] = False
     #: the rule's feedback parameters are trained (has a reconstruction loss)
     trains_feedback: ClassVar[bool] = False
-    #: the networks the rule trains (the models of :mod:`tp.models`): "mlp" (tp.MLP,
+    #: the networks the rule trains (the models of :mod:`tp.config.models`): "mlp" (tp.MLP,
     #: docs/algorithms.md#the-fully-connected-networks) and/or "cnn"
-    #: (tp.cnn.ConvNet, docs/algorithms.md#the-cnn-table-3); the rule itself sees only the network interface of
-    #: :mod:`tp.interface`
+    #: (tp.nets.cnn.ConvNet, docs/algorithms.md#the-cnn-table-3); the rule itself sees only the network interface of
+    #: :mod:`tp.nets.interface`
     networks: ClassVar[tuple[str, ...]] = ("mlp",)
 
     def __init__(self, **hyperparameters: Any):
@@ -133,7 +133,7 @@ class Rule:
     def build_network(self, sizes, hidden_activation: str = "tanh", output_activation: str = "linear",
                       loss: str = "cross_entropy", dtype: torch.dtype = torch.float64) -> MLP:
         """The docs/algorithms.md#the-fully-connected-networks fully connected network with this rule's bias layout
-        (:meth:`forward_bias`); the same construction as :func:`tp.models.build_model` for ``model: mlp``."""
+        (:meth:`forward_bias`); the same construction as :func:`tp.config.models.build_model` for ``model: mlp``."""
         return MLP.build(sizes, hidden_activation, output_activation, self.forward_bias(len(sizes) - 1),
                          loss, dtype)
 

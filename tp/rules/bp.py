@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..interface import Forward, Network, Params
+from ..nets.interface import Forward, Network, Params
 from .base import Rule, StepResult
 
 __all__ = ["BP", "backprop_gradients"]
@@ -13,7 +13,7 @@ __all__ = ["BP", "backprop_gradients"]
 
 def backprop_gradients(net: Network, params: Params, fwd: Forward, dL_dhL: Tensor) -> Params:
     """∂ℒ/∂θ for every forward parameter given ∂ℒ/∂h_L (..., B, n_L): the network's chain rule
-    (:meth:`tp.interface.Network.backprop_gradients`; for the MLP written out, docs/algorithms.md#bp)."""
+    (:meth:`tp.nets.interface.Network.backprop_gradients`; for the MLP written out, docs/algorithms.md#bp)."""
     return net.backprop_gradients(params, fwd, dL_dhL)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 
+from ..core.replicas import is_per_replica
 from ..errors import HyperparameterError
-from ..gauss_newton import output_hessian_roots
-from ..replicas import is_per_replica
+from ..nets.gauss_newton import output_hessian_roots
 from .base import REQUIRED
 from .ddtp import DDTPLinear
 from .direct import OutputSpace
@@ -19,7 +19,7 @@ class DDTPGGN(DDTPLinear):
     """DDTP-linear with the output mapping transformed by the loss Hessian (paper Appendix D, eqs. 191–197).
 
     Per sample b, H^b = ∂²ℓ_b/∂(h_L^b)² at the clean output (softmax + cross-entropy: diag(p) − ppᵀ) and its
-    symmetric root R^b = (H^b_δ)^{1/2} (:func:`tp.gauss_newton.output_hessian_roots`, held fixed in the step):
+    symmetric root R^b = (H^b_δ)^{1/2} (:func:`tp.nets.gauss_newton.output_hessian_roots`, held fixed in the step):
 
     * the feedback reads z = R h_L:  g_i(z) = Q_i z + d_i (Q_i: n_i × n_L, as DDTP-linear);
     * output target ẑ = R h_L − R⁺(h_L − ĥ_L) = z − β R⁺ ∂ℒ/∂h_L (eq. 196), hidden targets

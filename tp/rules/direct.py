@@ -22,7 +22,7 @@ hidden layer i, noise ε on h_i, ỹ = F_{i→L}(h_i + ε)):
 The same rules train the CNN of docs/algorithms.md#the-cnn-table-3 (DFA, DDTP-linear, DDTP-control;
 docs/algorithms.md#the-cnn-table-3): the feedback maps live in the flattened layer space ℝ^{n_i} (a conv block's g_k(z)
 = reshape(Q_k z) to (C, H, W)), the noise is on the max-pool outputs, and the network supplies its own local loss
-(:mod:`tp.interface`).  A feedback map has a bias d_i where its layer is dense and has a forward bias.
+(:mod:`tp.nets.interface`).  A feedback map has a bias d_i where its layer is dense and has a forward bias.
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ..activations import get_activation
-from ..interface import Forward, Network, Params
-from ..network import xavier_normal
-from ..random import Generators, rand_uniform
-from ..replicas import per_replica
-from ..targets import local_loss_gradients, output_target
+from ..core.random import Generators, rand_uniform
+from ..core.replicas import per_replica
 from ..errors import HyperparameterError
+from ..nets.activations import get_activation
+from ..nets.interface import Forward, Network, Params
+from ..nets.mlp import xavier_normal
+from ..nets.targets import local_loss_gradients, output_target
 from .base import Rule, StepResult
 
 __all__ = ["DirectFeedbackRule", "OutputSpace"]

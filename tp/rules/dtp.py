@@ -3,7 +3,7 @@
 
 Feedback maps g_i : ℝ^{n_i} → ℝ^{n_{i−1}}, i = 2…L,   g_i(z) = ψ(Q_i z + d_i)   (ψ = tanh in all configs,
 also for g_L, which inverts the linear output layer).  Targets follow the difference-corrected chain of
-:func:`tp.targets.difference_target_chain` down to layer 1; every layer (the last hidden one included) is
+:func:`tp.nets.targets.difference_target_chain` down to layer 1; every layer (the last hidden one included) is
 trained by its target.
 
 Feedback losses, one block per g_i with noise ε on h_{i−1}, h̃ = h_{i−1} + ε:
@@ -19,11 +19,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..activations import get_activation
-from ..network import MLP, Forward, Params, xavier_normal
-from ..random import Generators
-from ..replicas import is_per_replica, per_replica
-from ..targets import difference_target_chain, local_loss_gradients, output_target
+from ..core.random import Generators
+from ..core.replicas import is_per_replica, per_replica
+from ..nets.activations import get_activation
+from ..nets.mlp import MLP, Forward, Params, xavier_normal
+from ..nets.targets import difference_target_chain, local_loss_gradients, output_target
 from .base import REQUIRED, Rule, StepResult
 
 __all__ = ["DTP", "DTPDRL", "DTP_SIGMA_FLOOR"]

@@ -3,8 +3,8 @@ experiments, which never ran them)."""
 
 from __future__ import annotations
 
-from ..gauss_newton import ggn_displacements, output_hessian_sqrt
-from ..targets import local_loss_gradients
+from ..nets.gauss_newton import ggn_displacements, output_hessian_sqrt
+from ..nets.targets import local_loss_gradients
 from .base import StepResult
 from .gnt import GNT
 

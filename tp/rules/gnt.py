@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..gauss_newton import gn_displacements
-from ..targets import local_loss_gradients
 from ..errors import HyperparameterError
+from ..nets.gauss_newton import gn_displacements
+from ..nets.targets import local_loss_gradients
 from .base import Rule, StepResult
 
 __all__ = ["GNT"]

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 from ..catalog import DATASETS, METHODS
-from ..config import parse_override, resolve_config
+from ..config.resolve import parse_override, resolve_config
+from ..core.runtime import dtype_of, resolve_device
 from ..errors import ConfigError
-from ..runtime import dtype_of, resolve_device
 from ..training.options import FAST_MODES
 from .loop import run_search
 from .outputs import write_outputs
@@ -62,7 +62,7 @@ def trial_trainer(load, seed: int, device, *, fast: str = "auto", prune: bool = 
 
 
 def cmd_search(args) -> int:
-    from ..data import load_dataset
+    from ..data.datasets import load_dataset
 
     if args.worker is not None and (Path(args.worker).name != args.worker or args.worker in ("", ".", "..")):
         raise ConfigError(f"--worker {args.worker!r}: a worker's name is a plain folder name (it writes "

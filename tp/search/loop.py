@@ -15,7 +15,7 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from ..config import resolve_config
+from ..config.resolve import resolve_config
 from ..errors import ConfigError
 from ..training import PER_REPLICA_KEYS, Hook
 from .settings import EPOCH_COLUMN, OBJECTIVES, SearchSettings, objective_of

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import METHODS
-from ..config import available_configs, config_dir, read_user_yaml, resolve_config
+from ..config.resolve import available_configs, config_dir, read_user_yaml, resolve_config
 from ..errors import ConfigError
 
 __all__ = ["Param", "KINDS", "load_space", "space_path", "suggest"]

@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import ConfigError
-from ..run_folder import usable_folder
+from ..runs.folder import usable_folder
 from .settings import OBJECTIVES, SearchSettings
 from .space import load_space
 

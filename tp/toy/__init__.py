@@ -6,7 +6,7 @@
 
       J = ∂h_L/∂vec(W_i) ∈ ℝ^{n_L × n_i n_{i−1}},   J = (J_i D_i) ⊗ h_{i−1}ᵀ,
 
-  with J_i = ∂h_L/∂h_i (:func:`tp.gauss_newton.output_jacobians`) and D_i = diag φ_i′(a_i), has rank n_L
+  with J_i = ∂h_L/∂h_i (:func:`tp.nets.gauss_newton.output_jacobians`) and D_i = diag φ_i′(a_i), has rank n_L
   (generically).  Its null space N(J) holds the weight changes that leave the output unchanged to first
   order.  The quantity plotted is ρ_i = ‖P_{N(J)} vec(ΔW_i)‖ / ‖vec(ΔW_i)‖ for the method's update ΔW_i:
   GN-like updates (DDTP-linear trained with the DRL) have little null-space component, DTP's layer-wise

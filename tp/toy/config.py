@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import torch
 import yaml
 
-from ..config import config_dir
+from ..config.resolve import config_dir
 from ..errors import unknown
 
 __all__ = ["TOY_CONFIG_PATH", "NULLSPACE_METHODS", "DTYPES", "load_toy_config", "nullspace_hyperparameters",

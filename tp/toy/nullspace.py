@@ -9,10 +9,10 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..data import student_teacher
+from ..data.datasets import student_teacher
 from ..errors import unknown
-from ..gauss_newton import output_jacobians
-from ..network import MLP, Params
+from ..nets.gauss_newton import output_jacobians
+from ..nets.mlp import MLP, Params
 from ..rules import make_rule, rule_class
 from .config import DTYPES, NULLSPACE_METHODS, nullspace_hyperparameters
 

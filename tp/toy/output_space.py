@@ -9,8 +9,8 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ..data import student_teacher
-from ..network import MLP
+from ..data.datasets import student_teacher
+from ..nets.mlp import MLP
 from ..rules import backprop_gradients, make_rule
 from .config import DTYPES, output_space_hyperparameters
 

@@ -17,10 +17,10 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from ..data import DataSplits
+from ..core.runtime import dtype_of
+from ..data.datasets import DataSplits
 from ..errors import ConfigError, unknown
-from ..run_folder import hold_run_folders
-from ..runtime import dtype_of
+from ..runs.folder import hold_run_folders
 from .loop import train_block
 from .options import TrainOptions
 from .records import CHECKPOINT
@@ -120,7 +120,7 @@ def train_runs(kind: str, cfgs: Sequence[Mapping], data: DataSplits, seeds: Sequ
     cfgs, seeds, outs = check_job(kind, cfgs, data, seeds, out_dirs)
     options = options or TrainOptions()
     rows = data.train_index.shape[0] if data.train_index is not None else None
-    with hold_run_folders(outs):  # one process per run folder (tp.run_folder)
+    with hold_run_folders(outs):  # one process per run folder (tp.runs.folder)
         results: dict[int, dict] = {}
         pending = []  # (position, resume point) of replicas still to train
         for pos, (cfg, seed, out) in enumerate(zip(cfgs, seeds, outs)):

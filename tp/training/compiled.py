@@ -13,7 +13,7 @@ same BLAS for the products.  What is compiled is exactly the eager step's arithm
 
 What stays outside, so that a compiled run draws exactly what an eager one draws and keeps every host value:
 the minibatch gather, the feedback noise (``rule._noise``, from the run's own generators, in the same order),
-Adam's step counts and bias corrections (computed on the host exactly as :class:`tp.optim.Adam` does and passed
+Adam's step counts and bias corrections (computed on the host exactly as :class:`tp.core.optim.Adam` does and passed
 in as 0-d tensors, so one compiled graph serves every step), the counters and the running sums.
 
 One graph per (kind, minibatch shape), compiled with ``fullgraph=True`` and static shapes when first met:
@@ -41,8 +41,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..interface import Forward
-from ..replicas import is_per_replica
+from ..core.replicas import is_per_replica
+from ..nets.interface import Forward
 from .state import Run
 
 __all__ = ["COMPILE_MIN_STEPS", "compiler_missing", "compilable", "planned_steps", "compiled_steps", "CompiledSteps"]
@@ -93,7 +93,7 @@ def compiled_steps(run: Run, mode: str, log: Callable[[str], None]) -> "Compiled
 
 
 def _scalars(opt, dtype) -> tuple[Tensor, Tensor] | None:
-    """The next Adam step's host values as :class:`tp.optim.Adam.step` computes them: (−lr/(1−β₁ᵗ) per
+    """The next Adam step's host values as :class:`tp.core.optim.Adam.step` computes them: (−lr/(1−β₁ᵗ) per
     parameter, √(1−β₂ᵗ)), as float64 0-d tensors; None where a rate overflows the dtype (eager handles it)."""
     beta1, beta2 = opt.betas
     t = opt.step_count + 1
@@ -106,19 +106,14 @@ def _scalars(opt, dtype) -> tuple[Tensor, Tensor] | None:
 
 
 def _adam(opt, grads: dict, step_sizes: Tensor, bc2_sqrt: Tensor) -> None:
-    """:meth:`tp.optim.Adam.step`'s update of every parameter in ``grads``, with the host values as tensors."""
-    beta1, beta2 = opt.betas
+    """:meth:`tp.core.optim.Adam.step`'s update of every parameter in ``grads``, with the host values as tensors
+    (the moments by the same :meth:`tp.core.optim.Adam.moments`)."""
     for j, k in enumerate(opt.params):
         if k not in grads:
             continue
-        g, p = grads[k], opt.params[k]
-        if opt.weight_decay != 0:
-            g = g + opt.weight_decay * p
-        m, v = opt.exp_avg[k], opt.exp_avg_sq[k]
-        m.lerp_(g, 1 - beta1)
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (v.sqrt() / bc2_sqrt).add_(opt.eps[k])
-        p.add_(step_sizes[j].to(p.dtype) * (m / denom))  # addcdiv: p + s·(m/denom)
+        denom = opt.moments(k, grads[k], bc2_sqrt)
+        p = opt.params[k]
+        p.add_(step_sizes[j].to(p.dtype) * (opt.exp_avg[k] / denom))  # addcdiv: p + s·(m/denom)
 
 
 def _train_arith(run: Run, x: Tensor, y: Tensor, noise: dict, fwd_s, fb_s):

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from .. import catalog
-from ..alignment import DAMPING_CANDIDATES, alignment_angles, angle, gnt_reference
-from ..damping import damping_extension, grid_extension, paired_gnt_angles, paired_selection, paired_statistics
 from ..errors import ConfigError
+from ..metrics.alignment import DAMPING_CANDIDATES, alignment_angles, angle, gnt_reference
+from ..metrics.damping import damping_extension, grid_extension, paired_gnt_angles, paired_selection, paired_statistics
 from .state import Run
 from .steps import batches, gather
 
@@ -160,7 +160,7 @@ def paired_batches(run: Run) -> int:
 
 def paired_grid(run: Run) -> tuple[list[float], list[float]]:
     """The paired search's grid Λ (the official one, :data:`DAMPING_CANDIDATES`) and the λ above it that
-    ``damping_paired_extend_to`` lets it add (:func:`tp.damping.damping_extension`)."""
+    ``damping_paired_extend_to`` lets it add (:func:`tp.metrics.damping.damping_extension`)."""
     base = sorted(DAMPING_CANDIDATES)
     try:
         return base, damping_extension(base[-1], run.cfg.get("damping_paired_extend_to"))
@@ -170,13 +170,13 @@ def paired_grid(run: Run) -> tuple[list[float], list[float]]:
 
 @torch.no_grad()
 def paired_damping_search(run: Run) -> list[dict]:
-    """The paired damping search (issue 23, :mod:`tp.damping`), run after :func:`damping_search` on the
+    """The paired damping search (issue 23, :mod:`tp.metrics.damping`), run after :func:`damping_search` on the
     same frozen parameters: one more shuffled epoch from the run's shuffle generator (so the official
     passes draw exactly what they drew before), its first M full minibatches (:func:`paired_batches`)
     shared by every λ ∈ Λ; per minibatch one forward pass, one method update and one set of Jacobians for
     all λ.  Rows per (λ, hidden layer): mean angle, its SE, the paired difference to the layer's minimum
-    and its SE, minibatches, within 2 SE (:func:`tp.damping.paired_statistics`), over Λ and the part of the
-    extension above it that :func:`tp.damping.grid_extension` keeps (``damping_paired_extend_to``)."""
+    and its SE, minibatches, within 2 SE (:func:`tp.metrics.damping.paired_statistics`), over Λ and the part of the
+    extension above it that :func:`tp.metrics.damping.grid_extension` keeps (``damping_paired_extend_to``)."""
     layers = list(range(1, run.net.L))
     m, B = paired_batches(run), run.cfg["batch_size"]
     epoch = batches(run, run.data.num_train)

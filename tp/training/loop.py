@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .. import catalog
-from ..data import DataSplits
+from ..data.datasets import DataSplits
 from .compiled import compiled_steps
 from .evaluation import evaluate as evaluate_split
 from .hooks import config_hooks

@@ -16,12 +16,12 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..errors import ConfigError, unknown
-from ..interface import LOSSES
+from ..nets.interface import LOSSES
 from .hooks import Hook
 
 __all__ = ["FAST_MODES", "TrainOptions", "log_to_stderr"]
 
-#: ``auto``: CUDA-graph steps on a CUDA device (:mod:`tp.fast`), compiled steps on the CPU for runs long enough
+#: ``auto``: CUDA-graph steps on a CUDA device (:mod:`tp.core.fast`), compiled steps on the CPU for runs long enough
 #: to pay for the compile (:mod:`tp.training.compiled`, :data:`COMPILE_MIN_STEPS`); ``graph``: CUDA graphs, an
 #: error elsewhere; ``compiled``: compiled CPU steps (an error on CUDA; eager, with a notice, where compiling is
 #: not possible); ``eager``: the reference path everywhere
@@ -38,7 +38,7 @@ class TrainOptions:
     :class:`tp.errors.ConfigError` naming it and the valid choices."""
 
     device: torch.device | str = "cpu"
-    loss: str = "cross_entropy"  # the output loss ℒ (tp.interface.LOSSES)
+    loss: str = "cross_entropy"  # the output loss ℒ (tp.nets.interface.LOSSES)
     fast: str = "auto"  # FAST_MODES
     progress: bool | None = None  # progress bar; None: only on a terminal
     log: Callable[[str], None] = log_to_stderr  # the loop's messages
@@ -64,7 +64,7 @@ class TrainOptions:
             raise ConfigError(f"hooks must be tp.training.Hook objects, got {bad[0]!r}")
         graphs = self.fast == "graph" or (self.fast == "auto" and device.type == "cuda")
         if graphs:
-            from ..fast import graphs_available
+            from ..core.fast import graphs_available
             if not graphs_available(device):
                 raise ConfigError(f"fast mode 'graph' needs a CUDA device, got {device}; use fast 'eager' or "
                                   "'auto'")

@@ -16,9 +16,9 @@ import torch
 import yaml
 
 from .. import __version__
-from ..audit import NUMERICS_VERSION
-from ..damping import PAIRED_COLUMNS, paired_selection
-from ..run_folder import atomic_write  # unique temporary names; a failed write is a named error
+from ..metrics.damping import PAIRED_COLUMNS, paired_selection
+from ..runs.folder import atomic_write  # unique temporary names; a failed write is a named error
+from ..runs.versions import NUMERICS_VERSION
 from .hooks import selected_damping
 from .state import Record, Run
 
@@ -90,7 +90,7 @@ def summary(run: Run, r: int, wall: float) -> dict:
     last = rows[-1] if rows else None
     diverged = rec.status == "diverged"
     paired = {}
-    if rec.damping_paired:  # only runs that did the paired search (tp.damping) get its fields
+    if rec.damping_paired:  # only runs that did the paired search (tp.metrics.damping) get its fields
         chosen, within = paired_selection(rec.damping_paired)
         paired = {"damping_paired_selected": chosen, "damping_paired_within_2se": within,
                   "damping_paired_minibatches": max(int(r["batches"]) for r in rec.damping_paired)}

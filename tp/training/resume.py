@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..audit import with_later_keys
 from ..errors import ConfigError
-from ..run_folder import read_checkpoint, read_summary
+from ..runs.folder import read_checkpoint, read_summary
+from ..runs.versions import with_later_keys
 from .records import CHECKPOINT, SUMMARY
 from .state import Run
 
@@ -20,11 +20,11 @@ def load_checkpoint(out: Path) -> dict | None:
     byte tensors; parameters are copied to the device when loaded into a run."""
     if out is None or not (out / CHECKPOINT).exists():
         return None
-    return read_checkpoint(out / CHECKPOINT)  # a corrupt file is a named error (tp.run_folder)
+    return read_checkpoint(out / CHECKPOINT)  # a corrupt file is a named error (tp.runs.folder)
 
 
 def check_same_run(path: Path, cfg_found: dict, seed_found: int, cfg: dict, seed: int) -> None:
-    """A configuration recorded before a key existed reads as that key's value then (tp.audit.KEYS_ADDED_LATER)."""
+    """A configuration recorded before a key existed reads as that key's value then (tp.runs.versions.KEYS_ADDED_LATER)."""
     cfg_found, cfg = with_later_keys(cfg_found), with_later_keys(cfg)
     if cfg_found != cfg or seed_found != seed:
         diff = sorted(k for k in set(cfg) | set(cfg_found) if cfg.get(k) != cfg_found.get(k))

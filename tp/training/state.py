@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..config import rule_hyperparameters
-from ..data import DataSplits
-from ..models import build_model, forward_optimizer_settings, trained_parameters
-from ..optim import Adam
+from ..config.models import build_model, forward_optimizer_settings, trained_parameters
+from ..config.resolve import rule_hyperparameters
+from ..core.optim import Adam
+from ..core.runtime import dtype_of
+from ..data.datasets import DataSplits
 from ..rules import make_rule
-from ..runtime import dtype_of
 
 __all__ = ["GENERATOR_STREAMS", "CHECKPOINT_FORMAT", "RunDiverged", "Record", "StepContext", "Run", "run_generators",
            "build_run"]
@@ -62,7 +62,7 @@ class Record:
     message: str = ""
     alignment: list = field(default_factory=list)  # tidy rows of alignment angles (log_alignment)
     damping: list = field(default_factory=list)  # rows of the damping search (gn_damping_hpsearch)
-    damping_paired: list = field(default_factory=list)  # rows of the paired damping search (tp.damping)
+    damping_paired: list = field(default_factory=list)  # rows of the paired damping search (tp.metrics.damping)
     elapsed: float = 0.0  # wall time when the run stopped (running: the block's)
     summary: dict | None = None  # its summary, fixed when it stopped
     cfg: dict | None = None  # its own configuration in a block of trials (None: the run's)
@@ -74,7 +74,7 @@ class StepContext:
     checkpointed: whether full minibatches replay CUDA graphs, the captured steps, the epoch's running sums
     and the hooks that observe minibatches."""
 
-    fast: bool = False  # capture full minibatches as CUDA graphs (tp.fast)
+    fast: bool = False  # capture full minibatches as CUDA graphs (tp.core.fast)
     graphs: dict = field(default_factory=dict)  # (kind, index shape) -> CapturedStep
     compiled: Any = None  # the compiled CPU steps (tp.training.compiled.CompiledSteps), None: eager
     sums: dict = field(default_factory=dict)  # kind -> running sums of the current epoch

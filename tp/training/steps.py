@@ -3,7 +3,7 @@ minibatch (targets, feedback step, forward step), the feedback-only minibatch, a
 
 The steps do not synchronise with the host: the running sums of loss, accuracy and reconstruction loss
 stay on the device (:func:`epoch_sums`) and are read once per epoch by the loop.  On CUDA, full minibatches
-replay a captured CUDA graph of the same step function (:func:`captured_step`, :mod:`tp.fast`); on the CPU
+replay a captured CUDA graph of the same step function (:func:`captured_step`, :mod:`tp.core.fast`); on the CPU
 they run the step's arithmetic compiled (:func:`compiled_minibatch`, :mod:`tp.training.compiled`); the last,
 smaller minibatch of an epoch and the minibatches a hook observes (alignment logging) run eagerly.
 
@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..data import DataSplits
+from ..data.datasets import DataSplits
 from .state import Run
 
 __all__ = ["TRAIN_SUMS", "FEEDBACK_SUMS", "batches", "batches_per_epoch", "gather", "feedback_minibatch",
@@ -118,7 +118,7 @@ def captured_step(run: Run, kind: str, idx: Tensor, sums: dict, log: Callable[[s
         return None
     key = (kind, tuple(idx.shape))
     if key not in run.ctx.graphs:
-        from ..fast import CapturedStep
+        from ..core.fast import CapturedStep
         fn = train_minibatch if kind == "train" else feedback_minibatch
         state = [*run.params.values(), *run.feedback.values(), *sums.values()]
         for opt in (run.fwd_opt, run.fb_opt):

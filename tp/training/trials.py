@@ -5,7 +5,7 @@ one rule and network shape).
 Replica r trains configuration ``cfgs[r]`` from seed ``seeds[r]``; the configurations may differ only in
 :data:`PER_REPLICA_KEYS` — the forward and feedback Adam rates, ε, betas and weight decays, the output
 target stepsize β and the feedback noise σ.  These become per-replica values of the optimisers
-(:class:`tp.optim.Adam`) and (R,) tensors of the rule, broadcast over each replica's slice, so that replica
+(:class:`tp.core.optim.Adam`) and (R,) tensors of the rule, broadcast over each replica's slice, so that replica
 r computes exactly what the run of ``cfgs[r]`` alone computes (float64: equal up to rounding; tested).
 Each trial has its own result folder in the single-run format (its own ``config.yaml``, checkpoint and
 summary), so a trial trained in a block resumes alone and vice versa.
@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from ..config.validation import KEYS
 from ..errors import ConfigError
-from ..validation import KEYS
 
 __all__ = ["PER_REPLICA_KEYS", "check_trial_configs"]
 
-#: configuration keys whose values may differ between the replicas of one block (tp.validation.KEYS)
+#: configuration keys whose values may differ between the replicas of one block (tp.config.validation.KEYS)
 PER_REPLICA_KEYS = tuple(name for name, key in KEYS.items() if key.per_replica)
 
 

@@ -117,7 +117,7 @@ if BEYOND_TABLES:
             configured=lambda w: [list(c) for c in table_cells(BEYOND_TABLES[w.beyond])],
             not_run=lambda w: not_run_cells(BEYOND_TABLES[w.beyond]),
             source=config["data"]["source"],
-            # what the audit expects every run to record (tp.audit.expected_config)
+            # what the audit expects every run to record (tp.runs.audit.expected_config)
             overrides=config.get("overrides") or {},
             epochs=config.get("epochs"),
         script:

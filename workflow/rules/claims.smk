@@ -49,7 +49,7 @@ rule claims:
         align_seed=ALIGN["seed"],
         missing=[[d, not_run_reason(d)] for d in DATASETS if not usable(d)],
         source=config["data"]["source"],
-        # what the audit expects every run to record (tp.audit.expected_config), as for the tables
+        # what the audit expects every run to record (tp.runs.audit.expected_config), as for the tables
         overrides=config.get("overrides") or {},
         epochs=config.get("epochs"),
     script:

@@ -64,7 +64,7 @@ RESULTS = config["results"].rstrip("/")
 PARTIAL = bool(config.get("partial"))
 
 
-#: the files of a run folder beside its summary that the tables and figures read (tp.audit, the scripts)
+#: the files of a run folder beside its summary that the tables and figures read (tp.runs.audit, the scripts)
 RUN_FILES = ("metrics.csv", "config.yaml", "alignment.csv", "damping_search.csv", "damping_paired.csv")
 
 

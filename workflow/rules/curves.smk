@@ -44,7 +44,7 @@ rule learning_curves:
         tuning="test",
         rows=lambda w: [spec["rows"] for spec in curve_tables("test") if w.dataset in spec["columns"]],
         source=config["data"]["source"],
-        overrides=config.get("overrides") or {},  # what the audit expects every run to record (tp.audit)
+        overrides=config.get("overrides") or {},  # what the audit expects every run to record (tp.runs.audit)
         epochs=config.get("epochs"),
     script:
         "../scripts/learning_curves.py"

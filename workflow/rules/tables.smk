@@ -24,7 +24,7 @@ rule table:
         configured=lambda w: [list(c) for c in table_cells(config["tables"][w.table])],
         not_run=lambda w: not_run_cells(config["tables"][w.table]),
         source=config["data"]["source"],
-        # what the audit expects every run to record (tp.audit.expected_config)
+        # what the audit expects every run to record (tp.runs.audit.expected_config)
         overrides=config.get("overrides") or {},
         epochs=config.get("epochs"),
     script:

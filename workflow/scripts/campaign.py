@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     if args.dry_run:
         return 0
     tree = worktree(args.commit)
-    from tp.run_folder import holder
+    from tp.runs.folder import holder
 
     for item in [i for i in items if i.run and holder(tree / "results" / i.run)]:  # e.g. a killed campaign's job
         items.remove(item)

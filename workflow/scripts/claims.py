@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(globals()["snakemake"].scriptdir) if "snakemake" in 
 import claims_data as data  # noqa: E402
 import claims_stats as st  # noqa: E402
 from tables import QUANTITY  # noqa: E402
-from tp.alignment import DAMPING_CANDIDATES  # noqa: E402
+from tp.metrics.alignment import DAMPING_CANDIDATES  # noqa: E402
 from tp.catalog import DATASETS  # noqa: E402
 
 VERDICTS = ("supported", "not supported", "contradicted", "pending")

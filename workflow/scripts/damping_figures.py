@@ -1,7 +1,7 @@
 """The damping-search curves behind Table S7 (one figure per dataset, a panel per method and seed): the
 mean angle between the method's update and the damped GNT update against λ, one line per hidden layer.
 
-Solid lines with error bars: the paired search (tp.damping; the same minibatches for every λ), mean ± 2
+Solid lines with error bars: the paired search (tp.metrics.damping; the same minibatches for every λ), mean ± 2
 standard errors of the mean; a filled marker is a λ within 2 SE of the paired difference to the layer's
 minimum ("any of" in Table S7), a hollow one is told apart from it.  Dotted lines with crosses: the official
 procedure's means (docs/algorithms.md#the-damping-search-table-s7; a few minibatches, different ones for every λ; no

@@ -3,10 +3,10 @@
 Used by the Snakefile when it is read (the report before any job runs, the DAG that leaves out cells without
 data, the summary at the end) and by the download rule when a download fails (``python datacheck.py hint
 DATA ROOT``: the reason and the fix on the console).  The datasets are the catalog's files (:data:`tp.catalog.FILES`) and their
-file lists the format's (:mod:`tp.formats`, torchvision's lists): a dataset is present when every file torchvision
+file lists the format's (:mod:`tp.data.formats`, torchvision's lists): a dataset is present when every file torchvision
 reads is there (MNIST-style files plain or ``.gz``), or when the data root lacks some and the operating-system
 package of the dataset (:attr:`tp.catalog.ImageFiles.system_package`: Debian/Ubuntu's ``dataset-fashion-mnist``)
-is installed: its download job (``tp download``) then unpacks them into the data root (:mod:`tp.packages`).
+is installed: its download job (``tp download``) then unpacks them into the data root (:mod:`tp.data.packages`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from tp import catalog
-from tp.formats import FORMATS
-from tp.packages import describe, package_folders
+from tp.data.formats import FORMATS
+from tp.data.packages import describe, package_folders
 
 
 def expected_files(data: str, root: str | Path) -> tuple[Path, list[tuple[str, ...]]]:

@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from tp import audit  # noqa: E402
+from tp.runs import audit  # noqa: E402
 from tp.catalog import DATASETS, METHODS  # noqa: E402
 
 QUANTITIES = {"test_error": "test error (%)", "train_loss": "training loss"}
@@ -86,7 +86,7 @@ def read_summary(path: Path) -> dict:
 def load(summaries, audit_args: dict | None = None) -> tuple[list[dict], pd.DataFrame]:
     """The runs (their summaries, with ``path``) and the training-epoch rows of the finished ones
     (method, seed, epoch, test_error, train_loss).  With ``audit_args`` (overrides, epochs, data_source of
-    tp.audit.collect) a run that fails the audit is counted as "rejected", never averaged, as in the tables."""
+    tp.runs.audit.collect) a run that fails the audit is counted as "rejected", never averaged, as in the tables."""
     summaries = [Path(p) for p in summaries]
     verdict = {p: r for p, _, r in audit.collect(summaries, **audit_args)} if audit_args is not None else {}
     runs, frames = [], []
@@ -276,7 +276,7 @@ def main(argv=None) -> int:
     p.add_argument("--config", default="config/config.yaml")
     p.add_argument("--out-dir", default=None, help="folder of the outputs (default: RESULTS/figures)")
     p.add_argument("--no-audit", action="store_true", help="average every finished run without the run audit "
-                   "(tp.audit: folder, configuration, metrics, numerics version, data source)")
+                   "(tp.runs.audit: folder, configuration, metrics, numerics version, data source)")
     args = p.parse_args(argv)
     cfg = yaml.safe_load(Path(args.config).read_text())
     tables = [s for s in cfg["tables"].values() if s["tuning"] == args.tuning and args.dataset in s["columns"]]

@@ -1,6 +1,6 @@
 """Table S7: the GNT damping λ_i selected per hidden layer by the damping search
 (docs/algorithms.md#the-damping-search-table-s7), per method and dataset, next to the values the paper's
-alignment-figure configurations use; and beside it the paired search's choice (tp.damping, issue 23): its argmin, or
+alignment-figure configurations use; and beside it the paired search's choice (tp.metrics.damping, issue 23): its argmin, or
 "any of …" where the λ within 2 standard errors (of the paired difference) of the minimum cannot be told apart.  Runs
 made before the paired search say so.
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tp.alignment import DAMPING_CANDIDATES
+from tp.metrics.alignment import DAMPING_CANDIDATES
 from tp.catalog import DATASETS, METHODS
 from tp.config import resolve_config
 
@@ -24,7 +24,7 @@ EDGE = "[edge]"
 
 def grid(folder, name: str) -> list[float]:
     """The λ grid a search of the run in ``folder`` went through (its ``name`` CSV: damping_search.csv,
-    damping_paired.csv), else the code's (tp.alignment.DAMPING_CANDIDATES)."""
+    damping_paired.csv), else the code's (tp.metrics.alignment.DAMPING_CANDIDATES)."""
     path = Path(folder) / name if folder is not None else None
     if path is not None and path.exists():
         values = sorted({float(v) for v in pd.read_csv(path).damping})
@@ -187,7 +187,7 @@ def main(sm):
               "the paper's text says after two epochs (docs/algorithms.md#the-damping-search-table-s7).")
     ran = tidy[tidy.paired_cell != NOT_RUN_PAIRED] if len(tidy) else tidy
     undecided = int(ran.paired_cell.str.startswith("any of").sum()) if len(ran) else 0
-    md.append("* The paired procedure (tp.damping) measures the same angle on one draw of full minibatches shared "
+    md.append("* The paired procedure (tp.metrics.damping) measures the same angle on one draw of full minibatches shared "
               "by every λ (one epoch unless `damping_paired_batches` says otherwise), from the same frozen network "
               "after the official passes; per layer it selects the λ of the smallest mean angle, and a λ whose "
               "mean exceeds that minimum by at most 2 standard errors of the per-minibatch difference is "

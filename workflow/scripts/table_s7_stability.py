@@ -1,9 +1,9 @@
 """Table S7's reproducibility (issue 23): how often the damping searches of several seeds select the same λ.
 
 Per method, dataset and procedure (the official search, docs/algorithms.md#the-damping-search-table-s7, and the paired
-one, tp.damping): over the hidden layers, the number where every finished seed selected the same λ (``same``) and, for
+one, tp.metrics.damping): over the hidden layers, the number where every finished seed selected the same λ (``same``) and, for
 the paired procedure, the number where the seeds' sets of λ "within 2 SE of the minimum" share a λ (``overlap``: the
-seeds' choices are compatible); the comparison itself is ``tp.damping.seed_agreement``.  A cell with fewer than 2
+seeds' choices are compatible); the comparison itself is ``tp.metrics.damping.seed_agreement``.  A cell with fewer than 2
 finished seeds (with a paired search, for the paired procedure) says what is pending instead of a number. Outputs: CSV
 (one row per method, dataset and procedure), Markdown and HTML.
 
@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from tp.catalog import DATASETS, METHODS
-from tp.damping import seed_agreement
+from tp.metrics.damping import seed_agreement
 
-PROCEDURES = {"official": "official (docs/algorithms.md#the-damping-search-table-s7)", "paired": "paired (tp.damping)"}
+PROCEDURES = {"official": "official (docs/algorithms.md#the-damping-search-table-s7)", "paired": "paired (tp.metrics.damping)"}
 COLUMNS = ["dataset", "method", "procedure", "dataset_slug", "method_slug", "seeds", "finished_seeds", "n",
            "layers", "same", "overlap", "choices", "cell"]
 

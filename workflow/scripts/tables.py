@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tp import audit
+from tp.runs import audit
+from tp.runs import versions
 from tp.catalog import CELL_NOTES
 from tp.catalog import DATASETS, METHODS
 
@@ -53,7 +54,7 @@ def provenance(runs: pd.DataFrame, source: str) -> str:
                                                     if model == "cnn" else f"{nh} hidden layers of {sh}"))
     versions = sorted({short_version(str(v)) for v in runs.code_version.dropna()})
     dirty = " (+dirty: made from a checkout with uncommitted changes)" if any(
-        v.endswith(audit.DIRTY) for v in versions) else ""
+        v.endswith(versions.DIRTY) for v in versions) else ""
     numerics = sorted({int(v) for v in runs.numerics_version.dropna()})
     devices = sorted({str(v) for v in runs.device_name.dropna()})
     paths = sorted({str(v) for v in runs.step_path.fillna("eager")})
@@ -68,7 +69,7 @@ def provenance(runs: pd.DataFrame, source: str) -> str:
 def short_version(version: str) -> str:
     """A commit shortened to 12 hex digits, its ``+dirty`` kept (the full commits are listed once, in
     results/README.md); anything else (``tp 0.1.0``) as it is."""
-    head, dirty, _ = version.partition(audit.DIRTY)
+    head, dirty, _ = version.partition(versions.DIRTY)
     return head[:12] + dirty if len(head) == 40 and all(c in "0123456789abcdef" for c in head) else version
 
 
@@ -92,7 +93,7 @@ def mixed_notes(runs: pd.DataFrame) -> list[str]:
 
 
 def rejected_notes(runs: pd.DataFrame) -> list[str]:
-    """One note per run that failed the audit (tp.audit): its folder and the reason; never averaged."""
+    """One note per run that failed the audit (tp.runs.audit): its folder and the reason; never averaged."""
     bad = runs[runs.rejected.notna()] if len(runs) else runs
     return [f"Rejected, not averaged: runs/{r.folder}: {r.rejected}. Its seed counts as pending; remove the folder "
             "to train it again." for r in bad.itertuples()]
@@ -185,7 +186,7 @@ def identity(folder: Path) -> dict:
 
 
 def load_runs(paths, overrides=None, epochs=None, data_source=None) -> pd.DataFrame:
-    """One row per summary found in ``paths``, audited (tp.audit): ``rejected`` is None for a run that may be
+    """One row per summary found in ``paths``, audited (tp.runs.audit): ``rejected`` is None for a run that may be
     averaged, else the reason (path, configuration, metrics, numerics version, data source or a copy)."""
     rows = []
     for path, s, reason in audit.collect(paths, overrides, epochs, data_source):

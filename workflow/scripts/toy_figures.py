@@ -33,7 +33,7 @@ import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 
 from tp import toy  # noqa: E402
-from tp.audit import NUMERICS_VERSION  # noqa: E402
+from tp.runs.versions import NUMERICS_VERSION  # noqa: E402
 from tp.training.records import code_version, device_name  # noqa: E402
 
 #: the tiny mode: a smoke run of the whole script in seconds

@@ -11,7 +11,7 @@ What makes the step capturable:
 
 * the data stay on the device and a step reads its minibatch through a static index buffer
   (``idx.copy_`` then ``replay``);
-* Adam's step count and bias corrections are device tensors (:class:`tp.optim.Adam` ``capturable=True``);
+* Adam's step count and bias corrections are device tensors (:class:`tp.core.optim.Adam` ``capturable=True``);
 * the feedback noise comes from the run's own CUDA generators, registered with the graph
   (``register_generator_state``): every replay advances each generator exactly as the eager step would,
   so a graphed run draws the same noise as an eager one and eager steps (the last, smaller minibatch;

@@ -27,14 +27,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from . import catalog
-from .catalog import ImageFiles
-from .errors import unknown
+from .. import catalog
+from ..catalog import ImageFiles
+from ..core.random import randn, rand_uniform
+from ..errors import unknown
+from ..nets.mlp import MLP
 from .formats import FORMATS
 from .integrity import DatasetCorruptError, DatasetNotFoundError, check_counts, files_sha256
-from .network import MLP
 from .packages import install_hint, origins
-from .random import randn, rand_uniform
 
 __all__ = ["DataSplits", "load_dataset", "student_teacher", "DatasetNotFoundError", "DatasetCorruptError",
            "synthetic_classification", "validation_split", "dataset_files"]
@@ -44,7 +44,7 @@ __all__ = ["DataSplits", "load_dataset", "student_teacher", "DatasetNotFoundErro
 # docs/algorithms.md#frozen-mnist;
 # cifar10-cnn CIFAR-10's, docs/algorithms.md#the-cnn-table-3), their format, image shape, normalisation and sizes
 # (checked on every load by
-# tp.integrity), and its input shape (images (N, C, H, W) for the CNN, else flat (N, C·H·W) vectors,
+# tp.data.integrity), and its input shape (images (N, C, H, W) for the CNN, else flat (N, C·H·W) vectors,
 # docs/algorithms.md#preprocessing).
 
 
@@ -73,7 +73,7 @@ class DataSplits:
     def summary_fields(self) -> dict:
         """The provenance a run's ``summary.json`` records: ``data_source`` is ``real`` only for data read
         from checked dataset files (with the SHA-256 of each), ``synthetic`` for anything else;
-        ``data_origin`` names, for the files unpacked from an operating-system package (:mod:`tp.packages`),
+        ``data_origin`` names, for the files unpacked from an operating-system package (:mod:`tp.data.packages`),
         the package's file each came from (None: every file is the data root's own)."""
         p = self.provenance or {}
         return {"data_source": p.get("data_source", "synthetic"), "data_sha256": p.get("data_sha256"),
@@ -136,7 +136,7 @@ def _split_files(spec: ImageFiles, root: Path, split: str) -> str:
 
 
 def _read_torchvision(spec: ImageFiles, root: Path, download: bool, verify_integrity: bool):
-    fmt = FORMATS[spec.format]  # tp.formats: where the files are, their checks, the torchvision reader
+    fmt = FORMATS[spec.format]  # tp.data.formats: where the files are, their checks, the torchvision reader
     cls = fmt.reader(spec, verify_integrity)
     folder, url = fmt.where(spec, root)
     fmt.prepare(spec, root, download)
@@ -200,7 +200,7 @@ def load_dataset(name: str, root: str | os.PathLike = "data", *, download: bool 
         no_val_set: train on the whole training set (the ``train`` tuning).
         split_generator: generator of the validation split permutation (required with a validation set);
             a sequence of generators gives replica splits (:meth:`DataSplits.replica_splits`), one per seed.
-        verify_integrity: the checks of the files (:mod:`tp.integrity`: image and label counts against each
+        verify_integrity: the checks of the files (:mod:`tp.data.integrity`: image and label counts against each
             other and the known sizes; CIFAR-10's MD5 sums); ``False`` is a test hook only (the IDX files'
             headers and sizes are checked, and damaged ones re-unpacked, either way).
         val_size: validation samples (default 5,000 for real data, 1/6 of the synthetic training set).

@@ -5,7 +5,7 @@ Debian/Ubuntu's ``dataset-fashion-mnist`` puts the four Fashion-MNIST IDX files 
 :attr:`tp.catalog.ImageFiles.system_package`.  The data root stays the first choice: only the files it lacks
 (neither plain nor ``.gz``) are taken from the package, and only when one of the package's folders holds every
 file of the dataset.  They are unpacked into the data root, where torchvision reads them (the package's folder
-is read-only), checked like any other file (:func:`tp.integrity.install_idx_file`), and recorded in
+is read-only), checked like any other file (:func:`tp.data.integrity.install_idx_file`), and recorded in
 ``ROOT/.tp-origin.json`` with the SHA-256 of the file written.  A run's summary then names, in ``data_origin``,
 the package file each file it read came from (:func:`origins`); a file replaced since no longer matches its
 record and counts as the data root's own.
@@ -24,7 +24,7 @@ import json
 import os
 from pathlib import Path
 
-from .catalog import SystemPackage
+from ..catalog import SystemPackage
 from .integrity import DatasetNotFoundError, files_sha256, install_idx_file, unique_temporary
 
 __all__ = ["ORIGIN_RECORD", "SYSTEM_ROOT_VARIABLE", "package_folders", "package_folder", "describe", "install_hint",
@@ -78,8 +78,8 @@ def adopt(package: SystemPackage, source: Path, folder: Path, root: Path, names:
     """Unpack into ``folder`` (under the data root ``root``) the files it lacks, from the package's folder
     ``source``; ``names``: each file's alternative names, the plain one first (the name written).  Records
     each file written in ``root/.tp-origin.json`` and returns them.  A damaged package file is a
-    :class:`~tp.integrity.DatasetCorruptError`, a data root that cannot be written a
-    :class:`~tp.integrity.DatasetNotFoundError` (exit status 4 of ``tp``)."""
+    :class:`~tp.data.integrity.DatasetCorruptError`, a data root that cannot be written a
+    :class:`~tp.data.integrity.DatasetNotFoundError` (exit status 4 of ``tp``)."""
     try:
         return _adopt(package, source, folder, root, names, image_shape)
     except DatasetNotFoundError:

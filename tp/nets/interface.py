@@ -1,7 +1,7 @@
-"""The one network interface every learning rule, :mod:`tp.alignment` and :mod:`tp.gauss_newton` use.
+"""The one network interface every learning rule, :mod:`tp.metrics.alignment` and :mod:`tp.nets.gauss_newton` use.
 
 Two networks implement it: the fully connected network of docs/algorithms.md#the-fully-connected-networks
-(:class:`tp.network.MLP`) and the CNN of docs/algorithms.md#the-cnn-table-3 (:class:`tp.cnn.ConvNet`).  A rule never
+(:class:`tp.nets.mlp.MLP`) and the CNN of docs/algorithms.md#the-cnn-table-3 (:class:`tp.nets.cnn.ConvNet`).  A rule never
 asks which one it has: everything that differs between them (the layer maps, the local loss of a layer, the output
 Jacobians, the BP gradient) is a method here.
 
@@ -110,7 +110,7 @@ class Network(Protocol):
         """Fresh parameters; a sequence of R generators gives R replicas (replica r from generator r)."""
 
     def forward(self, params: Params, x: Tensor) -> Forward:
-        """The forward pass (a :class:`tp.network.Forward`: ``a[i]``, ``h[i]`` for i = 0…L)."""
+        """The forward pass (a :class:`tp.nets.mlp.Forward`: ``a[i]``, ``h[i]`` for i = 0…L)."""
 
     def forward_from(self, params: Params, i: int, h_i: Tensor) -> Tensor:
         """F_{i→L}(h_i): the output of layers i+1…L fed with ``h_i``."""

@@ -4,7 +4,7 @@
   folder, checked, and renamed over the plain file, so a killed unpack never leaves a partial file and two
   unpacks at once cannot see each other's half-written output.  A plain file whose header or size is wrong
   is unpacked again from its ``.gz``; without one it is a named error.  A corrupt ``.gz`` is a named error.
-  :func:`install_idx_file` does the same from a file elsewhere (an operating-system package's, :mod:`tp.packages`).
+  :func:`install_idx_file` does the same from a file elsewhere (an operating-system package's, :mod:`tp.data.packages`).
 * Every dataset: the numbers of images and labels of each split must agree with each other and with the
   dataset's known sizes (``num_train`` / ``num_test`` of :data:`tp.catalog.FILES`), so a test file
   copied over the training file, or train and test swapped, never trains.  (CIFAR-10's batch files are also

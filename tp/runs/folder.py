@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .integrity import remove_temporaries, unique_temporary
+from ..data.integrity import remove_temporaries, unique_temporary
 
 __all__ = ["RunFolderError", "RunFolderBusy", "usable_folder", "hold_run_folders", "holder", "atomic_write",
            "read_checkpoint", "read_summary", "LOCK_FILE", "CHECKPOINT_KEYS"]

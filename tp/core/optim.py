@@ -10,7 +10,7 @@ decay g ← g + λθ — not AdamW), written out so that it
 * has a *capturable* form (``capturable=True``) whose step count lives in a device tensor and whose update
   is PyTorch's fused Adam kernel (or multi-tensor kernels) without any host value that changes from
   step to step, so that a whole training step can be captured once as a CUDA graph and replayed
-  (:mod:`tp.fast`); it equals the plain form up to floating-point rounding,
+  (:mod:`tp.core.fast`); it equals the plain form up to floating-point rounding,
 
 and both forms are checked against ``torch.optim.Adam`` in the tests.
 """
@@ -76,19 +76,31 @@ class Adam:
         bias_correction1 = 1 - beta1 ** t
         bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
         for k, g in grads.items():
-            p = self.params[k]
-            if self.weight_decay != 0:
-                g = g + self.weight_decay * p
-            m, v = self.exp_avg[k], self.exp_avg_sq[k]
-            m.lerp_(g, 1 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            denom = (v.sqrt() / bias_correction2_sqrt).add_(self.eps[k])
+            p, m = self.params[k], self.exp_avg[k]
+            denom = self.moments(k, g, bias_correction2_sqrt)
             step_size = -self.lr[k] / bias_correction1
             if abs(step_size) <= torch.finfo(p.dtype).max:
                 p.addcdiv_(m, denom, value=step_size)
             else:  # a rate beyond the dtype's range (float32 lr = 1e38): the update overflows to ±inf/NaN,
                 # as its arithmetic would, and the run is reported as diverged instead of raising here
                 p.add_(m.div(denom).mul_(step_size))
+
+    def moments(self, k: str, g: Tensor, bias_correction2_sqrt: float | Tensor) -> Tensor:
+        """Adam's moment update of parameter ``k`` from its gradient ``g``, in place, and the update's
+        denominator: with coupled weight decay g ← g + λθ,
+
+            m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²,   returns √v / √(1 − β₂ᵗ) + ε
+
+        (shapes of the parameter). ``bias_correction2_sqrt`` is √(1 − β₂ᵗ), a float here or a 0-d tensor in
+        the compiled step (:mod:`tp.training.compiled`), which applies the update ``θ ← θ − lr/(1 − β₁ᵗ) · m /
+        denom`` with its own step size; one formula for both, so the paths cannot drift apart."""
+        beta1, beta2 = self.betas
+        if self.weight_decay != 0:
+            g = g + self.weight_decay * self.params[k]
+        m, v = self.exp_avg[k], self.exp_avg_sq[k]
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        return (v.sqrt() / bias_correction2_sqrt).add_(self.eps[k])
 
     def _step_per_replica(self, grads: Mapping[str, Tensor]) -> None:
         """The update of :meth:`step` with lr, ε, β₁, β₂ and λ per replica: 0-d → (R, 1, …, 1) tensors that
@@ -164,7 +176,7 @@ class Adam:
     @property
     def device_step(self):
         """The step count t as a 0-d device tensor (capturable form; None otherwise): state a captured CUDA
-        graph advances, so :mod:`tp.fast` saves and restores it with the parameters."""
+        graph advances, so :mod:`tp.core.fast` saves and restores it with the parameters."""
         return self._t
 
     def sync_step_count(self) -> None:

@@ -16,7 +16,7 @@ Committed runs come from many machines and commits, so a table never trusts a ``
 * its data source is the one expected (a synthetic smoke run never enters a real table).
 
 :func:`collect` (what the tables call) also checks what a run says about its data and its code against what can
-be verified, and finds copies of a run in any cell (:mod:`tp.provenance`).  Every refusal is a one-line reason
+be verified, and finds copies of a run in any cell (:mod:`tp.runs.provenance`).  Every refusal is a one-line reason
 naming the value and what was expected.
 """
 
@@ -31,48 +31,10 @@ from typing import Any, Mapping
 import yaml
 
 from . import provenance
+from .versions import DIRTY, NUMERICS_VERSION, STEP_PATHS, with_later_keys
 
-__all__ = ["NUMERICS_VERSION", "STEP_PATHS", "KEYS_ADDED_LATER", "with_later_keys", "audit_run", "headline", "DIRTY",
-           "collect", "expected_config"]
+__all__ = ["audit_run", "headline", "collect", "expected_config"]
 
-#: Version of the mathematics of a training run: its formulas, schedules and data splits.  Bump it with every
-#: change that would change a result beyond rounding and say so in the commit; runs of different versions are
-#: never averaged together.  Execution paths that the tests prove to compute the same mathematics as the eager
-#: reference (:data:`STEP_PATHS`: fused or compiled kernels, another reduction order, thread count or device;
-#: values and Adam moments within 1e-10 relative per step, docs/pipeline.md) change rounding only and share the
-#: version; their runs average together and the tables name the
-#: paths and devices a cell mixes (docs/pipeline.md, "Numerics versions").
-#: Version 1: every commit up to the one that introduced this field (229eae3 and earlier; their summaries
-#: have no ``numerics_version``), and every later one so far.
-NUMERICS_VERSION = 1
-#: the step paths tested equal to the eager reference within rounding (a summary's
-#: ``step_path``, "+"-joined when a resumed run used several; summaries without it: eager):
-#: ``eager`` (the reference), ``compiled`` (tp.training.compiled, tests/test_compiled.py), ``cuda-graph``
-#: (tp.fast; benchmarks/step_speed.py on the GPU) and ``graph-emulated`` (its CPU emulation, tests/test_fast.py)
-STEP_PATHS = ("eager", "compiled", "cuda-graph", "graph-emulated")
-#: Configuration keys added after runs were committed → the value a recorded configuration without the key
-#: means (what those runs did, in today's terms).  A run folder's ``config.yaml``, its summary's ``config``
-#: and its checkpoint's configuration are read through :func:`with_later_keys`, so the audit and resuming
-#: accept the runs made before the key existed.  Add a key here only when its absence has exactly that
-#: meaning: the value must not change any number those runs recorded.
-KEYS_ADDED_LATER: dict[str, Any] = {
-    # issue 23: minibatches of the paired damping search (tp.damping); null = every full minibatch of one
-    # epoch.  Runs recorded without it either never search (every tuning but ``damping``) or are damping
-    # searches made before the paired search existed, whose official numbers (damping_search.csv) are what
-    # today's code writes; their folders simply have no damping_paired.csv.
-    "damping_paired_batches": None,
-    # issue 38: the λ up to which the paired damping search may extend its grid when a layer's minimum is the
-    # grid's top (tp.damping, "Grid edges"); null = no extension, what every search before the key did.
-    "damping_paired_extend_to": None,
-    # issue 22: DDTP-GGN's Hessian damping δ (only the rule ddtp-ggn reads it: no recorded run used it) and the
-    # GGN angles of the alignment logging (off: those runs logged BP and GNT angles only).
-    "hessian_damping": 0.0,
-    "log_alignment_ggn": False,
-    # the angles with the damped GGN update of H + δP (null: not logged; the first GGN alignment runs lacked it)
-    "alignment_hessian_damping": None,
-}
-#: suffix of a code version made from a checkout with uncommitted changes (tp.training.records.code_version)
-DIRTY = "+dirty"
 _HEADLINE = ("best_epoch", "test_error_at_best_val", "val_error_best", "test_error_last", "train_loss_last")
 
 
@@ -104,11 +66,6 @@ def _same(a, b) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
     return a == b
-
-
-def with_later_keys(cfg: Mapping) -> dict:
-    """``cfg`` with every key of :data:`KEYS_ADDED_LATER` it lacks set to the value its absence means."""
-    return {**dict(cfg), **{k: v for k, v in KEYS_ADDED_LATER.items() if k not in cfg}}
 
 
 def _canonical(cfg: Mapping) -> dict:
@@ -188,9 +145,9 @@ def expected_config(tuning: str, method: str, dataset: str, overrides: Mapping |
     """The resolved configuration a run of the cell must record: the catalog's configuration with the
     pipeline's ``overrides`` and, for tunings that may be shortened, its ``epochs`` setting (as the
     pipeline's training rules pass them).  None when the cell has no configuration."""
-    from .catalog import tuning as tuning_entry
-    from .config import resolve_config
-    from .errors import ConfigError
+    from ..catalog import tuning as tuning_entry
+    from ..config.resolve import resolve_config
+    from ..errors import ConfigError
 
     extra = dict(overrides or {})
     try:
@@ -205,7 +162,7 @@ def collect(paths, overrides: Mapping | None = None, epochs: int | None = None,
             data_source: str | None = "real") -> list[tuple[Path, dict | None, str | None]]:
     """``(path, summary, reason)`` of every ``summary.json`` path in ``paths`` that exists (summary None: the
     file is corrupt, ``reason`` says how): ``reason`` is None for a run that may be averaged, else why not
-    (:func:`audit_run`; :mod:`tp.provenance`: its data files, its code version, a copy of another run; an
+    (:func:`audit_run`; :mod:`tp.runs.provenance`: its data files, its code version, a copy of another run; an
     unreadable or unconfigured summary)."""
     out, expected = [], {}
     for path in map(Path, paths):
@@ -225,7 +182,7 @@ def collect(paths, overrides: Mapping | None = None, epochs: int | None = None,
         reason = ("the cell has no configuration" if expected[cell] is None
                   else audit_run(folder, summary, expected[cell], data_source))
         out.append((path, summary, reason))
-    # what a run says about its data and code, checked (tp.provenance); then copies of a run, in any cell
+    # what a run says about its data and code, checked (tp.runs.provenance); then copies of a run, in any cell
     out = [(p, s, r or provenance.data_problem(s, p.parent.parts[-2]) or
             provenance.commit_problem(p.parent, s.get("code_version"))) if s is not None else (p, s, r)
            for p, s, r in out]

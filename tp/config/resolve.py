@@ -24,9 +24,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from . import catalog
-from .errors import ConfigError, unknown
-from .rules import REGISTRY, rule_class
+from .. import catalog
+from ..errors import ConfigError, unknown
+from ..rules import REGISTRY, rule_class
 from .validation import check_config
 
 __all__ = ["config_dir", "resolve_config", "available_configs", "parse_override", "rule_hyperparameters",
@@ -42,7 +42,7 @@ def config_dir() -> Traversable:
     """The run configurations shipped inside the package: ``tp/configs/`` (``defaults.yaml``,
     ``hyperparameters/<dataset>.yaml``, ``toy.yaml``), found with :mod:`importlib.resources`, so the same
     in a checkout, an editable install, ``pip install .`` and a wheel.  A ``pathlib.Path`` in all of them."""
-    return files(__package__) / "configs"
+    return files("tp") / "configs"
 
 
 #: a number in exponent form without a point (``1e-4``): a float, as in YAML 1.2 and Python (YAML 1.1, which
@@ -196,7 +196,7 @@ def resolve_config(method: str, dataset: str, tuning: str = "test",
         cfg[key] = value
     cfg.update(method=method, dataset=dataset, tuning=tuning, rule=rule_of(method, dataset), model=model_of(dataset))
     try:
-        check_config(cfg, lambda rule: REGISTRY[rule].trains_feedback)  # tp.validation: every key, then between keys
+        check_config(cfg, lambda rule: REGISTRY[rule].trains_feedback)  # tp.config.validation: every key, then between keys
     except ConfigError as exc:  # name the configuration, and the overrides that made a configured value wrong
         given = sorted(overrides or {})
         where = f"the {tuning!r} configuration of {method!r} on {dataset!r}"

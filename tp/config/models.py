@@ -3,17 +3,17 @@
 * ``model: mlp`` — the fully connected network of docs/algorithms.md#the-fully-connected-networks: n_0 → ``size_hidden``
   × ``num_hidden`` → n_out, with the rule's bias layout (:meth:`tp.rules.Rule.forward_bias`,
   docs/algorithms.md#no-bias-in-the-last-hidden-layer).
-* ``model: cnn`` — the CNN of docs/algorithms.md#cnn-architecture (:class:`tp.cnn.ConvNet`) on image inputs (N, C, H,
+* ``model: cnn`` — the CNN of docs/algorithms.md#cnn-architecture (:class:`tp.nets.cnn.ConvNet`) on image inputs (N, C, H,
   W):
   ``conv_channels`` for the two conv blocks, ``size_hidden`` for FC layer 3; ``num_hidden`` is 3; every layer
   has a bias whatever the rule.
 
-Both implement the network interface of :mod:`tp.interface`; a rule trains every network in its ``networks``.
+Both implement the network interface of :mod:`tp.nets.interface`; a rule trains every network in its ``networks``.
 
 Forward Adam (docs/algorithms.md#optimisers, docs/algorithms.md#cnn-optimisers-and-schedule): lr_k / β
 (``normalize_lr``, docs/algorithms.md#normalised-learning-rates) and ε_k per layer k when ``lr`` /
 ``epsilon`` are lists (the CNN configurations: one Adam per layer, W_k and b_k together), one value for every
-parameter otherwise.  One :class:`tp.optim.Adam` with per-parameter rates is exactly "one Adam per layer":
+parameter otherwise.  One :class:`tp.core.optim.Adam` with per-parameter rates is exactly "one Adam per layer":
 the moments are element-wise, betas and weight decay are shared, and every layer steps on every minibatch,
 so the step counts agree.
 """
@@ -24,11 +24,11 @@ from typing import Any, Mapping
 
 import torch
 
-from . import catalog
-from .cnn import ConvNet
-from .config import per_layer
-from .data import DataSplits
-from .errors import ConfigError
+from .. import catalog
+from ..data.datasets import DataSplits
+from ..errors import ConfigError
+from ..nets.cnn import ConvNet
+from .resolve import per_layer
 
 __all__ = ["build_model", "trained_parameters", "forward_optimizer_settings"]
 

@@ -16,7 +16,7 @@ with
 
 by angle(A, B) = (180/π)·arccos(⟨A, B⟩_F / (‖A‖_F ‖B‖_F)), the cosine clipped to [−1, 1].
 
-Everything goes through the network interface (:mod:`tp.interface`), so the CNN of docs/algorithms.md#the-cnn-table-3
+Everything goes through the network interface (:mod:`tp.nets.interface`), so the CNN of docs/algorithms.md#the-cnn-table-3
 (Fig. S7) gets the same quantities per layer, conv kernels flattened: its BP gradient by autograd, and damped GNT with
 Δ_k from the Jacobians of the output w.r.t. the max-pool outputs h_1, h_2 and h_3, turned into updates by the CNN's
 local losses (docs/algorithms.md#cnn-forward-updates: conv blocks ∝ autograd.grad(h_k, W_k, Δ_k); FC 3 by
@@ -31,8 +31,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .gauss_newton import ggn_displacements, gn_displacements, output_hessian_roots, output_hessian_sqrt
-from .interface import Forward, Network, Params
+from ..nets.gauss_newton import ggn_displacements, gn_displacements, output_hessian_roots, output_hessian_sqrt
+from ..nets.interface import Forward, Network, Params
 
 __all__ = ["angle", "bp_reference", "gnt_reference", "ggn_reference", "alignment_angles", "DAMPING_CANDIDATES"]
 
@@ -76,7 +76,7 @@ def gnt_reference(net: Network, params: Params, fwd: Forward, y: Tensor,
 def ggn_reference(net: Network, params: Params, fwd: Forward, y: Tensor,
                   damping: float | Sequence[float], hessian_damping: float = 0.0) -> Params:
     """Local-loss gradients of the damped GGN targets of the hidden layers 1…L−1 (paper Appendix D, eq. 187 in
-    h_i; :func:`tp.gauss_newton.ggn_displacements`), with the λ_i of :func:`gnt_reference`; ``hessian_damping``
+    h_i; :func:`tp.nets.gauss_newton.ggn_displacements`), with the λ_i of :func:`gnt_reference`; ``hessian_damping``
     δ > 0: of H_δ = H + δP instead of H (the Hessian DDTP-GGN's feedback reads, ``output_hessian_roots``)."""
     hidden, lams = _hidden_dampings(net, damping)
     if hessian_damping:

@@ -13,7 +13,7 @@ are evaluated together; every function here broadcasts over it.
 
 Parameters live in a plain ``dict[str, Tensor]`` keyed ``W1, b1, …, WL, bL`` (no ``b_i`` when layer i has
 no bias), so that updates are dictionaries with the same keys.  The MLP implements the network interface of
-:mod:`tp.interface` (shared with the CNN); its losses are :class:`tp.interface.Losses`.
+:mod:`tp.nets.interface` (shared with the CNN); its losses are :class:`tp.nets.interface.Losses`.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from ..core.random import Generators, rand_uniform, randn
+from ..errors import unknown
 from .activations import Activation, get_activation
-from .errors import unknown
 from .interface import LOSSES, Forward, Losses, Params
-from .random import Generators, rand_uniform, randn
 from .targets import dense_local_loss_gradients
 
 __all__ = ["MLP", "Forward", "Params", "INITIALIZATIONS", "LOSSES", "xavier_normal"]
@@ -164,7 +164,7 @@ class MLP(Losses):
     # ------------------------------------------------------------------------- gradients and Jacobians
     def local_loss_gradients(self, params: Params, fwd: Forward, targets) -> Params:
         """∂/∂(W_i, b_i) of ℒ_i = (1/B) Σ_b ‖h_i^b − ĥ_i^b‖² for the layers in ``targets``
-        (docs/algorithms.md#the-local-layer-loss, :func:`tp.targets.dense_local_loss_gradients`), keyed like
+        (docs/algorithms.md#the-local-layer-loss, :func:`tp.nets.targets.dense_local_loss_gradients`), keyed like
         ``params``."""
         grads: Params = {}
         for i, h_hat in targets.items():

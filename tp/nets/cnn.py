@@ -1,7 +1,7 @@
 """The small CIFAR-10 convolutional network of docs/algorithms.md#cnn-architecture as a stateless description plus a
 parameter dict.
 
-Layers are numbered 1…L = 4 like :class:`tp.network.MLP`:
+Layers are numbered 1…L = 4 like :class:`tp.nets.mlp.MLP`:
 
     block k = 1, 2:  a_k = conv2d(h_{k−1}; W_k, b_k)  (5×5, stride 1, padding 2)
                      t_k = tanh(a_k)
@@ -13,9 +13,9 @@ Layers are numbered 1…L = 4 like :class:`tp.network.MLP`:
 (:class:`ConvForward`) also keeps the pre-pool activations ``t_k`` and the pool's arg-max indices.
 
 Parameters live in a plain dict keyed ``W1, b1, …, W4, b4`` (conv kernels ``W_k`` of shape
-(C_k, C_{k−1}, 5, 5)).  Like :class:`tp.network.MLP`, ``...`` is an optional leading *replica* dimension R:
+(C_k, C_{k−1}, 5, 5)).  Like :class:`tp.nets.mlp.MLP`, ``...`` is an optional leading *replica* dimension R:
 parameters of shape (R, *shape) hold R independent networks (e.g. R seeds) evaluated together, each
-replica's convolutions in one grouped call (:mod:`tp.conv`).
+replica's convolutions in one grouped call (:mod:`tp.nets.conv`).
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ..core.random import Generators, num_replicas, randn
+from ..errors import unknown
 from .activations import Activation, get_activation
 from .conv import CONV_IMPLS, conv2d, conv2d_gemm, max_pool
-from .errors import unknown
 from .interface import Forward, Losses, Params
-from .network import xavier_normal
-from .random import Generators, num_replicas, randn
+from .mlp import xavier_normal
 from .targets import dense_local_loss_gradients
 
 __all__ = ["ConvNet", "ConvForward", "conv2d_gemm", "CONV_IMPLS", "KERNEL", "PADDING", "POOL_KERNEL", "POOL_STRIDE",
@@ -177,7 +177,7 @@ class ConvNet(Losses):
     # --------------------------------------------------------------------------------------- forward
     def conv_block(self, params: Params, k: int, h_prev: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Block k ∈ {1, 2}: ``(a_k, t_k = tanh(a_k), h_k = maxpool(t_k), pool indices)``, all
-        (..., B, C, H, W) (the replicas' convolutions in one grouped call: :func:`tp.conv.conv2d`)."""
+        (..., B, C, H, W) (the replicas' convolutions in one grouped call: :func:`tp.nets.conv.conv2d`)."""
         a = conv2d(h_prev, params[f"W{k}"], params[f"b{k}"], PADDING, self.conv)
         t = torch.tanh(a)
         h, idx = max_pool(t, POOL_KERNEL, POOL_STRIDE, POOL_PADDING)
@@ -236,7 +236,7 @@ class ConvNet(Losses):
           arg-max positions) and tanh, ĥ_k and h_{k−1} constant (autograd on a recomputation of the block);
         * dense layers 3, 4: the docs/algorithms.md#the-local-layer-loss formula (2/B) Σ_b [φ′(a_i^b) ⊙ (h_i^b − ĥ_i^b)]
           h_{i−1}^bᵀ, with h_2 flattened channel-major as the input of layer 3
-          (:func:`tp.targets.dense_local_loss_gradients`).
+          (:func:`tp.nets.targets.dense_local_loss_gradients`).
 
         ``targets[k]`` is shaped like ``fwd.h[k]``; per replica with a replica axis."""
         grads: Params = {}

@@ -1,8 +1,8 @@
 """What a run folder says about its data, its code and its numbers, checked against what can be verified
-(issue 37): the tables average a run only when these agree (:func:`tp.audit.collect`).
+(issue 37): the tables average a run only when these agree (:func:`tp.runs.audit.collect`).
 
 * :func:`data_problem`: a run on the real data names, in ``data_sha256``, the files of its dataset
-  (:func:`tp.formats` lists them) and, where the catalog knows the official release's SHA-256
+  (:func:`tp.data.formats` lists them) and, where the catalog knows the official release's SHA-256
   (:attr:`tp.catalog.ImageFiles.sha256`), exactly those bytes; a "real" run without the record (null) is not one.
 * :func:`commit_problem`: ``code_version`` names a commit of the repository that holds the run folder (checked
   when the folder lies in a git checkout with its full history; a ``+dirty`` suffix is allowed).
@@ -33,8 +33,8 @@ _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 def _expected_files(dataset: str) -> tuple[dict[str, str | None], str]:
     """{file relative to the data root: the release's SHA-256 or None (not known)} of ``dataset``; its files' name."""
-    from .catalog import dataset as dataset_entry
-    from .formats import FORMATS
+    from ..catalog import dataset as dataset_entry
+    from ..data.formats import FORMATS
 
     spec = dataset_entry(dataset).image
     digests = dict(spec.sha256)

@@ -6,7 +6,7 @@ These are the pieces every target-propagation rule shares:
 * :func:`output_target` — ĥ_L = h_L − β ∂ℒ/∂h_L   (docs/algorithms.md#the-output-target, supplement eq. 163)
 * :func:`difference_target_chain` — ĥ_{i−1} = g_i(ĥ_i) + h_{i−1} − g_i(h_i)   (DTP, paper eq. 7)
 * :func:`local_loss_gradients` — ∂/∂W_i of each layer's local loss (the network's own,
-  :meth:`tp.interface.Network.local_loss_gradients`), for dense layers :func:`dense_local_loss_gradients`: ∂/∂W_i of
+  :meth:`tp.nets.interface.Network.local_loss_gradients`), for dense layers :func:`dense_local_loss_gradients`: ∂/∂W_i of
   (1/B) Σ_b ‖h_i^b − ĥ_i^b‖²   (docs/algorithms.md#the-local-layer-loss)
 """
 
@@ -16,9 +16,9 @@ from typing import Callable, Mapping
 
 from torch import Tensor
 
+from ..core.replicas import per_replica
 from .activations import Activation
 from .interface import Forward, Network, Params
-from .replicas import per_replica
 
 __all__ = ["output_target", "difference_target_chain", "local_loss_gradients", "dense_local_loss_gradients"]
 

@@ -17,7 +17,7 @@ damped GNT target (docs/algorithms.md#the-two-references) — on **one** fixed d
       Δ_i^b(0) = J_i⁺ g^b                   = V diag(1/σ, 0 where σ ≤ tol) Uᵀ g^b
 
   (tol as :func:`torch.linalg.pinv`'s: max(n_L, n_i)·eps·σ_max), which is what
-  :func:`tp.gauss_newton.damped_gn_displacement` computes for each λ separately;
+  :func:`tp.nets.gauss_newton.damped_gn_displacement` computes for each λ separately;
 * per (λ, layer): the mean angle over the M minibatches and its standard error (sample std / √M);
 * per layer: λ* = the argmin (first in Λ's order, like the official selection) and, because the data are
   paired, the standard error of the **paired difference** d_m(λ) = angle_m(λ) − angle_m(λ*): the
@@ -46,8 +46,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..nets.interface import Forward, Network, Params
 from .alignment import angle
-from .interface import Forward, Network, Params
 
 __all__ = ["gn_displacements_all_dampings", "paired_gnt_angles", "paired_statistics", "paired_selection",
            "PAIRED_COLUMNS", "seed_agreement", "damping_extension", "grid_extension"]
@@ -97,7 +97,7 @@ def paired_gnt_angles(net: Network, params: Params, fwd: Forward, y: Tensor, upd
     update of every hidden layer in ``layers``, for every λ of ``dampings``, on one minibatch (its forward
     pass ``fwd``, labels ``y``): the Jacobians and g once, the targets ĥ_i = h_i − Δ_i(λ) turned into
     updates by the network's local losses (docs/algorithms.md#the-two-references, as
-    :func:`tp.alignment.gnt_reference`).  NaN where an update is zero (no direction)."""
+    :func:`tp.metrics.alignment.gnt_reference`).  NaN where an update is zero (no direction)."""
     layers = list(layers)
     g = net.output_gradient(fwd.output, y)  # ∂ℒ/∂h_L of the minibatch mean, (B, n_L)
     J = net.output_jacobians(params, fwd, layers)  # {i: (B, n_L, n_i)}

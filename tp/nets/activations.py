@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .errors import unknown
+from ..errors import unknown
 
 __all__ = ["Activation", "ACTIVATIONS", "get_activation"]
 

@@ -14,7 +14,7 @@ is obtained for all samples at once by n_L batched reverse sweeps written as one
 with g^b = ∂ℒ/∂h_L^b of the minibatch-mean loss.  The GNT target is ĥ_i = h_i − Δ_i.  No loop over samples
 or output units: every solve is batched.
 
-The Jacobians are the network's own (:meth:`tp.interface.Network.output_jacobians`): for the MLP the matrix
+The Jacobians are the network's own (:meth:`tp.nets.interface.Network.output_jacobians`): for the MLP the matrix
 recursion above, for the CNN of docs/algorithms.md#the-cnn-table-3 (max-pool outputs h_1, h_2 flattened channel-major)
 n_L reverse-mode sweeps of autograd through the recomputed layers.  The damped solve is the same for both, and the
 displacements are returned in the shape of h_i.
@@ -29,8 +29,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from ..core.replicas import per_replica
 from .interface import Forward, Network, Params
-from .replicas import per_replica
 
 __all__ = ["output_jacobians", "damped_gn_displacement", "gn_displacements", "output_hessian",
            "helmert_basis", "softmax_hessian_eigh", "softmax_hessian_sqrt", "output_hessian_sqrt",
