@@ -7,32 +7,9 @@ from pathlib import Path
 import yaml
 from snakemake.exceptions import WorkflowError
 
+from job_matrix import Jobs, MatrixError, block_rule_name, normalise  # noqa: E402  (workflow/scripts)
 
-def _parse_strings(value):
-    """Values given with --config or a profile arrive as strings: read them as YAML scalars/lists."""
-    if isinstance(value, str):
-        if value == "None":  # a profile's null arrives as the string "None"
-            return None
-        try:
-            return yaml.safe_load(value)
-        except yaml.YAMLError:
-            return value
-    if isinstance(value, dict):
-        return {k: _parse_strings(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_parse_strings(v) for v in value]
-    return value
-
-
-for _key in ("seeds", "seed_block", "partial", "epochs", "data", "slurm", "overrides", "launcher", "device", "datasets",
-             "search"):
-    if _key in config:
-        config[_key] = _parse_strings(config[_key])
-for _key in ("damping_stability", "beyond_paper"):  # a whole section given as one string (null); titles stay text
-    if isinstance(config.get(_key), str):
-        config[_key] = _parse_strings(config[_key])
-if isinstance(config.get("datasets"), str):  # --config datasets=mnist,cifar10
-    config["datasets"] = [d.strip() for d in config["datasets"].split(",") if d.strip()]
+normalise(config)  # values given with --config or a profile arrive as strings
 
 from catalog_schema import catalog_schema, config_errors  # noqa: E402
 from report_labels import labels as report_labels_of  # noqa: E402
@@ -78,95 +55,36 @@ def wanted(paths):
 
 PYTHON = sys.executable
 LAUNCH = str(Path(workflow.basedir) / "workflow" / "scripts" / "launch.py")
-CONFIGS = available_configs()  # {(dataset, method): [tunings]} of tp/configs/hyperparameters
 #: the dataset whose files a dataset needs (Frozen-MNIST is MNIST, the CNN's cifar10-cnn is CIFAR-10)
 DATA_OF = {slug: d.files for slug, d in CATALOG.items()}
 
-
-def has_config(tuning, method, dataset):
-    return tuning in CONFIGS.get((dataset, method), [])
-
-
-# ----------------------------------------------------------------------------- which data the DAG uses
 import datacheck  # noqa: E402
 
-#: the datasets (files) selected with config `datasets` (null: all); MNIST covers MNIST and Frozen-MNIST,
-#: CIFAR-10 the MLP and the CNN columns
-SELECTED_DATA = [d for d in catalog.FILES if d in (config.get("datasets") or catalog.FILES)]  # the dataset files
-DATA_STATUS = {d: config["data"]["source"] == "synthetic" or datacheck.present(d, config["data"]["root"])
-               for d in SELECTED_DATA}
+
 def _has_runs(data):
     return any(next(Path(RESULTS, "runs").glob(f"*/*/{d}/seed*/summary.json"), None) is not None
                for d, f in DATA_OF.items() if f == data)
 
 
-#: datasets the DAG trains on: selected, and present or fetched by their download job (data.download); in a
-#: partial build (nothing is trained): selected, and present or with runs (their cells are then "pending")
-USABLE_DATA = [d for d in SELECTED_DATA if DATA_STATUS[d] or _has_runs(d)] if PARTIAL else \
-    [d for d in SELECTED_DATA if DATA_STATUS[d] or config["data"]["download"]]
-#: selected but missing and not downloaded: their cells are left out, the tables mark them, the run fails
-MISSING_DATA = [d for d in SELECTED_DATA if d not in USABLE_DATA]
-
-
-def usable(dataset):
-    return DATA_OF[dataset] in USABLE_DATA
-
-
-def not_run_reason(dataset):
-    if DATA_OF[dataset] in MISSING_DATA:
-        return "not run: dataset missing"
-    return f"not run: not selected (datasets: {', '.join(SELECTED_DATA)})"
-
-
-def configured_cells(spec):
-    """(method, dataset) cells of a table that have an official configuration."""
-    return [(m, d) for m in spec["rows"] for d in spec["columns"] if has_config(spec["tuning"], m, d)]
-
-
-def table_cells(spec):
-    """The configured cells of a table that run: their data is selected and present (or downloaded)."""
-    return [(m, d) for m, d in configured_cells(spec) if usable(d)]
-
-
-def not_run_cells(spec):
-    """[method, dataset, reason] of the configured cells that do not run."""
-    return [[m, d, not_run_reason(d)] for m, d in configured_cells(spec) if not usable(d)]
-
-
-# every (tuning, method, dataset) that some table needs, each trained for every seed
-RUN_CELLS = sorted({(spec["tuning"], m, d) for spec in config["tables"].values() for m, d in table_cells(spec)})
-
-# alignment-figure runs and damping-search runs (tuning "damping": the alignment configuration, stopped after
-# the search; tp.catalog), one seed each
-ALIGN = config.get("alignment") or {"seed": 42, "datasets": [], "methods": [], "smooth": 30}
-ALIGN_DATASETS = [d for d in ALIGN["datasets"] if usable(d)]
-ALIGN_CELLS = [(m, d) for d in ALIGN_DATASETS for m in ALIGN["methods"] if has_config("alignment", m, d)]
-#: figure name(s) of each dataset's alignment grid (docs/algorithms.md#reading-the-alignment-figures; Fig. 4 is the condensed Fashion-MNIST view; tp.catalog)
+# the job matrix (workflow/scripts/job_matrix.py): which data is used, which runs each table and figure needs
+try:
+    JOBS = Jobs(config, available_configs(), list(METHODS), DATA_OF, list(catalog.FILES),
+                present=lambda d: datacheck.present(d, config["data"]["root"]), has_runs=_has_runs)
+except MatrixError as exc:
+    raise WorkflowError(str(exc)) from None
+SELECTED_DATA, DATA_STATUS = JOBS.selected_data, JOBS.data_status
+USABLE_DATA, MISSING_DATA = JOBS.usable_data, JOBS.missing_data
+has_config, usable, not_run_reason = JOBS.has_config, JOBS.usable, JOBS.not_run_reason
+table_cells, not_run_cells = JOBS.table_cells, JOBS.not_run_cells
+RUN_CELLS, ALIGN, ALIGN_DATASETS, ALIGN_CELLS = JOBS.run_cells, JOBS.align, JOBS.align_datasets, JOBS.align_cells
+STABILITY, STABILITY_RUNS = JOBS.stability, JOBS.stability_runs
+BEYOND_TABLES, BEYOND_RUNS, GGN, GGN_CELLS = JOBS.beyond_tables, JOBS.beyond_runs, JOBS.ggn, JOBS.ggn_cells
+#: figure name(s) of each dataset's alignment grid (docs/algorithms.md#reading-the-alignment-figures; Fig. 4 is
+#: the condensed Fashion-MNIST view; tp.catalog)
 ALIGN_FIGURES = {slug: list(d.alignment_figures) for slug, d in CATALOG.items() if d.alignment_figures}
-# more seeds of some damping searches (Table S7's reproducibility, issue 23) and the runs beyond the paper
-# (issue 22): their cells, checked here; their rules and outputs in beyond.smk
-STABILITY = config.get("damping_stability") or {"methods": [], "datasets": [], "seeds": []}
-BEYOND_TABLES = (config.get("beyond_paper") or {}).get("tables") or {}
-GGN = (config.get("beyond_paper") or {}).get("ggn_alignment") or {"methods": [], "datasets": [], "seed": 42, "smooth": 10}
-for _what, _spec in (("damping_stability", STABILITY), ("beyond_paper.ggn_alignment", GGN)):
-    for _m in _spec["methods"]:
-        for _d in _spec["datasets"]:
-            if not has_config("alignment", _m, _d):
-                raise WorkflowError(f"config key '{_what}': method {_m!r} has no alignment configuration on {_d!r} "
-                                    f"(its runs read it); methods with one there: "
-                                    f"{', '.join(m for m in METHODS if has_config('alignment', m, _d))}")
-for _name in set(BEYOND_TABLES) & set(config["tables"]):
-    raise WorkflowError(f"config key 'beyond_paper.tables.{_name}': the name of a table of `tables`; choose another")
-#: (method, dataset, seed) of the extra damping searches; (tuning, method, dataset, seed) of the beyond tables' runs
-STABILITY_RUNS = [(m, d, s) for d in STABILITY["datasets"] if usable(d) for m in STABILITY["methods"]
-                  for s in STABILITY["seeds"]]
-BEYOND_RUNS = sorted({(spec["tuning"], m, d, s) for spec in BEYOND_TABLES.values() for m, d in table_cells(spec)
-                      for s in spec["seeds"]})
-GGN_CELLS = [(m, d) for d in GGN["datasets"] if usable(d) for m in GGN["methods"]]
 
 # check the per-run overrides once, on every cell, before anything runs
-for _tuning, _method, _dataset in RUN_CELLS + [("alignment", m, d) for m, d in ALIGN_CELLS] + [
-        ("ggn", m, d) for m, d in GGN_CELLS] + sorted({r[:3] for r in BEYOND_RUNS}):
+for _tuning, _method, _dataset in JOBS.resolved_cells():
     try:
         resolve_config(_method, _dataset, _tuning, config.get("overrides") or {})
     except ConfigError as exc:
@@ -253,16 +171,7 @@ def alignment_outputs():
 
 
 wildcard_constraints:
-    tuning="|".join(sorted({t for t, _, _ in RUN_CELLS} | ({"alignment", "damping"} if ALIGN_CELLS else set())
-                           | ({"damping"} if STABILITY_RUNS else set()) | ({"ggn"} if GGN_CELLS else set())
-                           | {t for t, _, _, _ in BEYOND_RUNS})),
-    method="|".join(sorted({m for _, m, _ in RUN_CELLS} | {m for m, _ in ALIGN_CELLS} | {m for m, _, _ in STABILITY_RUNS}
-                           | {m for m, _ in GGN_CELLS} | {m for _, m, _, _ in BEYOND_RUNS}, key=len, reverse=True)),
-    dataset="|".join(sorted(DATASETS, key=len, reverse=True)),
-    data="|".join(sorted(set(DATA_OF.values()))),
-    seed="|".join(str(s) for s in sorted(set(config["seeds"]) | {ALIGN["seed"], GGN["seed"]}
-                                         | {s for _, _, s in STABILITY_RUNS} | {s for *_, s in BEYOND_RUNS})),
-    table="|".join(config["tables"]),
+    **JOBS.wildcard_patterns(DATASETS),
 
 
 def seed_block_size():
@@ -278,22 +187,5 @@ def seed_block_size():
     return 10 if slurm_gpu or local_gpu else 1
 
 
-def seed_blocks():
-    """(tuning, method, dataset, seeds) of the training processes that train several seeds together:
-    every table cell (MLP and CNN), its seeds whose summary is missing in chunks of ``seed_block`` (none when
-    it is 1).  A block never holds a finished seed, so that it never retrains (or deletes) a committed run."""
-    size = seed_block_size()
-    blocks = []
-    for t, m, d in RUN_CELLS:
-        seeds = [s for s in config["seeds"] if not Path(f"{run_dir(t, m, d, s)}/summary.json").exists()]
-        blocks += [(t, m, d, seeds[k:k + size]) for k in range(0, len(seeds), size)
-                   if size > 1 and len(seeds[k:k + size]) > 1]
-    return blocks
+SEED_BLOCKS = JOBS.seed_blocks(seed_block_size(), lambda t, m, d, s: Path(f"{run_dir(t, m, d, s)}/summary.json").exists())
 
-
-def block_rule_name(block):
-    tuning, method, dataset, seeds = block
-    return "train_" + "_".join([tuning, method, dataset, f"seeds{seeds[0]}to{seeds[-1]}"]).replace("-", "_")
-
-
-SEED_BLOCKS = seed_blocks()
