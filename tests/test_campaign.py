@@ -8,8 +8,10 @@ import importlib.util
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -187,9 +189,9 @@ def test_the_plan_runs_every_cell_seed_1_first_cheap_cells_first(tmp_path):
     assert len(first) == 15 - 2 and [i.hours for i in first] == sorted(i.hours for i in first)
     dtp = next(i for i in items if i.target == "runs/test/dtp/mnist/seed4/summary.json")
     assert dtp.hours == pytest.approx(900 / 3600) and "median of 3" in dtp.why
-    # frozen-mnist DTP: never run there, estimated from MNIST's runs scaled by the configured epochs
+    # frozen-mnist DTP: never run there, estimated from MNIST's runs scaled by their work (the same here)
     frozen = next(i for i in items if i.target == "runs/test/dtp/frozen-mnist/seed1/summary.json")
-    assert frozen.why == "mnist's runs scaled by epochs" and frozen.hours == pytest.approx(900 / 3600)
+    assert frozen.why == "mnist's runs scaled by work" and frozen.hours == pytest.approx(900 / 3600)
     # the time box: a run starts only when its estimate (× margin) ends before the deadline
     assert campaign.pick(table1, now=0, deadline=900 * 1.2, margin=1.15).target.endswith("summary.json")
     assert campaign.pick([dtp], now=0, deadline=900 * 1.1, margin=1.15) is None
@@ -335,14 +337,14 @@ def test_estimates_of_never_run_cells_borrow_the_slowest_comparable_runs(tmp_pat
     times = speed.finished_times(results)
     hours, why = _plan().estimate(("test", "ddtp-linear", "fashion-mnist"), {
         k: v for k, v in times.items() if k[2] != "fashion-mnist"}, 9.0)
-    epochs = campaign.epochs_of
-    assert why == "mnist's runs scaled by epochs" and hours == pytest.approx(
-        1.0 * epochs("test", "ddtp-linear", "fashion-mnist") / epochs("test", "ddtp-linear", "mnist"))
+    work = _plan().work_of
+    assert why == "mnist's runs scaled by work" and hours == pytest.approx(
+        1.0 * work("test", "ddtp-linear", "fashion-mnist") / work("test", "ddtp-linear", "mnist"))
     hours, why = _plan().estimate(("train", "ddtp-linear", "fashion-mnist"), times, 9.0)
-    assert why == "test fashion-mnist's runs scaled by epochs" and hours == pytest.approx(
-        0.5 * epochs("train", "ddtp-linear", "fashion-mnist") / epochs("test", "ddtp-linear", "fashion-mnist"))
+    assert why == "test fashion-mnist's runs scaled by work" and hours == pytest.approx(
+        0.5 * work("train", "ddtp-linear", "fashion-mnist") / work("test", "ddtp-linear", "fashion-mnist"))
     hours, why = _plan().estimate(("alignment", "ddtp-linear", "cifar10"), times, 9.0)
-    assert why == "test mnist's runs scaled by epochs"  # no cifar10 run: the slowest of the others
+    assert why == "test mnist's runs scaled by work"  # no cifar10 run: the slowest of the others
     assert _plan().estimate(("train", "dfa", "mnist"), times, 9.0) == (9.0, "--default-hours")
 
 
@@ -386,3 +388,31 @@ def test_the_campaign_record_keeps_its_columns_and_a_note_column(tmp_path):
         campaign.record(path, {"machine": "cpu"})
     committed = list(csv.DictReader(open(REPO / "results" / "campaigns.csv")))
     assert all(not r["command"].endswith(")") for r in committed)  # the notes are in their own column
+
+
+def test_the_runner_starts_what_fits_copies_what_finished_and_leaves_the_rest(tmp_path, monkeypatch):
+    """campaign.run_items with jobs that write their target (the real jobs are Snakemake calls): two slots,
+    the runs that fit before the deadline start and are copied into the results folder, a run too long for the
+    time box stays in the plan, a job that writes nothing counts as failed."""
+    campaign = _campaign()
+    monkeypatch.setattr(campaign, "POLL_S", 0.1)
+    tree, results = tmp_path / "tree", tmp_path / "results"
+    (tree / "results").mkdir(parents=True)
+    args = argparse.Namespace(seeds=[1], datasets=["mnist"], data_root=str(tmp_path / "data"), slots=2,
+                              margin=1.0, grace=1.0)
+    lines = []
+    runner = campaign.Runner(args, tree, results, lines.append)
+    runner.logdir.mkdir(parents=True)
+    write = ("import pathlib, sys; t = pathlib.Path(sys.argv[-1]); "
+             "t.parent.mkdir(parents=True, exist_ok=True); 'bad' in str(t) or t.write_text('{}')")
+    runner.command = [sys.executable, "-c", write]
+    items = [campaign.Item(f"runs/test/{m}/mnist/seed1/summary.json", h, "") for m, h in
+             (("bp", 0.001), ("bad", 0.001), ("dfa", 0.002), ("dtp", 10.0))]
+    before = signal.getsignal(signal.SIGTERM)
+    campaign.run_items(runner, items, deadline=time.time() + 600)
+    assert [i.target for i in items] == ["runs/test/dtp/mnist/seed1/summary.json"]  # 10 h: never fits
+    assert (runner.finished, runner.failed, runner.stop_all()) == (2, 1, 0)
+    assert sorted(p.parts[-4] for p in results.glob("runs/*/*/*/seed1/summary.json")) == ["bp", "dfa"]
+    assert any(line.startswith("FAILED (exit 0") and "bad" in line for line in lines)
+    assert campaign.snakemake_config(args)[:2] == ["--config", "seeds=[1]"]
+    assert signal.getsignal(signal.SIGINT) is not None and signal.getsignal(signal.SIGTERM) == before  # restored

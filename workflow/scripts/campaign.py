@@ -16,7 +16,7 @@
 3. ``--slots`` jobs at a time (default: the CPU count, one thread each: on the 2-core CPU two 1-thread jobs do
    more work per hour than one 2-thread job, docs/speed.md).  A run starts only when its expected time fits
    before the deadline: the median ``wall_time_s`` of the cell's finished runs (those of this machine's CPU
-   model when there are any), else other runs of the method scaled by epochs (campaign_plan.estimate), else
+   model when there are any), else other runs of the method scaled by work (campaign_plan.estimate), else
    ``--default-hours``; times ``--margin``, times the slowdown the running runs show against their estimates
    (campaign_speed.py: another machine's times can be 4x off).
 4. Each job is a Snakemake call in the worktree for one run; when it ends, the run's small files
@@ -50,6 +50,7 @@ from campaign_speed import SpeedGauge, machine_name  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 SMALL_FILES = ("summary.json", "metrics.csv", "config.yaml", "alignment.csv", "damping_search.csv",
                "damping_paired.csv")
+POLL_S = 5  # seconds between looks at the running jobs
 TOY_FILES = ("fig2_nullspace.png", "fig2_nullspace.pdf", "fig2_nullspace.csv", "fig2_nullspace_summary.csv",
              "figS3_output_space.png", "figS3_output_space.pdf", "figS3_output_space.json", "toy_provenance.json")
 
@@ -111,7 +112,8 @@ def copy_run(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def main(argv=None) -> int:
+def parse_args(argv) -> argparse.Namespace:
+    """The command line, checked: unknown datasets or stages are an error naming the valid choices."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, required=True, help="time box: no run starts that would end later")
     p.add_argument("--datasets", default="mnist", help="comma-separated dataset files: mnist, fashion-mnist, cifar10")
@@ -139,6 +141,120 @@ def main(argv=None) -> int:
         bad = [v for v in values if v not in valid]
         if bad:
             p.error(f"{name} {','.join(bad)}: valid choices are {', '.join(valid)}")
+    return args
+
+
+def seeds_and_data(args) -> list[str]:
+    """The ``--config`` values of the jobs and of the rebuild: the seeds, the data root (never downloads)."""
+    return [f"seeds=[{','.join(map(str, args.seeds))}]",
+            f"data={{root: {Path(args.data_root).resolve()}, download: false}}"]
+
+
+def snakemake_config(args) -> list[str]:
+    """The ``--config`` of every job: the seeds and data, one seed a job, the selected datasets."""
+    return ["--config", *seeds_and_data(args), "seed_block=1", f"datasets=[{','.join(args.datasets)}]"]
+
+
+class Runner:
+    """The jobs of one campaign: each a Snakemake call in the worktree ``tree`` for one item, at most ``slots``
+    at a time; finished runs' small files copied into ``results``; the speed gauge fed from the running runs."""
+
+    def __init__(self, args, tree: Path, results: Path, say):
+        self.args, self.tree, self.results, self.say = args, tree, results, say
+        self.env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{tree}{os.pathsep}"
+                    f"{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep)}
+        self.command = [str(Path(sys.executable).with_name("snakemake")), "--nolock", "--cores", "1",
+                        *snakemake_config(args)]
+        self.logdir = results / "logs" / "campaign"
+        self.running: dict[str, tuple[subprocess.Popen, float, Item]] = {}
+        self.finished = self.failed = 0
+        self.gauge, self.factor = SpeedGauge(), 1.0
+
+    def start(self, item: Item) -> None:
+        self.say(f"start (expect {item.hours * 60 * self.factor:.0f} min) {item.target}")
+        out = open(self.logdir / f"{item.target.replace('/', '_')}.log", "a")
+        proc = subprocess.Popen(self.command + ["--", f"results/{item.target}"], cwd=self.tree, env=self.env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.running[item.target] = (proc, time.time(), item)
+
+    def reap(self) -> None:
+        """Note the jobs that ended and copy what they made into ``results``."""
+        for target, (proc, t0, item) in list(self.running.items()):
+            if proc.poll() is None:
+                continue
+            del self.running[target]
+            done = (self.tree / "results" / target).exists()
+            self.say(f"{'done' if done else 'FAILED'} (exit {proc.returncode}, {(time.time() - t0) / 60:.1f} min) "
+                     f"{target}")
+            self.finished, self.failed = self.finished + done, self.failed + (not done)
+            if done and item.run:
+                copy_run(self.tree / "results" / item.run, self.results / item.run)
+            elif done:
+                (self.results / "figures").mkdir(parents=True, exist_ok=True)
+                for name in TOY_FILES:
+                    shutil.copy2(self.tree / "results" / "figures" / name, self.results / "figures" / name)
+
+    def gauge_speed(self) -> None:
+        """This machine's speed, from the running runs' own epochs: later starts expect that much longer."""
+        for _, _, item in self.running.values():
+            if item.gauges_speed:
+                self.gauge.observe(self.tree / "results" / item.run, item.hours, epochs_of(*item.cell))
+        if self.gauge.factor > self.factor * 1.05:
+            self.factor = self.gauge.factor
+            self.say(f"runs here take {self.factor:.2f}x their estimates (seconds per epoch so far): later starts "
+                     f"use that")
+
+    def stop_all(self) -> int:
+        """Stop the jobs still running (their checkpoints stay); how many there were."""
+        for target, (proc, _, _) in self.running.items():
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+            self.say(f"stopped {target}")
+        return len(self.running)
+
+
+def run_items(runner: Runner, items: list[Item], deadline: float) -> None:
+    """Start the items in plan order while each fits before ``deadline`` and a slot is free, until none is
+    left, none fits, SIGTERM/SIGINT, or the hard deadline (``--grace`` minutes later) stops the rest."""
+    args, stopped = runner.args, False
+
+    def stop(*_):
+        nonlocal stopped
+        stopped = True
+
+    handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while (items or runner.running) and not stopped:
+            runner.reap()
+            runner.gauge_speed()
+            while len(runner.running) < args.slots and items:
+                item = pick(items, time.time(), deadline, args.margin, runner.factor)
+                if item is None:
+                    break
+                items.remove(item)
+                runner.start(item)
+            if not runner.running:
+                break
+            if time.time() > deadline + 60 * args.grace:  # a run far beyond its estimate: stop it, keep its checkpoint
+                runner.say("hard deadline: stopping the runs still going (their checkpoints stay)")
+                break
+            time.sleep(POLL_S)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def rebuild_tables(args, results: Path, say) -> None:
+    """The tables, figures and README from the runs present (every dataset: those neither here nor run say
+    "not run: dataset missing")."""
+    rebuild = [str(Path(sys.executable).with_name("snakemake")), "--cores", "1", "--config", "partial=true",
+               *seeds_and_data(args), f"results={results}"]
+    say("rebuilding tables, figures and README: " + " ".join(rebuild))
+    subprocess.run(rebuild, cwd=REPO, check=False)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     results = Path(args.results).resolve()
     deadline = time.time() + 60 * args.minutes
@@ -156,11 +272,6 @@ def main(argv=None) -> int:
         items.remove(item)
         print(f"campaign: {item.target} is being trained by another process (PID "
               f"{holder(tree / 'results' / item.run)}): not started again")
-    env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep),
-           "OMP_NUM_THREADS": "1"}
-    snakemake = [str(Path(sys.executable).with_name("snakemake")), "--nolock", "--cores", "1"]
-    config = ["--config", f"seeds=[{','.join(map(str, args.seeds))}]", "seed_block=1",
-              f"datasets=[{','.join(args.datasets)}]", f"data={{root: {Path(args.data_root).resolve()}, download: false}}"]
     logdir = results / "logs" / "campaign"
     logdir.mkdir(parents=True, exist_ok=True)
     log = open(logdir / time.strftime("%Y%m%d-%H%M%S.log"), "a", buffering=1)
@@ -171,56 +282,10 @@ def main(argv=None) -> int:
         log.write(line + "\n")
 
     say(f"code {git('rev-parse', 'HEAD', cwd=tree)} in {tree}")
-    started, finished, failed = time.time(), 0, 0
-    running: dict[str, tuple[subprocess.Popen, float, Item]] = {}
-    stopped, gauge, factor = False, SpeedGauge(), 1.0
-
-    def stop(*_):
-        nonlocal stopped
-        stopped = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while (items or running) and not stopped:
-        for target, (proc, t0, item) in list(running.items()):
-            if proc.poll() is None:
-                continue
-            del running[target]
-            done = (tree / "results" / target).exists()
-            say(f"{'done' if done else 'FAILED'} (exit {proc.returncode}, {(time.time() - t0) / 60:.1f} min) {target}")
-            finished, failed = finished + done, failed + (not done)
-            if done and item.run:
-                copy_run(tree / "results" / item.run, results / item.run)
-            elif done:
-                (results / "figures").mkdir(parents=True, exist_ok=True)
-                for name in TOY_FILES:
-                    shutil.copy2(tree / "results" / "figures" / name, results / "figures" / name)
-        for _, _, item in running.values():  # this machine's speed, from the runs' own epochs
-            if item.gauges_speed:
-                gauge.observe(tree / "results" / item.run, item.hours, epochs_of(*item.cell))
-        if gauge.factor > factor * 1.05:
-            factor = gauge.factor
-            say(f"runs here take {factor:.2f}x their estimates (seconds per epoch so far): later starts use that")
-        while len(running) < args.slots and items:
-            item = pick(items, time.time(), deadline, args.margin, factor)
-            if item is None:
-                break
-            items.remove(item)
-            say(f"start (expect {item.hours * 60 * factor:.0f} min) {item.target}")
-            out = open(logdir / f"{item.target.replace('/', '_')}.log", "a")
-            proc = subprocess.Popen(snakemake + config + ["--", f"results/{item.target}"], cwd=tree, env=env,
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-            running[item.target] = (proc, time.time(), item)
-        if not running:
-            break
-        if time.time() > deadline + 60 * args.grace:  # a run far beyond its estimate: stop it, keep its checkpoint
-            say("hard deadline: stopping the runs still going (their checkpoints stay)")
-            break
-        time.sleep(5)
-    for target, (proc, _, _) in running.items():
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
-        say(f"stopped {target}")
+    started = time.time()
+    runner = Runner(args, tree, results, say)
+    run_items(runner, items, deadline)
+    stopped = runner.stop_all()
     left = [i.target for i in items]
     say(f"{len(left)} item(s) not started (no time left): {', '.join(left) or 'none'}")
     record(results / "campaigns.csv", {
@@ -229,15 +294,10 @@ def main(argv=None) -> int:
         "command": " ".join(["python workflow/scripts/campaign.py",
                              *public_args(argv if argv is not None else sys.argv[1:])]),
         "machine": f"{machine_name().replace(' (1 threads)', '')}, {os.cpu_count()} CPUs",
-        "slots": args.slots, "finished": finished, "failed": failed, "stopped": len(running),
+        "slots": args.slots, "finished": runner.finished, "failed": runner.failed, "stopped": stopped,
         "not_started": len(left)})
     if not args.no_tables:
-        # every dataset: those neither here nor run say "not run: dataset missing"
-        rebuild = [str(Path(sys.executable).with_name("snakemake")), "--cores", "1", "--config", "partial=true",
-                   f"seeds=[{','.join(map(str, args.seeds))}]", f"results={results}",
-                   f"data={{root: {Path(args.data_root).resolve()}, download: false}}"]
-        say("rebuilding tables, figures and README: " + " ".join(rebuild))
-        subprocess.run(rebuild, cwd=REPO, check=False)
+        rebuild_tables(args, results, say)
     return 0
 
 

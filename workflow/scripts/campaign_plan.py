@@ -16,7 +16,7 @@ step limited to the stages (``--stages``) and dataset files (``--datasets``) sel
 
 A run planned twice (DDTP-linear's Table 1 runs are also a beyond table's) keeps its first place; a run whose
 summary is already under ``RESULTS/runs/`` is done.  Estimates (:func:`estimate`): the median wall time of
-the cell's finished runs (this machine's CPU model first), else other runs of the method scaled by epochs.
+the cell's finished runs (this machine's CPU model first), else other runs of the method scaled by work.
 """
 
 from __future__ import annotations
@@ -66,12 +66,33 @@ def epochs_of(tuning, method, dataset) -> int:
     return cfg["epochs"] + cfg.get("epochs_fb", 0)
 
 
+#: a feedback epoch's cost in training epochs, an upper guess for the rules with trained feedback (a feedback
+#: minibatch is the forward pass, the feedback gradients and one Adam step: no forward update, no targets)
+FEEDBACK_EPOCH_COST = 0.5
+
+
+@functools.lru_cache(maxsize=None)
+def work_of(tuning, method, dataset) -> float:
+    """A run's work in training-sample passes: its training epochs, its feedback epochs (pre-training and the
+    ``extra_fb_epochs`` after each training epoch, at :data:`FEEDBACK_EPOCH_COST`), times the training samples
+    (without the validation split unless ``no_val_set``).  Estimates scale other cells' times by it: a ``train``
+    run trains on all 60,000 samples, and on Frozen-MNIST it adds a feedback epoch to every epoch."""
+    from tp import catalog
+    from tp.config import resolve_config
+
+    cfg = resolve_config(method, dataset, tuning)
+    files = catalog.FILES[catalog.dataset(dataset).files]
+    samples = files.num_train - (0 if cfg.get("no_val_set") else files.val_size)
+    feedback = cfg.get("epochs_fb", 0) + cfg["epochs"] * cfg.get("extra_fb_epochs", 0)
+    return (cfg["epochs"] + FEEDBACK_EPOCH_COST * feedback) * samples
+
+
 def estimate(cell, times, default, machine: str | None = None) -> tuple[float, str]:
     """Expected hours of a run of ``cell`` and where the estimate comes from (``times``: finished_times; the
     runs of ``machine`` first, campaign_speed.machine_times).
 
-    A cell never run borrows, scaled by epochs, the slowest of: the method's runs of the same tuning on other
-    datasets; else (a table or alignment tuning never run) the method's runs of a training tuning (``test``,
+    A cell never run borrows, scaled by its work (:func:`work_of`), the slowest of: the method's runs of the same
+    tuning on other datasets; else (a table or alignment tuning never run) the method's runs of a training tuning (``test``,
     ``train``), on the same dataset when there are any.  Slowest, because Frozen-MNIST trains only its last
     layer and would promise a Fashion-MNIST run in a fraction of its time: a run estimated too short starts too
     late and is stopped at the deadline; one estimated too long only waits for the next window.
@@ -82,17 +103,17 @@ def estimate(cell, times, default, machine: str | None = None) -> tuple[float, s
     tuning, method, dataset = cell
 
     def scaled(others):
-        found = [(statistics.median(machine_times(times[o], machine)[0]) * epochs_of(*cell) / epochs_of(*o), o)
+        found = [(statistics.median(machine_times(times[o], machine)[0]) * work_of(*cell) / work_of(*o), o)
                  for o in sorted(others)]
         return max(found) if found else None
 
     same_tuning = scaled(o for o in times if o[:2] == (tuning, method))
     if same_tuning:
-        return same_tuning[0], f"{same_tuning[1][2]}'s runs scaled by epochs"
+        return same_tuning[0], f"{same_tuning[1][2]}'s runs scaled by work"
     training = [o for o in times if o[1] == method and o[0] in TRAINING_TUNINGS and o[0] != tuning]
     borrowed = scaled([o for o in training if o[2] == dataset]) or scaled(training)
     if borrowed:
-        return borrowed[0], f"{borrowed[1][0]} {borrowed[1][2]}'s runs scaled by epochs"
+        return borrowed[0], f"{borrowed[1][0]} {borrowed[1][2]}'s runs scaled by work"
     return default, "--default-hours"
 
 
