@@ -90,9 +90,9 @@ def claims(results: Path) -> list[str]:
             f"{int(per.get('contradicted', 0))} contradicted; {pending} pending (waiting for runs).", ""]
 
 
-def main(sm) -> None:
-    results = Path(sm.params.results)
-    cfg = sm.params.config
+def header(results: Path, cfg: dict) -> list[str]:
+    """The title (a smoke run says it is not results) and what the runs are: code versions, devices, data,
+    seeds, epochs, overrides."""
     versions, devices, runs = set(), set(), 0
     for path in results.glob("runs/*/*/*/seed*/summary.json"):
         s = json.loads(path.read_text())
@@ -100,18 +100,24 @@ def main(sm) -> None:
         versions.add(s.get("code_version"))
         devices.add(s.get("device_name"))
     source = cfg["data"]["source"]
-    lines = ["# Results" + (" of a SMOKE RUN on synthetic data: not results" if source == "synthetic" else ""), "",
-             f"Written by the Snakemake workflow on {time.strftime('%Y-%m-%d %H:%M %Z')} from {runs} run summaries "
-             f"under `runs/` (one folder per tuning/method/dataset/seed: `metrics.csv`, `summary.json`, "
-             f"`config.yaml`).", "",
-             f"* code version(s): {', '.join(sorted(v for v in versions if v)) or 'unknown'}",
-             f"* device(s): {' | '.join(sorted(d for d in devices if d)) or 'unknown'}",
-             f"* data source: {cfg['data']['source']}; seeds: {cfg['seeds']}; "
-             f"epochs: {'as configured' if cfg.get('epochs') is None else cfg['epochs']}; "
-             f"overrides: {cfg.get('overrides') or 'none'}",
-             "* run hyperparameters: `tp/configs/hyperparameters/` of that code version (the paper's final "
-             "configurations); the pipeline configuration is below.", ""] + claims(results) + ["## Tables", ""]
-    for name, spec in sm.params.tables.items():
+    return ["# Results" + (" of a SMOKE RUN on synthetic data: not results" if source == "synthetic" else ""), "",
+            f"Written by the Snakemake workflow on {time.strftime('%Y-%m-%d %H:%M %Z')} from {runs} run summaries "
+            f"under `runs/` (one folder per tuning/method/dataset/seed: `metrics.csv`, `summary.json`, "
+            f"`config.yaml`).", "",
+            f"* code version(s): {', '.join(sorted(v for v in versions if v)) or 'unknown'}",
+            f"* device(s): {' | '.join(sorted(d for d in devices if d)) or 'unknown'}",
+            f"* data source: {cfg['data']['source']}; seeds: {cfg['seeds']}; "
+            f"epochs: {'as configured' if cfg.get('epochs') is None else cfg['epochs']}; "
+            f"overrides: {cfg.get('overrides') or 'none'}",
+            "* run hyperparameters: `tp/configs/hyperparameters/` of that code version (the paper's final "
+            "configurations); the pipeline configuration is below.", ""]
+
+
+def tables(results: Path, specs: dict, stability_seeds) -> list[str]:
+    """One line per table: its files and how many runs finished, diverged, were pruned, are missing; Table S7
+    and its reproducibility table."""
+    lines = ["## Tables", ""]
+    for name, spec in specs.items():
         tidy = pd.read_csv(results / "tables" / f"{name}.csv")
         counts = {k: int(tidy[k].sum()) for k in ("n", "diverged", "pruned", "missing")}
         not_run = int(tidy["cell"].astype(str).str.startswith("not run").sum())
@@ -129,14 +135,19 @@ def main(sm) -> None:
         lines.append("* **Table S7: GNT damping λ selected per hidden layer by the damping search** — not built: "
                      "no alignment dataset ran (see below).")
     stability = results / "tables" / "tableS7_stability.csv"
-    if getattr(sm.params, "stability_seeds", None) and stability.exists():
+    if stability_seeds and stability.exists():
         rows = pd.read_csv(stability)
         done = int((rows["same"].notna()).sum()) if len(rows) else 0
         lines.append("* **Table S7, reproducibility: how often the damping searches of seeds "
-                     f"{', '.join(map(str, sm.params.stability_seeds))} select the same λ** — "
+                     f"{', '.join(map(str, stability_seeds))} select the same λ** — "
                      "`tables/tableS7_stability.csv` (tidy), `tables/tableS7_stability.md`; "
                      f"{done} of {len(rows)} method × procedure cells compared, the others pending.")
-    beyond = getattr(sm.params, "beyond_tables", None) or {}
+    return lines
+
+
+def beyond_the_paper(results: Path, beyond: dict, ggn: list[str]) -> list[str]:
+    """The tables of the methods the paper derives but never ran, and the GGN alignment figures."""
+    lines = []
     if beyond:
         lines += ["", "## Beyond the paper", "",
                   "Methods the paper derives (its Appendix D) but never ran, measured with the same pipeline "
@@ -145,57 +156,74 @@ def main(sm) -> None:
             tidy = pd.read_csv(results / "tables" / f"{name}.csv")
             lines.append(f"* **{title}** — `tables/{name}.csv` (tidy), `tables/{name}.md`, `tables/{name}.tex`; "
                          f"{int(tidy['n'].sum())} finished runs, {int(tidy['missing'].sum())} missing.")
-    ggn = sorted(p.name for p in (results / "figures").glob("ggn_alignment_*.png")) \
-        if (results / "figures").exists() else []
     lines += [f"* `figures/{name}` (and `.pdf`): alignment of DDTP-linear's and DDTP-GGN's updates with the BP "
               "gradient, the damped GNT and the damped GGN update over the first epochs (tuning `ggn`), per "
               "hidden layer" for name in ggn]
+    return lines
+
+
+def figures(results: Path, cfg: dict, ggn: list[str]) -> list[str]:
+    """The figures by kind (alignment, toy, damping searches, learning curves), Fig. 2's numbers and the toy
+    figures' provenance."""
+    names = sorted(p.name for p in (results / "figures").glob("*.png")) if (results / "figures").exists() else []
+    if not names:
+        return []
+    curves = [name for name in names if name.startswith("curves_")]
+    damping = [name for name in names if name.startswith("damping_search_")]
+    alignment = [name for name in names if "_alignment_" in name and name not in ggn]
+    lines = ["", "## Figures", ""]
+    if alignment:
+        lines += ["Alignment of each method's weight updates with the BP gradient and the damped GNT update over "
+                  "training (smoothed, ±1 std band), from the alignment-figure configurations (seed "
+                  f"{cfg.get('alignment', {}).get('seed')}); our reading of the lost captions (docs/algorithms.md#reading-the-alignment-figures): Fig. S4 = "
+                  "Fashion-MNIST, S5 = MNIST, S6 = CIFAR-10 (MLP), S7 = CIFAR-10 (CNN: conv blocks 1, 2 and FC "
+                  "layer 3), Fig. 4 = the first and last hidden layer of S4:", ""]
+        lines += [f"* `figures/{name}` (and `.pdf`)" for name in alignment]
+    else:
+        lines += ["Alignment figures (Fig. 4, S4-S7): none yet (their runs are pending).", ""]
+    toy = [name for name in names if name not in curves + damping + ggn + alignment]
+    if toy:
+        lines += ["", "The toy experiments (student-teacher regression): Fig. 2, the null-space component of "
+                  "the updates; Fig. S3, the output-space view:", ""]
+        lines += [f"* `figures/{name}` (and `.pdf`)" for name in toy]
+    if damping:
+        lines += ["", "Damping searches behind Table S7: the mean angle with the damped GNT update against λ, per "
+                  "hidden layer, by the paired search (mean ± 2 SE, the same minibatches for every λ) and the "
+                  "official procedure (dotted), one figure per dataset:", ""]
+        lines += [f"* `figures/{name}` (and `.pdf`)" for name in damping]
+    if curves:
+        lines += ["", "Learning curves: test error and training loss (log scale) per epoch of every method's "
+                  "test-tuned runs (`curves_DATASET`: Table 1, S6; the CNN's Table 3) and of its runs tuned for "
+                  "training loss (`curves_train_DATASET`: Table 2; the CNN's Table S10), mean ± std over the "
+                  "finished seeds (diverged and pruned runs counted in the legend, not averaged in), one figure "
+                  "per tuning and dataset:", ""]
+        lines += [f"* `figures/{name}` (and `.pdf`; the plotted numbers in `.csv`)" for name in curves]
+    summary = results / "figures" / "fig2_nullspace_summary.csv"
+    if summary.exists():
+        bars = pd.read_csv(summary)
+        bars = bars[bars.layer == 2]
+        lines += ["", "Fig. 2 (null-space component ‖ΔW₂^null‖/‖ΔW₂‖ of the second hidden layer's update, "
+                  "student–teacher toy, mean ± std over the logged samples): " + "; ".join(
+                      f"{r.paper_name} {r['mean']:.4f} ± {r['std']:.4f}" for _, r in bars.iterrows()) + "."]
+    made = results / "figures" / "toy_provenance.json"
+    if made.exists():  # (toy outputs made before the provenance file existed have none)
+        p = json.loads(made.read_text())
+        lines += ["", f"Fig. 2 and S3 were made at code `{p['code_version']}` on {p['device']} in "
+                      f"{sum(p['wall_time_s'].values()):.0f} s ({p['finished']}; `figures/toy_provenance.json`)."]
+    return lines
+
+
+def main(sm) -> None:
+    results = Path(sm.params.results)
+    cfg = sm.params.config
+    ggn = sorted(p.name for p in (results / "figures").glob("ggn_alignment_*.png")) \
+        if (results / "figures").exists() else []
+    lines = header(results, cfg) + claims(results)
+    lines += tables(results, sm.params.tables, getattr(sm.params, "stability_seeds", None))
+    lines += beyond_the_paper(results, getattr(sm.params, "beyond_tables", None) or {}, ggn)
     if sm.params.not_run:
         lines += ["", "## Not run", ""] + [f"* {line}" for line in sm.params.not_run]
-    figures = sorted(p.name for p in (results / "figures").glob("*.png")) if (results / "figures").exists() else []
-    if figures:
-        curves = [name for name in figures if name.startswith("curves_")]
-        damping = [name for name in figures if name.startswith("damping_search_")]
-        alignment = [name for name in figures if "_alignment_" in name and name not in ggn]
-        lines += ["", "## Figures", ""]
-        if alignment:
-            lines += ["Alignment of each method's weight updates with the BP gradient and the damped GNT update over "
-                      "training (smoothed, ±1 std band), from the alignment-figure configurations (seed "
-                      f"{cfg.get('alignment', {}).get('seed')}); our reading of the lost captions (docs/algorithms.md#reading-the-alignment-figures): Fig. S4 = "
-                      "Fashion-MNIST, S5 = MNIST, S6 = CIFAR-10 (MLP), S7 = CIFAR-10 (CNN: conv blocks 1, 2 and FC "
-                      "layer 3), Fig. 4 = the first and last hidden layer of S4:", ""]
-            lines += [f"* `figures/{name}` (and `.pdf`)" for name in alignment]
-        else:
-            lines += ["Alignment figures (Fig. 4, S4-S7): none yet (their runs are pending).", ""]
-        toy = [name for name in figures if name not in curves + damping + ggn + alignment]
-        if toy:
-            lines += ["", "The toy experiments (student-teacher regression): Fig. 2, the null-space component of "
-                      "the updates; Fig. S3, the output-space view:", ""]
-            lines += [f"* `figures/{name}` (and `.pdf`)" for name in toy]
-        if damping:
-            lines += ["", "Damping searches behind Table S7: the mean angle with the damped GNT update against λ, per "
-                      "hidden layer, by the paired search (mean ± 2 SE, the same minibatches for every λ) and the "
-                      "official procedure (dotted), one figure per dataset:", ""]
-            lines += [f"* `figures/{name}` (and `.pdf`)" for name in damping]
-        if curves:
-            lines += ["", "Learning curves: test error and training loss (log scale) per epoch of every method's "
-                      "test-tuned runs (`curves_DATASET`: Table 1, S6; the CNN's Table 3) and of its runs tuned for "
-                      "training loss (`curves_train_DATASET`: Table 2; the CNN's Table S10), mean ± std over the "
-                      "finished seeds (diverged and pruned runs counted in the legend, not averaged in), one figure "
-                      "per tuning and dataset:", ""]
-            lines += [f"* `figures/{name}` (and `.pdf`; the plotted numbers in `.csv`)" for name in curves]
-        summary = results / "figures" / "fig2_nullspace_summary.csv"
-        if summary.exists():
-            bars = pd.read_csv(summary)
-            bars = bars[bars.layer == 2]
-            lines += ["", "Fig. 2 (null-space component ‖ΔW₂^null‖/‖ΔW₂‖ of the second hidden layer's update, "
-                      "student–teacher toy, mean ± std over the logged samples): " + "; ".join(
-                          f"{r.paper_name} {r['mean']:.4f} ± {r['std']:.4f}" for _, r in bars.iterrows()) + "."]
-        made = results / "figures" / "toy_provenance.json"
-        if made.exists():  # (toy outputs made before the provenance file existed have none)
-            p = json.loads(made.read_text())
-            lines += ["", f"Fig. 2 and S3 were made at code `{p['code_version']}` on {p['device']} in "
-                          f"{sum(p['wall_time_s'].values()):.0f} s ({p['finished']}; `figures/toy_provenance.json`)."]
+    lines += figures(results, cfg, ggn)
     lines += data_files(results) + run_times(results) + campaigns(results)
     lines += ["", "## Pipeline configuration", "", "```yaml",
               yaml.safe_dump(public_config(cfg, Path.cwd()), sort_keys=False).rstrip(),
@@ -203,4 +231,5 @@ def main(sm) -> None:
     Path(sm.output[0]).write_text("\n".join(lines))
 
 
-main(snakemake)  # noqa: F821
+if "snakemake" in globals():  # run by the Snakefile's readme rule (tests import the functions)
+    main(snakemake)  # noqa: F821
