@@ -16,12 +16,12 @@ import yaml
 
 from tp.runs import audit
 from tp.runs import versions
-from tp.data import DataSplits, synthetic_classification
-from tp.training import train
 from tp.training.records import code_version
 
+from conftest import TINY
+
 REPO = Path(__file__).resolve().parents[1]
-SMALL = {"num_hidden": 1, "size_hidden": 8, "batch_size": 32, "epochs": 3}
+SMALL = TINY  # the configuration of conftest.genuine_runs
 
 
 def _tables():
@@ -31,16 +31,10 @@ def _tables():
     return module
 
 
-@pytest.fixture(scope="module")
-def real_run(tmp_path_factory):
-    """One genuine (tiny, synthetic-data) run of the bp/mnist test cell, trained by tp.training."""
-    root = tmp_path_factory.mktemp("runs")
-    x, y, tx, ty = synthetic_classification(96 + 32, 32, 6, 10, 0)
-    data = DataSplits(x[:96], y[:96], tx, ty, x[96:], y[96:])
-    out = root / "runs" / "test" / "bp" / "mnist" / "seed1"
-    train(audit.expected_config("test", "bp", "mnist", SMALL), data, 1, out, progress=False, log=lambda m: None)
-    (out / "checkpoint.pt").unlink(missing_ok=True)
-    return out
+@pytest.fixture
+def real_run(genuine_runs):
+    """One genuine (tiny, synthetic-data) run of the bp/mnist test cell (conftest.genuine_runs)."""
+    return genuine_runs["bp"]
 
 
 def clone(run: Path, root: Path, rel: str = "runs/test/bp/mnist/seed1") -> Path:

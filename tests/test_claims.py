@@ -17,12 +17,10 @@ import pytest
 import yaml
 
 from cases import Job, workflow_script as script
-from tp.runs import audit
-from tp.data import DataSplits, synthetic_classification
-from tp.training import train
+from conftest import TINY
 
-SMALL = {"num_hidden": 1, "size_hidden": 8, "batch_size": 32}
-EPOCHS = 3
+SMALL = {k: v for k, v in TINY.items() if k != "epochs"}  # the genuine runs' configuration (conftest)
+EPOCHS = TINY["epochs"]
 
 
 @pytest.fixture(scope="module")
@@ -37,19 +35,10 @@ def st(claims):
     return claims_stats
 
 
-@pytest.fixture(scope="module")
-def genuine(tmp_path_factory):
-    """One genuine tiny run (synthetic data, tp.training) of the bp and dfa test cells on MNIST."""
-    root = tmp_path_factory.mktemp("claims")
-    x, y, tx, ty = synthetic_classification(96 + 32, 32, 6, 10, 0)
-    data = DataSplits(x[:96], y[:96], tx, ty, x[96:], y[96:])
-    out = {}
-    for method in ("bp", "dfa"):
-        out[method] = root / method
-        train(audit.expected_config("test", method, "mnist", {**SMALL, "epochs": EPOCHS}), data, 1, out[method],
-              progress=False, log=lambda m: None)
-        (out[method] / "checkpoint.pt").unlink(missing_ok=True)
-    return out
+@pytest.fixture
+def genuine(genuine_runs):
+    """Genuine tiny runs of the bp and dfa test cells on MNIST (conftest.genuine_runs)."""
+    return genuine_runs
 
 
 def cell(genuine, results: Path, method: str, values: list[float]) -> None:

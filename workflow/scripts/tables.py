@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from tp.runs import audit
-from tp.runs import versions
+from tp.runs.versions import DIRTY
 from tp.catalog import CELL_NOTES
 from tp.catalog import DATASETS, METHODS
 
@@ -54,7 +54,7 @@ def provenance(runs: pd.DataFrame, source: str) -> str:
                                                     if model == "cnn" else f"{nh} hidden layers of {sh}"))
     versions = sorted({short_version(str(v)) for v in runs.code_version.dropna()})
     dirty = " (+dirty: made from a checkout with uncommitted changes)" if any(
-        v.endswith(versions.DIRTY) for v in versions) else ""
+        v.endswith(DIRTY) for v in versions) else ""
     numerics = sorted({int(v) for v in runs.numerics_version.dropna()})
     devices = sorted({str(v) for v in runs.device_name.dropna()})
     paths = sorted({str(v) for v in runs.step_path.fillna("eager")})
@@ -69,7 +69,7 @@ def provenance(runs: pd.DataFrame, source: str) -> str:
 def short_version(version: str) -> str:
     """A commit shortened to 12 hex digits, its ``+dirty`` kept (the full commits are listed once, in
     results/README.md); anything else (``tp 0.1.0``) as it is."""
-    head, dirty, _ = version.partition(versions.DIRTY)
+    head, dirty, _ = version.partition(DIRTY)
     return head[:12] + dirty if len(head) == 40 and all(c in "0123456789abcdef" for c in head) else version
 
 
