@@ -31,7 +31,7 @@ from typing import Any, Mapping
 import yaml
 
 from . import provenance
-from .versions import DIRTY, NUMERICS_VERSION, STEP_PATHS, with_later_keys
+from .versions import NUMERICS_VERSION, STEP_PATHS, with_later_keys
 
 __all__ = ["audit_run", "headline", "collect", "expected_config"]
 
