@@ -8,6 +8,7 @@ import importlib.util
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,8 @@ from tp.training.records import code_version
 from conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+from table_runs import RUN_COLUMNS  # noqa: E402  (the columns of a table's runs frame)
 SMALL = TINY  # the configuration of conftest.genuine_runs
 
 
@@ -125,9 +128,9 @@ def test_tested_step_paths_share_the_numerics_version(real_run, tmp_path):
         return {"tuning": "test", "method": "bp", "dataset": "mnist", "seed": seed, "status": "finished",
                 "device_name": device, "step_path": path}
 
-    one = pd.DataFrame([row(1, "eager", "AMD EPYC"), row(2, "eager", "AMD EPYC")], columns=tables.RUN_COLUMNS)
+    one = pd.DataFrame([row(1, "eager", "AMD EPYC"), row(2, "eager", "AMD EPYC")], columns=RUN_COLUMNS)
     mixed = pd.DataFrame([row(1, "eager", "AMD EPYC"), row(2, "compiled", "Intel Xeon")],
-                         columns=tables.RUN_COLUMNS)
+                         columns=RUN_COLUMNS)
     assert tables.mixed_notes(one) == []
     assert tables.mixed_notes(mixed) == ["MNIST BP averages runs of step paths compiled, eager on AMD EPYC | Intel "
                                          "Xeon (one numerics version: the same mathematics, tested equal within "
@@ -170,7 +173,9 @@ def test_code_versions_are_short_with_the_dirty_marker_kept(real_run):
     # short hashes under a table, the full list once in results/README.md (issue 37)
     assert "code version: 0123456789ab+dirty" in text and "uncommitted changes" in text
     assert "0123456789abcdef0123456789abcdef01234567" not in text and "results/README.md" in text
-    assert tables.short_version("tp 0.1.0") == "tp 0.1.0"
+    import table_notes  # (its folder on sys.path once tables.py is loaded)
+
+    assert table_notes.short_version("tp 0.1.0") == "tp 0.1.0"
 
 
 def test_the_code_version_is_the_full_commit_dirty_only_for_code_changes(tmp_path):
@@ -220,7 +225,7 @@ def test_runs_that_stopped_early_are_named_under_the_table_with_their_reason():
                          run("bp", "mnist", 4, "diverged", "outside the table's seeds", epochs_run=1),
                          run("dfa", "mnist", 1, "pruned", "a method the table does not show", epochs_run=6),
                          run("bp", "mnist", 2, "pruned", "rejected runs are listed as such", "an edited number", 6)],
-                        columns=tables.RUN_COLUMNS)
+                        columns=RUN_COLUMNS)
     spec = {"tuning": "test", "rows": ["bp", "dtp"], "columns": ["mnist", "frozen-mnist"]}
     assert tables.stopped_notes(runs, spec, [1, 2, 3]) == [
         f"Stopped early, not averaged: Frozen-MNIST DTP seed 2, pruned after 6 of 100 epochs: {pruned}.",
@@ -243,7 +248,7 @@ def test_a_rejected_synthetic_run_does_not_mark_a_table_of_real_runs(tmp_path):
             "columns": ["mnist"]}
     for runs, marked in (([run(1, "real"), run(2, "synthetic", "data source synthetic, expected real")], False),
                          ([run(1, "synthetic")], True)):
-        frame = pd.DataFrame(runs, columns=tables.RUN_COLUMNS)
+        frame = pd.DataFrame(runs, columns=RUN_COLUMNS)
         tidy = tables.aggregate(frame, spec, [("bp", "mnist")], [1, 2], "table1")
         out = {ext: tmp_path / f"t.{ext}" for ext in ("csv", "md", "tex", "html")}
         tables.write(tidy, spec, out["csv"], out["md"], out["tex"], frame, "real", out["html"], [1, 2])
@@ -260,7 +265,7 @@ def test_a_cell_note_appears_only_under_a_table_that_shows_the_cell():
 
     def runs(*cells):
         return pd.DataFrame([{"tuning": "test", "method": m, "dataset": d, "seed": 1, "status": "finished"}
-                             for m, d in cells], columns=tables.RUN_COLUMNS)
+                             for m, d in cells], columns=RUN_COLUMNS)
 
     note = "CIFAR10 DDTP-control: the official configuration file builds DDTP-linear"
     assert not any(n.startswith(note) for n in tables.notes_for(spec, runs(("bp", "mnist"), ("ddtp-control", "mnist"))))
@@ -271,7 +276,9 @@ def test_a_cell_note_appears_only_under_a_table_that_shows_the_cell():
 def test_older_runs_messages_cite_the_projects_own_page_in_tables():
     """A run recorded before docs/algorithms.md cites the specification's section in its message; a table shows
     the page's anchor instead (the committed summaries stay as recorded)."""
-    tables = _tables()
+    _tables()
+    import table_notes  # (its folder on sys.path once tables.py is loaded)
+
     old = "training accuracy 0.338 < 0.4 in epoch 6 (early stop of the official code, SPEC " + "§12.13)"
-    assert tables.cited(old) == ("training accuracy 0.338 < 0.4 in epoch 6 (early stop of the official code, "
+    assert table_notes.cited(old) == ("training accuracy 0.338 < 0.4 in epoch 6 (early stop of the official code, "
                                  "docs/algorithms.md#the-early-stop)")

@@ -168,7 +168,8 @@ def test_table_footnotes_are_the_catalog_cell_notes():
     quantity): not under a column that is not run (issue 37)."""
     sys.path.insert(0, str(REPO / "workflow" / "scripts"))
     import pandas as pd
-    from tables import RUN_COLUMNS, notes_for
+    from table_notes import notes_for
+    from table_runs import RUN_COLUMNS
 
     control, bp = catalog.CELL_NOTES
     spec = {"rows": ["bp", "ddtp-control"], "columns": ["mnist", "cifar10"], "tuning": "test",

@@ -21,7 +21,7 @@ from statistics import fmean, stdev
 
 import pandas as pd
 
-from tables import accepted, load_runs
+from table_runs import accepted, load_runs
 from tp.catalog import DATASETS, METHODS
 
 
