@@ -26,11 +26,38 @@ ACTIVATIONS = {
     "relu": torch.relu,
 }
 
-DIRECT_RULES = ("dfa", "ddtp-linear", "ddtp-control", "ddtp-rhl", "ddtp-rhl-rec", "ddtp-ggn")
-LAYERWISE_RULES = ("dtp", "dtpdrl")
-# the feedback nonlinearity ψ each rule uses unless told otherwise (docs/algorithms.md#the-learning-rules)
-DEFAULT_FB_ACTIVATION = {"dfa": "linear", "ddtp-linear": "linear", "ddtp-control": "linear", "ddtp-ggn": "linear",
-                         "ddtp-rhl": "tanh", "ddtp-rhl-rec": "tanh", "dtp": "tanh", "dtpdrl": "tanh"}
+
+
+@dataclass(frozen=True)
+class Form:
+    """What this reference needs to know of a rule, taken from the rule's own declaration (class attributes of a
+    rule of ``tp.rules``, read by :func:`form_of` without importing ``tp``), so that a new rule of a known form
+    needs no change here.
+
+    ``family``: "direct" (g_i from the output space to layer i) or "layerwise" (g_k from layer k to k−1);
+    ``loss``: the feedback loss, "reconstruction" (DTP's), "drl", "control" or None (fixed feedback);
+    ``random_layer``: layers i ≤ L−2 read the fixed random layer s(z); ``recurrent_input``: and their own h_i;
+    ``output_space``: "identity" or "hessian-root" (z = R h_L); ``fb_activation``: ψ unless the configuration
+    sets it."""
+
+    family: str
+    loss: str | None
+    random_layer: bool = False
+    recurrent_input: bool = False
+    output_space: str = "identity"
+    fb_activation: str = "linear"
+
+
+def form_of(rule_class) -> Form:
+    """The :class:`Form` a rule class declares (``feedback_family``, ``feedback_loss``, ``random_layer``,
+    ``recurrent_input``, ``output_space``, its ``fb_activation`` default)."""
+    if rule_class.feedback_family not in ("direct", "layerwise"):
+        raise ValueError(f"rule {rule_class.name!r} declares no feedback family: the reference has no targets for it")
+    return Form(rule_class.feedback_family, rule_class.feedback_loss, getattr(rule_class, "random_layer", False),
+                getattr(rule_class, "recurrent_input", False), getattr(rule_class, "output_space", "identity"),
+                rule_class.hyperparameters.get("fb_activation", "linear"))
+
+
 DTP_SIGMA_FLOOR = 0.02  # c(σ) = 1/max(σ, 0.02)²  (docs/algorithms.md#dtp-and-dtp-pre-trained)
 
 
@@ -94,14 +121,14 @@ def stack(per_sample: list[dict]) -> dict:
 
 
 # ------------------------------------------------------------------------------------- feedback maps
-def direct_feedback_map(rule, fb, L, i, z, h_i, fb_activation):
+def direct_feedback_map(form, fb, L, i, z, h_i, fb_activation):
     """g_i(z; h_i) from the output space to hidden layer i (docs/algorithms.md#dfa,
     docs/algorithms.md#the-learning-rules), one sample."""
     psi = ACTIVATIONS[fb_activation]
     features = z
-    if rule in ("ddtp-rhl", "ddtp-rhl-rec") and i <= L - 2:  # layer L−1 bypasses the random layer
+    if form.random_layer and i <= L - 2:  # layer L−1 bypasses the random layer
         s = torch.tanh(fb["R"] @ z + fb["r"])  # fixed random hidden layer
-        features = torch.cat([s, h_i]) if rule == "ddtp-rhl-rec" else s
+        features = torch.cat([s, h_i]) if form.recurrent_input else s
     u = fb[f"Q{i}"] @ features
     if f"d{i}" in fb:
         u = u + fb[f"d{i}"]
@@ -131,30 +158,30 @@ def hessian_root(net, h_L, y_b, delta=0.0):
     return V @ torch.diag(root) @ V.T, V @ torch.diag(inv_root) @ V.T
 
 
-def tp_targets(rule, net, params, fb, x, y, beta, fb_activation=None, hessian_damping=0.0):
+def tp_targets(form, net, params, fb, x, y, beta, fb_activation=None, hessian_damping=0.0):
     """{i: ĥ_i} (B, n_i) for every layer 1…L of a TP-family rule or DFA (docs/algorithms.md#the-output-target,
     docs/algorithms.md#the-learning-rules).  DDTP-GGN's feedback reads z = R h_L and ẑ = R h_L − R⁺(h_L − ĥ_L) (paper
     Appendix D, eqs. 192, 196)."""
-    psi = fb_activation or DEFAULT_FB_ACTIVATION[rule]
+    psi = fb_activation or form.fb_activation
     L = net.L
     dL_dhL = output_gradients(net, params, x, y)
     per_sample = []
     for b, h in enumerate(forward_all(net, params, x)):
         t = {L: h[L] - beta * dL_dhL[b]}  # ĥ_L = h_L − β ∂ℒ/∂h_L
-        if rule in DIRECT_RULES:
+        if form.family == "direct":
             z, z_hat = h[L], t[L]
-            if rule == "ddtp-ggn":
+            if form.output_space == "hessian-root":
                 R, R_pinv = hessian_root(net, h[L], y[b], hessian_damping)
                 z, z_hat = R @ h[L], R @ h[L] - R_pinv @ (h[L] - t[L])
             for i in range(1, L):  # ĥ_i = g_i(ĥ_L) + h_i − g_i(h_L)
-                g = lambda v: direct_feedback_map(rule, fb, L, i, v, h[i], psi)  # noqa: E731
+                g = lambda v: direct_feedback_map(form, fb, L, i, v, h[i], psi)  # noqa: E731
                 t[i] = g(z_hat) + h[i] - g(z)
-        elif rule in LAYERWISE_RULES:
+        elif form.family == "layerwise":
             for i in range(L, 1, -1):  # ĥ_{i−1} = g_i(ĥ_i) + h_{i−1} − g_i(h_i)
                 t[i - 1] = (layerwise_feedback_map(fb, i, t[i], psi) + h[i - 1]
                             - layerwise_feedback_map(fb, i, h[i], psi))
         else:
-            raise ValueError(f"not a target-propagation rule: {rule!r}")
+            raise ValueError(f"not a target-propagation form: {form!r}")
         per_sample.append(t)
     return stack(per_sample)
 
@@ -247,7 +274,7 @@ def bp_gradients(net, params, x, y):
 
 
 # --------------------------------------------------------------------------------- feedback losses
-def feedback_gradients(rule, net, params, fb, x, noise, sigma, fb_activation=None, y=None, hessian_damping=0.0):
+def feedback_gradients(form, net, params, fb, x, noise, sigma, fb_activation=None, y=None, hessian_damping=0.0):
     """Per block k: the feedback loss of docs/algorithms.md (a mean over B × width) and its gradient w.r.t. (Q_k, d_k)
     by autograd, every other tensor held constant.  Returns ``(grads, losses)``.
 
@@ -261,11 +288,11 @@ def feedback_gradients(rule, net, params, fb, x, noise, sigma, fb_activation=Non
                 (DDTP-GGN, Appendix D eq. 193: ỹ and h_L read through R of sample b's clean output; needs ``y``)
     * control (docs/algorithms.md#ddtp-control: mean(g_i(ỹ) − h̃_i)²
     """
-    psi = fb_activation or DEFAULT_FB_ACTIVATION[rule]
+    psi = fb_activation or form.fb_activation
     L, B = net.L, x.shape[0]
     fixed = {k: v.detach() for k, v in fb.items()}
     hs = forward_all(net, params, x)
-    blocks = range(2, L + 1) if rule in LAYERWISE_RULES else range(1, L)
+    blocks = range(2, L + 1) if form.family == "layerwise" else range(1, L)
     grads, losses = {}, {}
     for k in blocks:
         own = {n: fixed[n].clone().requires_grad_(True) for n in (f"Q{k}", f"d{k}") if n in fixed}
@@ -273,12 +300,12 @@ def feedback_gradients(rule, net, params, fb, x, noise, sigma, fb_activation=Non
         loss = 0.0
         for b, h in enumerate(hs):
             eps = noise[k][b]
-            if rule == "dtp":
+            if form.family == "layerwise" and form.loss == "reconstruction":
                 h_noisy = h[k - 1] + eps
                 rec = layerwise_feedback_map(fbk, k, net.layer(params, k, h_noisy), psi)
                 width = net.sizes[k - 1]
                 loss = loss + ((rec - h_noisy) ** 2).sum() / max(sigma, DTP_SIGMA_FLOOR) ** 2 / (B * width)
-            elif rule == "dtpdrl":
+            elif form.family == "layerwise" and form.loss == "drl":
                 h_noisy = h[k - 1] + eps
                 z = net.forward_from(params, k - 1, h_noisy)
                 for j in range(L, k, -1):
@@ -289,18 +316,18 @@ def feedback_gradients(rule, net, params, fb, x, noise, sigma, fb_activation=Non
             else:
                 h_noisy = h[k] + eps
                 y_noisy, y_clean = net.forward_from(params, k, h_noisy), h[L]
-                if rule == "ddtp-ggn":
+                if form.output_space == "hessian-root":
                     R = hessian_root(net, h[L], y[b], hessian_damping)[0]
                     y_noisy, y_clean = R @ y_noisy, R @ y_clean
-                g = lambda z: direct_feedback_map(rule, fbk, L, k, z, h[k], psi)  # noqa: E731
+                g = lambda z: direct_feedback_map(form, fbk, L, k, z, h[k], psi)  # noqa: E731
                 width = net.sizes[k]
-                if rule == "ddtp-control":
+                if form.loss == "control":
                     loss = loss + ((g(y_noisy) - h_noisy) ** 2).sum() / (B * width)
-                elif rule in ("ddtp-linear", "ddtp-rhl", "ddtp-rhl-rec", "ddtp-ggn"):
+                elif form.loss == "drl":
                     r = g(y_noisy) + h[k] - g(y_clean)
                     loss = loss + ((r - h_noisy) ** 2).sum() / sigma ** 2 / (B * width)
                 else:
-                    raise ValueError(f"rule {rule!r} has no feedback loss")
+                    raise ValueError(f"a direct rule with feedback loss {form.loss!r} has no reference loss")
         block_grads = torch.autograd.grad(loss, list(own.values()))
         grads.update(zip(own, block_grads))
         losses[k] = loss.detach()

@@ -8,6 +8,8 @@ agree to ≤ 1e-10 relative in the max norm.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -69,15 +71,40 @@ TP_CASES = [
                          ids=[f"{n}-{'-'.join(map(str, h.values()))}-{a}-{l}".replace("--", "-")
                               for n, h, a, l in TP_CASES])
 def test_rule_matches_reference(name, hp, hidden, loss):
+    check_against_reference(name, hp, hidden, loss)
+
+
+def test_a_new_rule_of_a_known_form_needs_no_change_of_the_reference(monkeypatch):
+    """A rule registered here — DDTP-linear's feedback with ψ = tanh by default, under its own name — is checked
+    against the float64 reference through the form it declares alone (docs/architecture.md, "Adding a learning
+    rule"): no line of tests/reference.py names a rule."""
+    from tp.rules.ddtp import DDTPLinear
+
+    class DDTPTanh(DDTPLinear):
+        name, paper_name = "ddtp-tanh", "DDTP-tanh"
+        hyperparameters = {**DDTPLinear.hyperparameters, "fb_activation": "tanh"}
+
+    monkeypatch.setitem(tp.REGISTRY, "ddtp-tanh", DDTPTanh)
+    assert ref.form_of(DDTPTanh) == ref.Form("direct", "drl", fb_activation="tanh")
+    check_against_reference("ddtp-tanh", {}, "tanh", "cross_entropy")
+    names = set(tp.REGISTRY) | {"ddtp-tanh"}
+    assert not any(f'"{n}"' in Path(ref.__file__).read_text() for n in names)
+
+
+def check_against_reference(name, hp, hidden, loss):
+    """The rule's targets, forward gradients, feedback gradients and losses on a random case against the
+    reference of the form it declares."""
     beta, sigma = 0.7, 0.15
-    kw = {"target_stepsize": beta} | ({} if name == "dfa" else {"sigma": sigma}) | hp
+    declared = tp.REGISTRY[name].hyperparameters  # (DFA has no σ: its feedback is fixed)
+    kw = {"target_stepsize": beta} | ({"sigma": sigma} if "sigma" in declared else {}) | hp
     rule = tp.make_rule(name, **kw)
+    form = ref.form_of(type(rule))  # what the reference computes: the rule's declared form, not its name
     net, params, fb, x, y, noise, rnet = random_case(rule, hidden=hidden, loss=loss)
     out = rule.step(net, params, fb, x, y, noise=noise)
     fb_act, delta = hp.get("fb_activation"), hp.get("hessian_damping", 0.0)
 
     h = net.forward(params, x).h
-    ref_targets = ref.tp_targets(name, rnet, params, fb, x, y, beta, fb_act, delta)
+    ref_targets = ref.tp_targets(form, rnet, params, fb, x, y, beta, fb_act, delta)
     ref_h = ref.forward_all(rnet, params, x)
     assert sorted(out.targets) == sorted(ref_targets) == list(range(1, net.L + 1))
     for i, t in ref_targets.items():
@@ -90,10 +117,10 @@ def test_rule_matches_reference(name, hp, hidden, loss):
     for k, g in ref_grads.items():
         assert_close(out.forward_grads[k], g, f"{name}: grad {k}")
 
-    if name == "dfa":
+    if not rule.trains_feedback:
         assert out.feedback_grads == {} and out.feedback_losses == {}
         return
-    ref_fb_grads, ref_losses = ref.feedback_gradients(name, rnet, params, fb, x, noise, sigma, fb_act, y, delta)
+    ref_fb_grads, ref_losses = ref.feedback_gradients(form, rnet, params, fb, x, noise, sigma, fb_act, y, delta)
     assert sorted(out.feedback_grads) == sorted(ref_fb_grads) == sorted(rule.trainable_feedback(fb))
     for k, g in ref_fb_grads.items():
         assert_close(out.feedback_grads[k], g, f"{name}: feedback grad {k}")
@@ -119,7 +146,7 @@ def test_dtp_sigma_floor():
     rule = tp.make_rule(name, target_stepsize=0.5, sigma=sigma)
     net, params, fb, x, y, noise, rnet = random_case(rule, seed=4)
     grads, losses = rule.feedback_gradients(net, params, fb, x, noise=noise)
-    ref_grads, ref_losses = ref.feedback_gradients(name, rnet, params, fb, x, noise, sigma)
+    ref_grads, ref_losses = ref.feedback_gradients(ref.form_of(type(rule)), rnet, params, fb, x, noise, sigma)
     for k, g in ref_grads.items():
         assert_close(grads[k], g, f"dtp σ<0.02: feedback grad {k}")
     for k, v in ref_losses.items():

@@ -75,6 +75,13 @@ class Rule:
     has_feedback: ClassVar[bool] = False
     #: the rule's feedback parameters are trained (has a reconstruction loss)
     trains_feedback: ClassVar[bool] = False
+    #: the form of its feedback maps: "direct" (g_i from the output space to hidden layer i, DFA and the DDTP
+    #: family) or "layerwise" (g_k from layer k to layer k−1, DTP and DTPDRL); None: no feedback (BP, GNT)
+    feedback_family: ClassVar[str | None] = None
+    #: its feedback loss: "reconstruction" (DTP's, docs/algorithms.md#dtp-and-dtp-pre-trained), "drl" (the
+    #: difference reconstruction loss, docs/algorithms.md#dtpdrl, #ddtp-linear), "control"
+    #: (docs/algorithms.md#ddtp-control); None: feedback not trained
+    feedback_loss: ClassVar[str | None] = None
     #: the networks the rule trains (the models of :mod:`tp.config.models`): "mlp" (tp.MLP,
     #: docs/algorithms.md#the-fully-connected-networks) and/or "cnn"
     #: (tp.nets.cnn.ConvNet, docs/algorithms.md#the-cnn-table-3); the rule itself sees only the network interface of

@@ -34,6 +34,7 @@ class DDTPGGN(DDTPLinear):
     name = "ddtp-ggn"
     paper_name = "DDTP-GGN"
     hyperparameters = {"target_stepsize": REQUIRED, "sigma": REQUIRED, "hessian_damping": 0.0}
+    output_space = "hessian-root"
 
     def _validate(self) -> None:
         super()._validate()

@@ -75,8 +75,11 @@ class DirectFeedbackRule(Rule):
 
     has_feedback = True
     networks = ("mlp", "cnn")
+    feedback_family = "direct"
     #: feedback reconstruction loss: "drl", "control" or None (feedback fixed: DFA)
     feedback_loss: ClassVar[str | None] = "drl"
+    #: the space the feedback reads the output in: "identity" (h_L) or "hessian-root" (z = R h_L, DDTP-GGN)
+    output_space: ClassVar[str] = "identity"
     #: the last hidden layer has a forward bias (and its feedback map a bias d_{L-1})
     last_hidden_bias: ClassVar[bool] = True
     #: hidden layers i ≤ L−2 read the random hidden feedback layer s(z) (DDTP-RHL)

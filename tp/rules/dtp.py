@@ -41,6 +41,8 @@ class DTP(Rule):
     hyperparameters = {"target_stepsize": REQUIRED, "sigma": REQUIRED, "fb_activation": "tanh"}
     has_feedback = True
     trains_feedback = True
+    feedback_family = "layerwise"
+    feedback_loss = "reconstruction"
 
     def _validate(self) -> None:
         super()._validate()
@@ -102,6 +104,7 @@ class DTPDRL(DTP):
 
     name = "dtpdrl"
     paper_name = "DTPDRL"
+    feedback_loss = "drl"
 
     def _feedback_gradients(self, net, params, feedback, fwd: Forward, noise, cache):
         dfb = get_activation(self.hp["fb_activation"]).derivative
