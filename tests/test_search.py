@@ -293,3 +293,22 @@ def test_continued_and_concurrent_searches_never_repeat_a_point(tmp_path):
     assert [t.params for t in again.trials] == [t.params for t in study.trials]
     with pytest.raises(ConfigError, match="sampler_seed"):
         SearchSettings(sampler_seed=-1, **settings)
+
+
+def test_a_method_without_a_space_file_searches_what_its_rule_declares(tmp_path):
+    """A method whose tp/configs/search/<method>.yaml is missing (a rule added since) gets the default space:
+    the forward Adam always, the target step size and the feedback keys as its rule declares them."""
+    import shutil
+
+    from tp.config import config_dir
+
+    shutil.copy(config_dir() / "defaults.yaml", tmp_path / "defaults.yaml")  # a root without search files
+    bp, ddtp, dfa = (load_space(m, root=tmp_path) for m in ("bp", "ddtp-linear", "dfa"))
+    assert set(bp) == {"lr", "beta1", "beta2", "epsilon"}
+    assert set(dfa) == set(bp) | {"target_stepsize"}  # DFA's feedback is fixed
+    assert set(ddtp) == set(dfa) | {"sigma", "lr_fb", "beta1_fb", "beta2_fb", "epsilon_fb"}
+    shipped = load_space("ddtp-linear")
+    assert all(ddtp[k] == shipped[k] for k in ("target_stepsize", "sigma", "lr_fb", "beta1_fb"))
+    assert bp["lr"] == load_space("bp")["lr"]
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_space("bp", path=tmp_path / "missing.yaml")  # a file named by the user must exist

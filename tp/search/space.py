@@ -8,7 +8,9 @@
 * ``choices: [v1, v2, ...]`` — one of the listed values (Adam's betas: 0.9, 0.99, 0.999).
 
 The paper's own intervals (its Tables S2–S5) were lost from the text; the files shipped here are ours (their
-headers say how they were made).  A file is validated when it is read: unknown keys, empty or reversed
+headers say how they were made).  A method without a file (a rule added since) searches :func:`default_space`:
+the keys its rule declares, on the intervals of the shipped BP (forward Adam) and DDTP-linear (targets, σ,
+feedback Adam) files.  A file is validated when it is read: unknown keys, empty or reversed
 intervals and values outside a key's valid range are errors naming the file, the key and what is allowed.
 """
 
@@ -22,8 +24,9 @@ from typing import Any
 from ..catalog import METHODS
 from ..config.resolve import available_configs, config_dir, read_user_yaml, resolve_config
 from ..errors import ConfigError
+from ..rules import rule_class
 
-__all__ = ["Param", "KINDS", "load_space", "space_path", "suggest"]
+__all__ = ["Param", "KINDS", "load_space", "space_path", "suggest", "default_space"]
 
 KINDS = ("log_uniform", "uniform", "choices")
 
@@ -52,6 +55,8 @@ def load_space(method: str, root: Path | None = None, path: Path | None = None) 
     """The validated search space of ``method`` (from ``path`` when given, else its file in tp/configs/search)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; valid choices: {', '.join(METHODS)}")
+    if path is None and not space_path(method, root).exists():
+        return default_space(method)
     path = Path(path) if path is not None else space_path(method, root)
     if not path.exists():
         raise ConfigError(f"no search space for method {method!r}: {path} does not exist")
@@ -71,6 +76,31 @@ def load_space(method: str, root: Path | None = None, path: Path | None = None) 
         kind, value = next(iter(spec.items()))
         space[key] = _param(where, key, kind, value)
     _check_values(method, path, space)
+    return space
+
+
+_BETAS = (0.9, 0.99, 0.999)
+#: the default intervals: the shipped bp.yaml's forward Adam, ddtp-linear.yaml's targets, σ and feedback Adam
+_FORWARD = {"lr": Param("lr", "log_uniform", 1e-7, 0.1), "beta1": Param("beta1", "choices", choices=_BETAS),
+            "beta2": Param("beta2", "choices", choices=_BETAS),
+            "epsilon": Param("epsilon", "log_uniform", 1e-8, 0.01)}
+_TARGETS = {"target_stepsize": Param("target_stepsize", "log_uniform", 1e-3, 1.0)}
+_FEEDBACK = {"sigma": Param("sigma", "log_uniform", 1e-4, 1.0), "lr_fb": Param("lr_fb", "log_uniform", 1e-6, 0.1),
+             "beta1_fb": Param("beta1_fb", "choices", choices=_BETAS),
+             "beta2_fb": Param("beta2_fb", "choices", choices=_BETAS),
+             "epsilon_fb": Param("epsilon_fb", "log_uniform", 1e-8, 0.01)}
+
+
+def default_space(method: str) -> dict[str, Param]:
+    """The search space of a method without a file, from its rule's declaration: the forward Adam (lr, β₁, β₂,
+    ε), the target step size if the rule has one, and σ with the feedback Adam if it trains feedback."""
+    rule = rule_class(METHODS[method].rule)
+    space = dict(_FORWARD)
+    if "target_stepsize" in rule.hyperparameters:
+        space.update(_TARGETS)
+    if rule.trains_feedback:
+        space.update(_FEEDBACK)
+    _check_values(method, Path(f"the default search space of {method}"), space)
     return space
 
 
