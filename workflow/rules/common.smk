@@ -187,5 +187,6 @@ def seed_block_size():
     return 10 if slurm_gpu or local_gpu else 1
 
 
-SEED_BLOCKS = JOBS.seed_blocks(seed_block_size(), lambda t, m, d, s: Path(f"{run_dir(t, m, d, s)}/summary.json").exists())
+SEED_BLOCKS = JOBS.seed_blocks(seed_block_size(),
+                               lambda t, m, d, s: Path(f"{run_dir(t, m, d, s)}/summary.json").exists())
 

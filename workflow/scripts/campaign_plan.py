@@ -92,8 +92,8 @@ def estimate(cell, times, default, machine: str | None = None) -> tuple[float, s
     runs of ``machine`` first, campaign_speed.machine_times).
 
     A cell never run borrows, scaled by its work (:func:`work_of`), the slowest of: the method's runs of the same
-    tuning on other datasets; else (a table or alignment tuning never run) the method's runs of a training tuning (``test``,
-    ``train``), on the same dataset when there are any.  Slowest, because Frozen-MNIST trains only its last
+    tuning on other datasets; else (a table or alignment tuning never run) the method's runs of a training tuning
+    (``test``, ``train``), on the same dataset when there are any.  Slowest, because Frozen-MNIST trains only its last
     layer and would promise a Fashion-MNIST run in a fraction of its time: a run estimated too short starts too
     late and is stopped at the deadline; one estimated too long only waits for the next window.
     """
