@@ -17,7 +17,7 @@ BIN    := $(VENV)/bin
 TORCH  ?=
 TORCH_INDEX := https://download.pytorch.org/whl/cpu
 
-.PHONY: test reproduce data smoke report check-config bench campaign tables clean-venv
+.PHONY: test test-fast reproduce data smoke report check-config bench campaign tables clean-venv
 
 # INSTALL=no: use the environment VENV as it is (one that already has the dependencies: a conda environment,
 # a shared one; e.g. make test INSTALL=no VENV=$$CONDA_PREFIX): nothing is installed, nothing downloaded.
@@ -50,6 +50,10 @@ endif
 ## make test: the whole test suite (CPU, float64)
 test: $(READY)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## make test-fast: the tests to run before each commit, without those marked slow (docs/testing.md)
+test-fast: $(READY)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 ## make reproduce: every table of the paper into results/ (CORES: this machine's CPU count by default; every
 ## training job runs one thread, so CORES jobs train at once).  First the downloads of the

@@ -87,6 +87,7 @@ def clone(tmp_path_factory):
     return dst, config
 
 
+@pytest.mark.slow
 def test_a_fresh_clone_plans_only_the_runs_not_committed(clone):
     repo, config = clone
     runs = planned(dry_run(repo, config))
@@ -95,6 +96,7 @@ def test_a_fresh_clone_plans_only_the_runs_not_committed(clone):
     assert sum(1 for t, m, d, s in runs if (t, m, d) == ("test", "bp", "mnist")) == 1
 
 
+@pytest.mark.slow
 def test_a_fresh_clone_keeps_the_committed_toy_figures(clone):
     # a rerun on another CPU would change the float32 numbers of Fig. 2 in their 7th digit: the committed
     # outputs count as done although the toy script is newer than them (git sets file times at checkout)
@@ -108,6 +110,7 @@ def test_a_fresh_clone_keeps_the_committed_toy_figures(clone):
         provenance.with_suffix(".away").rename(provenance)
 
 
+@pytest.mark.slow
 def test_the_results_index_follows_the_campaign_record(clone):
     # campaigns.csv is written by campaign.py, not by a rule: a row added or annotated by hand must still
     # rebuild results/README.md, which shows it
@@ -119,6 +122,7 @@ def test_the_results_index_follows_the_campaign_record(clone):
     assert "results/campaigns.csv" in inputs and "results/tables/table1.md" in inputs
 
 
+@pytest.mark.slow
 def test_every_file_a_table_or_curve_reads_is_an_input(clone):
     """A run's metrics.csv and config.yaml are read by the audit (headline numbers, configuration): they are
     inputs of the tables and curves beside its summary, so editing or deleting one rebuilds them (issue 37)."""
@@ -132,6 +136,7 @@ def test_every_file_a_table_or_curve_reads_is_an_input(clone):
                    for i in inputs), (rule, inputs)
 
 
+@pytest.mark.slow
 def test_seed_blocks_leave_committed_seeds_out(clone):
     repo, config = clone
     out = dry_run(repo, config, "--config", "seed_block=3")
@@ -141,6 +146,7 @@ def test_seed_blocks_leave_committed_seeds_out(clone):
     assert not re.search(r"rule train_test_bp_mnist_seeds", out)  # one missing seed: no block
 
 
+@pytest.mark.slow
 def test_a_partial_build_trains_nothing(clone):
     repo, config = clone
     out = dry_run(repo, config, "--config", "partial=true", "data={root: nowhere, download: false}")

@@ -138,6 +138,7 @@ def test_workflow_schema_reads_the_catalog():
         jsonschema.validate(bad, schema)
 
 
+@pytest.mark.slow
 def test_a_bad_pipeline_key_is_one_line_naming_it(tmp_path):
     """Issue 21.8: a typo'd pipeline key, or a value out of range, is a line naming the key (and the valid
     keys), not Snakemake's dump of the whole schema; `snakemake -n` stops with it."""

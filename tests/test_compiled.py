@@ -128,6 +128,7 @@ CASES = [(rule, "train") for rule in sorted(METHOD_OF_RULE)] + [("ddtp-linear", 
 
 
 @pytest.mark.parametrize("rule, kind", CASES)
+@pytest.mark.slow
 def test_compiled_step_equals_eager(rule, kind):
     method = METHOD_OF_RULE[rule]
     cfg, eager, fast, sums_e, sums_f = twin_runs(method, kind)

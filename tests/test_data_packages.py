@@ -167,6 +167,7 @@ def test_datacheck_counts_the_package_and_names_apt_get(tmp_path, monkeypatch):
     assert datacheck.status_text("fashion-mnist", True, root) == "present"
 
 
+@pytest.mark.slow
 def test_a_failed_offline_download_names_the_apt_route(tmp_path):
     """What `make data` prints when the download job fails (offline): the reason and the fixes."""
     log = tmp_path / "fashion-mnist.log"
@@ -177,6 +178,7 @@ def test_a_failed_offline_download_names_the_apt_route(tmp_path):
     assert "apt-get install dataset-fashion-mnist" in res.stderr and "make data DATASETS=fashion-mnist" in res.stderr
 
 
+@pytest.mark.slow
 def test_the_pipeline_plans_fashion_mnist_from_the_package(tmp_path, package):
     """A dry run without downloads: Fashion-MNIST is present through the package, its cells are planned."""
     res = pipeline.snakemake("-n", "--config", "datasets=[fashion-mnist]",

@@ -34,6 +34,7 @@ def rehearsal(tmp_path_factory):
     return base
 
 
+@pytest.mark.slow
 def test_the_rehearsal_packs_every_finished_seed_and_times_every_job(rehearsal):
     out = rehearsal / "out"
     jobs = list(csv.DictReader(open(out / "jobs.csv")))
@@ -71,6 +72,7 @@ def _idx(path: Path, kind: str, n: int) -> None:
     path.write_bytes(gzip.compress(body))
 
 
+@pytest.mark.slow
 def test_stage_copies_the_data_and_the_commit_and_refuses_missing_files(tmp_path):
     data = tmp_path / "data"
     for folder in ("MNIST", "FashionMNIST"):

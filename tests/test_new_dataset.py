@@ -90,6 +90,7 @@ def run(project: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_only_the_two_additions_changed_and_each_is_needed(project):
     """The copy differs from the project in the two files only (so the tests below, which train and plan the
     new dataset, prove that nothing else is needed), and each of the two is needed: without the configuration
@@ -123,6 +124,7 @@ def test_only_the_two_additions_changed_and_each_is_needed(project):
     assert not (project / "runs" / "needed" / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_tp_train_trains_the_new_dataset(project):
     out = project / "runs" / "bp"
     res = run(project, sys.executable, "-m", "tp", "train", "--method", "bp", "--dataset", SLUG, "--seed", "1",
@@ -137,6 +139,7 @@ def test_tp_train_trains_the_new_dataset(project):
     assert summary["test_error_at_best_val"] < 60  # it learns the files' labels (chance: 90 %)
 
 
+@pytest.mark.slow
 def test_the_pipeline_plans_the_new_column(project):
     overlay = project / "new.yaml"
     overlay.write_text(TABLE)

@@ -70,6 +70,7 @@ def run(project: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_a_new_rule_is_four_files_and_trains(project):
     changed = sorted(str(p.relative_to(project)) for p in (project / "tp").rglob("*")
                      if p.is_file() and "__pycache__" not in p.parts

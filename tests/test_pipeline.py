@@ -57,6 +57,7 @@ def planned_runs(out: str) -> list[tuple[str, str, str, int]]:
 
 
 @pytest.mark.parametrize("seed_block", [10, 1])
+@pytest.mark.slow
 def test_dry_run_of_the_default_matrix_lists_every_training_job(tmp_path, seed_block):
     res = snakemake("-n", "--config", f"seed_block={seed_block}", directory=tmp_path)
     out = res.stdout + res.stderr
@@ -95,6 +96,7 @@ EXTRA_RUNS = [("damping", m, d, s) for m in ("ddtp-linear", "dtpdrl", "ddtp-rhl"
     ("test", "ddtp-ggn", "mnist", s) for s in (1, 2, 3)] + [("ggn", m, "mnist", 42) for m in ("ddtp-linear", "ddtp-ggn")]
 
 
+@pytest.mark.slow
 def test_without_the_new_sections_the_dry_run_plans_none_of_their_jobs(tmp_path):
     res = snakemake("-n", "--config", "seed_block=1", "damping_stability=null", "beyond_paper=null",
                     directory=tmp_path)
@@ -128,6 +130,7 @@ def test_without_the_new_sections_the_dry_run_plans_none_of_their_jobs(tmp_path)
                                              "rows": ["bp"], "columns": ["mnist"], "seeds": [1]}}}},
      "config key 'beyond_paper.tables.table1': the name of a table of `tables`"),
 ])
+@pytest.mark.slow
 def test_invalid_configuration_fails_validation_naming_the_entry(tmp_path, change, needle):
     res = snakemake("-n", "--configfile", overlay(tmp_path, **change), directory=tmp_path, check=False)
     assert res.returncode != 0
@@ -183,6 +186,7 @@ def fake_mnist(root: Path) -> Path:
 
 
 @pytest.mark.parametrize("select", [["--config", "datasets=[mnist]"], ["--config", "datasets=mnist"]])
+@pytest.mark.slow
 def test_mnist_only_plans_only_the_mnist_cells(tmp_path, select):
     root = fake_mnist(tmp_path / "data")
     res = snakemake("-n", *select, f"data={{root: {root}}}", directory=tmp_path)
@@ -195,6 +199,7 @@ def test_mnist_only_plans_only_the_mnist_cells(tmp_path, select):
     assert "mnist present; not selected: fashion-mnist, cifar10" in res.stderr
 
 
+@pytest.mark.slow
 def test_without_downloads_the_cells_without_data_are_left_out(tmp_path):
     root = fake_mnist(tmp_path / "data")
     res = snakemake("-n", "--config", f"data={{root: {root}, download: false}}", directory=tmp_path)
@@ -208,6 +213,7 @@ def test_without_downloads_the_cells_without_data_are_left_out(tmp_path):
     assert f"{root}/cifar-10-batches-py/" in report
 
 
+@pytest.mark.slow
 def test_offline_without_data_builds_what_it_can_and_fails_with_a_summary(tmp_path):
     extra = overlay(tmp_path, data={"root": str(tmp_path / "empty"), "download": False, "source": "real"})
     res = snakemake("--cores", "2", "--keep-going", "--configfile", REPO / "config" / "smoke.yaml", extra,
@@ -226,6 +232,7 @@ def test_offline_without_data_builds_what_it_can_and_fails_with_a_summary(tmp_pa
     assert "tp pipeline, data (summary)" in tail and "make data DATASETS=mnist,fashion-mnist,cifar10" in tail
 
 
+@pytest.mark.slow
 def test_a_failed_download_says_why_on_the_console(tmp_path):
     log = tmp_path / "cifar10.log"
     log.write_text("some torchvision output\ntp: error: downloading cifar10 from https://x failed: no network\n")
@@ -244,6 +251,7 @@ def smoke_run(tmp_path_factory):
     return directory
 
 
+@pytest.mark.slow
 def test_smoke_configuration_runs_end_to_end(smoke_run):
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     results = smoke_run / "results" / "smoke"
@@ -328,6 +336,7 @@ def test_smoke_configuration_runs_end_to_end(smoke_run):
     assert {r["damping"] for r in cnn_alignment if r["reference"] == "gnt"} == {"1.0", "0.1", "0.01"}
 
 
+@pytest.mark.slow
 def test_report_of_the_smoke_run_has_every_table_and_figure(smoke_run):
     snakemake("--configfile", REPO / "config" / "smoke.yaml", "--report", smoke_run / "report.html",
               directory=smoke_run)
@@ -361,6 +370,7 @@ def wait_for(predicate, proc, what):
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_interrupted_smoke_run_resumes_without_recomputing(tmp_path):
     results = tmp_path / "res"
     extra = overlay(tmp_path, results=str(results), seeds=[1], epochs=150)
@@ -399,6 +409,7 @@ def test_interrupted_smoke_run_resumes_without_recomputing(tmp_path):
     assert epochs == list(range(1, 151))  # every epoch once: no duplicate work
 
 
+@pytest.mark.slow
 def test_a_job_that_ends_after_snakemake_died_is_redone_by_the_same_command(tmp_path):
     """Snakemake killed while a job runs (or Ctrl-C just as it ends): the job still writes its summary, which
     Snakemake recorded as incomplete.  The same command then redoes that job (profiles/default:
@@ -467,6 +478,7 @@ CHECK_TABLE = {"check": {"title": "SLURM check", "tuning": "test", "quantity": "
                          "rows": ["bp", "ddtp-linear"], "columns": ["mnist"]}}
 
 
+@pytest.mark.slow
 def test_slurm_profile_runs_the_smoke_subset_through_sbatch(tmp_path, slurm):
     results = tmp_path / "res"
     extra = overlay(tmp_path, results=str(results), seeds=[1, 2], tables=CHECK_TABLE)
@@ -502,6 +514,7 @@ def start_long_slurm_run(tmp_path, env, epochs):
     return proc, cmd, extra, run, job_id
 
 
+@pytest.mark.slow
 def test_slurm_sigint_cancels_the_job(tmp_path, slurm):
     # far too long to finish in the seconds between SIGTERM and SIGKILL that SLURM grants a cancelled job
     proc, _, _, run, job_id = start_long_slurm_run(tmp_path, slurm, epochs=100000)
@@ -516,6 +529,7 @@ def test_slurm_sigint_cancels_the_job(tmp_path, slurm):
     assert not (run / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_slurm_sigkill_then_restart_reattaches_to_the_running_job(tmp_path, slurm):
     proc, cmd, extra, run, job_id = start_long_slurm_run(tmp_path, slurm, epochs=1500)  # ~1 min
     os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and the launcher die without any chance to clean up

@@ -272,6 +272,7 @@ def test_float32_optimiser_overflow_is_divergence_not_a_crash(tmp_path, capsys):
     assert s["status"] == "diverged" and s["config"]["double_precision"] is False and s["train_loss_last"] is None
 
 
+@pytest.mark.slow
 def test_bad_pipeline_overrides_fail_the_dry_run(tmp_path):
     overlay = tmp_path / "bad.yaml"
     overlay.write_text("overrides:\n  beta1: abc\n")

@@ -127,6 +127,7 @@ def _search_cmd(out: Path, trials: int) -> list[str]:
             *sets]
 
 
+@pytest.mark.slow
 def test_a_killed_search_resumes_and_asks_the_killed_trials_again(tmp_path):
     out = tmp_path / "s"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
@@ -163,6 +164,7 @@ def test_bad_search_arguments_are_named_errors(tmp_path, capsys):
     assert "'lrr'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_pipeline_search_target_runs_two_workers_on_one_storage(tmp_path):
     """`snakemake search`: two worker jobs share one journal storage; the outputs rule writes the files."""
     repo = Path(__file__).resolve().parents[1]
@@ -274,6 +276,7 @@ def _fake_block(cfgs, outs, hooks):
     return [{"status": "finished", "val_error_best": float(c["lr"])} for c in cfgs]
 
 
+@pytest.mark.slow
 def test_continued_and_concurrent_searches_never_repeat_a_point(tmp_path):
     """Issue 21.1: a search continued with more trials, and two studies asking into one storage at once, draw
     new points (each trial's sampler is seeded from the sampler seed and the trial's number)."""

@@ -17,6 +17,8 @@ import sys
 import venv
 from pathlib import Path
 
+import pytest
+
 from tp.catalog import METHODS
 from tp.config import available_configs, resolve_config
 
@@ -84,6 +86,7 @@ def assert_resolves_like_the_checkout(got: dict, home: Path) -> None:
     assert got["ddtp-linear/mnist"]["rule"] == "ddtp-linear" and got["ddtp-linear/mnist"]["lr"] > 0
 
 
+@pytest.mark.slow
 def test_wheel_installed_outside_the_checkout_resolves_configurations(tmp_path):
     src = package_sources(tmp_path / "src")
     pip("wheel", "-w", str(tmp_path / "dist"), ".", cwd=src)
@@ -99,6 +102,7 @@ def test_wheel_installed_outside_the_checkout_resolves_configurations(tmp_path):
     assert_resolves_like_the_checkout(probe(sys.executable, elsewhere, str(site)), site)
 
 
+@pytest.mark.slow
 def test_editable_install_in_a_fresh_environment_resolves_configurations(tmp_path):
     """``pip install -e`` (setuptools' editable finder) reads the configurations from the source tree."""
     src = package_sources(tmp_path / "src")
