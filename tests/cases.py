@@ -10,6 +10,8 @@ want of them.
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +88,22 @@ class Job:
     def __init__(self, inputs, output, wildcards=None, **params):
         self.input, self.output, self.params = [str(p) for p in inputs], Params(output), Params(params)
         self.wildcards = Params(wildcards or {})
+
+
+# ------------------------------------------------------------------- copies of the project (new dataset, new rule)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_in_copy(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """A command in a copy of the project, importing the copy's ``tp`` (one thread)."""
+    env = {**os.environ, "PYTHONPATH": str(project), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=600)
+
+
+def changed_in_copy(project: Path) -> list[str]:
+    """The files of the copy's ``tp/`` that differ from (or are not in) this project's, sorted."""
+    return sorted(str(p.relative_to(project)) for p in (project / "tp").rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts
+                  and (not (REPO / p.relative_to(project)).exists()
+                       or (REPO / p.relative_to(project)).read_bytes() != p.read_bytes()))
+

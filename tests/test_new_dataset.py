@@ -10,16 +10,16 @@ schema, data check, job matrix and tables accept it, and the training job is pla
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import struct
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from cases import changed_in_copy, run_in_copy
 
 REPO = Path(__file__).resolve().parents[1]
 SLUG = "kmnist-mini"
@@ -85,24 +85,13 @@ def project(tmp_path_factory) -> Path:
     return copy
 
 
-def run(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(project), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=600)
-
-
 @pytest.mark.slow
 def test_only_the_two_additions_changed_and_each_is_needed(project):
     """The copy differs from the project in the two files only (so the tests below, which train and plan the
     new dataset, prove that nothing else is needed), and each of the two is needed: without the configuration
     file ``tp train`` refuses (exit 2) naming the file it looked for; without the catalog's Dataset entry it
     refuses naming the unknown dataset and the valid ones.  Both files are restored afterwards."""
-    changed = []
-    for path in (project / "tp").rglob("*"):
-        if path.is_file() and "__pycache__" not in path.parts:
-            original = REPO / path.relative_to(project)
-            if not original.exists() or original.read_bytes() != path.read_bytes():
-                changed.append(str(path.relative_to(project)))
-    assert sorted(changed) == ["tp/catalog.py", f"tp/configs/hyperparameters/{SLUG}.yaml"]
+    assert changed_in_copy(project) == ["tp/catalog.py", f"tp/configs/hyperparameters/{SLUG}.yaml"]
     train = (sys.executable, "-m", "tp", "train", "--method", "bp", "--dataset", SLUG, "--seed", "1", "--epochs", "1",
              "--data-root", "data", "--out", str(project / "runs" / "needed"), "--no-progress")
     config = project / "tp" / "configs" / "hyperparameters" / f"{SLUG}.yaml"
@@ -110,13 +99,13 @@ def test_only_the_two_additions_changed_and_each_is_needed(project):
     saved_config, saved_catalog = config.read_bytes(), catalog.read_bytes()
     try:
         config.unlink()
-        res = run(project, *train)
+        res = run_in_copy(project, *train)
         assert res.returncode == 2 and f"hyperparameters/{SLUG}.yaml" in res.stderr, res.stderr
         config.write_bytes(saved_config)
         dataset_line = ENTRIES['    Dataset("cifar10-cnn", ']
         catalog.write_text("".join(line for line in saved_catalog.decode().splitlines(keepends=True)
                                    if line.rstrip("\n") != dataset_line))
-        res = run(project, *train)
+        res = run_in_copy(project, *train)
         assert res.returncode == 2 and SLUG in res.stderr and "mnist" in res.stderr.replace(SLUG, ""), res.stderr
     finally:
         config.write_bytes(saved_config)
@@ -127,7 +116,7 @@ def test_only_the_two_additions_changed_and_each_is_needed(project):
 @pytest.mark.slow
 def test_tp_train_trains_the_new_dataset(project):
     out = project / "runs" / "bp"
-    res = run(project, sys.executable, "-m", "tp", "train", "--method", "bp", "--dataset", SLUG, "--seed", "1",
+    res = run_in_copy(project, sys.executable, "-m", "tp", "train", "--method", "bp", "--dataset", SLUG, "--seed", "1",
               "--epochs", "3", "--data-root", "data", "--out", str(out), "--no-progress")
     assert res.returncode == 0, res.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -143,7 +132,7 @@ def test_tp_train_trains_the_new_dataset(project):
 def test_the_pipeline_plans_the_new_column(project):
     overlay = project / "new.yaml"
     overlay.write_text(TABLE)
-    res = run(project, sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(overlay),
+    res = run_in_copy(project, sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(overlay),
               "--config",
               f"datasets=[{SLUG}]", "data={root: data, download: false}")
     out = res.stdout + res.stderr

@@ -12,13 +12,13 @@ of the reference, is tests/test_reference.py's ``test_a_new_rule_of_a_known_form
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from cases import changed_in_copy, run_in_copy
 
 REPO = Path(__file__).resolve().parents[1]
 SLUG = "ddtp-tanh"
@@ -65,27 +65,18 @@ def project(tmp_path_factory) -> Path:
     return copy
 
 
-def run(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(project), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=600)
-
-
 @pytest.mark.slow
 def test_a_new_rule_is_four_files_and_trains(project):
-    changed = sorted(str(p.relative_to(project)) for p in (project / "tp").rglob("*")
-                     if p.is_file() and "__pycache__" not in p.parts
-                     and (not (REPO / p.relative_to(project)).exists()
-                          or (REPO / p.relative_to(project)).read_bytes() != p.read_bytes()))
-    assert changed == ["tp/catalog.py", "tp/configs/hyperparameters/mnist.yaml", "tp/rules/__init__.py",
+    assert changed_in_copy(project) == ["tp/catalog.py", "tp/configs/hyperparameters/mnist.yaml", "tp/rules/__init__.py",
                        "tp/rules/ddtp_tanh.py"]
     out = project / "runs" / "new"
-    res = run(project, sys.executable, "-m", "tp", "train", "--method", SLUG, "--dataset", "mnist", "--seed", "1",
+    res = run_in_copy(project, sys.executable, "-m", "tp", "train", "--method", SLUG, "--dataset", "mnist", "--seed", "1",
               "--epochs", "1", "--source", "synthetic", "--set", "num_hidden=2", "--set", "size_hidden=16",
               "--out", str(out), "--no-progress")
     assert res.returncode == 0, res.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["config"]["method"] == SLUG and summary["epochs_run"] == 1
-    res = run(project, sys.executable, "-c", "from tp.search import load_space; "
+    res = run_in_copy(project, sys.executable, "-c", "from tp.search import load_space; "
               f"print(sorted(load_space('{SLUG}')))")
     assert res.returncode == 0, res.stderr
     assert "'lr_fb'" in res.stdout and "'target_stepsize'" in res.stdout  # the default space: no search file
