@@ -204,10 +204,12 @@ def test_the_plan_runs_every_cell_seed_1_first_cheap_cells_first(tmp_path):
     assert campaign.pick([dtp], now=0, deadline=900 * 1.2, margin=1.15) is dtp
 
 
-def _wall(results, tuning, method, dataset, seed, seconds):
+def _wall(results, tuning, method, dataset, seed, seconds, device=None, path=None):
+    """A finished run of ``seconds`` (made by ``device`` on the step ``path`` when given)."""
     fake_run(results, tuning, method, dataset, seed)
-    path = results / "runs" / tuning / method / dataset / f"seed{seed}" / "summary.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), "wall_time_s": seconds}))
+    summary = results / "runs" / tuning / method / dataset / f"seed{seed}" / "summary.json"
+    who = {k: v for k, v in (("device_name", device), ("step_path", path)) if v is not None}
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "wall_time_s": seconds, **who}))
 
 
 def test_the_plan_adds_the_stability_seeds_after_the_seed_42_searches_and_ggn_last(tmp_path):
@@ -285,9 +287,12 @@ def test_estimates_prefer_this_machines_runs_and_follow_the_observed_speed(tmp_p
     times = speed.finished_times(tmp_path)
     cell = ("test", "ddtp-linear", "mnist")
     assert sorted(h for h, _ in times[cell]) == pytest.approx([0.3, 0.4, 1.2])
-    assert _plan().estimate(cell, times, 1.5, "AMD EPYC, x86_64 CPU (1 threads)") == (
+    assert _plan().estimate(cell, times, 1.5, ("AMD EPYC, x86_64 CPU (1 threads)", "eager")) == (
         pytest.approx(1.2), "median of 1 this machine's finished run(s)")
-    assert _plan().estimate(cell, times, 1.5, "Other CPU")[0] == pytest.approx(0.4)  # all three: no run here
+    assert _plan().estimate(cell, times, 1.5, ("Other CPU", "eager"))[0] == pytest.approx(0.4)  # all: none here
+    # the same CPU on the compiled path is another runner (no step_path in a summary: eager)
+    assert _plan().estimate(cell, times, 1.5, ("AMD EPYC, x86_64 CPU (1 threads)", "compiled")) == (
+        pytest.approx(0.4), "median of 3 finished run(s)")
     gauge = speed.SpeedGauge()
     run = runs / "test" / "ddtp-linear" / "mnist" / "seed1"
     (run / "metrics.csv").write_text("epoch,seconds\n1,40.0\n")
@@ -352,6 +357,31 @@ def test_estimates_of_never_run_cells_borrow_the_slowest_comparable_runs(tmp_pat
     hours, why = _plan().estimate(("alignment", "ddtp-linear", "cifar10"), times, 9.0)
     assert why == "test mnist's runs scaled by work"  # no cifar10 run: the slowest of the others
     assert _plan().estimate(("train", "dfa", "mnist"), times, 9.0) == (9.0, "--default-hours")
+
+
+def test_this_runners_scaled_runs_come_before_other_runners_runs_of_the_cell(tmp_path):
+    """A cell run only by another runner (CPU model or step path) borrows this runner's comparable runs scaled by
+    work first: the other runner's time can be 2-4x off, and one longer than every time box never starts."""
+    _campaign()
+    import campaign_speed as speed
+
+    results = tmp_path / "results"
+    here = ("Intel, x86_64 CPU (1 threads)", "compiled")
+    _wall(results, "test", "ddtp-rhl", "mnist", 1, 3 * 3600.0, device=here[0], path="eager")
+    _wall(results, "train", "ddtp-rhl", "frozen-mnist", 1, 3600.0, device=here[0], path="compiled")
+    times = speed.finished_times(results)
+    work = _plan().work_of
+    hours, why = _plan().estimate(("test", "ddtp-rhl", "fashion-mnist"), times, 9.0, here)
+    assert why == "this machine's train frozen-mnist's runs scaled by work" and hours == pytest.approx(
+        work("test", "ddtp-rhl", "fashion-mnist") / work("train", "ddtp-rhl", "frozen-mnist"))
+    hours, why = _plan().estimate(("test", "ddtp-rhl", "mnist"), times, 9.0, here)  # its own cell: still 2nd
+    assert why.startswith("this machine's train frozen-mnist") and hours < 3.0
+    elsewhere = ("Other CPU", "compiled")  # no run of this runner: the cell's own runs, then scaled others
+    assert _plan().estimate(("test", "ddtp-rhl", "mnist"), times, 9.0, elsewhere) == (
+        pytest.approx(3.0), "median of 1 finished run(s)")
+    assert _plan().estimate(("test", "ddtp-rhl", "fashion-mnist"), times, 9.0, elsewhere) == (
+        pytest.approx(3.0 * work("test", "ddtp-rhl", "fashion-mnist") / work("test", "ddtp-rhl", "mnist")),
+        "mnist's runs scaled by work")
 
 
 def test_the_campaign_record_holds_no_absolute_path(tmp_path):

@@ -15,9 +15,9 @@
    campaign) is done.
 3. ``--slots`` jobs at a time (default: the CPU count, one thread each: on the 2-core CPU two 1-thread jobs do
    more work per hour than one 2-thread job, docs/speed.md).  A run starts only when its expected time fits
-   before the deadline: the median ``wall_time_s`` of the cell's finished runs (those of this machine's CPU
-   model when there are any), else other runs of the method scaled by work (campaign_plan.estimate), else
-   ``--default-hours``; times ``--margin``, times the slowdown the running runs show against their estimates
+   before the deadline: the median ``wall_time_s`` of the cell's finished runs made by this runner (CPU model and
+   step path), else this runner's comparable runs scaled by work, else any runner's (campaign_plan.estimate),
+   else ``--default-hours``; times ``--margin``, times the slowdown the running runs show against their estimates
    (campaign_speed.py: another machine's times can be 4x off).
 4. Each job is a Snakemake call in the worktree for one run; when it ends, the run's small files
    (``summary.json``, ``metrics.csv``, ``config.yaml``, ``alignment.csv``, ``damping_search.csv``,

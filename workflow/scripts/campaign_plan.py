@@ -16,7 +16,7 @@ step limited to the stages (``--stages``) and dataset files (``--datasets``) sel
 
 A run planned twice (DDTP-linear's Table 1 runs are also a beyond table's) keeps its first place; a run whose
 summary is already under ``RESULTS/runs/`` is done.  Estimates (:func:`estimate`): the median wall time of
-the cell's finished runs (this machine's CPU model first), else other runs of the method scaled by work.
+the cell's finished runs made by this runner (CPU model and step path), else comparable runs scaled by work.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from campaign_speed import finished_times, machine_name, machine_times  # noqa: E402
+from campaign_speed import Runner, finished_times, machine_times, runner  # noqa: E402
 
 STAGES = ("toy", "damping", "table1", "table2", "alignment", "ggn")
 #: the tables of the ``table1``/``table2`` stages (config ``tables``), in this order
@@ -87,33 +87,53 @@ def work_of(tuning, method, dataset) -> float:
     return (cfg["epochs"] + FEEDBACK_EPOCH_COST * feedback) * samples
 
 
-def estimate(cell, times, default, machine: str | None = None) -> tuple[float, str]:
-    """Expected hours of a run of ``cell`` and where the estimate comes from (``times``: finished_times; the
-    runs of ``machine`` first, campaign_speed.machine_times).
+def estimate(cell, times, default, here: Runner | None = None) -> tuple[float, str]:
+    """Expected hours of a run of ``cell`` and where the estimate comes from (``times``: finished_times; ``here``:
+    this machine's runner, campaign_speed.runner), the first of:
 
-    A cell never run borrows, scaled by its work (:func:`work_of`), the slowest of: the method's runs of the same
-    tuning on other datasets; else (a table or alignment tuning never run) the method's runs of a training tuning
-    (``test``, ``train``), on the same dataset when there are any.  Slowest, because Frozen-MNIST trains only its last
-    layer and would promise a Fashion-MNIST run in a fraction of its time: a run estimated too short starts too
-    late and is stopped at the deadline; one estimated too long only waits for the next window.
+    1. the median of the cell's runs made by ``here``;
+    2. ``here``'s runs of comparable cells (below) scaled by work (:func:`work_of`);
+    3. the median of the cell's runs made anywhere;
+    4. anyone's runs of comparable cells scaled by work;
+    5. ``default``.
+
+    Comparable cells: the method's runs of the same tuning on other datasets, else (a table or alignment tuning
+    never run) its runs of a training tuning (``test``, ``train``), on the same dataset when there are any; the
+    slowest of them, because Frozen-MNIST trains only its last layer and would promise a Fashion-MNIST run in a
+    fraction of its time.  This runner's scaled runs (2) come before other runners' runs of the cell itself (3):
+    another CPU or step path can be 2-4x off (a DDTP-RHL Table 1 run took 75 to 162 min eager on 2-core CPUs),
+    and an estimate longer than every time box never starts.  One too short is corrected for later starts by
+    the speed gauge, and a run still going at the hard deadline keeps its checkpoint for the next campaign.
     """
-    if cell in times:
-        hours, whose = machine_times(times[cell], machine)
-        return statistics.median(hours), f"median of {len(hours)} {whose + ' ' if whose else ''}finished run(s)"
     tuning, method, dataset = cell
 
-    def scaled(others):
-        found = [(statistics.median(machine_times(times[o], machine)[0]) * work_of(*cell) / work_of(*o), o)
-                 for o in sorted(others)]
-        return max(found) if found else None
+    def comparable(candidates) -> list:
+        same_tuning = [o for o in candidates if o[:2] == (tuning, method) and o != cell]
+        if same_tuning:
+            return same_tuning
+        training = [o for o in candidates if o[1] == method and o[0] in TRAINING_TUNINGS and o[0] != tuning]
+        return [o for o in training if o[2] == dataset] or training
 
-    same_tuning = scaled(o for o in times if o[:2] == (tuning, method))
-    if same_tuning:
-        return same_tuning[0], f"{same_tuning[1][2]}'s runs scaled by work"
-    training = [o for o in times if o[1] == method and o[0] in TRAINING_TUNINGS and o[0] != tuning]
-    borrowed = scaled([o for o in training if o[2] == dataset]) or scaled(training)
-    if borrowed:
-        return borrowed[0], f"{borrowed[1][0]} {borrowed[1][2]}'s runs scaled by work"
+    def scaled(others, who) -> tuple[float, str] | None:
+        found = [(statistics.median(machine_times(times[o], who)[0]) * work_of(*cell) / work_of(*o), o)
+                 for o in sorted(others)]
+        if not found:
+            return None
+        hours, o = max(found)
+        return hours, f"{'' if o[0] == tuning else o[0] + ' '}{o[2]}'s runs scaled by work"
+
+    if cell in times and machine_times(times[cell], here)[1]:
+        hours, whose = machine_times(times[cell], here)
+        return statistics.median(hours), f"median of {len(hours)} {whose} finished run(s)"
+    mine = {o: [r for r in runs if r[1] == here] for o, runs in times.items()} if here else {}
+    by_here = scaled(comparable([o for o in mine if mine[o]]), here)
+    if by_here:
+        return by_here[0], f"this machine's {by_here[1]}"
+    if cell in times:
+        return statistics.median(h for h, _ in times[cell]), f"median of {len(times[cell])} finished run(s)"
+    anyone = scaled(comparable(list(times)), None)
+    if anyone:
+        return anyone
     return default, "--default-hours"
 
 
@@ -130,12 +150,12 @@ def plan(cfg: dict, args, results: Path) -> list[Item]:
     from tp.config import available_configs
 
     have = available_configs()
-    times, machine = finished_times(results), machine_name()
+    times, here = finished_times(results), runner()
     selected = lambda d: DATASETS[d].files in args.datasets  # noqa: E731
     runnable = lambda tuning, m, d: selected(d) and tuning in have.get((d, m), [])  # noqa: E731
 
     def runs(cells, seeds, default, cheap_first=True):
-        est = {c: estimate(c, times, default, machine) for c in cells}
+        est = {c: estimate(c, times, default, here) for c in cells}
         if cheap_first:
             return seed_by_seed(cells, seeds, est)
         return [Item(f"runs/{c[0]}/{c[1]}/{c[2]}/seed{s}/summary.json", *est[c]) for s in seeds for c in cells]

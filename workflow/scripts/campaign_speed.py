@@ -4,8 +4,10 @@ Earlier runs' ``wall_time_s`` are the estimates, but they may come from another 
 MNIST DDTP-linear run took 0.32 h on a 2-core Intel Xeon and 1.2 h on a 2-core AMD EPYC (the runs' own
 ``device_name`` and ``wall_time_s`` under results/runs).  So
 
-* :func:`finished_times` keeps each finished run's ``device_name``, and :func:`machine_times` uses the runs
-  of *this* machine's CPU model when a cell has any (else all of them);
+* :func:`finished_times` keeps each finished run's runner: its ``device_name`` and ``step_path`` (the compiled
+  step is faster than the eager one on the same CPU, docs/speed.md), and
+  :func:`machine_times` uses the runs of *this* runner (:func:`runner`: this machine's CPU model and the path
+  its runs will take) when a cell has any (else all of them);
 * :class:`SpeedGauge` watches the runs the campaign has started: once one has written two epochs of
   ``metrics.csv``, the ratio of its observed seconds per epoch to its estimate's is known, and every later
   start decision multiplies the estimates by the largest such ratio (never below 1: a fast machine does not
@@ -19,7 +21,10 @@ import json
 import statistics
 from pathlib import Path
 
-__all__ = ["machine_name", "finished_times", "machine_times", "SpeedGauge"]
+__all__ = ["machine_name", "runner", "Runner", "finished_times", "machine_times", "SpeedGauge"]
+
+#: who made a run: (``device_name``, ``step_path``) as its summary records them
+Runner = tuple[str | None, str]
 
 
 def machine_name() -> str:
@@ -36,24 +41,33 @@ def machine_name() -> str:
         torch.set_num_threads(n)
 
 
-def finished_times(results: Path) -> dict[tuple[str, str, str], list[tuple[float, str | None]]]:
-    """(wall time in hours, device_name) of the finished single-seed runs under ``results/runs``, by
-    (tuning, method, dataset)."""
-    out: dict[tuple[str, str, str], list[tuple[float, str | None]]] = {}
+def runner() -> Runner:
+    """The runner this machine's 1-thread CPU runs will record: its device name and the step path ``fast: auto``
+    takes here (``compiled`` where a C++ compiler is found, else ``eager``; tp.training.compiled)."""
+    from tp.training.compiled import compiler_missing
+
+    return machine_name(), "eager" if compiler_missing() else "compiled"
+
+
+def finished_times(results: Path) -> dict[tuple[str, str, str], list[tuple[float, Runner]]]:
+    """(wall time in hours, runner) of the finished single-seed runs under ``results/runs``, by (tuning, method,
+    dataset); a summary without ``step_path`` (written before the compiled path existed) ran eager."""
+    out: dict[tuple[str, str, str], list[tuple[float, Runner]]] = {}
     for path in results.glob("runs/*/*/*/seed*/summary.json"):
         try:
             s = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
         if s.get("status") == "finished" and s.get("wall_time_s") and not s.get("block_seeds"):
-            out.setdefault(tuple(path.parts[-5:-2]), []).append((float(s["wall_time_s"]) / 3600, s.get("device_name")))
+            who = (s.get("device_name"), str(s.get("step_path") or "eager"))
+            out.setdefault(tuple(path.parts[-5:-2]), []).append((float(s["wall_time_s"]) / 3600, who))
     return out
 
 
-def machine_times(runs: list[tuple[float, str | None]], machine: str | None) -> tuple[list[float], str]:
-    """The hours to estimate from: those of runs made on ``machine`` when there are any, else all; and a
+def machine_times(runs: list[tuple[float, Runner]], here: Runner | None) -> tuple[list[float], str]:
+    """The hours to estimate from: those of runs made by the runner ``here`` when there are any, else all; and a
     word saying which."""
-    same = [h for h, device in runs if machine is not None and device == machine]
+    same = [h for h, who in runs if here is not None and who == here]
     return (same, "this machine's") if same else ([h for h, _ in runs], "")
 
 
