@@ -122,11 +122,10 @@ def estimate(cell, times, default, here: Runner | None = None) -> tuple[float, s
         hours, o = max(found)
         return hours, f"{'' if o[0] == tuning else o[0] + ' '}{o[2]}'s runs scaled by work"
 
-    if cell in times and machine_times(times[cell], here)[1]:
-        hours, whose = machine_times(times[cell], here)
+    hours, whose = machine_times(times.get(cell, []), here)
+    if whose:
         return statistics.median(hours), f"median of {len(hours)} {whose} finished run(s)"
-    mine = {o: [r for r in runs if r[1] == here] for o, runs in times.items()} if here else {}
-    by_here = scaled(comparable([o for o in mine if mine[o]]), here)
+    by_here = here and scaled(comparable([o for o, runs in times.items() if any(who == here for _, who in runs)]), here)
     if by_here:
         return by_here[0], f"this machine's {by_here[1]}"
     if cell in times:

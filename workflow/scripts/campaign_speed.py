@@ -43,7 +43,8 @@ def machine_name() -> str:
 
 def runner() -> Runner:
     """The runner this machine's 1-thread CPU runs will record: its device name and the step path ``fast: auto``
-    takes here (``compiled`` where a C++ compiler is found, else ``eager``; tp.training.compiled)."""
+    takes here for a campaign's full-length MLP run (``compiled`` where a C++ compiler is found, else ``eager``;
+    tp.training.compiled)."""
     from tp.training.compiled import compiler_missing
 
     return machine_name(), "eager" if compiler_missing() else "compiled"
